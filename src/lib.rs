@@ -1,0 +1,7 @@
+//! roomstate: live debate chat rooms held in memory, made durable by a journal, written back to
+//! SQL when they close. See `docs/architecture.md` for the map.
+
+pub mod journal;
+pub mod metrics;
+pub mod room;
+pub mod time;
