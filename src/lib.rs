@@ -4,4 +4,5 @@
 pub mod journal;
 pub mod metrics;
 pub mod room;
+pub mod store;
 pub mod time;

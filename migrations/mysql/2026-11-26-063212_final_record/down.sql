@@ -1,0 +1,3 @@
+DROP TABLE IF EXISTS room_messages;
+DROP TABLE IF EXISTS room_votes;
+DROP TABLE IF EXISTS rooms;
