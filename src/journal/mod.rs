@@ -4,6 +4,7 @@
 //! they are durable (or that they are not), and hands every open room's log back at recovery.
 //! Implementations group-commit: appends from many rooms that arrive together share one write.
 
+pub mod local;
 pub mod memory;
 
 use futures_util::future::BoxFuture;
