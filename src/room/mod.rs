@@ -11,3 +11,7 @@ pub use id::{NameError, RoomId, UserName};
 pub use presence::Via;
 pub use state::{Change, Command, ReplayError, RoomError, RoomState};
 pub use view::{Counters, Message, RoomStatus, RoomView};
+
+pub mod actor;
+pub mod messages;
+pub mod registry;

@@ -1,5 +1,11 @@
-//! The integration tests: one test binary, organised by domain (`store`, ...), with the shared
-//! fixtures under `support`.
+//! Integration tests: one binary, organised by domain. Every engine test starts its own engine
+//! (the real binary) on a free port with its own data dir; MariaDB tests get their own database.
 
+mod bad_input;
+mod close;
+mod ops;
+mod restart;
+mod rooms;
 mod store;
 mod support;
+mod ws;

@@ -1,3 +1,5 @@
 //! Fixtures shared by the integration tests.
 
+pub mod app;
 pub mod mysql;
+pub mod ws;

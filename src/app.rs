@@ -1,0 +1,133 @@
+//! Wiring: builds the journal, the store, the registry and the HTTP server from settings, runs
+//! until SIGTERM/SIGINT, then shuts down in order (stop accepting, make pending events durable,
+//! close sockets, exit).
+
+use std::{sync::Arc, time::Duration};
+
+use actix_web::{web, App, HttpServer};
+use anyhow::Context as _;
+
+use crate::{
+    config::{JournalKind, Loaded},
+    http::{self, AppState},
+    journal::{local::LocalJournal, Journal},
+    metrics::Metrics,
+    ratelimit::AddressLimiter,
+    room::{
+        actor::{RoomDeps, RoomSettings},
+        registry::Registry,
+    },
+    store::Store,
+    ws::session::SessionSettings,
+};
+
+/// How long shutdown waits for rooms to make their pending events durable.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Opens the journal the settings name.
+fn open_journal(loaded: &Loaded, metrics: &Metrics) -> anyhow::Result<Arc<dyn Journal>> {
+    let settings = &loaded.settings;
+    match settings.journal.kind {
+        JournalKind::Local => {
+            let path = settings.data_dir.join("journal.db");
+            let journal = LocalJournal::open(&path, metrics.clone())
+                .with_context(|| format!("opening the local journal at {}", path.display()))?;
+            Ok(Arc::new(journal))
+        }
+        JournalKind::Redis => anyhow::bail!(
+            "journal.kind = \"redis\" is not available in this version yet; use \"local\""
+        ),
+    }
+}
+
+/// Runs the engine until a signal stops it.
+pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
+    let settings = loaded.settings.clone();
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("creating data_dir {}", settings.data_dir.display()))?;
+    let metrics = Metrics::new().context("setting up metrics")?;
+    let journal = open_journal(&loaded, &metrics)?;
+    let store = Store::open(&loaded.store_url).context("opening the SQL store")?;
+    tracing::info!(journal = ?journal.status(), store = store.backend(), "durability set up");
+
+    let registry = Arc::new(Registry::new(RoomDeps {
+        journal,
+        store,
+        metrics: metrics.clone(),
+        settings: RoomSettings {
+            max_pending: settings.journal.max_pending,
+            http_ttl: settings.presence.http_ttl(),
+        },
+    }));
+    let recovered = registry.recover().await.context("recovering open rooms")?;
+    tracing::info!(rooms = recovered, "open rooms recovered from the journal");
+
+    let limits = &settings.limits;
+    let state = web::Data::new(AppState {
+        registry: registry.clone(),
+        metrics,
+        admin_token: loaded.admin_token.as_ref().map(|t| t.token.clone()),
+        http_limiter: AddressLimiter::new(limits.http_rate_per_s, limits.http_burst),
+        sessions: SessionSettings {
+            timeout: settings.presence.ws_timeout(),
+            max_frame_bytes: limits.max_frame_bytes,
+            rate_per_s: limits.ws_rate_per_s,
+            burst: limits.ws_burst,
+        },
+        max_body_bytes: limits.max_body_bytes,
+    });
+    let workers = match settings.http.workers {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n,
+    };
+    let server = HttpServer::new(move || {
+        let state = state.clone();
+        App::new().configure(move |cfg| http::config(cfg, state))
+    })
+    .workers(workers)
+    .disable_signals()
+    .shutdown_timeout(settings.http.shutdown_timeout_s)
+    .bind(&settings.http.bind)
+    .with_context(|| format!("binding {}", settings.http.bind))?;
+    for addr in server.addrs() {
+        println!("roomstate listening on http://{addr}");
+    }
+    if let Some(token) = loaded.admin_token.as_ref().filter(|t| t.generated) {
+        println!("admin token (generated for this dev run): {}", token.token);
+    }
+    let server = server.run();
+    let handle = server.handle();
+    actix_web::rt::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("signal received; shutting down");
+        handle.pause().await;
+        registry.shutdown(DRAIN_DEADLINE).await;
+        handle.stop(true).await;
+    });
+    server.await.context("HTTP server")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot watch SIGTERM; only Ctrl-C stops the engine");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,326 @@
+//! Settings: the embedded `config/default.toml`, then the file named by `ROOMSTATE_CONFIG`, then
+//! `ROOMSTATE__SECTION__KEY` environment variables. Validated once, here, with clear messages;
+//! nothing else in the engine reads the environment.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use config::{Config, Environment, File, FileFormat};
+use serde::Deserialize;
+
+const DEFAULTS: &str = include_str!("../config/default.toml");
+
+/// Why the settings cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading settings: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("invalid settings: {0}")]
+    Invalid(String),
+}
+
+/// Everything configurable, as in API.md's "Running it" plus documented extensions.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Where the local journal and the SQLite store live.
+    pub data_dir: PathBuf,
+    pub http: HttpSettings,
+    pub admin: AdminSettings,
+    pub journal: JournalSettings,
+    pub redis: RedisSettings,
+    pub store: StoreSettings,
+    pub presence: PresenceSettings,
+    pub limits: LimitSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Listen address.
+    pub bind: String,
+    /// HTTP worker threads; 0 means one per core.
+    pub workers: usize,
+    /// Seconds to wait for in-flight requests at shutdown.
+    pub shutdown_timeout_s: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSettings {
+    /// Serve the /admin routes.
+    pub enabled: bool,
+    /// Bearer token for /admin.
+    pub token: Option<String>,
+}
+
+/// Which durability log to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JournalKind {
+    Local,
+    Redis,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JournalSettings {
+    pub kind: JournalKind,
+    /// Events a room may hold that are not yet durable before it answers 503.
+    pub max_pending: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSettings {
+    /// A plain Redis URL.
+    pub url: Option<String>,
+    /// Sentinel addresses; take precedence over `url`.
+    #[serde(default)]
+    pub sentinels: Vec<String>,
+    /// The sentinels' name for the primary.
+    pub master_name: String,
+    /// Replicas that must hold a batch before it is acknowledged.
+    pub min_replica_acks: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSettings {
+    /// `sqlite://path` or `mysql://...`; default `sqlite://<data_dir>/roomstate.db`.
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PresenceSettings {
+    /// Idle seconds after which an HTTP join lapses.
+    pub http_ttl_s: u64,
+    /// Seconds a silent WebSocket is kept before it is dropped.
+    pub ws_timeout_s: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitSettings {
+    pub max_body_bytes: usize,
+    pub max_frame_bytes: usize,
+    pub ws_rate_per_s: u32,
+    pub ws_burst: u32,
+    /// 0 turns the HTTP limiter off.
+    pub http_rate_per_s: u32,
+    pub http_burst: u32,
+}
+
+/// Where the settings came from, for the rules that depend on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// Only the embedded defaults and environment variables: a developer's machine.
+    EmbeddedDefaults,
+    /// A settings file named by `ROOMSTATE_CONFIG`.
+    File(PathBuf),
+}
+
+/// Settings after validation, with derived values filled in.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub settings: Settings,
+    pub origin: Origin,
+    /// The admin token in force; `generated` is true when it was made up at start.
+    pub admin_token: Option<AdminToken>,
+    pub store_url: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminToken {
+    pub token: String,
+    pub generated: bool,
+}
+
+impl Settings {
+    /// Loads from the process environment.
+    pub fn load() -> Result<Loaded, ConfigError> {
+        let file = std::env::var_os("ROOMSTATE_CONFIG").map(PathBuf::from);
+        Self::load_from(file, std::env::vars())
+    }
+
+    /// Loads from an optional file and the given environment (testable without touching the
+    /// process environment).
+    pub fn load_from(
+        file: Option<PathBuf>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Loaded, ConfigError> {
+        let mut builder = Config::builder().add_source(File::from_str(DEFAULTS, FileFormat::Toml));
+        if let Some(path) = &file {
+            builder = builder.add_source(File::from(path.clone()).required(true));
+        }
+        let env: config::Map<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("ROOMSTATE__"))
+            .collect();
+        builder = builder.add_source(
+            Environment::with_prefix("ROOMSTATE")
+                .prefix_separator("__")
+                .separator("__")
+                .list_separator(",")
+                .with_list_parse_key("redis.sentinels")
+                .try_parsing(true)
+                .source(Some(env)),
+        );
+        let settings: Settings = builder.build()?.try_deserialize()?;
+        let origin = match file {
+            Some(path) => Origin::File(path),
+            None => Origin::EmbeddedDefaults,
+        };
+        settings.validate(origin)
+    }
+
+    fn validate(self, origin: Origin) -> Result<Loaded, ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if self.http.bind.parse::<SocketAddr>().is_err() {
+            return invalid(format!(
+                "http.bind {:?} is not an address like 127.0.0.1:8080",
+                self.http.bind
+            ));
+        }
+        if self.presence.http_ttl_s == 0 || self.presence.ws_timeout_s == 0 {
+            return invalid("presence.http_ttl_s and presence.ws_timeout_s must be > 0".into());
+        }
+        if self.limits.max_body_bytes == 0 || self.limits.max_frame_bytes == 0 {
+            return invalid("limits.max_body_bytes and limits.max_frame_bytes must be > 0".into());
+        }
+        if self.limits.ws_rate_per_s == 0 || self.limits.ws_burst == 0 {
+            return invalid("limits.ws_rate_per_s and limits.ws_burst must be > 0".into());
+        }
+        if self.journal.max_pending == 0 {
+            return invalid("journal.max_pending must be > 0".into());
+        }
+        if self.journal.kind == JournalKind::Redis
+            && self.redis.url.is_none()
+            && self.redis.sentinels.is_empty()
+        {
+            return invalid("journal.kind = \"redis\" needs redis.sentinels or redis.url".into());
+        }
+        let admin_token = match (&self.admin.token, self.admin.enabled, &origin) {
+            (_, false, _) => None,
+            (Some(token), true, _) if token.trim().is_empty() => {
+                return invalid("admin.token is empty".into())
+            }
+            (Some(token), true, _) => Some(AdminToken {
+                token: token.clone(),
+                generated: false,
+            }),
+            (None, true, Origin::EmbeddedDefaults) => Some(AdminToken {
+                token: generate_token(),
+                generated: true,
+            }),
+            (None, true, Origin::File(path)) => {
+                return invalid(format!(
+                    "admin routes are enabled but no admin.token is set (config {}); set \
+                     admin.token or ROOMSTATE__ADMIN__TOKEN, or admin.enabled = false",
+                    path.display()
+                ))
+            }
+        };
+        let store_url = self.store.url.clone().unwrap_or_else(|| {
+            format!("sqlite://{}", self.data_dir.join("roomstate.db").display())
+        });
+        Ok(Loaded {
+            settings: self,
+            origin,
+            admin_token,
+            store_url,
+        })
+    }
+}
+
+impl PresenceSettings {
+    pub fn http_ttl(&self) -> Duration {
+        Duration::from_secs(self.http_ttl_s)
+    }
+
+    pub fn ws_timeout(&self) -> Duration {
+        Duration::from_secs(self.ws_timeout_s)
+    }
+}
+
+fn generate_token() -> String {
+    use rand::Rng;
+    let bytes: [u8; 24] = rand::rng().random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn embedded_defaults_match_the_contract() {
+        let loaded = Settings::load_from(None, env(&[])).unwrap();
+        let s = &loaded.settings;
+        assert_eq!(s.http.bind, "127.0.0.1:8080");
+        assert_eq!(s.data_dir, PathBuf::from("data"));
+        assert_eq!(s.journal.kind, JournalKind::Local);
+        assert_eq!(s.redis.master_name, "roomstate");
+        assert_eq!(s.redis.min_replica_acks, 0);
+        assert_eq!(s.presence.http_ttl_s, 300);
+        assert_eq!(loaded.store_url, "sqlite://data/roomstate.db");
+        let token = loaded.admin_token.unwrap();
+        assert!(token.generated && token.token.len() >= 32);
+    }
+
+    #[test]
+    fn environment_overrides_with_double_underscores() {
+        let loaded = Settings::load_from(
+            None,
+            env(&[
+                ("ROOMSTATE__HTTP__BIND", "0.0.0.0:9000"),
+                ("ROOMSTATE__DATA_DIR", "/tmp/rs"),
+                ("ROOMSTATE__ADMIN__TOKEN", "secret"),
+                ("ROOMSTATE__REDIS__SENTINELS", "127.0.0.1:1,127.0.0.1:2"),
+                ("ROOMSTATE__PRESENCE__HTTP_TTL_S", "7"),
+                ("ROOMSTATE_CONFIG_UNRELATED", "x"),
+            ]),
+        )
+        .unwrap();
+        let s = &loaded.settings;
+        assert_eq!(s.http.bind, "0.0.0.0:9000");
+        assert_eq!(s.redis.sentinels, ["127.0.0.1:1", "127.0.0.1:2"]);
+        assert_eq!(s.presence.http_ttl_s, 7);
+        assert_eq!(loaded.store_url, "sqlite:///tmp/rs/roomstate.db");
+        let token = loaded.admin_token.unwrap();
+        assert_eq!((token.token.as_str(), token.generated), ("secret", false));
+    }
+
+    #[test]
+    fn a_config_file_without_a_token_is_refused() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        writeln!(file, "[http]\nbind = \"127.0.0.1:9999\"").unwrap();
+        let path = file.path().with_extension("toml");
+        std::fs::copy(file.path(), &path).unwrap();
+        let err = Settings::load_from(Some(path.clone()), env(&[])).unwrap_err();
+        assert!(err.to_string().contains("admin.token"), "{err}");
+        let ok = Settings::load_from(Some(path.clone()), env(&[("ROOMSTATE__ADMIN__TOKEN", "t")]));
+        assert_eq!(ok.unwrap().settings.http.bind, "127.0.0.1:9999");
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        assert!(Settings::load_from(None, env(&[("ROOMSTATE__HTTP__BIMD", "x")])).is_err());
+        assert!(Settings::load_from(None, env(&[("ROOMSTATE__HTTP__BIND", "nope")])).is_err());
+        assert!(
+            Settings::load_from(None, env(&[("ROOMSTATE__JOURNAL__KIND", "redis")])).is_err(),
+            "redis without an address"
+        );
+        assert!(Settings::load_from(None, env(&[("ROOMSTATE__JOURNAL__KIND", "paper")])).is_err());
+    }
+}

@@ -1,0 +1,71 @@
+//! The HTTP API of API.md: every route in one screen, the shared application state, and the
+//! extractor settings that turn bad input into API errors.
+
+pub mod admin;
+pub mod error;
+pub mod extract;
+pub mod ops;
+pub mod rooms;
+
+use std::sync::Arc;
+
+use actix_web::web;
+
+use crate::{
+    metrics::Metrics, ratelimit::AddressLimiter, room::registry::Registry,
+    ws::session::SessionSettings,
+};
+
+/// What every handler can reach (`web::Data<AppState>`).
+pub struct AppState {
+    pub registry: Arc<Registry>,
+    pub metrics: Metrics,
+    /// `None` when the admin routes are off.
+    pub admin_token: Option<String>,
+    pub http_limiter: AddressLimiter,
+    pub sessions: SessionSettings,
+    pub max_body_bytes: usize,
+}
+
+/// Registers every route.
+pub fn config(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
+    let admin_enabled = state.admin_token.is_some();
+    let max_body = state.max_body_bytes;
+    cfg.app_data(state)
+        .app_data(extract::json_config(max_body))
+        .app_data(extract::path_config())
+        .app_data(extract::query_config())
+        .app_data(web::PayloadConfig::new(max_body))
+        .service(resource("/healthz").route(web::get().to(ops::healthz)))
+        .service(resource("/readyz").route(web::get().to(ops::readyz)))
+        .service(resource("/metrics").route(web::get().to(ops::metrics)))
+        .service(
+            resource("/rooms")
+                .route(web::post().to(rooms::create))
+                .route(web::get().to(rooms::list)),
+        )
+        .service(resource("/rooms/{id}").route(web::get().to(rooms::get)))
+        .service(resource("/rooms/{id}/join").route(web::post().to(rooms::join)))
+        .service(resource("/rooms/{id}/leave").route(web::post().to(rooms::leave)))
+        .service(
+            resource("/rooms/{id}/votes/{user}")
+                .route(web::put().to(rooms::vote))
+                .route(web::delete().to(rooms::retract)),
+        )
+        .service(
+            resource("/rooms/{id}/messages")
+                .route(web::post().to(rooms::say))
+                .route(web::get().to(rooms::messages)),
+        )
+        .service(resource("/rooms/{id}/ws").route(web::get().to(rooms::websocket)));
+    if admin_enabled {
+        cfg.service(resource("/admin/rooms/{id}/close").route(web::post().to(admin::close)))
+            .service(resource("/admin/stats").route(web::get().to(admin::stats)));
+    }
+    cfg.default_service(web::to(extract::no_route));
+}
+
+/// A resource whose unmatched methods answer like an unknown route.
+fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(extract::no_route))
+}

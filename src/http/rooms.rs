@@ -1,0 +1,245 @@
+//! Public room endpoints: create and list rooms, join and leave, votes, messages, the socket.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{
+    error::{ApiError, ErrorCode},
+    extract::{self, rate_limit},
+    AppState,
+};
+use crate::{
+    room::{
+        messages::{GetMessages, GetView, Mutate},
+        registry::Found,
+        Command, RoomId, RoomView, Side, UserName, Via,
+    },
+    ws,
+};
+
+/// Most messages one listing returns.
+pub const MAX_LISTING: usize = 500;
+/// Messages a listing returns when `limit` is not given.
+pub const DEFAULT_LISTING: usize = 100;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRoom {
+    title: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserBody {
+    user: UserName,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VoteBody {
+    side: Side,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SayBody {
+    user: UserName,
+    text: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListingQuery {
+    after: Option<u64>,
+    limit: Option<usize>,
+}
+
+#[derive(Deserialize)]
+pub struct SocketQuery {
+    user: Option<String>,
+}
+
+/// Applies `command` to an open room over HTTP; answers once it is durable.
+async fn mutate(
+    state: &AppState,
+    req: &HttpRequest,
+    id: &str,
+    command: Command,
+) -> Result<RoomView, ApiError> {
+    rate_limit(state, req)?;
+    let id = extract::room_id(id)?;
+    if state.registry.is_stopping() {
+        return Err(ApiError::new(
+            ErrorCode::Unavailable,
+            "the server is shutting down",
+        ));
+    }
+    match state.registry.find(&id).await? {
+        Found::Open(room) => Ok(room
+            .send(Mutate {
+                command,
+                from_http: true,
+            })
+            .await??),
+        Found::Closed(_) => Err(ApiError::room_closed()),
+        Found::Unknown => Err(ApiError::unknown_room()),
+    }
+}
+
+fn tally(view: &RoomView) -> HttpResponse {
+    HttpResponse::Ok().json(json!({
+        "seq": view.counters.seq,
+        "pro": view.counters.pro,
+        "con": view.counters.con,
+    }))
+}
+
+pub async fn create(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<CreateRoom>,
+) -> Result<HttpResponse, ApiError> {
+    rate_limit(&state, &req)?;
+    let view = state.registry.create(body.into_inner().title).await?;
+    Ok(HttpResponse::Created().json(view))
+}
+
+pub async fn list(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "rooms": state.registry.views().await }))
+}
+
+pub async fn get(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = extract::room_id(&path)?;
+    let view = match state.registry.find(&id).await? {
+        Found::Open(room) => room.send(GetView).await?,
+        Found::Closed(view) => view,
+        Found::Unknown => return Err(ApiError::unknown_room()),
+    };
+    Ok(HttpResponse::Ok().json(view))
+}
+
+pub async fn join(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Json<UserBody>,
+) -> Result<HttpResponse, ApiError> {
+    let user = body.into_inner().user;
+    let command = Command::Join {
+        user,
+        via: Via::Http,
+    };
+    let view = mutate(&state, &req, &path, command).await?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+pub async fn leave(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Json<UserBody>,
+) -> Result<HttpResponse, ApiError> {
+    let user = body.into_inner().user;
+    let command = Command::Leave {
+        user,
+        via: Via::Http,
+    };
+    let view = mutate(&state, &req, &path, command).await?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+pub async fn vote(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    body: web::Json<VoteBody>,
+) -> Result<HttpResponse, ApiError> {
+    let (id, user) = path.into_inner();
+    let command = Command::Vote {
+        user: extract::user(&user)?,
+        side: body.side,
+    };
+    Ok(tally(&mutate(&state, &req, &id, command).await?))
+}
+
+pub async fn retract(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (id, user) = path.into_inner();
+    let command = Command::Retract {
+        user: extract::user(&user)?,
+    };
+    Ok(tally(&mutate(&state, &req, &id, command).await?))
+}
+
+pub async fn say(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Json<SayBody>,
+) -> Result<HttpResponse, ApiError> {
+    let SayBody { user, text } = body.into_inner();
+    let view = mutate(&state, &req, &path, Command::Say { user, text }).await?;
+    Ok(HttpResponse::Created().json(json!({ "seq": view.counters.seq })))
+}
+
+pub async fn messages(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    query: web::Query<ListingQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let id = extract::room_id(&path)?;
+    let after = query.after.unwrap_or(0);
+    let limit = query.limit.unwrap_or(DEFAULT_LISTING);
+    if !(1..=MAX_LISTING).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "limit must be 1 to {MAX_LISTING}"
+        )));
+    }
+    let messages = match state.registry.find(&id).await? {
+        Found::Open(room) => room.send(GetMessages { after, limit }).await?,
+        Found::Closed(_) => {
+            state
+                .registry
+                .deps()
+                .store
+                .messages(&id, after, limit)
+                .await?
+        }
+        Found::Unknown => return Err(ApiError::unknown_room()),
+    };
+    Ok(HttpResponse::Ok().json(json!({ "messages": messages })))
+}
+
+pub async fn websocket(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    query: web::Query<SocketQuery>,
+    payload: web::Payload,
+) -> Result<HttpResponse, actix_web::Error> {
+    let id: RoomId = extract::room_id(&path)?;
+    let user = match &query.user {
+        Some(user) => extract::user(user)?,
+        None => return Err(ApiError::bad_request("missing ?user=NAME").into()),
+    };
+    let room = match state.registry.find(&id).await.map_err(ApiError::from)? {
+        Found::Open(room) => room,
+        Found::Closed(_) => return Err(ApiError::room_closed().into()),
+        Found::Unknown => return Err(ApiError::unknown_room().into()),
+    };
+    ws::session::start(
+        &req,
+        payload,
+        user,
+        room,
+        state.sessions.clone(),
+        state.metrics.clone(),
+    )
+}

@@ -1,0 +1,247 @@
+//! `WsSession`: one actor per WebSocket. It parses client frames, forwards requests to its room,
+//! and writes the room's frames back. It owns the socket's heartbeat and rate limit, and nothing
+//! of the room: every decision about state is the room's.
+//!
+//! This is the only file that uses `actix-web-actors` (deprecated upstream in favour of
+//! `actix-ws`), so moving off it touches this file alone.
+
+use std::{
+    sync::atomic::{AtomicU64, Ordering},
+    time::{Duration, Instant},
+};
+
+use actix::prelude::*;
+use actix_web::{HttpRequest, HttpResponse};
+use actix_web_actors::ws::{self, CloseCode, CloseReason, ProtocolError};
+use serde_json::Value;
+
+use super::frames::{self, ClientFrame};
+use crate::{
+    http::error::{ApiError, ErrorCode},
+    metrics::Metrics,
+    ratelimit::TokenBucket,
+    room::{
+        actor::RoomActor,
+        messages::{Connect, Disconnect, Mutate, Outbound, SessionId},
+        Command, UserName,
+    },
+};
+
+/// Refused frames in a row after which a flooding client is disconnected.
+const FLOOD_STRIKES: u32 = 50;
+
+static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
+
+/// Per-socket settings.
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    /// Drop the socket after this long without hearing from it (pong or any frame).
+    pub timeout: Duration,
+    pub max_frame_bytes: usize,
+    pub rate_per_s: u32,
+    pub burst: u32,
+}
+
+pub struct WsSession {
+    id: SessionId,
+    user: UserName,
+    room: Addr<RoomActor>,
+    heard: Instant,
+    bucket: TokenBucket,
+    strikes: u32,
+    settings: SessionSettings,
+    metrics: Metrics,
+}
+
+/// Upgrades `req` to a WebSocket served by a new session of `user` in `room`.
+pub fn start(
+    req: &HttpRequest,
+    payload: actix_web::web::Payload,
+    user: UserName,
+    room: Addr<RoomActor>,
+    settings: SessionSettings,
+    metrics: Metrics,
+) -> Result<HttpResponse, actix_web::Error> {
+    let session = WsSession {
+        id: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
+        user,
+        room,
+        heard: Instant::now(),
+        bucket: TokenBucket::new(settings.rate_per_s, settings.burst),
+        strikes: 0,
+        settings: settings.clone(),
+        metrics,
+    };
+    ws::WsResponseBuilder::new(session, req, payload)
+        .frame_size(settings.max_frame_bytes)
+        .start()
+}
+
+impl WsSession {
+    fn send_error(&self, ctx: &mut ws::WebsocketContext<Self>, req: &Value, error: &ApiError) {
+        self.metrics
+            .refusals
+            .with_label_values(&[error.error.as_str()])
+            .inc();
+        ctx.text(frames::error(req, error.error, &error.message));
+    }
+
+    fn close(ctx: &mut ws::WebsocketContext<Self>, code: CloseCode, reason: &str) {
+        ctx.close(Some(CloseReason {
+            code,
+            description: Some(reason.to_owned()),
+        }));
+        ctx.stop();
+    }
+
+    fn heartbeat(&self, ctx: &mut ws::WebsocketContext<Self>) {
+        let every = (self.settings.timeout / 3).max(Duration::from_millis(50));
+        ctx.run_interval(every, |act, ctx| {
+            if act.heard.elapsed() > act.settings.timeout {
+                tracing::debug!(user = %act.user, "socket silent past the timeout; dropping it");
+                ctx.stop();
+            } else {
+                ctx.ping(b"");
+            }
+        });
+    }
+
+    fn on_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
+        let frame = match frames::parse(text) {
+            Ok(frame) => frame,
+            Err(bad) => {
+                return self.send_error(ctx, &bad.req, &ApiError::bad_request(bad.message));
+            }
+        };
+        let (req, command) = match frame {
+            ClientFrame::Vote { side, req } => (
+                req,
+                Command::Vote {
+                    user: self.user.clone(),
+                    side,
+                },
+            ),
+            ClientFrame::Retract { req } => (
+                req,
+                Command::Retract {
+                    user: self.user.clone(),
+                },
+            ),
+            ClientFrame::Say { text, req } => (
+                req,
+                Command::Say {
+                    user: self.user.clone(),
+                    text,
+                },
+            ),
+        };
+        if !self.bucket.take() {
+            self.strikes += 1;
+            let limited = ApiError::new(ErrorCode::RateLimited, "too many frames; slow down");
+            self.send_error(ctx, &req, &limited);
+            if self.strikes >= FLOOD_STRIKES {
+                tracing::info!(user = %self.user, "disconnecting a flooding socket");
+                Self::close(ctx, CloseCode::Policy, "rate limit exceeded");
+            }
+            return;
+        }
+        self.strikes = 0;
+        let request = self.room.send(Mutate {
+            command,
+            from_http: false,
+        });
+        ctx.spawn(request.into_actor(self).map(move |result, act, ctx| {
+            match result
+                .map_err(ApiError::from)
+                .and_then(|r| r.map_err(ApiError::from))
+            {
+                Ok(view) => ctx.text(frames::ack(&req, view.counters.seq)),
+                Err(error) => act.send_error(ctx, &req, &error),
+            }
+        }));
+    }
+}
+
+impl Actor for WsSession {
+    type Context = ws::WebsocketContext<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.metrics.ws_connections.inc();
+        self.heartbeat(ctx);
+        let connect = self.room.send(Connect {
+            id: self.id,
+            user: self.user.clone(),
+            session: ctx.address().recipient(),
+        });
+        // Wait for the room before reading any client frame.
+        connect
+            .into_actor(self)
+            .map(|result, act, ctx| {
+                let refused = match result {
+                    Ok(Ok(())) => return,
+                    Ok(Err(failure)) => ApiError::from(failure),
+                    Err(mailbox) => ApiError::from(mailbox),
+                };
+                act.send_error(ctx, &Value::Null, &refused);
+                let code = match refused.error {
+                    ErrorCode::Unavailable => CloseCode::Again,
+                    _ => CloseCode::Policy,
+                };
+                Self::close(ctx, code, &refused.message);
+            })
+            .wait(ctx);
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        self.metrics.ws_connections.dec();
+        self.room.do_send(Disconnect { id: self.id });
+    }
+}
+
+impl Handler<Outbound> for WsSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: Outbound, ctx: &mut Self::Context) {
+        match msg {
+            Outbound::Text(text) => ctx.text(text),
+            Outbound::Close { code, reason } => Self::close(ctx, CloseCode::from(code), reason),
+        }
+    }
+}
+
+impl StreamHandler<Result<ws::Message, ProtocolError>> for WsSession {
+    fn handle(&mut self, msg: Result<ws::Message, ProtocolError>, ctx: &mut Self::Context) {
+        let msg = match msg {
+            Ok(msg) => msg,
+            Err(ProtocolError::Overflow) => {
+                let error = ApiError::new(
+                    ErrorCode::TooLarge,
+                    format!(
+                        "frames are limited to {} bytes",
+                        self.settings.max_frame_bytes
+                    ),
+                );
+                self.send_error(ctx, &Value::Null, &error);
+                return Self::close(ctx, CloseCode::Size, "frame too large");
+            }
+            Err(error) => {
+                tracing::debug!(user = %self.user, %error, "WebSocket protocol error");
+                return Self::close(ctx, CloseCode::Protocol, "protocol error");
+            }
+        };
+        self.heard = Instant::now();
+        match msg {
+            ws::Message::Text(text) => self.on_text(&text, ctx),
+            ws::Message::Ping(bytes) => ctx.pong(&bytes),
+            ws::Message::Pong(_) | ws::Message::Nop => {}
+            ws::Message::Binary(_) | ws::Message::Continuation(_) => {
+                let error = ApiError::bad_request("frames must be single JSON text frames");
+                self.send_error(ctx, &Value::Null, &error);
+            }
+            ws::Message::Close(reason) => {
+                ctx.close(reason);
+                ctx.stop();
+            }
+        }
+    }
+}

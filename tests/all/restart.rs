@@ -1,0 +1,159 @@
+//! Restarts: after a clean stop or a crash, every open room is back exactly as acknowledged,
+//! with nobody present.
+
+use std::time::Duration;
+
+use roomstate::{room::RoomId, store::Store};
+use serde_json::{json, Value};
+
+use crate::support::{
+    app::{eventually, TestApp},
+    ws::WsClient,
+};
+
+fn durable_part(view: &Value) -> Value {
+    let mut view = view.clone();
+    view["participants"] = json!(0);
+    view
+}
+
+#[actix_rt::test]
+async fn sigterm_then_restart_recovers_every_open_room() {
+    let mut app = TestApp::start();
+    let mut rooms = Vec::new();
+    for r in 0..3 {
+        let room = app.create_room(&format!("room {r}")).await;
+        for u in 0..=r {
+            let user = format!("u{u}");
+            app.join(&room, &user).await;
+            app.vote(&room, &user, if u % 2 == 0 { "pro" } else { "con" })
+                .await;
+            app.say(&room, &user, &format!("hello from {user}")).await;
+        }
+        rooms.push(room);
+    }
+    let mut before = Vec::new();
+    for room in &rooms {
+        before.push(app.room(room).await);
+    }
+    let status = app.stop();
+    assert!(status.success(), "SIGTERM exits 0, got {status:?}");
+    app.restart();
+    for (room, before) in rooms.iter().zip(&before) {
+        let after = app.room(room).await;
+        assert_eq!(after, durable_part(before), "room {room}");
+        let (_, msgs) = app.get(&format!("/rooms/{room}/messages")).await;
+        assert_eq!(
+            msgs["messages"].as_array().unwrap().len() as u64,
+            before["messages"].as_u64().unwrap()
+        );
+    }
+    let (_, listed) = app.get("/rooms").await;
+    assert_eq!(listed["rooms"].as_array().unwrap().len(), 3);
+    // Rooms keep working after recovery, with seq going on from where it was.
+    let room = &rooms[0];
+    let view = app.join(room, "late").await;
+    assert_eq!(
+        view["seq"].as_u64(),
+        before[0]["seq"].as_u64().map(|s| s + 1)
+    );
+}
+
+#[actix_rt::test]
+async fn kill_9_under_load_loses_no_acknowledged_vote() {
+    let mut app = TestApp::start();
+    let room = app.create_room("crash").await;
+    let users: Vec<String> = (0..8).map(|i| format!("voter{i}")).collect();
+    let mut sockets = Vec::new();
+    for user in &users {
+        let mut ws = WsClient::connect(&app.ws_url(&format!("/rooms/{room}/ws?user={user}")))
+            .await
+            .unwrap();
+        ws.next_of("state").await;
+        sockets.push(ws);
+    }
+    // Every socket votes back and forth; remember each user's last acknowledged side.
+    let mut acked: Vec<Option<(u64, &str)>> = vec![None; users.len()];
+    for round in 0..25 {
+        for (i, ws) in sockets.iter_mut().enumerate() {
+            let side = if (round + i) % 2 == 0 { "pro" } else { "con" };
+            ws.send_json(&json!({"type": "vote", "side": side, "req": format!("{round}")}))
+                .await;
+        }
+        for (i, ws) in sockets.iter_mut().enumerate() {
+            let ack = ws.next_of("ack").await;
+            let side = if (round + i) % 2 == 0 { "pro" } else { "con" };
+            acked[i] = Some((ack["seq"].as_u64().unwrap(), side));
+        }
+    }
+    // Fire one more round without waiting, then crash mid-flight.
+    for (i, ws) in sockets.iter_mut().enumerate() {
+        let side = if (25 + i) % 2 == 0 { "pro" } else { "con" };
+        ws.send_json(&json!({"type": "vote", "side": side, "req": "last"}))
+            .await;
+    }
+    app.kill();
+    drop(sockets);
+    app.restart();
+
+    let after = app.room(&room).await;
+    let max_acked = acked.iter().flatten().map(|(s, _)| *s).max().unwrap();
+    assert!(after["seq"].as_u64().unwrap() >= max_acked, "{after}");
+    assert_eq!(
+        after["participants"], 0,
+        "nobody is present after a restart"
+    );
+    assert_eq!(after["participants_peak"], 8);
+    // Each user's vote is either the last acknowledged one or the in-flight one: check via the
+    // final record.
+    let (status, closed) = app.close_room(&room).await;
+    assert_eq!(status, 200, "{closed}");
+    let pro = closed["pro"].as_u64().unwrap();
+    let con = closed["con"].as_u64().unwrap();
+    assert_eq!(pro + con, 8, "every user has exactly one vote: {closed}");
+    let store = Store::open(&format!(
+        "sqlite://{}",
+        app.data_dir().join("roomstate.db").display()
+    ))
+    .unwrap();
+    let stored = store.votes(&RoomId::parse(&room).unwrap()).await.unwrap();
+    assert_eq!(stored.len(), 8);
+    for (user, side) in stored {
+        let i = users.iter().position(|u| u == user.as_str()).unwrap();
+        let (_, acked_side) = acked[i].unwrap();
+        let in_flight = if (25 + i) % 2 == 0 { "pro" } else { "con" };
+        assert!(
+            side.as_str() == acked_side || side.as_str() == in_flight,
+            "{user}: stored {side:?}, acknowledged {acked_side}, in flight {in_flight}"
+        );
+    }
+}
+
+#[actix_rt::test]
+async fn http_presence_lapses_after_the_idle_time() {
+    let app = TestApp::builder()
+        .setting("PRESENCE__HTTP_TTL_S", 1)
+        .start();
+    let room = app.create_room("lapse").await;
+    app.join(&room, "idle").await;
+    app.join(&room, "busy").await;
+    let mut ws = WsClient::connect(&app.ws_url(&format!("/rooms/{room}/ws?user=watcher")))
+        .await
+        .unwrap();
+    assert_eq!(ws.next_of("state").await["participants"], 3);
+    // Keep "busy" active with requests; "idle" lapses.
+    let lapsed = eventually("idle's join to lapse", Duration::from_secs(20), || async {
+        app.vote(&room, "busy", "pro").await;
+        let view = app.room(&room).await;
+        (view["participants"] == 2).then_some(view)
+    })
+    .await;
+    assert_eq!(lapsed["participants_peak"], 3);
+    let state = ws.state_where(|s| s["participants"] == 2).await;
+    assert!(state["seq"].as_u64() >= Some(5), "{state}");
+    let (status, err) = app.vote(&room, "idle", "pro").await;
+    assert_eq!(
+        (status.as_u16(), err["error"].as_str()),
+        (409, Some("not_joined"))
+    );
+}

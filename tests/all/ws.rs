@@ -1,0 +1,192 @@
+//! The WebSocket protocol through a real server and a real client.
+
+use serde_json::json;
+
+use crate::support::{app::TestApp, ws::WsClient};
+
+#[actix_rt::test]
+async fn first_frame_is_state_then_acks_and_broadcasts() {
+    let app = TestApp::start();
+    let room = app.create_room("sockets").await;
+    let mut alice = WsClient::connect(&app.ws_url(&format!("/rooms/{room}/ws?user=alice")))
+        .await
+        .unwrap();
+    let first = alice.next_json().await;
+    assert_eq!(first["type"], "state");
+    assert_eq!(first["id"], room.as_str());
+    assert_eq!(first["participants"], 1, "opening the socket joins alice");
+
+    let mut bob = WsClient::connect(&app.ws_url(&format!("/rooms/{room}/ws?user=bob")))
+        .await
+        .unwrap();
+    assert_eq!(bob.next_of("state").await["participants"], 2);
+
+    alice
+        .send_json(&json!({"type": "vote", "side": "pro", "req": "v1"}))
+        .await;
+    let ack = alice.next_of("ack").await;
+    assert_eq!(ack["req"], "v1");
+    let seq = ack["seq"].as_u64().unwrap();
+    let seen = bob.state_where(|s| s["seq"].as_u64() >= Some(seq)).await;
+    assert_eq!(seen["pro"], 1, "bob sees alice's vote");
+
+    // HTTP sees the same.
+    assert_eq!(app.room(&room).await["pro"], 1);
+}
+
+#[actix_rt::test]
+async fn chat_messages_arrive_in_order_none_skipped() {
+    let app = TestApp::start();
+    let room = app.create_room("chat").await;
+    let url = app.ws_url(&format!("/rooms/{room}/ws?user=reader"));
+    let mut reader = WsClient::connect(&url).await.unwrap();
+    reader.next_of("state").await;
+    let mut writer = WsClient::connect(&app.ws_url(&format!("/rooms/{room}/ws?user=writer")))
+        .await
+        .unwrap();
+    writer.next_of("state").await;
+    for i in 0..40 {
+        writer
+            .send_json(&json!({"type": "say", "text": format!("line {i}"), "req": i.to_string()}))
+            .await;
+    }
+    let mut texts = Vec::new();
+    let mut last_seq = 0;
+    while texts.len() < 40 {
+        let frame = reader.next_of("message").await;
+        let seq = frame["seq"].as_u64().unwrap();
+        assert!(seq > last_seq, "messages in seq order");
+        last_seq = seq;
+        assert_eq!(frame["user"], "writer");
+        texts.push(frame["text"].as_str().unwrap().to_owned());
+    }
+    let expected: Vec<_> = (0..40).map(|i| format!("line {i}")).collect();
+    assert_eq!(texts, expected);
+}
+
+#[actix_rt::test]
+async fn state_frames_never_go_backwards() {
+    let app = TestApp::start();
+    let room = app.create_room("order").await;
+    let mut watcher = WsClient::connect(&app.ws_url(&format!("/rooms/{room}/ws?user=w")))
+        .await
+        .unwrap();
+    watcher.next_of("state").await;
+    let mut voter = WsClient::connect(&app.ws_url(&format!("/rooms/{room}/ws?user=v")))
+        .await
+        .unwrap();
+    for i in 0..30 {
+        let side = if i % 2 == 0 { "pro" } else { "con" };
+        voter
+            .send_json(&json!({"type": "vote", "side": side, "req": i.to_string()}))
+            .await;
+    }
+    let mut acked = 0;
+    let mut last_ack = 0;
+    while acked < 30 {
+        let frame = voter.next_json().await;
+        if frame["type"] == "ack" {
+            acked += 1;
+            last_ack = last_ack.max(frame["seq"].as_u64().unwrap());
+        }
+    }
+    let mut last = 0;
+    loop {
+        let state = watcher.next_of("state").await;
+        let seq = state["seq"].as_u64().unwrap();
+        assert!(seq >= last, "state seq went from {last} to {seq}");
+        last = seq;
+        if seq >= last_ack {
+            assert_eq!(state["con"], 1, "the last vote was con");
+            break;
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn two_sockets_of_one_user_count_once_and_closing_the_last_leaves() {
+    let app = TestApp::start();
+    let room = app.create_room("tabs").await;
+    let url = app.ws_url(&format!("/rooms/{room}/ws?user=alice"));
+    let mut tab1 = WsClient::connect(&url).await.unwrap();
+    tab1.next_of("state").await;
+    let mut tab2 = WsClient::connect(&url).await.unwrap();
+    assert_eq!(tab2.next_of("state").await["participants"], 1);
+    drop(tab2);
+    let mut watcher = WsClient::connect(&app.ws_url(&format!("/rooms/{room}/ws?user=bob")))
+        .await
+        .unwrap();
+    assert_eq!(watcher.next_of("state").await["participants"], 2);
+    drop(tab1);
+    let left = watcher.state_where(|s| s["participants"] == 1).await;
+    assert_eq!(left["participants_peak"], 2);
+}
+
+#[actix_rt::test]
+async fn closing_the_room_sends_closed_then_code_1000() {
+    let app = TestApp::start();
+    let room = app.create_room("closing").await;
+    let mut alice = WsClient::connect(&app.ws_url(&format!("/rooms/{room}/ws?user=alice")))
+        .await
+        .unwrap();
+    alice.next_of("state").await;
+    alice
+        .send_json(&json!({"type": "vote", "side": "con", "req": "a"}))
+        .await;
+    alice.next_of("ack").await;
+    let (status, final_view) = app.close_room(&room).await;
+    assert_eq!(status, 200, "{final_view}");
+    let (code, frames) = alice.until_closed().await;
+    assert_eq!(code, Some(1000));
+    let closed = frames
+        .iter()
+        .find(|f| f["type"] == "closed")
+        .expect("a closed frame");
+    assert_eq!(closed["status"], "closed");
+    assert_eq!(closed["con"], 1);
+    assert_eq!(closed["seq"], final_view["seq"]);
+
+    let status = WsClient::connect(&app.ws_url(&format!("/rooms/{room}/ws?user=alice")))
+        .await
+        .err()
+        .map(|(status, _)| status);
+    assert_eq!(status, Some(409), "a closed room refuses the upgrade");
+}
+
+#[actix_rt::test]
+async fn upgrade_refusals() {
+    let app = TestApp::start();
+    let room = app.create_room("refusals").await;
+    for (path, want) in [
+        ("/rooms/r_unknown/ws?user=a".to_owned(), 404),
+        (format!("/rooms/{room}/ws?user=bad%20name"), 400),
+        (format!("/rooms/{room}/ws"), 400),
+    ] {
+        let got = WsClient::connect(&app.ws_url(&path))
+            .await
+            .err()
+            .map(|e| e.0);
+        assert_eq!(got, Some(want), "{path}");
+    }
+}
+
+#[actix_rt::test]
+async fn a_silent_socket_is_dropped_and_counts_as_a_leave() {
+    let app = TestApp::builder()
+        .setting("PRESENCE__WS_TIMEOUT_S", 1)
+        .start();
+    let room = app.create_room("silence").await;
+    let mut silent = WsClient::connect(&app.ws_url(&format!("/rooms/{room}/ws?user=mute")))
+        .await
+        .unwrap();
+    silent.answer_pings = false;
+    silent.next_of("state").await;
+    let mut watcher = WsClient::connect(&app.ws_url(&format!("/rooms/{room}/ws?user=w")))
+        .await
+        .unwrap();
+    watcher.next_of("state").await;
+    let after = watcher.state_where(|s| s["participants"] == 1).await;
+    assert_eq!(after["participants_peak"], 2);
+    // The server hangs up on the silent client (until_closed fails the test on a timeout).
+    silent.until_closed().await;
+}
