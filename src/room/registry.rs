@@ -81,6 +81,11 @@ impl Registry {
 
     /// Opens a room; answers once its creation is durable.
     pub async fn create(&self, title: String) -> Result<RoomView, RoomFailure> {
+        if self.is_stopping() {
+            return Err(RoomFailure::Unavailable(
+                "the server is shutting down".into(),
+            ));
+        }
         let (state, event) = RoomState::create(RoomId::generate(), title, time::now())?;
         self.deps
             .journal

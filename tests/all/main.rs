@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod close;
+mod journal_down;
 mod ops;
 mod restart;
 mod rooms;

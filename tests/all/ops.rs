@@ -65,3 +65,50 @@ async fn sigterm_closes_sockets_with_going_away_and_exits_zero() {
     assert!(status.success(), "{status:?}");
     assert_eq!(code, Some(1001));
 }
+
+#[test]
+fn a_config_file_without_an_admin_token_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("prod.toml");
+    std::fs::write(&config, "[http]\nbind = \"127.0.0.1:0\"\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_roomstate"))
+        .env("ROOMSTATE_CONFIG", &config)
+        .env("ROOMSTATE__DATA_DIR", dir.path().join("data"))
+        .env_remove("ROOMSTATE__ADMIN__TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("admin.token"), "{stderr}");
+}
+
+#[test]
+fn the_dev_default_prints_a_generated_token() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_roomstate"))
+        .env_remove("ROOMSTATE_CONFIG")
+        .env_remove("ROOMSTATE__ADMIN__TOKEN")
+        .env("ROOMSTATE__HTTP__BIND", "127.0.0.1:0")
+        .env("ROOMSTATE__DATA_DIR", dir.path().join("data"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let lines: Vec<String> = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .take(2)
+        .collect();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        lines[0].starts_with("roomstate listening on http://127.0.0.1:"),
+        "{lines:?}"
+    );
+    let token = lines[1]
+        .strip_prefix("admin token (generated for this dev run): ")
+        .unwrap_or_else(|| panic!("{lines:?}"));
+    assert!(token.len() >= 32);
+}

@@ -1,0 +1,143 @@
+//! The room actor against a journal that stops taking writes: nothing is acknowledged or shown
+//! until it is durable, the backlog is bounded with 503s, and everything held goes through, in
+//! order and once, when the journal comes back. Driven through the library with the in-memory
+//! journal, which can be switched off at will.
+
+use std::{sync::Arc, time::Duration};
+
+use roomstate::{
+    journal::memory::MemoryJournal,
+    metrics::Metrics,
+    room::{
+        actor::{RoomDeps, RoomSettings},
+        messages::{Close, GetView, Mutate, RoomFailure},
+        registry::Registry,
+        Command, RoomStatus, UserName, Via,
+    },
+    store::Store,
+};
+
+use crate::support::app::eventually;
+
+fn user(name: &str) -> UserName {
+    UserName::parse(name).unwrap()
+}
+
+fn say(text: &str) -> Mutate {
+    Mutate {
+        command: Command::Say {
+            user: user("alice"),
+            text: text.into(),
+        },
+        from_http: true,
+    }
+}
+
+#[actix_rt::test]
+async fn a_down_journal_holds_events_bounds_the_backlog_and_catches_up_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&format!("sqlite://{}", dir.path().join("s.db").display())).unwrap();
+    let journal = MemoryJournal::new();
+    let metrics = Metrics::new().unwrap();
+    let registry = Registry::new(RoomDeps {
+        journal: Arc::new(journal.clone()),
+        store,
+        metrics: metrics.clone(),
+        settings: RoomSettings {
+            max_pending: 3,
+            http_ttl: Duration::from_secs(300),
+        },
+    });
+    let created = registry.create("outage".into()).await.unwrap();
+    let room = registry.get(&created.id).unwrap();
+    let join = Mutate {
+        command: Command::Join {
+            user: user("alice"),
+            via: Via::Http,
+        },
+        from_http: true,
+    };
+    assert_eq!(room.send(join).await.unwrap().unwrap().counters.seq, 2);
+
+    journal.set_down(true);
+    let held: Vec<_> = (0..3)
+        .map(|i| actix_rt::spawn(room.send(say(&format!("m{i}")))))
+        .collect();
+    eventually("3 events pending", Duration::from_secs(10), || async {
+        (metrics.journal_pending.get() == 3).then_some(())
+    })
+    .await;
+    let refused = room.send(say("one too many")).await.unwrap();
+    assert!(
+        matches!(refused, Err(RoomFailure::Unavailable(_))),
+        "{refused:?}"
+    );
+    let view = room.send(GetView).await.unwrap();
+    assert_eq!(
+        (view.counters.seq, view.counters.messages),
+        (2, 0),
+        "nothing that is not durable is shown"
+    );
+    assert!(held.iter().all(|h| !h.is_finished()), "nothing is acked");
+
+    journal.set_down(false);
+    let mut seqs = Vec::new();
+    for h in held {
+        seqs.push(h.await.unwrap().unwrap().unwrap().counters.seq);
+    }
+    seqs.sort_unstable();
+    assert_eq!(seqs, [3, 4, 5]);
+    let log: Vec<u64> = journal.events(&created.id).iter().map(|e| e.seq).collect();
+    assert_eq!(
+        log,
+        [1, 2, 3, 4, 5],
+        "retries wrote every event once, in order"
+    );
+    assert_eq!(room.send(GetView).await.unwrap().counters.messages, 3);
+    assert_eq!(metrics.journal_pending.get(), 0);
+}
+
+#[actix_rt::test]
+async fn close_waits_for_pending_events_and_writes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&format!("sqlite://{}", dir.path().join("s.db").display())).unwrap();
+    let journal = MemoryJournal::new();
+    let registry = Registry::new(RoomDeps {
+        journal: Arc::new(journal.clone()),
+        store: store.clone(),
+        metrics: Metrics::new().unwrap(),
+        settings: RoomSettings {
+            max_pending: 100,
+            http_ttl: Duration::from_secs(300),
+        },
+    });
+    let created = registry.create("close in an outage".into()).await.unwrap();
+    let room = registry.get(&created.id).unwrap();
+    let join = Mutate {
+        command: Command::Join {
+            user: user("alice"),
+            via: Via::Http,
+        },
+        from_http: true,
+    };
+    room.send(join).await.unwrap().unwrap();
+    journal.set_down(true);
+    let held = actix_rt::spawn(room.send(say("last words")));
+    let closing = actix_rt::spawn(room.send(Close));
+    actix_rt::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !closing.is_finished(),
+        "close waits for the pending message"
+    );
+    assert!(store.room(&created.id).await.unwrap().is_none());
+    journal.set_down(false);
+    let final_view = closing.await.unwrap().unwrap().unwrap();
+    assert_eq!(held.await.unwrap().unwrap().unwrap().counters.seq, 3);
+    assert_eq!(final_view.status, RoomStatus::Closed);
+    assert_eq!(final_view.counters.messages, 1);
+    assert_eq!(store.messages(&created.id, 0, 10).await.unwrap().len(), 1);
+    eventually("the log to be deleted", Duration::from_secs(10), || async {
+        journal.events(&created.id).is_empty().then_some(())
+    })
+    .await;
+}
