@@ -57,6 +57,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         settings: RoomSettings {
             max_pending: settings.journal.max_pending,
             http_ttl: settings.presence.http_ttl(),
+            snapshot_every: settings.journal.snapshot_every,
         },
     }));
     let recovered = registry.recover().await.context("recovering open rooms")?;

@@ -67,6 +67,8 @@ pub struct JournalSettings {
     pub kind: JournalKind,
     /// Events a room may hold that are not yet durable before it answers 503.
     pub max_pending: usize,
+    /// Durable events between two snapshots of a room.
+    pub snapshot_every: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -191,8 +193,8 @@ impl Settings {
         if self.limits.ws_rate_per_s == 0 || self.limits.ws_burst == 0 {
             return invalid("limits.ws_rate_per_s and limits.ws_burst must be > 0".into());
         }
-        if self.journal.max_pending == 0 {
-            return invalid("journal.max_pending must be > 0".into());
+        if self.journal.max_pending == 0 || self.journal.snapshot_every == 0 {
+            return invalid("journal.max_pending and journal.snapshot_every must be > 0".into());
         }
         if self.journal.kind == JournalKind::Redis
             && self.redis.url.is_none()

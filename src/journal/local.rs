@@ -7,12 +7,14 @@
 //! has committed, never split a batch over transactions (a crash keeps all of a batch or none), and
 //! never run SQLite work on the caller's (actix) thread.
 //!
-//! On disk (schema version 1, in `PRAGMA user_version`):
+//! On disk (schema version 2, in `PRAGMA user_version`):
 //! `events(room_id TEXT, seq INTEGER, at_ms INTEGER, kind TEXT /* EventKind JSON */,
-//! PRIMARY KEY(room_id, seq)) WITHOUT ROWID`.
+//! PRIMARY KEY(room_id, seq)) WITHOUT ROWID` and
+//! `snapshots(room_id TEXT PRIMARY KEY, seq INTEGER, body TEXT /* Snapshot JSON */) WITHOUT ROWID`;
+//! a room's events at or below its snapshot's seq are deleted with the snapshot's write.
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     path::{Path, PathBuf},
     sync::{
         mpsc::{self, Receiver, Sender},
@@ -35,11 +37,11 @@ use tokio::sync::oneshot;
 use super::{Journal, JournalError, JournalFuture, JournalStatus, RoomLog};
 use crate::{
     metrics::Metrics,
-    room::{Event, EventKind, RoomId},
+    room::{Event, EventKind, RoomId, Snapshot},
 };
 
 /// The schema this code writes and reads.
-const SCHEMA_VERSION: i32 = 1;
+const SCHEMA_VERSION: i32 = 2;
 
 /// A batch stops taking queued requests once it holds this many events (a single larger append
 /// still goes through, alone), so one commit stays short.
@@ -60,13 +62,22 @@ mod schema {
             kind -> Text,
         }
     }
+
+    diesel::table! {
+        snapshots (room_id) {
+            room_id -> Text,
+            seq -> BigInt,
+            body -> Text,
+        }
+    }
 }
 
-use schema::events;
+use schema::{events, snapshots};
 
 /// What the writer thread is asked to do.
 enum Op {
     Append(Vec<Event>),
+    Snapshot(Snapshot),
     Delete(RoomId),
     Check,
 }
@@ -80,7 +91,7 @@ impl Request {
     fn events(&self) -> usize {
         match &self.op {
             Op::Append(events) => events.len(),
-            Op::Delete(_) | Op::Check => 0,
+            Op::Snapshot(_) | Op::Delete(_) | Op::Check => 0,
         }
     }
 }
@@ -190,6 +201,10 @@ impl Journal for LocalJournal {
         .boxed()
     }
 
+    fn snapshot(&self, snapshot: Snapshot) -> JournalFuture<()> {
+        self.submit(Op::Snapshot(snapshot))
+    }
+
     fn delete_room(&self, room: RoomId) -> JournalFuture<()> {
         self.submit(Op::Delete(room))
     }
@@ -268,6 +283,11 @@ fn prepare_schema(conn: &mut SqliteConnection, path: &Path) -> Result<(), Journa
                 at_ms INTEGER NOT NULL,
                 kind TEXT NOT NULL,
                 PRIMARY KEY (room_id, seq)
+            ) WITHOUT ROWID;
+            CREATE TABLE IF NOT EXISTS snapshots (
+                room_id TEXT NOT NULL PRIMARY KEY,
+                seq INTEGER NOT NULL,
+                body TEXT NOT NULL
             ) WITHOUT ROWID;
             PRAGMA user_version = {SCHEMA_VERSION};"
         ))?;
@@ -355,10 +375,15 @@ impl Writer {
                 .iter()
                 .map(|request| match &request.op {
                     Op::Append(events) => append(conn, &mut next, events),
+                    Op::Snapshot(snapshot) => write_snapshot(conn, snapshot),
                     Op::Delete(room) => {
                         next.remove(room.as_str());
                         diesel::delete(events::table.filter(events::room_id.eq(room.as_str())))
                             .execute(conn)?;
+                        diesel::delete(
+                            snapshots::table.filter(snapshots::room_id.eq(room.as_str())),
+                        )
+                        .execute(conn)?;
                         Ok(Ok(()))
                     }
                     Op::Check => diesel::sql_query("SELECT 1").execute(conn).map(|_| Ok(())),
@@ -422,20 +447,78 @@ fn append(
     Ok(Ok(()))
 }
 
+/// Stores a snapshot (replacing an older one) and deletes the events it covers. The next
+/// expected seq of the room is unchanged by this, so `next` needs no update.
+fn write_snapshot(
+    conn: &mut SqliteConnection,
+    snapshot: &Snapshot,
+) -> Result<Result<(), JournalError>, diesel::result::Error> {
+    let room = snapshot.room.as_str();
+    let (Ok(seq), Ok(body)) = (i64::try_from(snapshot.seq), serde_json::to_string(snapshot)) else {
+        return Ok(Err(JournalError::Corrupt(format!(
+            "room {room}: snapshot at seq {} cannot be stored",
+            snapshot.seq
+        ))));
+    };
+    diesel::replace_into(snapshots::table)
+        .values((
+            snapshots::room_id.eq(room),
+            snapshots::seq.eq(seq),
+            snapshots::body.eq(body),
+        ))
+        .execute(conn)?;
+    diesel::delete(
+        events::table
+            .filter(events::room_id.eq(room))
+            .filter(events::seq.le(seq)),
+    )
+    .execute(conn)?;
+    Ok(Ok(()))
+}
+
 /// The seq a room's next new event must have, from what is stored.
 fn stored_next(conn: &mut SqliteConnection, room: &str) -> Result<u64, diesel::result::Error> {
     let last = events::table
         .filter(events::room_id.eq(room))
         .select(diesel::dsl::max(events::seq))
         .first::<Option<i64>>(conn)?;
+    let snapshot = snapshots::table
+        .filter(snapshots::room_id.eq(room))
+        .select(snapshots::seq)
+        .first::<i64>(conn)
+        .optional()?;
     // A negative stored seq is corrupt; recovery reports it, appends just start after it.
-    Ok(last.map_or(1, |seq| u64::try_from(seq).map_or(1, |seq| seq + 1)))
+    let last = last.max(snapshot).unwrap_or(0);
+    Ok(u64::try_from(last).map_or(1, |seq| seq + 1))
+}
+
+/// Every stored snapshot, by room id.
+fn read_snapshots(
+    conn: &mut SqliteConnection,
+    path: &Path,
+) -> Result<BTreeMap<String, Snapshot>, JournalError> {
+    let rows = snapshots::table
+        .select((snapshots::room_id, snapshots::seq, snapshots::body))
+        .load::<(String, i64, String)>(conn)
+        .map_err(|e| unavailable(path, "recover", e))?;
+    rows.into_iter()
+        .map(|(room, seq, body)| {
+            let snapshot = serde_json::from_str::<Snapshot>(&body)
+                .ok()
+                .filter(|s| s.room.as_str() == room && i64::try_from(s.seq) == Ok(seq))
+                .ok_or_else(|| {
+                    JournalError::Corrupt(format!("room {room}: undecodable snapshot at seq {seq}"))
+                })?;
+            Ok((room, snapshot))
+        })
+        .collect()
 }
 
 /// Reads every room's log with one ordered scan of the primary key.
 fn read_all(path: &Path) -> Result<Vec<RoomLog>, JournalError> {
     let started = Instant::now();
     let mut conn = connect(path)?;
+    let mut snapshots = read_snapshots(&mut conn, path)?;
     let rows = events::table
         .select((events::room_id, events::seq, events::at_ms, events::kind))
         .order((events::room_id.asc(), events::seq.asc()))
@@ -460,13 +543,18 @@ fn read_all(path: &Path) -> Result<Vec<RoomLog>, JournalError> {
             let id = RoomId::parse(&room).map_err(|e| corrupt(&format!("bad room id: {e}")))?;
             logs.push(RoomLog {
                 room: id,
+                snapshot: snapshots.remove(&room),
                 events: Vec::new(),
             });
         }
         let Some(log) = logs.last_mut() else {
             continue; // pushed just above
         };
-        let expected = log.events.last().map_or(1, |e| e.seq + 1);
+        let expected = match (log.events.last(), &log.snapshot) {
+            (Some(last), _) => last.seq + 1,
+            (None, Some(snapshot)) => snapshot.seq + 1,
+            (None, None) => 1,
+        };
         let seq = u64::try_from(seq)
             .ok()
             .filter(|&seq| seq == expected)
@@ -486,6 +574,16 @@ fn read_all(path: &Path) -> Result<Vec<RoomLog>, JournalError> {
     tracing::info!(journal.path = %path.display(), recover.rooms = logs.len(),
         recover.events = count, recover.seconds = started.elapsed().as_secs_f64(),
         "journal read");
+    // Rooms whose every event is covered by their snapshot.
+    for (room, snapshot) in snapshots {
+        logs.push(RoomLog {
+            room: snapshot.room.clone(),
+            snapshot: Some(snapshot),
+            events: Vec::new(),
+        });
+        tracing::trace!(room.id = %room, "room recovered from its snapshot alone");
+    }
+    logs.sort_by(|a, b| a.room.as_str().cmp(b.room.as_str()));
     Ok(logs)
 }
 
@@ -563,10 +661,12 @@ mod tests {
         let expected = vec![
             RoomLog {
                 room: a,
+                snapshot: None,
                 events: sent_a,
             },
             RoomLog {
                 room: b,
+                snapshot: None,
                 events: sent_b,
             },
         ];
@@ -759,5 +859,71 @@ mod tests {
             .unwrap();
         let result = LocalJournal::open(&path, Metrics::new().unwrap());
         assert!(matches!(result, Err(JournalError::Unavailable(m)) if m.contains("99")));
+    }
+
+    fn snapshot_of(room: &RoomId, seq: u64) -> Snapshot {
+        Snapshot {
+            room: room.clone(),
+            seq,
+            title: "t".into(),
+            created_at: time::now(),
+            participants_peak: 2,
+            votes: vec![(UserName::parse("alice").unwrap(), Side::Pro)],
+            messages: Vec::new(),
+        }
+    }
+
+    #[actix_rt::test]
+    async fn snapshots_trim_the_log_and_come_back_with_the_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.db");
+        let (a, b) = (room("r_snap_a"), room("r_snap_b"));
+        {
+            let (journal, _) = open(&path);
+            journal.append(events(&a, 1..=6)).await.unwrap();
+            journal.snapshot(snapshot_of(&a, 4)).await.unwrap();
+            journal.append(events(&b, 1..=3)).await.unwrap();
+            journal.snapshot(snapshot_of(&b, 3)).await.unwrap();
+            // Every event of b is covered: the next append must still follow seq 3.
+            assert!(matches!(
+                journal.append(events(&b, 5..=5)).await,
+                Err(JournalError::Corrupt(_))
+            ));
+            journal.append(events(&b, 3..=4)).await.unwrap();
+        }
+        let (journal, _) = open(&path);
+        let logs = journal.recover().await.unwrap();
+        assert_eq!(logs.len(), 2);
+        assert_eq!(logs[0].snapshot.as_ref().map(|s| s.seq), Some(4));
+        let tail: Vec<u64> = logs[0].events.iter().map(|e| e.seq).collect();
+        assert_eq!(tail, [5, 6]);
+        assert_eq!(
+            logs[1].snapshot,
+            Some(snapshot_of(&b, 3)).map(|mut s| {
+                s.created_at = logs[1].snapshot.as_ref().unwrap().created_at;
+                s
+            })
+        );
+        assert_eq!(
+            logs[1].events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            [4]
+        );
+
+        journal.delete_room(a.clone()).await.unwrap();
+        let logs = journal.recover().await.unwrap();
+        assert_eq!(logs.len(), 1, "deleting a room deletes its snapshot too");
+    }
+
+    #[actix_rt::test]
+    async fn a_room_covered_entirely_by_its_snapshot_is_recovered() {
+        let dir = tempfile::tempdir().unwrap();
+        let (journal, _) = open(&dir.path().join("journal.db"));
+        let r = room("r_only_snap");
+        journal.append(events(&r, 1..=3)).await.unwrap();
+        journal.snapshot(snapshot_of(&r, 3)).await.unwrap();
+        let logs = journal.recover().await.unwrap();
+        assert_eq!(logs.len(), 1);
+        assert!(logs[0].events.is_empty());
+        assert_eq!(logs[0].snapshot.as_ref().map(|s| s.seq), Some(3));
     }
 }

@@ -13,11 +13,27 @@ use futures_util::FutureExt;
 use parking_lot::Mutex;
 
 use super::{Journal, JournalError, JournalFuture, JournalStatus, RoomLog};
-use crate::room::{Event, RoomId};
+use crate::room::{Event, RoomId, Snapshot};
+
+#[derive(Default)]
+struct Log {
+    snapshot: Option<Snapshot>,
+    events: Vec<Event>,
+}
+
+impl Log {
+    fn last_seq(&self) -> u64 {
+        self.events
+            .last()
+            .map(|e| e.seq)
+            .or(self.snapshot.as_ref().map(|s| s.seq))
+            .unwrap_or(0)
+    }
+}
 
 #[derive(Default)]
 struct Inner {
-    rooms: Mutex<BTreeMap<RoomId, Vec<Event>>>,
+    rooms: Mutex<BTreeMap<RoomId, Log>>,
     down: AtomicBool,
     appends: AtomicU64,
 }
@@ -43,14 +59,20 @@ impl MemoryJournal {
         self.inner.appends.load(Ordering::SeqCst)
     }
 
-    /// A copy of one room's log.
+    /// A copy of one room's events (those after its snapshot).
     pub fn events(&self, room: &RoomId) -> Vec<Event> {
         self.inner
             .rooms
             .lock()
             .get(room)
-            .cloned()
+            .map(|log| log.events.clone())
             .unwrap_or_default()
+    }
+
+    /// The seq of one room's snapshot, if it has one.
+    pub fn snapshot_seq(&self, room: &RoomId) -> Option<u64> {
+        let rooms = self.inner.rooms.lock();
+        rooms.get(room)?.snapshot.as_ref().map(|s| s.seq)
     }
 
     fn refuse_if_down(&self) -> Result<(), JournalError> {
@@ -66,7 +88,7 @@ impl MemoryJournal {
         let mut rooms = self.inner.rooms.lock();
         for event in events {
             let log = rooms.entry(event.room.clone()).or_default();
-            let next = log.last().map_or(1, |e| e.seq + 1);
+            let next = log.last_seq() + 1;
             if event.seq < next {
                 continue; // already durable: a retry
             }
@@ -76,7 +98,7 @@ impl MemoryJournal {
                     event.room, event.seq, next
                 )));
             }
-            log.push(event);
+            log.events.push(event);
         }
         self.inner.appends.fetch_add(1, Ordering::SeqCst);
         Ok(())
@@ -95,11 +117,22 @@ impl Journal for MemoryJournal {
                 .rooms
                 .lock()
                 .iter()
-                .map(|(room, events)| RoomLog {
+                .map(|(room, log)| RoomLog {
                     room: room.clone(),
-                    events: events.clone(),
+                    snapshot: log.snapshot.clone(),
+                    events: log.events.clone(),
                 })
                 .collect()
+        });
+        async move { result }.boxed()
+    }
+
+    fn snapshot(&self, snapshot: Snapshot) -> JournalFuture<()> {
+        let result = self.refuse_if_down().map(|()| {
+            let mut rooms = self.inner.rooms.lock();
+            let log = rooms.entry(snapshot.room.clone()).or_default();
+            log.events.retain(|e| e.seq > snapshot.seq);
+            log.snapshot = Some(snapshot);
         });
         async move { result }.boxed()
     }

@@ -10,7 +10,10 @@ pub mod memory;
 use futures_util::future::BoxFuture;
 use serde::Serialize;
 
-use crate::{room::Event, room::RoomId, time::Timestamp};
+use crate::{
+    room::{Event, RoomId, Snapshot},
+    time::Timestamp,
+};
 
 /// Why the journal could not do what was asked.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -27,10 +30,11 @@ pub enum JournalError {
 /// The future every journal call returns.
 pub type JournalFuture<T> = BoxFuture<'static, Result<T, JournalError>>;
 
-/// One open room's events, oldest first.
+/// One open room's log: its latest snapshot, if any, and the events after it, oldest first.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RoomLog {
     pub room: RoomId,
+    pub snapshot: Option<Snapshot>,
     pub events: Vec<Event>,
 }
 
@@ -57,7 +61,11 @@ pub trait Journal: Send + Sync + 'static {
     /// Makes `events` durable. `Ok` means every one of them survives a crash of the engine.
     fn append(&self, events: Vec<Event>) -> JournalFuture<()>;
 
-    /// Every room in the log, each with its events in seq order.
+    /// Makes `snapshot` durable and drops the room's events up to its seq. The caller sends it
+    /// only when every event up to that seq is durable.
+    fn snapshot(&self, snapshot: Snapshot) -> JournalFuture<()>;
+
+    /// Every room in the log, each with its snapshot and the events after it in seq order.
     fn recover(&self) -> JournalFuture<Vec<RoomLog>>;
 
     /// Forgets a room (after its final record is in the SQL store).

@@ -54,6 +54,8 @@ pub struct RoomSettings {
     pub max_pending: usize,
     /// Idle time after which an HTTP join lapses.
     pub http_ttl: Duration,
+    /// Durable events between snapshots (recovery replays at most about this many per room).
+    pub snapshot_every: u64,
 }
 
 /// What every room shares.
@@ -107,6 +109,9 @@ pub struct RoomActor {
     http_seen: HashMap<UserName, Instant>,
     closing: Option<Closing>,
     final_view: Option<RoomView>,
+    /// Seq of the last snapshot made durable (or of the state the actor started from).
+    snapshot_seq: u64,
+    snapshotting: bool,
     shutdown_waiters: Vec<oneshot::Sender<()>>,
     deps: Arc<RoomDeps>,
 }
@@ -115,6 +120,8 @@ impl RoomActor {
     /// A room whose state is entirely durable (just created, or replayed from the journal).
     pub fn new(state: RoomState, deps: Arc<RoomDeps>) -> Self {
         Self {
+            snapshot_seq: state.seq(),
+            snapshotting: false,
             committed: state.counters(),
             state,
             pending: VecDeque::new(),
@@ -248,9 +255,37 @@ impl RoomActor {
         }
         self.broadcast(frames::state(&self.view()));
         if self.pending.is_empty() {
+            self.maybe_snapshot(ctx);
             self.on_drained(ctx);
         }
         self.flush(ctx);
+    }
+
+    /// Snapshots the room when enough has happened since the last one. Only with nothing
+    /// pending, so the working state is exactly the durable state.
+    fn maybe_snapshot(&mut self, ctx: &mut Context<Self>) {
+        let seq = self.committed.seq;
+        if self.snapshotting
+            || self.closing.is_some()
+            || seq < self.snapshot_seq + self.deps.settings.snapshot_every
+        {
+            return;
+        }
+        self.snapshotting = true;
+        let write = self.deps.journal.snapshot(self.state.snapshot());
+        ctx.spawn(write.into_actor(self).map(move |result, act, _| {
+            act.snapshotting = false;
+            match result {
+                Ok(()) => {
+                    tracing::debug!(room.id = %act.state.id(), seq, "snapshot written");
+                    act.snapshot_seq = seq;
+                }
+                // Harmless: the log stays complete; the next commit tries again.
+                Err(error) => {
+                    tracing::warn!(room.id = %act.state.id(), seq, %error, "snapshot not written")
+                }
+            }
+        }));
     }
 
     /// Answers a waiter with the state as of `counters`.

@@ -172,7 +172,10 @@ impl Registry {
                 self.deps.journal.delete_room(log.room.clone()).await?;
                 continue;
             }
-            let state = RoomState::replay(&log.room, &log.events)?;
+            let state = match &log.snapshot {
+                Some(snapshot) => RoomState::restore(snapshot, &log.events)?,
+                None => RoomState::replay(&log.room, &log.events)?,
+            };
             tracing::debug!(room.id = %log.room, seq = state.seq(), "room recovered");
             self.start(state);
             recovered += 1;

@@ -10,6 +10,7 @@ use super::{
     event::{Event, EventKind, Side},
     id::{RoomId, UserName},
     presence::{Presence, Transition, Via},
+    snapshot::Snapshot,
     view::{Counters, Message, RoomStatus, RoomView},
 };
 use crate::time::Timestamp;
@@ -160,6 +161,43 @@ impl RoomState {
         }
         state.presence.clear();
         Ok(state)
+    }
+
+    /// Rebuilds a room from a snapshot and the events after it (events at or below the
+    /// snapshot's seq are skipped: the log may not have been trimmed yet).
+    pub fn restore<'a>(
+        snapshot: &Snapshot,
+        events: impl IntoIterator<Item = &'a Event>,
+    ) -> Result<Self, ReplayError> {
+        let mut state = Self::empty(
+            snapshot.room.clone(),
+            snapshot.title.clone(),
+            snapshot.created_at,
+            snapshot.seq,
+        );
+        state.peak = snapshot.participants_peak;
+        for (user, side) in &snapshot.votes {
+            state.set_vote(user, Some(*side));
+        }
+        state.messages = snapshot.messages.clone();
+        for event in events.into_iter().filter(|e| e.seq > snapshot.seq) {
+            state.replay_one(event)?;
+        }
+        Ok(state)
+    }
+
+    /// The durable state as a snapshot. Only meaningful when nothing is pending, which the
+    /// caller ensures: the state machine itself does not know what is durable.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            room: self.id.clone(),
+            seq: self.seq,
+            title: self.title.clone(),
+            created_at: self.created_at,
+            participants_peak: self.peak,
+            votes: self.votes(),
+            messages: self.messages.clone(),
+        }
     }
 
     fn replay_one(&mut self, event: &Event) -> Result<(), ReplayError> {
@@ -710,6 +748,60 @@ mod tests {
         assert_eq!(replayed.participants_peak, 2);
         assert_eq!(back.votes(), s.votes());
         assert_eq!(back.transcript(u64::MAX), s.transcript(u64::MAX));
+    }
+
+    #[test]
+    fn restore_from_a_snapshot_equals_a_full_replay() {
+        let (mut s, created) =
+            RoomState::create(RoomId::parse("r_s").unwrap(), "t".into(), time::now()).unwrap();
+        let mut log = vec![created];
+        log.extend(join(&mut s, "alice", Via::Http).event);
+        log.extend(join(&mut s, "bob", Via::Http).event);
+        log.extend(vote(&mut s, "alice", Side::Pro).unwrap().event);
+        log.extend(
+            run(
+                &mut s,
+                Command::Say {
+                    user: user("bob"),
+                    text: "a".into(),
+                },
+            )
+            .unwrap()
+            .event,
+        );
+        let snapshot = s.snapshot();
+        assert_eq!(snapshot.seq, 5);
+        log.extend(vote(&mut s, "bob", Side::Con).unwrap().event);
+        log.extend(vote(&mut s, "alice", Side::Con).unwrap().event);
+        log.extend(
+            run(
+                &mut s,
+                Command::Say {
+                    user: user("bob"),
+                    text: "b".into(),
+                },
+            )
+            .unwrap()
+            .event,
+        );
+
+        let full = RoomState::replay(s.id(), &log).unwrap();
+        // Untrimmed log (events up to the snapshot still there) and trimmed log alike.
+        for events in [&log[..], &log[5..]] {
+            let restored = RoomState::restore(&snapshot, events).unwrap();
+            assert_eq!(restored.counters(), full.counters());
+            assert_eq!(restored.votes(), full.votes());
+            assert_eq!(restored.transcript(u64::MAX), full.transcript(u64::MAX));
+        }
+        let gap = RoomState::restore(&snapshot, &log[6..]);
+        assert!(matches!(
+            gap,
+            Err(ReplayError::Gap {
+                expected: 6,
+                found: 7,
+                ..
+            })
+        ));
     }
 
     #[test]

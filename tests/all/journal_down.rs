@@ -46,6 +46,7 @@ async fn a_down_journal_holds_events_bounds_the_backlog_and_catches_up_in_order(
         settings: RoomSettings {
             max_pending: 3,
             http_ttl: Duration::from_secs(300),
+            snapshot_every: 1000,
         },
     });
     let created = registry.create("outage".into()).await.unwrap();
@@ -109,6 +110,7 @@ async fn close_waits_for_pending_events_and_writes_them() {
         settings: RoomSettings {
             max_pending: 100,
             http_ttl: Duration::from_secs(300),
+            snapshot_every: 1000,
         },
     });
     let created = registry.create("close in an outage".into()).await.unwrap();
@@ -140,4 +142,55 @@ async fn close_waits_for_pending_events_and_writes_them() {
         journal.events(&created.id).is_empty().then_some(())
     })
     .await;
+}
+
+#[actix_rt::test]
+async fn snapshots_trim_the_log_and_recovery_restores_from_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("s.db").display());
+    let journal = MemoryJournal::new();
+    let deps = |journal: &MemoryJournal| RoomDeps {
+        journal: Arc::new(journal.clone()),
+        store: Store::open(&url).unwrap(),
+        metrics: Metrics::new().unwrap(),
+        settings: RoomSettings {
+            max_pending: 100,
+            http_ttl: Duration::from_secs(300),
+            snapshot_every: 10,
+        },
+    };
+    let registry = Registry::new(deps(&journal));
+    let created = registry.create("snapshots".into()).await.unwrap();
+    let room = registry.get(&created.id).unwrap();
+    let join = Mutate {
+        command: Command::Join {
+            user: user("alice"),
+            via: Via::Http,
+        },
+        from_http: true,
+    };
+    room.send(join).await.unwrap().unwrap();
+    for i in 0..25 {
+        room.send(say(&format!("m{i}"))).await.unwrap().unwrap();
+    }
+    let snapshot_seq = eventually("a snapshot", Duration::from_secs(10), || async {
+        journal.snapshot_seq(&created.id).filter(|s| *s >= 20)
+    })
+    .await;
+    assert!(
+        journal
+            .events(&created.id)
+            .iter()
+            .all(|e| e.seq > snapshot_seq),
+        "events up to the snapshot are trimmed"
+    );
+    let before = room.send(GetView).await.unwrap();
+
+    let again = Registry::new(deps(&journal));
+    assert_eq!(again.recover().await.unwrap(), 1);
+    let back = again.get(&created.id).unwrap().send(GetView).await.unwrap();
+    assert_eq!(back.counters.seq, before.counters.seq);
+    assert_eq!(back.counters.messages, 25);
+    assert_eq!(back.counters.participants, 0);
+    assert_eq!(back.counters.participants_peak, 1);
 }
