@@ -10,7 +10,11 @@ use anyhow::Context as _;
 use crate::{
     config::{JournalKind, Loaded},
     http::{self, AppState},
-    journal::{local::LocalJournal, Journal},
+    journal::{
+        local::LocalJournal,
+        redis::{RedisJournal, RedisJournalConfig, RedisTarget},
+        Journal,
+    },
     metrics::Metrics,
     ratelimit::AddressLimiter,
     room::{
@@ -34,9 +38,21 @@ fn open_journal(loaded: &Loaded, metrics: &Metrics) -> anyhow::Result<Arc<dyn Jo
                 .with_context(|| format!("opening the local journal at {}", path.display()))?;
             Ok(Arc::new(journal))
         }
-        JournalKind::Redis => anyhow::bail!(
-            "journal.kind = \"redis\" is not available in this version yet; use \"local\""
-        ),
+        JournalKind::Redis => {
+            let redis = &settings.redis;
+            let target = if redis.sentinels.is_empty() {
+                RedisTarget::Url(redis.url.clone().unwrap_or_default())
+            } else {
+                RedisTarget::Sentinels {
+                    addrs: redis.sentinels.clone(),
+                    master_name: redis.master_name.clone(),
+                }
+            };
+            let config = RedisJournalConfig::new(target, redis.min_replica_acks);
+            let journal = RedisJournal::open(config, metrics.clone())
+                .context("starting the redis journal")?;
+            Ok(Arc::new(journal))
+        }
     }
 }
 

@@ -76,8 +76,9 @@ pub struct JournalSettings {
 pub struct RedisSettings {
     /// A plain Redis URL.
     pub url: Option<String>,
-    /// Sentinel addresses; take precedence over `url`.
-    #[serde(default)]
+    /// Sentinel addresses; take precedence over `url`. A list, or one comma-separated string
+    /// (as environment variables give it).
+    #[serde(default, deserialize_with = "string_or_list")]
     pub sentinels: Vec<String>,
     /// The sentinels' name for the primary.
     pub master_name: String,
@@ -153,19 +154,20 @@ impl Settings {
     ) -> Result<Loaded, ConfigError> {
         let mut builder = Config::builder().add_source(File::from_str(DEFAULTS, FileFormat::Toml));
         if let Some(path) = &file {
-            builder = builder.add_source(File::from(path.clone()).required(true));
+            // Always TOML, whatever the file is named.
+            let name = path.to_string_lossy();
+            builder = builder.add_source(File::new(&name, FileFormat::Toml).required(true));
         }
         let env: config::Map<String, String> = env
             .into_iter()
             .filter(|(k, _)| k.starts_with("ROOMSTATE__"))
             .collect();
+        // No `try_parsing`: values stay strings (so a token like `0123` stays `0123`) and serde
+        // converts them for typed fields; the sentinel list is split by `string_or_list`.
         builder = builder.add_source(
             Environment::with_prefix("ROOMSTATE")
                 .prefix_separator("__")
                 .separator("__")
-                .list_separator(",")
-                .with_list_parse_key("redis.sentinels")
-                .try_parsing(true)
                 .source(Some(env)),
         );
         let settings: Settings = builder.build()?.try_deserialize()?;
@@ -245,6 +247,24 @@ impl PresenceSettings {
     }
 }
 
+fn string_or_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match Either::deserialize(d)? {
+        Either::One(text) => text
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        Either::Many(list) => list,
+    })
+}
+
 fn generate_token() -> String {
     use rand::Rng;
     let bytes: [u8; 24] = rand::rng().random();
@@ -304,15 +324,33 @@ mod tests {
 
     #[test]
     fn a_config_file_without_a_token_is_refused() {
+        // Named without `.toml`: the format is TOML whatever the name.
         let mut file = tempfile::NamedTempFile::new().unwrap();
         writeln!(file, "[http]\nbind = \"127.0.0.1:9999\"").unwrap();
-        let path = file.path().with_extension("toml");
+        let path = file.path().with_extension("conf");
         std::fs::copy(file.path(), &path).unwrap();
         let err = Settings::load_from(Some(path.clone()), env(&[])).unwrap_err();
         assert!(err.to_string().contains("admin.token"), "{err}");
         let ok = Settings::load_from(Some(path.clone()), env(&[("ROOMSTATE__ADMIN__TOKEN", "t")]));
         assert_eq!(ok.unwrap().settings.http.bind, "127.0.0.1:9999");
         std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn env_values_stay_strings_where_strings_are_wanted() {
+        let loaded = Settings::load_from(
+            None,
+            env(&[
+                ("ROOMSTATE__ADMIN__TOKEN", "0123"),
+                ("ROOMSTATE__REDIS__MASTER_NAME", "1e3"),
+                ("ROOMSTATE__REDIS__MIN_REPLICA_ACKS", "2"),
+                ("ROOMSTATE__ADMIN__ENABLED", "true"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(loaded.admin_token.unwrap().token, "0123");
+        assert_eq!(loaded.settings.redis.master_name, "1e3");
+        assert_eq!(loaded.settings.redis.min_replica_acks, 2);
     }
 
     #[test]

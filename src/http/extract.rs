@@ -87,7 +87,9 @@ impl FromRequest for Admin {
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim());
         ready(match (expected, given) {
             (Some(expected), Some(given))
                 if constant_time_eq(expected.as_bytes(), given.as_bytes()) =>

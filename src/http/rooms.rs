@@ -5,7 +5,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{
-    error::{ApiError, ErrorCode},
+    error::ApiError,
     extract::{self, rate_limit},
     AppState,
 };
@@ -48,8 +48,8 @@ pub struct SayBody {
     text: String,
 }
 
+/// Unknown query parameters (cache busters and the like) are ignored.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ListingQuery {
     after: Option<u64>,
     limit: Option<usize>,
@@ -69,12 +69,6 @@ async fn mutate(
 ) -> Result<RoomView, ApiError> {
     rate_limit(state, req)?;
     let id = extract::room_id(id)?;
-    if state.registry.is_stopping() {
-        return Err(ApiError::new(
-            ErrorCode::Unavailable,
-            "the server is shutting down",
-        ));
-    }
     match state.registry.find(&id).await? {
         Found::Open(room) => Ok(room
             .send(Mutate {
@@ -85,6 +79,17 @@ async fn mutate(
         Found::Closed(_) => Err(ApiError::room_closed()),
         Found::Unknown => Err(ApiError::unknown_room()),
     }
+}
+
+/// The final view of a room whose actor just stopped.
+async fn closed_view(state: &AppState, id: &RoomId) -> Result<RoomView, ApiError> {
+    state
+        .registry
+        .deps()
+        .store
+        .room(id)
+        .await?
+        .ok_or_else(ApiError::unknown_room)
 }
 
 fn tally(view: &RoomView) -> HttpResponse {
@@ -115,7 +120,11 @@ pub async fn get(
 ) -> Result<HttpResponse, ApiError> {
     let id = extract::room_id(&path)?;
     let view = match state.registry.find(&id).await? {
-        Found::Open(room) => room.send(GetView).await?,
+        Found::Open(room) => match room.send(GetView).await {
+            Ok(view) => view,
+            // The room stopped since the lookup: it closed meanwhile.
+            Err(_) => closed_view(&state, &id).await?,
+        },
         Found::Closed(view) => view,
         Found::Unknown => return Err(ApiError::unknown_room()),
     };
@@ -202,16 +211,13 @@ pub async fn messages(
             "limit must be 1 to {MAX_LISTING}"
         )));
     }
+    let store = &state.registry.deps().store;
     let messages = match state.registry.find(&id).await? {
-        Found::Open(room) => room.send(GetMessages { after, limit }).await?,
-        Found::Closed(_) => {
-            state
-                .registry
-                .deps()
-                .store
-                .messages(&id, after, limit)
-                .await?
-        }
+        Found::Open(room) => match room.send(GetMessages { after, limit }).await {
+            Ok(messages) => messages,
+            Err(_) => store.messages(&id, after, limit).await?,
+        },
+        Found::Closed(_) => store.messages(&id, after, limit).await?,
         Found::Unknown => return Err(ApiError::unknown_room()),
     };
     Ok(HttpResponse::Ok().json(json!({ "messages": messages })))

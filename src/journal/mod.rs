@@ -6,6 +6,7 @@
 
 pub mod local;
 pub mod memory;
+pub mod redis;
 
 use futures_util::future::BoxFuture;
 use serde::Serialize;

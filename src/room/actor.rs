@@ -14,18 +14,20 @@ use std::{
 };
 
 use actix::prelude::*;
+use bytestring::ByteString;
+use parking_lot::RwLock;
 use tokio::sync::oneshot;
 
 use super::{
     event::{Event, EventKind},
-    id::UserName,
+    id::{RoomId, UserName},
     messages::{
         Close, Connect, Disconnect, GetMessages, GetView, Mutate, Outbound, Reply, RoomFailure,
         SessionId, Shutdown,
     },
     presence::Via,
     state::{Command, RoomState},
-    view::{Counters, Message as ChatMessage, RoomView},
+    view::{Counters, Message as ChatMessage, RoomStatus, RoomView},
 };
 use crate::{
     journal::{Journal, JournalError},
@@ -42,6 +44,9 @@ const FIRST_RETRY_DELAY: Duration = Duration::from_millis(20);
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(1);
 /// How long a close waits for pending events to become durable before answering 503.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long appends may keep failing before new mutations are refused with 503 (pending ones
+/// keep waiting). Longer than a sentinel failover, so a failover shows as latency, not errors.
+const FAILING_GRACE: Duration = Duration::from_secs(5);
 /// WebSocket close code for a room that was closed (normal closure).
 const CLOSE_NORMAL: u16 = 1000;
 /// WebSocket close code at engine shutdown (going away).
@@ -66,12 +71,15 @@ pub struct RoomDeps {
     pub settings: RoomSettings,
 }
 
+/// Open rooms by id: the registry's map, which a room leaves by itself when it stops.
+pub type RoomIndex = RwLock<HashMap<RoomId, Addr<RoomActor>>>;
+
 /// Someone waiting for a pending event to become durable.
 enum Waiter {
     /// A request: answered with the view as of that event.
     Reply(oneshot::Sender<Reply<RoomView>>),
-    /// A new socket: gets its first `state` frame then, and every broadcast after.
-    Attach(SessionId),
+    /// A new socket: answered with its first `state` frame, and gets every broadcast after.
+    Attach(SessionId, oneshot::Sender<Reply<ByteString>>),
 }
 
 struct Pending {
@@ -103,7 +111,8 @@ pub struct RoomActor {
     in_flight: usize,
     retry_delay: Duration,
     retry_scheduled: bool,
-    failing: bool,
+    /// When appends started failing (`None` while they succeed).
+    failing_since: Option<Instant>,
     sessions: HashMap<SessionId, Session>,
     /// Last HTTP request per user, for the idle lapse.
     http_seen: HashMap<UserName, Instant>,
@@ -114,11 +123,12 @@ pub struct RoomActor {
     snapshotting: bool,
     shutdown_waiters: Vec<oneshot::Sender<()>>,
     deps: Arc<RoomDeps>,
+    index: Arc<RoomIndex>,
 }
 
 impl RoomActor {
     /// A room whose state is entirely durable (just created, or replayed from the journal).
-    pub fn new(state: RoomState, deps: Arc<RoomDeps>) -> Self {
+    pub fn new(state: RoomState, deps: Arc<RoomDeps>, index: Arc<RoomIndex>) -> Self {
         Self {
             snapshot_seq: state.seq(),
             snapshotting: false,
@@ -128,18 +138,28 @@ impl RoomActor {
             in_flight: 0,
             retry_delay: FIRST_RETRY_DELAY,
             retry_scheduled: false,
-            failing: false,
+            failing_since: None,
             sessions: HashMap::new(),
             http_seen: HashMap::new(),
             closing: None,
             final_view: None,
             shutdown_waiters: Vec::new(),
             deps,
+            index,
         }
     }
 
+    /// What clients see at `counters`: open until the final record is in the store (a close
+    /// that has not landed yet can still be taken back by a crash).
+    fn view_at(&self, counters: Counters) -> RoomView {
+        let mut view = self.state.view(counters);
+        view.status = RoomStatus::Open;
+        view.closed_at = None;
+        view
+    }
+
     fn view(&self) -> RoomView {
-        self.state.view(self.committed)
+        self.view_at(self.committed)
     }
 
     /// Applies a command and queues its event. `waiter` is answered once the outcome is durable
@@ -171,20 +191,35 @@ impl RoomActor {
         Ok(())
     }
 
-    /// Refuses client mutations while too much is waiting for the journal.
+    /// Refuses client mutations while too much is waiting for the journal, while the journal
+    /// has been failing for longer than a failover takes, or once the engine is stopping.
     fn check_backlog(&self) -> Result<(), RoomFailure> {
-        if self.pending.len() >= self.deps.settings.max_pending {
-            self.deps
-                .metrics
-                .refusals
-                .with_label_values(&["unavailable"])
-                .inc();
-            return Err(RoomFailure::Unavailable(format!(
+        let refusal = if !self.shutdown_waiters.is_empty() {
+            Some("the server is shutting down".to_owned())
+        } else if self.pending.len() >= self.deps.settings.max_pending {
+            Some(format!(
                 "{} events are waiting for the durability log; retry later",
                 self.pending.len()
-            )));
+            ))
+        } else if self
+            .failing_since
+            .is_some_and(|since| since.elapsed() >= FAILING_GRACE)
+        {
+            Some("the durability log cannot take writes; retry later".to_owned())
+        } else {
+            None
+        };
+        match refusal {
+            Some(message) => {
+                self.deps
+                    .metrics
+                    .refusals
+                    .with_label_values(&["unavailable"])
+                    .inc();
+                Err(RoomFailure::Unavailable(message))
+            }
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Hands the events not yet sent to the journal, unless an append is already in flight.
@@ -210,10 +245,16 @@ impl RoomActor {
     }
 
     fn append_failed(&mut self, error: JournalError, ctx: &mut Context<Self>) {
-        if !self.failing {
-            tracing::warn!(room.id = %self.state.id(), %error, pending = self.pending.len(),
-                "journal append failed; holding events and retrying");
-            self.failing = true;
+        if self.failing_since.is_none() {
+            match &error {
+                // Cannot heal by retrying; it needs an operator. Keep the events and retry
+                // slowly, so nothing acknowledged or pending is dropped meanwhile.
+                JournalError::Corrupt(_) => tracing::error!(room.id = %self.state.id(), %error,
+                    seq = self.state.seq(), "journal refused the room's events as corrupt"),
+                JournalError::Unavailable(_) => tracing::debug!(room.id = %self.state.id(),
+                    %error, pending = self.pending.len(), "journal append failed; retrying"),
+            }
+            self.failing_since = Some(Instant::now());
         }
         self.retry_scheduled = true;
         let delay = self.retry_delay;
@@ -226,9 +267,9 @@ impl RoomActor {
 
     /// The first `count` pending events are durable: publish them.
     fn committed_events(&mut self, count: usize, ctx: &mut Context<Self>) {
-        if self.failing {
-            tracing::info!(room.id = %self.state.id(), seq = self.state.seq(), "journal writes resumed");
-            self.failing = false;
+        if let Some(since) = self.failing_since.take() {
+            tracing::debug!(room.id = %self.state.id(), seq = self.state.seq(),
+                stalled_ms = since.elapsed().as_millis() as u64, "journal writes resumed");
         }
         self.retry_delay = FIRST_RETRY_DELAY;
         let count = count.min(self.pending.len());
@@ -263,12 +304,18 @@ impl RoomActor {
 
     /// Snapshots the room when enough has happened since the last one. Only with nothing
     /// pending, so the working state is exactly the durable state.
+    ///
+    /// A snapshot carries the whole transcript, so the interval grows with it: at least as many
+    /// events as the transcript has messages pass between two snapshots, which keeps the bytes
+    /// written for snapshots within a constant factor of the bytes of the log itself.
     fn maybe_snapshot(&mut self, ctx: &mut Context<Self>) {
         let seq = self.committed.seq;
-        if self.snapshotting
-            || self.closing.is_some()
-            || seq < self.snapshot_seq + self.deps.settings.snapshot_every
-        {
+        let every = self
+            .deps
+            .settings
+            .snapshot_every
+            .max(u64::from(self.committed.messages));
+        if self.snapshotting || self.closing.is_some() || seq < self.snapshot_seq + every {
             return;
         }
         self.snapshotting = true;
@@ -292,19 +339,19 @@ impl RoomActor {
     fn release(&mut self, waiter: Waiter, counters: Counters) {
         match waiter {
             Waiter::Reply(tx) => {
-                let _ = tx.send(Ok(self.state.view(counters)));
+                let _ = tx.send(Ok(self.view_at(counters)));
             }
-            Waiter::Attach(id) => {
-                let frame = frames::state(&self.state.view(counters));
+            Waiter::Attach(id, tx) => {
+                let frame = frames::state(&self.view_at(counters));
                 if let Some(session) = self.sessions.get_mut(&id) {
                     session.active = true;
-                    session.addr.do_send(Outbound::Text(frame));
+                    let _ = tx.send(Ok(frame));
                 }
             }
         }
     }
 
-    fn broadcast(&self, frame: bytestring::ByteString) {
+    fn broadcast(&self, frame: ByteString) {
         for session in self.sessions.values().filter(|s| s.active) {
             session.addr.do_send(Outbound::Text(frame.clone()));
         }
@@ -315,18 +362,26 @@ impl RoomActor {
         if self.closing.is_some() {
             self.write_final_record(ctx);
         }
-        if !self.shutdown_waiters.is_empty() {
-            for session in self.sessions.values() {
-                session.addr.do_send(Outbound::Close {
-                    code: CLOSE_GOING_AWAY,
-                    reason: "server shutting down",
-                });
-            }
-            for tx in self.shutdown_waiters.drain(..) {
-                let _ = tx.send(());
-            }
-            ctx.stop();
+        self.finish_shutdown(ctx);
+    }
+
+    /// Stops the room for an engine shutdown once nothing is pending and no close is being
+    /// written (stopping drops spawned futures, which would abandon the write).
+    fn finish_shutdown(&mut self, ctx: &mut Context<Self>) {
+        let writing = self.closing.as_ref().is_some_and(|c| c.writing);
+        if self.shutdown_waiters.is_empty() || writing || !self.pending.is_empty() {
+            return;
         }
+        for session in self.sessions.values() {
+            session.addr.do_send(Outbound::Close {
+                code: CLOSE_GOING_AWAY,
+                reason: "server shutting down",
+            });
+        }
+        for tx in self.shutdown_waiters.drain(..) {
+            let _ = tx.send(());
+        }
+        ctx.stop();
     }
 
     fn write_final_record(&mut self, ctx: &mut Context<Self>) {
@@ -338,7 +393,7 @@ impl RoomActor {
         }
         closing.writing = true;
         let record = FinalRecord {
-            room: self.view(),
+            room: self.state.view(self.committed),
             votes: self.state.votes(),
             messages: self.state.transcript(self.committed.seq),
         };
@@ -362,11 +417,11 @@ impl RoomActor {
         let view = match result {
             Ok(view) => view,
             Err(error) => {
-                tracing::warn!(room.id = %self.state.id(), %error, "final record not written");
                 let failure = RoomFailure::Unavailable(error.to_string());
                 for tx in closing.waiters.drain(..) {
                     let _ = tx.send(Err(failure.clone()));
                 }
+                self.finish_shutdown(ctx);
                 return;
             }
         };
@@ -389,6 +444,8 @@ impl RoomActor {
         // start finds the record in SQL and deletes the log then.
         let room = self.state.id().clone();
         let delete = self.deps.journal.delete_room(room.clone());
+        // Answered below, once the log is gone; a shutdown meanwhile just waits for that.
+        let shutdown_waiters = std::mem::take(&mut self.shutdown_waiters);
         ctx.spawn(
             async move {
                 if let Err(error) = delete.await {
@@ -396,7 +453,12 @@ impl RoomActor {
                 }
             }
             .into_actor(self)
-            .map(|(), _, ctx| ctx.stop()),
+            .map(move |(), _, ctx| {
+                for tx in shutdown_waiters {
+                    let _ = tx.send(());
+                }
+                ctx.stop();
+            }),
         );
     }
 
@@ -425,9 +487,9 @@ impl RoomActor {
     }
 }
 
-/// How often to look for lapsed HTTP joins: often enough to lapse within a quarter of the TTL.
+/// How often to look for lapsed HTTP joins: a lapse is late by at most this.
 fn sweep_interval(ttl: Duration) -> Duration {
-    (ttl / 4).clamp(Duration::from_millis(50), Duration::from_secs(5))
+    (ttl / 4).clamp(Duration::from_millis(50), Duration::from_secs(1))
 }
 
 impl Actor for RoomActor {
@@ -441,12 +503,17 @@ impl Actor for RoomActor {
         });
     }
 
-    fn stopped(&mut self, _: &mut Self::Context) {
+    fn stopped(&mut self, ctx: &mut Self::Context) {
         self.deps.metrics.rooms_open.dec();
         self.deps
             .metrics
             .journal_pending
             .sub(self.pending.len() as i64);
+        let me = ctx.address();
+        let mut index = self.index.write();
+        if index.get(self.state.id()) == Some(&me) {
+            index.remove(self.state.id());
+        }
     }
 }
 
@@ -503,27 +570,34 @@ impl Handler<GetMessages> for RoomActor {
 }
 
 impl Handler<Connect> for RoomActor {
-    type Result = Reply<()>;
+    type Result = ResponseFuture<Reply<ByteString>>;
 
     fn handle(&mut self, msg: Connect, ctx: &mut Self::Context) -> Self::Result {
-        self.check_backlog()?;
-        let join = Command::Join {
-            user: msg.user.clone(),
-            via: Via::Socket,
-        };
-        self.sessions.insert(
-            msg.id,
-            Session {
-                user: msg.user,
-                addr: msg.session,
-                active: false,
-            },
-        );
-        let submitted = self.submit(join, Some(Waiter::Attach(msg.id)), ctx);
-        if submitted.is_err() {
-            self.sessions.remove(&msg.id);
-        }
-        submitted
+        let (tx, rx) = oneshot::channel();
+        let submitted = self.check_backlog().and_then(|()| {
+            let join = Command::Join {
+                user: msg.user.clone(),
+                via: Via::Socket,
+            };
+            self.sessions.insert(
+                msg.id,
+                Session {
+                    user: msg.user,
+                    addr: msg.session,
+                    active: false,
+                },
+            );
+            let submitted = self.submit(join, Some(Waiter::Attach(msg.id, tx)), ctx);
+            if submitted.is_err() {
+                self.sessions.remove(&msg.id);
+            }
+            submitted
+        });
+        Box::pin(async move {
+            submitted?;
+            rx.await
+                .unwrap_or_else(|_| Err(RoomFailure::Unavailable("the room stopped".into())))
+        })
     }
 }
 

@@ -47,10 +47,10 @@ pub struct GetMessages {
     pub limit: usize,
 }
 
-/// A socket of `user` opened: joins the user; the session gets its first `state` frame once the
-/// join is durable, then every broadcast.
+/// A socket of `user` opened: joins the user. Answers, once the join is durable, with the
+/// session's first `state` frame; every broadcast after that goes to `session`.
 #[derive(Message)]
-#[rtype(result = "Reply<()>")]
+#[rtype(result = "Reply<ByteString>")]
 pub struct Connect {
     pub id: SessionId,
     pub user: UserName,

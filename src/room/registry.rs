@@ -18,7 +18,7 @@ use futures_util::future::join_all;
 use parking_lot::RwLock;
 
 use super::{
-    actor::{RoomActor, RoomDeps},
+    actor::{RoomActor, RoomDeps, RoomIndex},
     id::RoomId,
     messages::{Close, GetView, RoomFailure, Shutdown},
     state::RoomState,
@@ -45,7 +45,7 @@ pub enum Found {
 }
 
 pub struct Registry {
-    rooms: RwLock<HashMap<RoomId, Addr<RoomActor>>>,
+    rooms: Arc<RoomIndex>,
     stopping: AtomicBool,
     arbiters: Vec<Arbiter>,
     next_arbiter: AtomicUsize,
@@ -56,7 +56,7 @@ impl Registry {
     pub fn new(deps: RoomDeps) -> Self {
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
         Self {
-            rooms: RwLock::new(HashMap::new()),
+            rooms: Arc::new(RwLock::new(HashMap::new())),
             stopping: AtomicBool::new(false),
             arbiters: (0..threads).map(|_| Arbiter::new()).collect(),
             next_arbiter: AtomicUsize::new(0),
@@ -71,9 +71,10 @@ impl Registry {
     fn start(&self, state: RoomState) -> Addr<RoomActor> {
         let id = state.id().clone();
         let deps = self.deps.clone();
+        let index = self.rooms.clone();
         let n = self.next_arbiter.fetch_add(1, Ordering::Relaxed) % self.arbiters.len();
         let addr = RoomActor::start_in_arbiter(&self.arbiters[n].handle(), move |_| {
-            RoomActor::new(state, deps)
+            RoomActor::new(state, deps, index)
         });
         self.rooms.write().insert(id, addr.clone());
         addr
@@ -108,8 +109,11 @@ impl Registry {
         self.rooms.read().get(id).cloned()
     }
 
-    /// Open here, closed in the store, or unknown.
-    pub async fn find(&self, id: &RoomId) -> Result<Found, StoreError> {
+    /// Open here, closed in the store, or unknown; `Unavailable` while the engine stops.
+    pub async fn find(&self, id: &RoomId) -> Result<Found, ApiFailure> {
+        if self.is_stopping() {
+            return Err(RoomFailure::Unavailable("the server is shutting down".into()).into());
+        }
         if let Some(addr) = self.get(id) {
             if addr.connected() {
                 return Ok(Found::Open(addr));
@@ -188,7 +192,8 @@ impl Registry {
     /// 1001, and stops the rooms and their arbiters.
     pub async fn shutdown(&self, deadline: Duration) {
         self.stopping.store(true, Ordering::SeqCst);
-        let addrs: Vec<_> = self.rooms.write().drain().map(|(_, a)| a).collect();
+        // The rooms leave the map themselves as they stop.
+        let addrs: Vec<_> = self.rooms.read().values().cloned().collect();
         let drained = join_all(addrs.iter().map(|a| a.send(Shutdown)));
         if tokio::time::timeout(deadline, drained).await.is_err() {
             tracing::warn!("shutdown deadline passed with events not yet durable");

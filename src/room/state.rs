@@ -72,25 +72,24 @@ pub struct Change {
     pub counters: Counters,
 }
 
-/// Checks a room title (1..=200 characters, not only white space).
-pub fn validate_title(title: &str) -> Result<(), RoomError> {
-    let chars = title.chars().count();
-    if chars == 0 || chars > MAX_TITLE_CHARS || title.trim().is_empty() {
+/// Checks that `text` is 1..=`max` characters (not bytes) and not only white space.
+fn validate_chars(text: &str, what: &str, max: usize) -> Result<(), RoomError> {
+    let chars = text.chars().count();
+    if chars == 0 || chars > max || text.trim().is_empty() {
         return Err(RoomError::Invalid(format!(
-            "title must be 1 to {MAX_TITLE_CHARS} characters and not blank"
+            "{what} must be 1 to {max} characters and not blank"
         )));
     }
     Ok(())
 }
 
+/// Checks a room title.
+pub fn validate_title(title: &str) -> Result<(), RoomError> {
+    validate_chars(title, "title", MAX_TITLE_CHARS)
+}
+
 fn validate_text(text: &str) -> Result<(), RoomError> {
-    let chars = text.chars().count();
-    if chars == 0 || chars > MAX_TEXT_CHARS || text.trim().is_empty() {
-        return Err(RoomError::Invalid(format!(
-            "text must be 1 to {MAX_TEXT_CHARS} characters and not blank"
-        )));
-    }
-    Ok(())
+    validate_chars(text, "text", MAX_TEXT_CHARS)
 }
 
 /// Everything about one room that the engine holds in memory.

@@ -31,6 +31,17 @@ pub enum ClientFrame {
     },
 }
 
+impl ClientFrame {
+    /// The client's request id, echoed in the answer.
+    pub fn req(&self) -> &Value {
+        match self {
+            ClientFrame::Vote { req, .. }
+            | ClientFrame::Retract { req }
+            | ClientFrame::Say { req, .. } => req,
+        }
+    }
+}
+
 /// A frame that could not be understood, with the `req` to echo if one could be read.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BadFrame {
@@ -70,8 +81,17 @@ enum ServerFrame<'a> {
 }
 
 fn encode(frame: &ServerFrame<'_>) -> ByteString {
-    // Serializing these plain structs cannot fail; an empty frame would only hide a bug.
-    ByteString::from(serde_json::to_string(frame).unwrap_or_default())
+    match serde_json::to_string(frame) {
+        Ok(text) => ByteString::from(text),
+        // Plain structs of strings and numbers do not fail to serialize; if one ever did, the
+        // client still gets a well-formed frame saying so.
+        Err(error) => {
+            tracing::error!(%error, "server frame not encodable");
+            ByteString::from_static(
+                r#"{"type":"error","req":null,"error":"internal","message":"frame encoding failed"}"#,
+            )
+        }
+    }
 }
 
 pub fn state(view: &RoomView) -> ByteString {

@@ -62,6 +62,10 @@ pub fn start(
     settings: SessionSettings,
     metrics: Metrics,
 ) -> Result<HttpResponse, actix_web::Error> {
+    // Checked first so a request that is no upgrade gets an API error body, not an empty one.
+    if let Err(error) = ws::handshake(req) {
+        return Err(ApiError::bad_request(format!("not a WebSocket upgrade: {error}")).into());
+    }
     let session = WsSession {
         id: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
         user,
@@ -94,20 +98,48 @@ impl WsSession {
         ctx.stop();
     }
 
+    /// Pings a third of the timeout apart; checks for silence often enough that a silent
+    /// socket is dropped at most a second after its timeout.
     fn heartbeat(&self, ctx: &mut ws::WebsocketContext<Self>) {
-        let every = (self.settings.timeout / 3).max(Duration::from_millis(50));
-        ctx.run_interval(every, |act, ctx| {
-            if act.heard.elapsed() > act.settings.timeout {
+        let timeout = self.settings.timeout;
+        let ping_every = (timeout / 3).max(Duration::from_millis(50));
+        let check_every = ping_every.min(Duration::from_secs(1));
+        ctx.run_interval(ping_every, |_, ctx| ctx.ping(b""));
+        ctx.run_interval(check_every, move |act, ctx| {
+            if act.heard.elapsed() >= timeout {
                 tracing::debug!(user = %act.user, "socket silent past the timeout; dropping it");
                 ctx.stop();
-            } else {
-                ctx.ping(b"");
             }
         });
     }
 
+    /// Takes a rate token for any text frame, well-formed or not, so garbage floods are
+    /// limited too. Returns false when the frame must be dropped.
+    fn admit(&mut self, req: &Value, ctx: &mut ws::WebsocketContext<Self>) -> bool {
+        if self.bucket.take() {
+            self.strikes = 0;
+            return true;
+        }
+        self.strikes += 1;
+        let limited = ApiError::new(ErrorCode::RateLimited, "too many frames; slow down");
+        self.send_error(ctx, req, &limited);
+        if self.strikes >= FLOOD_STRIKES {
+            tracing::info!(user = %self.user, "disconnecting a flooding socket");
+            Self::close(ctx, CloseCode::Policy, "rate limit exceeded");
+        }
+        false
+    }
+
     fn on_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
-        let frame = match frames::parse(text) {
+        let parsed = frames::parse(text);
+        let req = match &parsed {
+            Ok(frame) => frame.req().clone(),
+            Err(bad) => bad.req.clone(),
+        };
+        if !self.admit(&req, ctx) {
+            return;
+        }
+        let frame = match parsed {
             Ok(frame) => frame,
             Err(bad) => {
                 return self.send_error(ctx, &bad.req, &ApiError::bad_request(bad.message));
@@ -135,17 +167,6 @@ impl WsSession {
                 },
             ),
         };
-        if !self.bucket.take() {
-            self.strikes += 1;
-            let limited = ApiError::new(ErrorCode::RateLimited, "too many frames; slow down");
-            self.send_error(ctx, &req, &limited);
-            if self.strikes >= FLOOD_STRIKES {
-                tracing::info!(user = %self.user, "disconnecting a flooding socket");
-                Self::close(ctx, CloseCode::Policy, "rate limit exceeded");
-            }
-            return;
-        }
-        self.strikes = 0;
         let request = self.room.send(Mutate {
             command,
             from_http: false,
@@ -178,7 +199,7 @@ impl Actor for WsSession {
             .into_actor(self)
             .map(|result, act, ctx| {
                 let refused = match result {
-                    Ok(Ok(())) => return,
+                    Ok(Ok(first_state)) => return ctx.text(first_state),
                     Ok(Err(failure)) => ApiError::from(failure),
                     Err(mailbox) => ApiError::from(mailbox),
                 };
@@ -235,8 +256,10 @@ impl StreamHandler<Result<ws::Message, ProtocolError>> for WsSession {
             ws::Message::Ping(bytes) => ctx.pong(&bytes),
             ws::Message::Pong(_) | ws::Message::Nop => {}
             ws::Message::Binary(_) | ws::Message::Continuation(_) => {
-                let error = ApiError::bad_request("frames must be single JSON text frames");
-                self.send_error(ctx, &Value::Null, &error);
+                if self.admit(&Value::Null, ctx) {
+                    let error = ApiError::bad_request("frames must be single JSON text frames");
+                    self.send_error(ctx, &Value::Null, &error);
+                }
             }
             ws::Message::Close(reason) => {
                 ctx.close(reason);

@@ -178,6 +178,14 @@ async fn admin_needs_the_right_token() {
     );
     let (status, _) = app.request("GET", "/admin/stats", None, Some(TOKEN)).await;
     assert_eq!(status, 200);
+    let (status, _) = app
+        .request_with_header(
+            "GET",
+            "/admin/stats",
+            ("Authorization", format!("bearer {TOKEN}")),
+        )
+        .await;
+    assert_eq!(status, 200, "the auth scheme is case-insensitive");
     let (status, err) = app.close_room("r_unknown").await;
     assert_eq!((status.as_u16(), code(&err)), (404, "not_found"));
 }
@@ -299,6 +307,44 @@ async fn socket_flood_is_rate_limited_and_the_room_is_unharmed() {
         listed["messages"].as_array().unwrap().len(),
         acks,
         "exactly the acked ones"
+    );
+    room_still_works(&app, &room).await;
+}
+
+#[actix_rt::test]
+async fn a_plain_get_of_the_socket_path_is_a_json_400() {
+    let app = TestApp::start();
+    let room = app.create_room("no upgrade").await;
+    let (status, err) = app.get(&format!("/rooms/{room}/ws?user=alice")).await;
+    assert_eq!((status.as_u16(), code(&err)), (400, "bad_request"), "{err}");
+    let (status, _) = app.get(&format!("/rooms/{room}/messages?_=123")).await;
+    assert_eq!(status, 200, "unknown query parameters are ignored");
+    room_still_works(&app, &room).await;
+}
+
+#[actix_rt::test]
+async fn a_flood_of_garbage_frames_is_rate_limited_too() {
+    let app = TestApp::builder()
+        .setting("LIMITS__WS_RATE_PER_S", 2)
+        .setting("LIMITS__WS_BURST", 2)
+        .start();
+    let room = app.create_room("garbage").await;
+    let mut ws = WsClient::connect(&app.ws_url(&format!("/rooms/{room}/ws?user=g")))
+        .await
+        .unwrap();
+    ws.next_of("state").await;
+    for _ in 0..80 {
+        ws.send_text("{garbage".into()).await;
+    }
+    let (code_, frames) = ws.until_closed().await;
+    assert!(
+        frames.iter().any(|f| f["error"] == "rate_limited"),
+        "{frames:?}"
+    );
+    assert_eq!(
+        code_,
+        Some(1008),
+        "a client that keeps flooding is disconnected"
     );
     room_still_works(&app, &room).await;
 }

@@ -131,6 +131,12 @@ async fn close_waits_for_pending_events_and_writes_them() {
         !closing.is_finished(),
         "close waits for the pending message"
     );
+    let meanwhile = room.send(GetView).await.unwrap();
+    assert_eq!(
+        (meanwhile.status, meanwhile.closed_at),
+        (RoomStatus::Open, None),
+        "not shown closed before the final record is stored"
+    );
     assert!(store.room(&created.id).await.unwrap().is_none());
     journal.set_down(false);
     let final_view = closing.await.unwrap().unwrap().unwrap();
@@ -174,7 +180,7 @@ async fn snapshots_trim_the_log_and_recovery_restores_from_them() {
         room.send(say(&format!("m{i}"))).await.unwrap().unwrap();
     }
     let snapshot_seq = eventually("a snapshot", Duration::from_secs(10), || async {
-        journal.snapshot_seq(&created.id).filter(|s| *s >= 20)
+        journal.snapshot_seq(&created.id).filter(|s| *s >= 10)
     })
     .await;
     assert!(

@@ -192,6 +192,28 @@ impl TestApp {
         (resp.status(), json)
     }
 
+    /// A bodiless request with one extra header.
+    pub async fn request_with_header(
+        &self,
+        method: &str,
+        path: &str,
+        header: (&str, String),
+    ) -> (StatusCode, Value) {
+        let method = awc::http::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut resp = self
+            .client
+            .request(method, self.url(path))
+            .insert_header(header)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        let bytes = resp.body().limit(64 << 20).await.expect("response body");
+        (
+            resp.status(),
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
     /// Sends raw bytes as a body (for malformed input).
     pub async fn raw(&self, method: &str, path: &str, body: Vec<u8>) -> (StatusCode, Value) {
         let method = awc::http::Method::from_bytes(method.as_bytes()).expect("method");
