@@ -7,6 +7,7 @@ mod journal_down;
 mod ops;
 mod restart;
 mod rooms;
+mod sentinel_fixture;
 mod store;
 mod support;
 mod ws;

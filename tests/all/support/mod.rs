@@ -2,4 +2,5 @@
 
 pub mod app;
 pub mod mysql;
+pub mod sentinel;
 pub mod ws;
