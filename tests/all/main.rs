@@ -3,8 +3,10 @@
 
 mod bad_input;
 mod close;
+mod failover;
 mod journal_down;
 mod ops;
+mod redis_plain;
 mod restart;
 mod rooms;
 mod sentinel_fixture;

@@ -192,6 +192,28 @@ impl TestApp {
         (resp.status(), json)
     }
 
+    /// A PUT that gives up after `timeout`: `None` if no answer came by then (the request may
+    /// still be applied later).
+    pub async fn put_within(
+        &self,
+        path: &str,
+        body: Value,
+        timeout: Duration,
+    ) -> Option<(StatusCode, Value)> {
+        let mut resp = self
+            .client
+            .put(self.url(path))
+            .timeout(timeout)
+            .send_json(&body)
+            .await
+            .ok()?;
+        let bytes = resp.body().limit(1 << 20).await.ok()?;
+        Some((
+            resp.status(),
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        ))
+    }
+
     /// A bodiless request with one extra header.
     pub async fn request_with_header(
         &self,

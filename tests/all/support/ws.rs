@@ -47,6 +47,14 @@ impl WsClient {
         self.send_text(value.to_string()).await;
     }
 
+    /// Sends a JSON frame; false when the socket is gone.
+    pub async fn try_send_json(&mut self, value: &Value) -> bool {
+        self.framed
+            .send(Message::Text(value.to_string().into()))
+            .await
+            .is_ok()
+    }
+
     pub async fn send_text(&mut self, text: String) {
         self.framed
             .send(Message::Text(text.into()))
@@ -69,7 +77,8 @@ impl WsClient {
                 .expect("no frame within the deadline");
             match frame {
                 None => return Incoming::Closed(None),
-                Some(Err(e)) => panic!("WebSocket error: {e}"),
+                // A broken connection (the engine died) reads as a close without a code.
+                Some(Err(_)) => return Incoming::Closed(None),
                 Some(Ok(Frame::Text(bytes))) => {
                     let value = serde_json::from_slice(&bytes).expect("server frames are JSON");
                     return Incoming::Json(value);

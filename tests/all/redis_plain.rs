@@ -1,0 +1,118 @@
+//! The Redis journal against a plain Redis URL (no sentinels): for users who start small.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::{
+    failover::check_final_record,
+    support::{
+        app::{eventually, TestApp},
+        load::{VoterLog, Voters},
+        mysql::TestDatabase,
+        sentinel::RedisServer,
+    },
+};
+
+fn engine_on(redis: &RedisServer, store_url: Option<&str>) -> TestApp {
+    let mut builder = TestApp::builder()
+        .setting("JOURNAL__KIND", "redis")
+        .setting("REDIS__URL", redis.url());
+    if let Some(url) = store_url {
+        builder = builder.setting("STORE__URL", url);
+    }
+    builder.start()
+}
+
+#[actix_rt::test]
+async fn rooms_live_in_redis_survive_a_restart_and_leave_no_keys_when_closed() {
+    let redis = RedisServer::start();
+    let mut app = engine_on(&redis, None);
+    let room = app.create_room("plain redis").await;
+    app.join(&room, "alice").await;
+    app.vote(&room, "alice", "pro").await;
+    app.say(&room, "alice", "hello").await;
+    let before = app.room(&room).await;
+    assert!(
+        redis.keys("roomstate:*").len() >= 3,
+        "{:?}",
+        redis.keys("*")
+    );
+
+    assert!(app.stop().success());
+    app.restart();
+    let mut after = app.room(&room).await;
+    assert_eq!(after["participants"], 0);
+    after["participants"] = before["participants"].clone();
+    assert_eq!(after, before);
+
+    let (status, closed) = app.close_room(&room).await;
+    assert_eq!(status, 200, "{closed}");
+    assert_eq!(closed["pro"], 1);
+    eventually("the room's keys to go", Duration::from_secs(10), || async {
+        redis.keys("roomstate:*").is_empty().then_some(())
+    })
+    .await;
+    let (status, ready) = app.get("/readyz").await;
+    assert_eq!(
+        (status.as_u16(), ready),
+        (200, json!({"journal": "up", "store": "up"}))
+    );
+}
+
+#[actix_rt::test]
+async fn redis_fully_down_gives_503s_loses_nothing_and_service_resumes() {
+    let mut redis = RedisServer::start();
+    let db = TestDatabase::new();
+    let app = engine_on(&redis, Some(&db.url()));
+    let room = app.create_room("outage").await;
+    let voters = Voters::start(&app, &room, "o", 4).await;
+    // A probe that only ever votes pro: however many of its attempts land, its vote is pro.
+    app.join(&room, "probe").await;
+    let (status, _) = app.vote(&room, "probe", "pro").await;
+    assert_eq!(status, 200);
+    voters.wait_for_acks(40, Duration::from_secs(30)).await;
+
+    redis.kill();
+    // The voters' requests in flight wait for Redis; new requests are refused once the log has
+    // been failing for longer than a failover takes.
+    let probe = format!("/rooms/{room}/votes/probe");
+    eventually(
+        "new requests to get 503 unavailable",
+        Duration::from_secs(30),
+        || async {
+            let answer = app
+                .put_within(&probe, json!({"side": "pro"}), Duration::from_secs(1))
+                .await;
+            match answer {
+                Some((status, body)) if status == 503 => {
+                    assert_eq!(body["error"], "unavailable");
+                    Some(())
+                }
+                _ => None,
+            }
+        },
+    )
+    .await;
+    let (status, ready) = app.get("/readyz").await;
+    assert_eq!(status, 503, "{ready}");
+    assert_eq!(ready["journal"], "down");
+    assert_eq!(ready["store"], "up");
+    let (status, err) = app
+        .post("/rooms", json!({"title": "during the outage"}))
+        .await;
+    assert_eq!(
+        (status.as_u16(), err["error"].as_str()),
+        (503, Some("unavailable"))
+    );
+
+    redis.restart();
+    voters.wait_for_acks(40, Duration::from_secs(60)).await;
+    let mut logs = voters.stop().await;
+    logs.push(VoterLog {
+        user: "probe".into(),
+        last_acked: Some("pro".into()),
+        ..VoterLog::default()
+    });
+    check_final_record(&app, &db.url(), &room, &logs).await;
+}
