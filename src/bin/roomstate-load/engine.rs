@@ -1,0 +1,289 @@
+//! Drives a roomstate engine the way clients use it: real WebSockets (a `vote`/`say` frame, then
+//! its `ack`) or real HTTP (`PUT /votes`, `POST /messages`), closed or open loop.
+
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
+
+use actix_codec::Framed;
+use anyhow::{bail, Context as _};
+use awc::{
+    ws::{Codec, Frame, Message},
+    BoxedSocket, Client,
+};
+use futures_util::{future::join_all, SinkExt, StreamExt};
+use serde_json::{json, Value};
+
+use crate::{
+    mix::{Kind, Mixer, Op},
+    workload::{Run, Workload},
+};
+
+/// How long after the end of a run answers are still awaited.
+const ANSWER_GRACE: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Transport {
+    Ws,
+    Http,
+}
+
+fn client() -> Client {
+    Client::builder()
+        .timeout(Duration::from_secs(60))
+        .max_http_version(awc::http::Version::HTTP_11)
+        .finish()
+}
+
+/// Creates the rooms; returns their ids.
+pub async fn create_rooms(base: &str, rooms: usize) -> anyhow::Result<Vec<String>> {
+    let http = client();
+    let mut ids = Vec::with_capacity(rooms);
+    for chunk in (0..rooms).collect::<Vec<_>>().chunks(64) {
+        let made = join_all(chunk.iter().map(|i| {
+            let http = &http;
+            async move {
+                let mut resp = http
+                    .post(format!("{base}/rooms"))
+                    .send_json(&json!({ "title": format!("load room {i}") }))
+                    .await
+                    .map_err(|e| anyhow::anyhow!("POST /rooms: {e}"))?;
+                let body: Value = resp.json().await.context("POST /rooms body")?;
+                match body["id"].as_str() {
+                    Some(id) if resp.status() == 201 => Ok(id.to_owned()),
+                    _ => bail!("POST /rooms answered {}: {body}", resp.status()),
+                }
+            }
+        }))
+        .await;
+        for id in made {
+            ids.push(id?);
+        }
+    }
+    Ok(ids)
+}
+
+/// Runs the workload against the engine at `base` (e.g. `http://127.0.0.1:8080`).
+pub async fn run(base: &str, transport: Transport, w: &Workload, run: &Run) -> anyhow::Result<()> {
+    let rooms = create_rooms(base, w.rooms).await?;
+    let mut tasks = Vec::new();
+    for (r, room) in rooms.iter().enumerate() {
+        for u in 0..w.users {
+            let user = format!("u{u}");
+            let seed = w.seed ^ ((r as u64) << 20) ^ u as u64;
+            let mixer = Mixer::new(seed, w.message_percent);
+            match transport {
+                Transport::Ws => {
+                    let url = format!(
+                        "{}/rooms/{room}/ws?user={user}",
+                        base.replacen("http", "ws", 1)
+                    );
+                    let framed = connect(&url).await?;
+                    tasks.push(actix_rt::spawn(ws_client(
+                        framed,
+                        mixer,
+                        w.client_interval(),
+                        run.clone(),
+                    )));
+                }
+                Transport::Http => {
+                    let http = client();
+                    let mut resp = http
+                        .post(format!("{base}/rooms/{room}/join"))
+                        .send_json(&json!({ "user": user }))
+                        .await
+                        .map_err(|e| anyhow::anyhow!("join: {e}"))?;
+                    if resp.status() != 200 {
+                        bail!("join answered {}: {:?}", resp.status(), resp.body().await);
+                    }
+                    let urls = HttpUrls {
+                        vote: format!("{base}/rooms/{room}/votes/{user}"),
+                        say: format!("{base}/rooms/{room}/messages"),
+                        user,
+                    };
+                    tasks.push(actix_rt::spawn(http_client(
+                        http,
+                        urls,
+                        mixer,
+                        w.client_interval(),
+                        run.clone(),
+                    )));
+                }
+            }
+        }
+    }
+    for task in tasks {
+        task.await.context("client task")?;
+    }
+    Ok(())
+}
+
+async fn connect(url: &str) -> anyhow::Result<Framed<BoxedSocket, Codec>> {
+    let (_, mut framed) = client()
+        .ws(url)
+        .max_frame_size(1 << 20)
+        .connect()
+        .await
+        .map_err(|e| anyhow::anyhow!("WebSocket {url}: {e}"))?;
+    // The first frame is the room's state.
+    match tokio::time::timeout(Duration::from_secs(30), framed.next()).await {
+        Ok(Some(Ok(Frame::Text(_)))) => Ok(framed),
+        other => bail!("no first state frame from {url}: {other:?}"),
+    }
+}
+
+fn frame_of(op: &Op, req: u64) -> Value {
+    match op {
+        Op::Vote(side) | Op::Switch(side) => {
+            json!({"type": "vote", "side": side, "req": req.to_string()})
+        }
+        Op::Say(text) => json!({"type": "say", "text": text, "req": req.to_string()}),
+    }
+}
+
+/// One socket: in closed loop one request at a time; in open loop a request every `interval`,
+/// however many are outstanding (latency counts from when each was due).
+async fn ws_client(
+    mut framed: Framed<BoxedSocket, Codec>,
+    mut mixer: Mixer,
+    interval: Option<Duration>,
+    run: Run,
+) {
+    let mut outstanding: HashMap<String, (Instant, Kind)> = HashMap::new();
+    let mut next_req: u64 = 0;
+    let mut next_due = Instant::now();
+    loop {
+        let may_send = match interval {
+            None => outstanding.is_empty(),
+            Some(_) => Instant::now() >= next_due,
+        };
+        if may_send && !run.over() {
+            let op = mixer.next_op();
+            next_req += 1;
+            let due = if interval.is_some() {
+                next_due
+            } else {
+                Instant::now()
+            };
+            outstanding.insert(next_req.to_string(), (due, op.kind()));
+            if framed
+                .send(Message::Text(frame_of(&op, next_req).to_string().into()))
+                .await
+                .is_err()
+            {
+                run.failed(due);
+                return;
+            }
+            if let Some(interval) = interval {
+                next_due += interval;
+            }
+            continue;
+        }
+        if run.over() && outstanding.is_empty() {
+            let _ = framed.send(Message::Close(None)).await;
+            return;
+        }
+        let grace_end = run.end + ANSWER_GRACE;
+        let wait_until = match interval {
+            Some(_) if !run.over() => next_due.min(run.end),
+            _ => grace_end,
+        };
+        let frame = tokio::time::timeout_at(wait_until.into(), framed.next()).await;
+        let frame = match frame {
+            Err(_) if Instant::now() >= grace_end => {
+                // Answers that never came count as failures.
+                for (due, _) in outstanding.values() {
+                    run.failed(*due);
+                }
+                return;
+            }
+            Err(_) => continue,
+            Ok(None) | Ok(Some(Err(_))) => {
+                for (due, _) in outstanding.values() {
+                    run.failed(*due);
+                }
+                return;
+            }
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let Frame::Text(bytes) = frame else { continue };
+        let Ok(value) = serde_json::from_slice::<Value>(&bytes) else {
+            continue;
+        };
+        let ok = match value["type"].as_str() {
+            Some("ack") => true,
+            Some("error") => false,
+            _ => continue,
+        };
+        let Some((due, kind)) = value["req"].as_str().and_then(|r| outstanding.remove(r)) else {
+            continue;
+        };
+        run.answered(due, kind, ok);
+    }
+}
+
+struct HttpUrls {
+    vote: String,
+    say: String,
+    user: String,
+}
+
+async fn http_request(http: &Client, urls: &HttpUrls, op: &Op) -> Result<bool, ()> {
+    let sent = match op {
+        Op::Vote(side) | Op::Switch(side) => {
+            http.put(&urls.vote)
+                .send_json(&json!({ "side": side }))
+                .await
+        }
+        Op::Say(text) => {
+            http.post(&urls.say)
+                .send_json(&json!({ "user": urls.user, "text": text }))
+                .await
+        }
+    };
+    let mut resp = sent.map_err(|_| ())?;
+    let _ = resp.body().await;
+    Ok(resp.status().is_success())
+}
+
+/// One HTTP client (its own keep-alive connection pool).
+async fn http_client(
+    http: Client,
+    urls: HttpUrls,
+    mut mixer: Mixer,
+    interval: Option<Duration>,
+    run: Run,
+) {
+    let urls = std::rc::Rc::new(urls);
+    let http = std::rc::Rc::new(http);
+    let mut next_due = Instant::now();
+    let mut inflight = Vec::new();
+    while !run.over() {
+        let op = mixer.next_op();
+        match interval {
+            None => {
+                let sent = Instant::now();
+                match http_request(&http, &urls, &op).await {
+                    Ok(ok) => run.answered(sent, op.kind(), ok),
+                    Err(()) => run.failed(sent),
+                }
+            }
+            Some(interval) => {
+                tokio::time::sleep_until(next_due.into()).await;
+                let due = next_due;
+                next_due += interval;
+                let (http, urls, run) = (http.clone(), urls.clone(), run.clone());
+                inflight.push(actix_rt::spawn(async move {
+                    match http_request(&http, &urls, &op).await {
+                        Ok(ok) => run.answered(due, op.kind(), ok),
+                        Err(()) => run.failed(due),
+                    }
+                }));
+            }
+        }
+    }
+    for task in inflight {
+        let _ = task.await;
+    }
+}

@@ -1,0 +1,128 @@
+//! What a run measured: acknowledged requests, refusals, and an HDR histogram of ack latency
+//! (microseconds), summarised as throughput and percentiles.
+
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::mix::{Kind, MixCount};
+
+/// Collects one client's (or one run's) results.
+pub struct Recorder {
+    latency: Histogram<u64>,
+    pub acked: u64,
+    pub refused: u64,
+    pub failed: u64,
+    pub mix: MixCount,
+}
+
+impl Default for Recorder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Recorder {
+    pub fn new() -> Self {
+        // 1 µs to 10 min at 3 significant figures (constant, valid bounds); values above are
+        // clamped by `saturating_record`.
+        let latency =
+            Histogram::new_with_bounds(1, 600_000_000, 3).expect("constant histogram bounds");
+        Self {
+            latency,
+            acked: 0,
+            refused: 0,
+            failed: 0,
+            mix: MixCount::default(),
+        }
+    }
+
+    pub fn ack(&mut self, kind: Kind, latency: Duration) {
+        self.acked += 1;
+        self.mix.add(kind);
+        let micros = u64::try_from(latency.as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        self.latency.saturating_record(micros);
+    }
+
+    pub fn refuse(&mut self) {
+        self.refused += 1;
+    }
+
+    pub fn fail(&mut self) {
+        self.failed += 1;
+    }
+
+    pub fn merge(&mut self, other: &Recorder) {
+        self.acked += other.acked;
+        self.refused += other.refused;
+        self.failed += other.failed;
+        self.mix.merge(other.mix);
+        let _ = self.latency.add(&other.latency);
+    }
+
+    pub fn latency(&self) -> LatencyMs {
+        let ms = |micros: u64| micros as f64 / 1000.0;
+        LatencyMs {
+            p50: ms(self.latency.value_at_quantile(0.50)),
+            p90: ms(self.latency.value_at_quantile(0.90)),
+            p99: ms(self.latency.value_at_quantile(0.99)),
+            max: ms(self.latency.max()),
+            mean: self.latency.mean() / 1000.0,
+        }
+    }
+}
+
+/// Ack latency percentiles in milliseconds.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct LatencyMs {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub max: f64,
+    pub mean: f64,
+}
+
+/// The machine-readable summary of one run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub target: String,
+    pub mode: String,
+    pub transport: String,
+    pub clients: usize,
+    pub rooms: usize,
+    pub duration_s: f64,
+    /// Requests per second offered (open loop only).
+    pub offered_rate: Option<f64>,
+    pub acked: u64,
+    pub refused: u64,
+    pub failed: u64,
+    /// Acknowledged mutations per second.
+    pub throughput: f64,
+    pub latency_ms: LatencyMs,
+    pub mix: MixCount,
+}
+
+impl Summary {
+    pub fn line(&self) -> String {
+        let offered = self
+            .offered_rate
+            .map(|r| format!(" offered {r:.0}/s,"))
+            .unwrap_or_default();
+        format!(
+            "{:<20} {:<6}{offered} {:>9.0} acks/s  p50 {:>7.2} ms  p90 {:>7.2} ms  p99 {:>7.2} ms  max {:>8.2} ms  ({} acked, {} refused, {} failed)",
+            self.target,
+            self.mode,
+            self.throughput,
+            self.latency_ms.p50,
+            self.latency_ms.p90,
+            self.latency_ms.p99,
+            self.latency_ms.max,
+            self.acked,
+            self.refused,
+            self.failed
+        )
+    }
+}
