@@ -2,8 +2,8 @@
 //! (`redis.sentinels` + `redis.master_name`), made durable on replicas with `WAIT`.
 //!
 //! One writer thread owns the one write connection (`WAIT` blocks a connection and covers every
-//! earlier write on it). It group-commits whatever rooms have queued: one pipeline of per-room
-//! append scripts, then one `WAIT min_replica_acks`. A batch is acknowledged only if the pipeline
+//! earlier write on it). It group-commits whatever rooms have queued: one pipeline with an `XADD`
+//! per event, then one `WAIT min_replica_acks`. A batch is acknowledged only if the pipeline
 //! succeeded AND enough replicas hold it; on any error, timeout, `READONLY`, `NOREPLICAS` or a
 //! short `WAIT`, the batch fails (nothing is acknowledged), the connection is dropped, and the
 //! next batch asks the sentinels for the primary again — redis-rs does not follow a failover by
@@ -11,9 +11,8 @@
 //! unclear failure never duplicates.
 //!
 //! Keys, all of one room under one hash tag (so they share a slot under Redis Cluster):
-//! `roomstate:{<room>}:log` (stream, entry id `<seq>-0`, field `e` = event JSON),
-//! `roomstate:{<room>}:seq` (last appended seq), `roomstate:{<room>}:snap` (snapshot JSON), and
-//! the set `roomstate:rooms` of open rooms.
+//! `roomstate:{<room>}:log` (stream, entry id `<seq>-0`, field `e` = event JSON) and
+//! `roomstate:{<room>}:snap` (snapshot JSON); and the set `roomstate:rooms` of open rooms.
 
 use std::{
     sync::Arc,
@@ -38,26 +37,6 @@ const MAX_BATCH_EVENTS: usize = 8192;
 /// Rooms read per pipeline at recovery.
 const RECOVER_CHUNK: usize = 256;
 const WRITER_THREAD: &str = "roomstate-redis-journal";
-
-/// Appends a room's events in order, skipping those already stored (a re-send) and refusing a
-/// gap. KEYS: log stream, last-seq key. ARGV: first seq, then one event JSON per seq.
-/// Returns the number appended, or -(expected next seq) on a gap (writing nothing).
-const APPEND_SCRIPT: &str = r"
-local last = tonumber(redis.call('GET', KEYS[2]) or '0')
-local seq = tonumber(ARGV[1])
-local added = 0
-for i = 2, #ARGV do
-  if seq > last then
-    if seq ~= last + 1 then return -(last + 1) end
-    redis.call('XADD', KEYS[1], seq .. '-0', 'e', ARGV[i])
-    last = seq
-    added = added + 1
-  end
-  seq = seq + 1
-end
-if added > 0 then redis.call('SET', KEYS[2], last) end
-return added
-";
 
 /// Where the primary is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -278,9 +257,6 @@ impl Keys<'_> {
     fn log(&self, room: &str) -> String {
         format!("{}:{{{room}}}:log", self.prefix)
     }
-    fn seq(&self, room: &str) -> String {
-        format!("{}:{{{room}}}:seq", self.prefix)
-    }
     fn snap(&self, room: &str) -> String {
         format!("{}:{{{room}}}:snap", self.prefix)
     }
@@ -288,12 +264,6 @@ impl Keys<'_> {
 
 fn unavailable(what: &str, error: impl std::fmt::Display) -> JournalError {
     JournalError::Unavailable(format!("redis {what}: {error}"))
-}
-
-/// What one pipeline reply must be checked for.
-enum Expect {
-    /// An append script's count for request `request`.
-    Appended { request: usize, room: RoomId },
 }
 
 struct Writer {
@@ -389,41 +359,35 @@ impl Writer {
     async fn execute(&mut self, ops: &[Op]) -> Result<Vec<Result<(), JournalError>>, JournalError> {
         let min_acks = self.config.min_replica_acks;
         let wait_ms = self.config.wait_timeout.as_millis() as u64;
+        // Every reply is checked, so errors come back per command instead of failing the read.
         let mut pipe = redis::pipe();
-        let mut expects = Vec::new();
-        let mut answers: Vec<Result<(), JournalError>> = Vec::with_capacity(ops.len());
+        pipe.ignore_errors();
+        let mut appends = Vec::new();
         let mut checks = Vec::new();
         {
             let keys = self.keys();
             for (request, op) in ops.iter().enumerate() {
-                answers.push(Ok(()));
                 match op {
                     Op::Append(events) => {
-                        for (room, group) in by_room(events) {
-                            let mut call = redis::cmd("EVAL");
-                            call.arg(APPEND_SCRIPT)
-                                .arg(2)
-                                .arg(keys.log(room.as_str()))
-                                .arg(keys.seq(room.as_str()))
-                                .arg(group[0].seq);
-                            for event in &group {
-                                let json = serde_json::to_string(event).map_err(|e| {
-                                    JournalError::Corrupt(format!(
-                                        "room {room}: event not encodable: {e}"
-                                    ))
-                                })?;
-                                call.arg(json);
-                            }
-                            pipe.add_command(call);
-                            expects.push(Expect::Appended {
-                                request,
-                                room: room.clone(),
-                            });
-                            if group[0].seq == 1 {
-                                pipe.cmd("SADD")
-                                    .arg(keys.rooms())
-                                    .arg(room.as_str())
-                                    .ignore();
+                        for event in events {
+                            let room = event.room.as_str();
+                            let json = serde_json::to_string(event).map_err(|e| {
+                                JournalError::Corrupt(format!(
+                                    "room {room}: event not encodable: {e}"
+                                ))
+                            })?;
+                            // The entry id is the seq: re-sending a stored event fails harmlessly
+                            // ("equal or smaller than the target stream top item"), also after
+                            // the entry was trimmed (a stream keeps its last id).
+                            pipe.cmd("XADD")
+                                .arg(keys.log(room))
+                                .arg(format!("{}-0", event.seq))
+                                .arg("e")
+                                .arg(json);
+                            appends.push(Some(request));
+                            if event.seq == 1 {
+                                pipe.cmd("SADD").arg(keys.rooms()).arg(room);
+                                appends.push(None);
                             }
                         }
                     }
@@ -434,26 +398,24 @@ impl Writer {
                                 "room {room}: snapshot not encodable: {e}"
                             ))
                         })?;
-                        pipe.cmd("SET").arg(keys.snap(room)).arg(json).ignore();
+                        pipe.cmd("SET").arg(keys.snap(room)).arg(json);
                         pipe.cmd("XTRIM")
                             .arg(keys.log(room))
                             .arg("MINID")
-                            .arg(format!("{}-0", snapshot.seq + 1))
-                            .ignore();
+                            .arg(format!("{}-0", snapshot.seq + 1));
+                        appends.extend([None, None]);
                     }
                     Op::Delete(room) => {
                         let room = room.as_str();
-                        pipe.cmd("DEL")
-                            .arg(keys.log(room))
-                            .arg(keys.seq(room))
-                            .arg(keys.snap(room))
-                            .ignore();
-                        pipe.cmd("SREM").arg(keys.rooms()).arg(room).ignore();
+                        pipe.cmd("DEL").arg(keys.log(room)).arg(keys.snap(room));
+                        pipe.cmd("SREM").arg(keys.rooms()).arg(room);
+                        appends.extend([None, None]);
                     }
                     Op::Check => checks.push(request),
                 }
             }
         }
+        let answers = vec![Ok(()); ops.len()];
         let writes = ops.len() > checks.len();
         if writes && min_acks > 0 {
             pipe.cmd("WAIT").arg(min_acks).arg(wait_ms);
@@ -465,32 +427,30 @@ impl Writer {
         if !writes {
             return Ok(answers);
         }
-        let mut replies: Vec<Value> = pipe
+        let mut replies: Vec<redis::RedisResult<Value>> = pipe
             .query_async(conn)
             .await
             .map_err(|e| unavailable("write", e))?;
         if min_acks > 0 {
-            let acked: i64 = replies
-                .pop()
-                .map(redis::from_redis_value)
-                .transpose()
-                .map_err(|e| unavailable("WAIT reply", e))?
-                .unwrap_or(0);
+            let acked = match replies.pop() {
+                Some(Ok(reply)) => redis::from_redis_value::<i64>(reply)
+                    .map_err(|e| unavailable("WAIT reply", e))?,
+                Some(Err(e)) => return Err(unavailable("WAIT", e)),
+                None => 0,
+            };
             if acked < i64::from(min_acks) {
                 return Err(JournalError::Unavailable(format!(
                     "only {acked} of {min_acks} replicas acknowledged the batch within {wait_ms} ms"
                 )));
             }
         }
-        for (expect, reply) in expects.into_iter().zip(replies) {
-            let Expect::Appended { request, room } = expect;
-            let added: i64 =
-                redis::from_redis_value(reply).map_err(|e| unavailable("append reply", e))?;
-            if added < 0 {
-                answers[request] = Err(JournalError::Corrupt(format!(
-                    "room {room}: append would leave a gap (seq {} is next in Redis)",
-                    -added
-                )));
+        // Any failed write (READONLY, NOREPLICAS, OOM, ...) fails the batch; a re-sent event that
+        // is already stored is the one harmless error.
+        for (append, reply) in appends.into_iter().zip(replies) {
+            match reply {
+                Ok(_) => {}
+                Err(e) if append.is_some() && already_stored(&e) => {}
+                Err(e) => return Err(unavailable("write", e)),
             }
         }
         Ok(answers)
@@ -672,18 +632,6 @@ impl Writer {
     }
 }
 
-/// Groups consecutive events by room, keeping order.
-fn by_room(events: &[Event]) -> Vec<(&RoomId, Vec<&Event>)> {
-    let mut groups: Vec<(&RoomId, Vec<&Event>)> = Vec::new();
-    for event in events {
-        match groups.last_mut() {
-            Some((room, group)) if *room == &event.room => group.push(event),
-            _ => groups.push((&event.room, vec![event])),
-        }
-    }
-    groups
-}
-
 /// One room's snapshot and stream, checked for gaps. `None` for a room registered in the set
 /// with no log at all (its creation never became durable, or its close was cut short).
 fn parse_room(room: &str, snap: Value, log: Value) -> Result<Option<RoomLog>, JournalError> {
@@ -761,4 +709,11 @@ async fn check_replicas(
         )));
     }
     Ok(())
+}
+
+/// A re-sent event whose entry is already in the stream.
+fn already_stored(error: &redis::RedisError) -> bool {
+    error
+        .to_string()
+        .contains("equal or smaller than the target stream top item")
 }

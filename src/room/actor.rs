@@ -47,6 +47,8 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long appends may keep failing before new mutations are refused with 503 (pending ones
 /// keep waiting). Longer than a sentinel failover, so a failover shows as latency, not errors.
 const FAILING_GRACE: Duration = Duration::from_secs(5);
+/// Least time between two state broadcasts of a room (API.md: the latest state within 100 ms).
+const STATE_INTERVAL: Duration = Duration::from_millis(25);
 /// WebSocket close code for a room that was closed (normal closure).
 const CLOSE_NORMAL: u16 = 1000;
 /// WebSocket close code at engine shutdown (going away).
@@ -118,6 +120,10 @@ pub struct RoomActor {
     http_seen: HashMap<UserName, Instant>,
     closing: Option<Closing>,
     final_view: Option<RoomView>,
+    /// When the last state broadcast went out, its seq, and whether one is scheduled.
+    last_state_sent: Instant,
+    last_state_seq: u64,
+    state_flush_scheduled: bool,
     /// Seq of the last snapshot made durable (or of the state the actor started from).
     snapshot_seq: u64,
     snapshotting: bool,
@@ -132,6 +138,11 @@ impl RoomActor {
         Self {
             snapshot_seq: state.seq(),
             snapshotting: false,
+            last_state_sent: Instant::now()
+                .checked_sub(STATE_INTERVAL)
+                .unwrap_or_else(Instant::now),
+            last_state_seq: state.seq(),
+            state_flush_scheduled: false,
             committed: state.counters(),
             state,
             pending: VecDeque::new(),
@@ -294,7 +305,7 @@ impl RoomActor {
                 self.release(waiter, pending.counters);
             }
         }
-        self.broadcast(frames::state(&self.view()));
+        self.publish_state(ctx);
         if self.pending.is_empty() {
             self.maybe_snapshot(ctx);
             self.on_drained(ctx);
@@ -333,6 +344,33 @@ impl RoomActor {
                 }
             }
         }));
+    }
+
+    /// Sends the committed state to every socket, at most once per `STATE_INTERVAL`: under load
+    /// the intermediate states are skipped (API.md allows it) and the latest one follows within
+    /// the interval; when the room is quiet, a change goes out at once.
+    fn publish_state(&mut self, ctx: &mut Context<Self>) {
+        if self.state_flush_scheduled {
+            return;
+        }
+        let since = self.last_state_sent.elapsed();
+        if since >= STATE_INTERVAL {
+            self.send_state();
+            return;
+        }
+        self.state_flush_scheduled = true;
+        ctx.run_later(STATE_INTERVAL - since, |act, _| {
+            act.state_flush_scheduled = false;
+            act.send_state();
+        });
+    }
+
+    fn send_state(&mut self) {
+        if self.committed.seq > self.last_state_seq {
+            self.last_state_seq = self.committed.seq;
+            self.last_state_sent = Instant::now();
+            self.broadcast(frames::state(&self.view()));
+        }
     }
 
     /// Answers a waiter with the state as of `counters`.

@@ -5,6 +5,7 @@ mod bad_input;
 mod close;
 mod failover;
 mod journal_down;
+mod load_smoke;
 mod ops;
 mod redis_plain;
 mod restart;
