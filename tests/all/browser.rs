@@ -44,14 +44,16 @@ fn texts(transcript: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// Where the room screenshot goes: always under the target dir, and also to
-/// `$ROOMSTATE_SCREENSHOT` when set (`docs/room.png` is made that way).
-fn save_screenshot(png: &[u8]) {
+/// Keeps a screenshot as `NAME.png` under the target dir (`target/tmp/browser/`), and the room
+/// page's also at `$ROOMSTATE_SCREENSHOT` when that is set: `docs/room.png` is made that way.
+fn save_screenshot(name: &str, png: &[u8]) {
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser");
     std::fs::create_dir_all(&dir).expect("screenshot dir");
-    std::fs::write(dir.join("room.png"), png).expect("writing the screenshot");
-    if let Some(path) = std::env::var_os("ROOMSTATE_SCREENSHOT") {
-        std::fs::write(&path, png).expect("writing $ROOMSTATE_SCREENSHOT");
+    std::fs::write(dir.join(format!("{name}.png")), png).expect("writing the screenshot");
+    if name == "room" {
+        if let Some(path) = std::env::var_os("ROOMSTATE_SCREENSHOT") {
+            std::fs::write(&path, png).expect("writing $ROOMSTATE_SCREENSHOT");
+        }
     }
 }
 
@@ -149,7 +151,7 @@ async fn two_users_vote_chat_and_see_the_room_close() {
             .await,
         "say"
     );
-    save_screenshot(&alice.screenshot().await);
+    save_screenshot("room", &alice.screenshot().await);
 
     // The admin closes the room: both pages show the final view and stop taking input.
     let (status, last) = app.close_room(&room).await;
@@ -167,6 +169,7 @@ async fn two_users_vote_chat_and_see_the_room_close() {
     }
     alice.wait_text("#closed-detail", "You voted pro.").await;
     bob.wait_text("#closed-detail", "You voted con.").await;
+    save_screenshot("room-closed", &bob.screenshot().await);
 
     // Opening the closed room afresh shows the same final view, from GET alone.
     bob.goto(&app.url(&format!("/r/{room}"))).await;

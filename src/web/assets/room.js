@@ -166,12 +166,18 @@ function addMessage(m) {
 /** Loads the transcript after `complete`, page by page, while `current()` holds. */
 async function loadHistory(current) {
   let after = complete;
-  for (;;) {
-    const { messages } = await api("GET", `${roomPath}/messages?after=${after}&limit=${PAGE}`);
-    if (!current()) return;
-    messages.forEach(addMessage);
-    if (messages.length < PAGE) break;
-    after = messages[messages.length - 1].seq;
+  // A screen reader reads the live list once the backlog is in, not message by message.
+  el.messages.setAttribute("aria-busy", "true");
+  try {
+    for (;;) {
+      const { messages } = await api("GET", `${roomPath}/messages?after=${after}&limit=${PAGE}`);
+      if (!current()) return;
+      messages.forEach(addMessage);
+      if (messages.length < PAGE) break;
+      after = messages[messages.length - 1].seq;
+    }
+  } finally {
+    el.messages.removeAttribute("aria-busy");
   }
   historyDone = true;
   // Everything up to the first state frame is in the pages, and every later message came
