@@ -396,7 +396,8 @@ for (const [button, side] of [
   [el.voteCon, "con"],
 ]) {
   button.addEventListener("click", () => {
-    if (myVote === side) return;
+    // Sent even when it looks like our vote already: the remembered vote may be stale (another
+    // tab), and the same side again changes nothing on the server.
     send({ type: "vote", side }, { kind: "vote", side });
   });
 }
