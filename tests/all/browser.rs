@@ -277,6 +277,34 @@ async fn a_bad_user_name_is_refused_with_a_message() {
     s.quit().await;
 }
 
+#[actix_rt::test]
+async fn a_room_closed_while_the_name_prompt_is_up_shows_the_final_view() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let app = TestApp::start();
+    let room = app.create_room("Too late").await;
+    app.join(&room, "early").await;
+    let (status, _) = app.vote(&room, "early", "con").await;
+    assert_eq!(status, 200);
+    let browser = Browser::start().await;
+    let s = browser.session("late").await;
+    s.goto(&app.url(&format!("/r/{room}"))).await;
+    s.wait_for(
+        "the name prompt",
+        "return document.getElementById('join').hidden === false",
+        json!([]),
+    )
+    .await;
+    let (status, _) = app.close_room(&room).await;
+    assert_eq!(status, 200);
+
+    // The socket is refused (409 before the upgrade); the page asks the API and shows why.
+    s.type_into("#user", &format!("late{ENTER}")).await;
+    s.wait_attr("#conn", "data-state", "closed").await;
+    s.wait_text("#result", "Final result: Con wins, 1–0.").await;
+    assert!(!s.visible("#vote-controls").await);
+    s.quit().await;
+}
+
 /// Installed before any page script: records every socket the page opens, and while
 /// `__blockSockets` is set, points new ones at a closed port so they fail at once.
 const SOCKET_HOOK: &str = r#"
