@@ -10,4 +10,5 @@ pub mod ratelimit;
 pub mod room;
 pub mod store;
 pub mod time;
+pub mod web;
 pub mod ws;

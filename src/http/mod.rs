@@ -62,7 +62,8 @@ pub fn config(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
         cfg.service(resource("/admin/rooms/{id}/close").route(web::post().to(admin::close)))
             .service(resource("/admin/stats").route(web::get().to(admin::stats)));
     }
-    cfg.default_service(web::to(extract::no_route));
+    cfg.configure(crate::web::config)
+        .default_service(web::to(extract::no_route));
 }
 
 /// A resource whose unmatched methods answer like an unknown route.

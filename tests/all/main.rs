@@ -2,6 +2,7 @@
 //! (the real binary) on a free port with its own data dir; MariaDB tests get their own database.
 
 mod bad_input;
+mod browser;
 mod close;
 mod failover;
 mod journal_down;

@@ -1,6 +1,7 @@
 //! Fixtures shared by the integration tests.
 
 pub mod app;
+pub mod browser;
 pub mod load;
 pub mod mysql;
 pub mod sentinel;
