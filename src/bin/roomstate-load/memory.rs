@@ -51,7 +51,9 @@ pub async fn measure(
     actix_rt::time::sleep(SETTLE).await;
     let rss_rooms = engine.rss()?;
 
+    // One client for every socket: its connection pool must not cap them (awc's default is 100).
     let client = awc::Client::builder()
+        .connector(awc::Connector::new().limit(0))
         .max_http_version(awc::http::Version::HTTP_11)
         .finish();
     let ws_base = engine.base.replacen("http", "ws", 1);

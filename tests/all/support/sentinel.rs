@@ -333,7 +333,9 @@ impl SentinelSet {
     /// master; returns it.
     pub fn wait_for_new_primary(&self, old: &str, deadline: Duration) -> String {
         let result = wait_until(&format!("a primary other than {old}"), deadline, || {
-            let primary = self.try_primary()?;
+            // A majority, not the first sentinel that answers: one sentinel's view during an
+            // election can name a replica that the election does not end up promoting.
+            let primary = self.majority_primary()?;
             if primary == old {
                 return Err(format!("the sentinels still name {old}"));
             }
@@ -422,6 +424,20 @@ impl SentinelSet {
             .or(answers.first())
             .cloned()
             .ok_or_else(|| format!("no sentinel names a primary ({})", errors.join("; ")))
+    }
+
+    /// The primary a majority of the sentinels name.
+    fn majority_primary(&self) -> Result<String, String> {
+        let answers: Vec<String> = self
+            .sentinels()
+            .iter()
+            .filter_map(|s| master_addr(s).ok())
+            .collect();
+        answers
+            .iter()
+            .find(|a| answers.iter().filter(|b| b == a).count() * 2 > self.sentinels.len())
+            .cloned()
+            .ok_or_else(|| format!("no majority of the sentinels names one primary: {answers:?}"))
     }
 
     /// `Ok(primary)` when healthy, else what is still missing.
