@@ -66,16 +66,19 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     let store = Store::open(&loaded.store_url).context("opening the SQL store")?;
     tracing::info!(journal = ?journal.status(), store = store.backend(), "durability set up");
 
-    let registry = Arc::new(Registry::new(RoomDeps {
-        journal,
-        store,
-        metrics: metrics.clone(),
-        settings: RoomSettings {
-            max_pending: settings.journal.max_pending,
-            http_ttl: settings.presence.http_ttl(),
-            snapshot_every: settings.journal.snapshot_every,
+    let registry = Arc::new(Registry::with_threads(
+        RoomDeps {
+            journal,
+            store,
+            metrics: metrics.clone(),
+            settings: RoomSettings {
+                max_pending: settings.journal.max_pending,
+                http_ttl: settings.presence.http_ttl(),
+                snapshot_every: settings.journal.snapshot_every,
+            },
         },
-    }));
+        settings.rooms.threads,
+    ));
     let recovered = registry.recover().await.context("recovering open rooms")?;
     tracing::info!(rooms = recovered, "open rooms recovered from the journal");
 

@@ -31,6 +31,14 @@ pub struct Settings {
     pub store: StoreSettings,
     pub presence: PresenceSettings,
     pub limits: LimitSettings,
+    pub rooms: RoomThreadSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoomThreadSettings {
+    /// Threads the room actors run on; 0 means one per core.
+    pub threads: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]

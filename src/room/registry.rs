@@ -53,8 +53,17 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// A registry with one room thread per core.
     pub fn new(deps: RoomDeps) -> Self {
-        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Self::with_threads(deps, 0)
+    }
+
+    /// A registry whose rooms run on `threads` threads (0: one per core).
+    pub fn with_threads(deps: RoomDeps, threads: usize) -> Self {
+        let threads = match threads {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        };
         Self {
             rooms: Arc::new(RwLock::new(HashMap::new())),
             stopping: AtomicBool::new(false),
@@ -169,9 +178,16 @@ impl Registry {
     /// store (a crash after the write-back, before the log was deleted) only has its log deleted.
     pub async fn recover(&self) -> Result<usize, RecoveryError> {
         let logs = self.deps.journal.recover().await?;
+        let closed: std::collections::HashSet<RoomId> = self
+            .deps
+            .store
+            .stored_among(logs.iter().map(|l| l.room.clone()).collect())
+            .await?
+            .into_iter()
+            .collect();
         let mut recovered = 0;
         for log in logs {
-            if self.deps.store.room(&log.room).await?.is_some() {
+            if closed.contains(&log.room) {
                 tracing::info!(room.id = %log.room, "room already closed in the store; deleting its log");
                 self.deps.journal.delete_room(log.room.clone()).await?;
                 continue;

@@ -142,6 +142,13 @@ impl Store {
             .await
     }
 
+    /// Which of `ids` are stored (closed), in one round trip per thousand ids: recovery asks
+    /// this for every open room of the journal at once.
+    pub async fn stored_among(&self, ids: Vec<RoomId>) -> Result<Vec<RoomId>, StoreError> {
+        self.run(move |conn| records::stored_among(conn, &ids))
+            .await
+    }
+
     /// A stored room's final votes, sorted by user.
     pub async fn votes(&self, id: &RoomId) -> Result<Vec<(UserName, Side)>, StoreError> {
         let id = id.clone();

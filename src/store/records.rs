@@ -126,6 +126,26 @@ pub fn room(conn: &mut DbConnection, id: &RoomId) -> Result<Option<RoomView>, St
         .transpose()
 }
 
+/// The ids among `ids` that have a stored room row.
+pub fn stored_among(conn: &mut DbConnection, ids: &[RoomId]) -> Result<Vec<RoomId>, StoreError> {
+    let mut stored = Vec::new();
+    for chunk in ids.chunks(1000) {
+        let names: Vec<&str> = chunk.iter().map(RoomId::as_str).collect();
+        let found: Vec<String> = rooms::table
+            .filter(rooms::id.eq_any(names))
+            .select(rooms::id)
+            .load(conn)
+            .map_err(query_failed)?;
+        for id in found {
+            stored.push(
+                RoomId::parse(&id)
+                    .map_err(|e| StoreError::Corrupt(format!("room id {id:?}: {e}")))?,
+            );
+        }
+    }
+    Ok(stored)
+}
+
 /// Up to `limit` messages of a stored room with seq > `after`, oldest first.
 pub fn messages(
     conn: &mut DbConnection,
