@@ -21,17 +21,21 @@ def ms(x):
     return f"{x:.2f}"
 
 print("### Throughput, closed loop (each client sends its next request when the last is acknowledged)\n")
-print("| target | clients | acks/s | p50 ms | p90 ms | p99 ms | max ms | engine / target |")
-print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+print("| target | clients | acks/s | p50 ms | p90 ms | p99 ms | max ms | engine ÷ target | engine-1-user-rooms ÷ target |")
+print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 engine = closed.get("engine")
-for name in ["engine", "engine-http", "redis-per-mutation", "mysql-per-mutation"]:
+solo = closed.get("engine-1-user-rooms")
+
+def ratio(a, b):
+    return f"{a['throughput'] / b['throughput']:.2f}x" if a and b and b["throughput"] else "–"
+
+for name in ["engine", "engine-1-user-rooms", "engine-http", "redis-per-mutation", "mysql-per-mutation"]:
     r = closed.get(name)
     if not r:
         continue
-    ratio = f"{engine['throughput'] / r['throughput']:.1f}x" if engine and r["throughput"] else "–"
     lat = r["latency_ms"]
     print(f"| {name} | {r['clients']} | {r['throughput']:.0f} | {ms(lat['p50'])} | {ms(lat['p90'])} | "
-          f"{ms(lat['p99'])} | {ms(lat['max'])} | {ratio if name != 'engine' else '1.0x'} |")
+          f"{ms(lat['p99'])} | {ms(lat['max'])} | {ratio(engine, r)} | {ratio(solo, r)} |")
 
 print("\n### Latency vs offered load, open loop (latency counted from when each request was due)\n")
 print("| target | offered/s | acks/s | p50 ms | p99 ms | max ms |")
@@ -60,8 +64,8 @@ if rec_path.exists():
           f"restart to serving in **{r['restart_s']:.2f} s** ({r['rooms_after']} rooms open).")
 
 fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
-styles = {"engine": ("tab:blue", "o"), "redis-per-mutation": ("tab:orange", "s"),
-          "mysql-per-mutation": ("tab:red", "^")}
+styles = {"engine": ("tab:blue", "o"), "engine-1-user-rooms": ("tab:cyan", "D"),
+          "redis-per-mutation": ("tab:orange", "s"), "mysql-per-mutation": ("tab:red", "^")}
 for target, (color, marker) in styles.items():
     points = sorted((r["offered_rate"], r["latency_ms"]["p99"], r["latency_ms"]["p50"])
                     for r in opened if r["target"] == target)
