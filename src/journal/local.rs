@@ -20,7 +20,6 @@ use std::{
         mpsc::{self, Receiver, Sender},
         Arc,
     },
-    thread::JoinHandle,
     time::Instant,
 };
 
@@ -34,7 +33,10 @@ use diesel::{
 use futures_util::FutureExt;
 use tokio::sync::oneshot;
 
-use super::{Journal, JournalError, JournalFuture, JournalStatus, RoomLog};
+use super::{
+    writer::{self, WriterThread},
+    Journal, JournalError, JournalFuture, JournalStatus, RoomLog,
+};
 use crate::{
     metrics::Metrics,
     room::{Event, EventKind, RoomId, Snapshot},
@@ -96,20 +98,6 @@ impl Request {
     }
 }
 
-/// Joins the writer thread when the last handle goes, after the queue sender has been dropped,
-/// so the thread drains what is queued and exits instead of outliving its journal.
-struct WriterThread(Option<JoinHandle<()>>);
-
-impl Drop for WriterThread {
-    fn drop(&mut self) {
-        if let Some(handle) = self.0.take() {
-            if handle.join().is_err() {
-                tracing::error!("journal writer thread panicked");
-            }
-        }
-    }
-}
-
 struct Inner {
     path: PathBuf,
     // Declared before `_writer`: fields drop in order, so the channel closes before the join.
@@ -154,7 +142,7 @@ impl LocalJournal {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
                 requests,
-                _writer: WriterThread(Some(handle)),
+                _writer: WriterThread::new(handle, WRITER_THREAD),
             }),
         })
     }
@@ -163,16 +151,8 @@ impl LocalJournal {
     fn submit(&self, op: Op) -> JournalFuture<()> {
         let (reply, answer) = oneshot::channel();
         let sent = self.inner.requests.send(Request { op, reply });
-        async move {
-            sent.map_err(|_| writer_gone())?;
-            answer.await.map_err(|_| writer_gone())?
-        }
-        .boxed()
+        writer::answer(sent.is_ok(), answer, WRITER_THREAD)
     }
-}
-
-fn writer_gone() -> JournalError {
-    JournalError::Unavailable("local journal writer thread has stopped".into())
 }
 
 impl Journal for LocalJournal {

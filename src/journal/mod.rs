@@ -7,6 +7,7 @@
 pub mod local;
 pub mod memory;
 pub mod redis;
+mod writer;
 
 use futures_util::future::BoxFuture;
 use serde::Serialize;

@@ -16,16 +16,18 @@
 
 use std::{
     sync::Arc,
-    thread::JoinHandle,
     time::{Duration, Instant},
 };
 
-use futures_util::{future::join_all, FutureExt};
+use futures_util::future::join_all;
 use parking_lot::Mutex;
 use redis::{aio::MultiplexedConnection, streams::StreamRangeReply, AsyncConnectionConfig, Value};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Journal, JournalError, JournalFuture, JournalStatus, RoomLog};
+use super::{
+    writer::{self, WriterThread},
+    Journal, JournalError, JournalFuture, JournalStatus, RoomLog,
+};
 use crate::{
     metrics::Metrics,
     room::{Event, RoomId, Snapshot},
@@ -162,7 +164,7 @@ impl RedisJournal {
                 requests,
                 status,
                 describe,
-                _writer: WriterThread(Some(handle)),
+                _writer: WriterThread::new(handle, WRITER_THREAD),
             }),
         })
     }
@@ -170,16 +172,8 @@ impl RedisJournal {
     fn submit(&self, op: Op) -> JournalFuture<()> {
         let (reply, answer) = oneshot::channel();
         let sent = self.inner.requests.send(Request::Write { op, reply });
-        async move {
-            sent.map_err(|_| writer_gone())?;
-            answer.await.map_err(|_| writer_gone())?
-        }
-        .boxed()
+        writer::answer(sent.is_ok(), answer, WRITER_THREAD)
     }
-}
-
-fn writer_gone() -> JournalError {
-    JournalError::Unavailable("redis journal writer thread has stopped".into())
 }
 
 /// A URL without its password, for logs and status.
@@ -204,11 +198,7 @@ impl Journal for RedisJournal {
     fn recover(&self) -> JournalFuture<Vec<RoomLog>> {
         let (reply, answer) = oneshot::channel();
         let sent = self.inner.requests.send(Request::Recover { reply });
-        async move {
-            sent.map_err(|_| writer_gone())?;
-            answer.await.map_err(|_| writer_gone())?
-        }
-        .boxed()
+        writer::answer(sent.is_ok(), answer, WRITER_THREAD)
     }
 
     fn delete_room(&self, room: RoomId) -> JournalFuture<()> {
@@ -229,19 +219,6 @@ impl Journal for RedisJournal {
                 .unwrap_or_else(|| format!("no primary yet; {}", self.inner.describe)),
             failovers: status.failovers,
             last_failover: status.last_failover,
-        }
-    }
-}
-
-/// Joins the writer thread when the last handle goes.
-struct WriterThread(Option<JoinHandle<()>>);
-
-impl Drop for WriterThread {
-    fn drop(&mut self) {
-        if let Some(handle) = self.0.take() {
-            if handle.join().is_err() {
-                tracing::error!("redis journal writer thread panicked");
-            }
         }
     }
 }

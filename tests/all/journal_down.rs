@@ -33,32 +33,62 @@ fn say(text: &str) -> Mutate {
     }
 }
 
-#[actix_rt::test]
-async fn a_down_journal_holds_events_bounds_the_backlog_and_catches_up_in_order() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&format!("sqlite://{}", dir.path().join("s.db").display())).unwrap();
-    let journal = MemoryJournal::new();
-    let metrics = Metrics::new().unwrap();
-    let registry = Registry::new(RoomDeps {
-        journal: Arc::new(journal.clone()),
-        store,
-        metrics: metrics.clone(),
-        settings: RoomSettings {
-            max_pending: 3,
-            http_ttl: Duration::from_secs(300),
-            snapshot_every: 1000,
-        },
-    });
-    let created = registry.create("outage".into()).await.unwrap();
-    let room = registry.get(&created.id).unwrap();
-    let join = Mutate {
+fn join_alice() -> Mutate {
+    Mutate {
         command: Command::Join {
             user: user("alice"),
             via: Via::Http,
         },
         from_http: true,
-    };
-    assert_eq!(room.send(join).await.unwrap().unwrap().counters.seq, 2);
+    }
+}
+
+/// A SQLite store in a temp dir, an in-memory journal and metrics, shared by the registries a
+/// test builds on them.
+struct Setup {
+    _dir: tempfile::TempDir,
+    store: Store,
+    journal: MemoryJournal,
+    metrics: Metrics,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("s.db").display());
+        Setup {
+            store: Store::open(&url).unwrap(),
+            _dir: dir,
+            journal: MemoryJournal::new(),
+            metrics: Metrics::new().unwrap(),
+        }
+    }
+
+    fn registry(&self, max_pending: usize, snapshot_every: u64) -> Registry {
+        Registry::new(RoomDeps {
+            journal: Arc::new(self.journal.clone()),
+            store: self.store.clone(),
+            metrics: self.metrics.clone(),
+            settings: RoomSettings {
+                max_pending,
+                http_ttl: Duration::from_secs(300),
+                snapshot_every,
+            },
+        })
+    }
+}
+
+#[actix_rt::test]
+async fn a_down_journal_holds_events_bounds_the_backlog_and_catches_up_in_order() {
+    let setup = Setup::new();
+    let (journal, metrics) = (&setup.journal, &setup.metrics);
+    let registry = setup.registry(3, 1000);
+    let created = registry.create("outage".into()).await.unwrap();
+    let room = registry.get(&created.id).unwrap();
+    assert_eq!(
+        room.send(join_alice()).await.unwrap().unwrap().counters.seq,
+        2
+    );
 
     journal.set_down(true);
     let held: Vec<_> = (0..3)
@@ -100,29 +130,12 @@ async fn a_down_journal_holds_events_bounds_the_backlog_and_catches_up_in_order(
 
 #[actix_rt::test]
 async fn close_waits_for_pending_events_and_writes_them() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&format!("sqlite://{}", dir.path().join("s.db").display())).unwrap();
-    let journal = MemoryJournal::new();
-    let registry = Registry::new(RoomDeps {
-        journal: Arc::new(journal.clone()),
-        store: store.clone(),
-        metrics: Metrics::new().unwrap(),
-        settings: RoomSettings {
-            max_pending: 100,
-            http_ttl: Duration::from_secs(300),
-            snapshot_every: 1000,
-        },
-    });
+    let setup = Setup::new();
+    let (journal, store) = (&setup.journal, &setup.store);
+    let registry = setup.registry(100, 1000);
     let created = registry.create("close in an outage".into()).await.unwrap();
     let room = registry.get(&created.id).unwrap();
-    let join = Mutate {
-        command: Command::Join {
-            user: user("alice"),
-            via: Via::Http,
-        },
-        from_http: true,
-    };
-    room.send(join).await.unwrap().unwrap();
+    room.send(join_alice()).await.unwrap().unwrap();
     journal.set_down(true);
     let held = actix_rt::spawn(room.send(say("last words")));
     let closing = actix_rt::spawn(room.send(Close));
@@ -152,30 +165,12 @@ async fn close_waits_for_pending_events_and_writes_them() {
 
 #[actix_rt::test]
 async fn snapshots_trim_the_log_and_recovery_restores_from_them() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("s.db").display());
-    let journal = MemoryJournal::new();
-    let deps = |journal: &MemoryJournal| RoomDeps {
-        journal: Arc::new(journal.clone()),
-        store: Store::open(&url).unwrap(),
-        metrics: Metrics::new().unwrap(),
-        settings: RoomSettings {
-            max_pending: 100,
-            http_ttl: Duration::from_secs(300),
-            snapshot_every: 10,
-        },
-    };
-    let registry = Registry::new(deps(&journal));
+    let setup = Setup::new();
+    let journal = &setup.journal;
+    let registry = setup.registry(100, 10);
     let created = registry.create("snapshots".into()).await.unwrap();
     let room = registry.get(&created.id).unwrap();
-    let join = Mutate {
-        command: Command::Join {
-            user: user("alice"),
-            via: Via::Http,
-        },
-        from_http: true,
-    };
-    room.send(join).await.unwrap().unwrap();
+    room.send(join_alice()).await.unwrap().unwrap();
     for i in 0..25 {
         room.send(say(&format!("m{i}"))).await.unwrap().unwrap();
     }
@@ -192,7 +187,7 @@ async fn snapshots_trim_the_log_and_recovery_restores_from_them() {
     );
     let before = room.send(GetView).await.unwrap();
 
-    let again = Registry::new(deps(&journal));
+    let again = setup.registry(100, 10);
     assert_eq!(again.recover().await.unwrap(), 1);
     let back = again.get(&created.id).unwrap().send(GetView).await.unwrap();
     assert_eq!(back.counters.seq, before.counters.seq);
