@@ -57,9 +57,15 @@ impl TestDb {
         Store::open(&self.url).unwrap()
     }
 
-    /// A connection outside the store, for poking at rows directly.
+    /// A connection outside the store, for poking at rows directly. On SQLite it waits for
+    /// the store's connections' locks like they wait for each other (the store's pool may still
+    /// be setting up a connection), instead of failing at once with "database is locked".
     fn raw(&self) -> DbConnection {
-        DbConnection::establish(&self.url).unwrap()
+        let mut conn = DbConnection::establish(&self.url).unwrap();
+        if !self.is_mysql() {
+            conn.batch_execute("PRAGMA busy_timeout = 5000").unwrap();
+        }
+        conn
     }
 }
 
