@@ -617,8 +617,11 @@ mod tests {
         (LocalJournal::open(path, metrics.clone()).unwrap(), metrics)
     }
 
+    /// A connection of the test's own, waiting on locks like the journal's connections do.
     fn raw(path: &Path) -> SqliteConnection {
-        SqliteConnection::establish(path.to_str().unwrap()).unwrap()
+        let mut conn = SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+        conn.batch_execute("PRAGMA busy_timeout = 5000").unwrap();
+        conn
     }
 
     #[actix_rt::test]
