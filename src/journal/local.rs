@@ -296,17 +296,12 @@ impl Writer {
     fn run(mut self, queue: Receiver<Request>) {
         // `recv` fails only once every sender is gone and the queue is empty.
         while let Ok(first) = queue.recv() {
-            let mut events = first.events();
-            let mut batch = vec![first];
-            while events < MAX_BATCH_EVENTS {
-                match queue.try_recv() {
-                    Ok(request) => {
-                        events += request.events();
-                        batch.push(request);
-                    }
-                    Err(_) => break,
-                }
-            }
+            let (batch, events) = writer::gather(
+                first,
+                || queue.try_recv().ok(),
+                Request::events,
+                MAX_BATCH_EVENTS,
+            );
             self.commit(batch, events);
         }
         tracing::debug!(journal.path = %self.path.display(), "journal writer stopped");

@@ -256,17 +256,12 @@ struct Writer {
 impl Writer {
     async fn run(mut self, mut queue: mpsc::UnboundedReceiver<Request>) {
         while let Some(first) = queue.recv().await {
-            let mut events = first.events();
-            let mut batch = vec![first];
-            while events < MAX_BATCH_EVENTS {
-                match queue.try_recv() {
-                    Ok(request) => {
-                        events += request.events();
-                        batch.push(request);
-                    }
-                    Err(_) => break,
-                }
-            }
+            let (batch, events) = writer::gather(
+                first,
+                || queue.try_recv().ok(),
+                Request::events,
+                MAX_BATCH_EVENTS,
+            );
             let mut writes = Vec::new();
             for request in batch {
                 match request {

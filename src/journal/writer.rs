@@ -51,3 +51,42 @@ pub fn answer<T: Send + 'static>(
     }
     .boxed()
 }
+
+/// Group commit's gathering step: `first` plus whatever `next` yields without waiting, until the
+/// batch holds `max_events` events (a single larger request still goes alone). Returns the batch
+/// and its event count.
+pub fn gather<R>(
+    first: R,
+    mut next: impl FnMut() -> Option<R>,
+    events_of: impl Fn(&R) -> usize,
+    max_events: usize,
+) -> (Vec<R>, usize) {
+    let mut events = events_of(&first);
+    let mut batch = vec![first];
+    while events < max_events {
+        match next() {
+            Some(request) => {
+                events += events_of(&request);
+                batch.push(request);
+            }
+            None => break,
+        }
+    }
+    (batch, events)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gathers_what_is_queued_up_to_the_bound() {
+        let mut queue = vec![3, 4, 5, 6].into_iter();
+        let (batch, events) = gather(2, || queue.next(), |n| *n, 9);
+        assert_eq!((batch, events), (vec![2, 3, 4], 9));
+        let (batch, _) = gather(20, || queue.next(), |n| *n, 9);
+        assert_eq!(batch, vec![20], "a large first request goes alone");
+        let (batch, events) = gather(1, || None::<usize>, |n| *n, 9);
+        assert_eq!((batch, events), (vec![1], 1));
+    }
+}
