@@ -138,12 +138,16 @@ pub async fn join(
     body: web::Json<UserBody>,
 ) -> Result<HttpResponse, ApiError> {
     let user = body.into_inner().user;
-    let command = Command::Join {
-        user,
-        via: Via::Http,
-    };
-    let view = mutate(&state, &req, &path, command).await?;
-    Ok(HttpResponse::Ok().json(view))
+    presence(
+        &state,
+        &req,
+        &path,
+        Command::Join {
+            user,
+            via: Via::Http,
+        },
+    )
+    .await
 }
 
 pub async fn leave(
@@ -153,11 +157,26 @@ pub async fn leave(
     body: web::Json<UserBody>,
 ) -> Result<HttpResponse, ApiError> {
     let user = body.into_inner().user;
-    let command = Command::Leave {
-        user,
-        via: Via::Http,
-    };
-    let view = mutate(&state, &req, &path, command).await?;
+    presence(
+        &state,
+        &req,
+        &path,
+        Command::Leave {
+            user,
+            via: Via::Http,
+        },
+    )
+    .await
+}
+
+/// A join or leave over HTTP: answered with the room view.
+async fn presence(
+    state: &AppState,
+    req: &HttpRequest,
+    id: &str,
+    command: Command,
+) -> Result<HttpResponse, ApiError> {
+    let view = mutate(state, req, id, command).await?;
     Ok(HttpResponse::Ok().json(view))
 }
 
