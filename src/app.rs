@@ -6,22 +6,23 @@ use std::{sync::Arc, time::Duration};
 
 use actix_web::{web, App, HttpServer};
 use anyhow::Context as _;
+use roomstate_core::banner;
+use roomstate_journal::{
+    local::LocalJournal,
+    redis::{RedisJournal, RedisJournalConfig, RedisTarget},
+    Journal,
+};
+use roomstate_store::Store;
 
 use crate::{
-    config::{JournalKind, Loaded},
+    config::{JournalKind, Loaded, Origin},
     http::{self, AppState},
-    journal::{
-        local::LocalJournal,
-        redis::{RedisJournal, RedisJournalConfig, RedisTarget},
-        Journal,
-    },
     metrics::Metrics,
     ratelimit::AddressLimiter,
     room::{
-        actor::{RoomDeps, RoomSettings},
+        deps::{RoomDeps, RoomSettings},
         registry::Registry,
     },
-    store::Store,
     ws::session::SessionSettings,
 };
 
@@ -34,7 +35,7 @@ fn open_journal(loaded: &Loaded, metrics: &Metrics) -> anyhow::Result<Arc<dyn Jo
     match settings.journal.kind {
         JournalKind::Local => {
             let path = settings.data_dir.join("journal.db");
-            let journal = LocalJournal::open(&path, metrics.clone())
+            let journal = LocalJournal::open(&path, metrics.journal.clone())
                 .with_context(|| format!("opening the local journal at {}", path.display()))?;
             Ok(Arc::new(journal))
         }
@@ -49,7 +50,7 @@ fn open_journal(loaded: &Loaded, metrics: &Metrics) -> anyhow::Result<Arc<dyn Jo
                 }
             };
             let config = RedisJournalConfig::new(target, redis.min_replica_acks);
-            let journal = RedisJournal::open(config, metrics.clone())
+            let journal = RedisJournal::open(config, metrics.journal.clone())
                 .context("starting the redis journal")?;
             Ok(Arc::new(journal))
         }
@@ -59,6 +60,12 @@ fn open_journal(loaded: &Loaded, metrics: &Metrics) -> anyhow::Result<Arc<dyn Jo
 /// Runs the engine until a signal stops it.
 pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     let settings = loaded.settings.clone();
+    match &loaded.origin {
+        Origin::EmbeddedDefaults => tracing::info!("settings: embedded defaults and environment"),
+        Origin::File(path) => {
+            tracing::info!(config.file = %path.display(), "settings: file and environment")
+        }
+    }
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("creating data_dir {}", settings.data_dir.display()))?;
     let metrics = Metrics::new().context("setting up metrics")?;
@@ -66,7 +73,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     let store = Store::open(&loaded.store_url).context("opening the SQL store")?;
     tracing::info!(journal = ?journal.status(), store = store.backend(), "durability set up");
 
-    let registry = Arc::new(Registry::with_threads(
+    let registry = Arc::new(Registry::new(
         RoomDeps {
             journal,
             store,
@@ -119,7 +126,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     .bind(&settings.http.bind)
     .with_context(|| format!("binding {}", settings.http.bind))?;
     for addr in server.addrs() {
-        println!("roomstate listening on http://{addr}");
+        println!("{}", banner::listening_line(addr));
     }
     if let Some(token) = loaded.admin_token.as_ref().filter(|t| t.generated) {
         println!("admin token (generated for this dev run): {}", token.token);

@@ -23,108 +23,108 @@ pub enum ConfigError {
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     /// Where the local journal and the SQLite store live.
-    pub data_dir: PathBuf,
-    pub http: HttpSettings,
-    pub admin: AdminSettings,
-    pub journal: JournalSettings,
-    pub redis: RedisSettings,
-    pub store: StoreSettings,
-    pub presence: PresenceSettings,
-    pub limits: LimitSettings,
-    pub rooms: RoomThreadSettings,
+    pub(crate) data_dir: PathBuf,
+    pub(crate) http: HttpSettings,
+    pub(crate) admin: AdminSettings,
+    pub(crate) journal: JournalSettings,
+    pub(crate) redis: RedisSettings,
+    pub(crate) store: StoreSettings,
+    pub(crate) presence: PresenceSettings,
+    pub(crate) limits: LimitSettings,
+    pub(crate) rooms: RoomThreadSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RoomThreadSettings {
+pub(crate) struct RoomThreadSettings {
     /// Threads the room actors run on; 0 means one per core.
-    pub threads: usize,
+    pub(crate) threads: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct HttpSettings {
+pub(crate) struct HttpSettings {
     /// Listen address.
-    pub bind: String,
+    pub(crate) bind: String,
     /// HTTP worker threads; 0 means one per core.
-    pub workers: usize,
+    pub(crate) workers: usize,
     /// Seconds to wait for in-flight requests at shutdown.
-    pub shutdown_timeout_s: u64,
+    pub(crate) shutdown_timeout_s: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AdminSettings {
+pub(crate) struct AdminSettings {
     /// Serve the /admin routes.
-    pub enabled: bool,
+    pub(crate) enabled: bool,
     /// Bearer token for /admin.
-    pub token: Option<String>,
+    pub(crate) token: Option<String>,
 }
 
 /// Which durability log to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum JournalKind {
+pub(crate) enum JournalKind {
     Local,
     Redis,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct JournalSettings {
-    pub kind: JournalKind,
+pub(crate) struct JournalSettings {
+    pub(crate) kind: JournalKind,
     /// Events a room may hold that are not yet durable before it answers 503.
-    pub max_pending: usize,
+    pub(crate) max_pending: usize,
     /// Durable events between two snapshots of a room.
-    pub snapshot_every: u64,
+    pub(crate) snapshot_every: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RedisSettings {
+pub(crate) struct RedisSettings {
     /// A plain Redis URL.
-    pub url: Option<String>,
+    pub(crate) url: Option<String>,
     /// Sentinel addresses; take precedence over `url`. A list, or one comma-separated string
     /// (as environment variables give it).
     #[serde(default, deserialize_with = "string_or_list")]
-    pub sentinels: Vec<String>,
+    pub(crate) sentinels: Vec<String>,
     /// The sentinels' name for the primary.
-    pub master_name: String,
+    pub(crate) master_name: String,
     /// Replicas that must hold a batch before it is acknowledged.
-    pub min_replica_acks: u32,
+    pub(crate) min_replica_acks: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct StoreSettings {
+pub(crate) struct StoreSettings {
     /// `sqlite://path` or `mysql://...`; default `sqlite://<data_dir>/roomstate.db`.
-    pub url: Option<String>,
+    pub(crate) url: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PresenceSettings {
+pub(crate) struct PresenceSettings {
     /// Idle seconds after which an HTTP join lapses.
-    pub http_ttl_s: u64,
+    pub(crate) http_ttl_s: u64,
     /// Seconds a silent WebSocket is kept before it is dropped.
-    pub ws_timeout_s: u64,
+    pub(crate) ws_timeout_s: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct LimitSettings {
-    pub max_body_bytes: usize,
-    pub max_frame_bytes: usize,
-    pub ws_rate_per_s: u32,
-    pub ws_burst: u32,
+pub(crate) struct LimitSettings {
+    pub(crate) max_body_bytes: usize,
+    pub(crate) max_frame_bytes: usize,
+    pub(crate) ws_rate_per_s: u32,
+    pub(crate) ws_burst: u32,
     /// 0 turns the HTTP limiter off.
-    pub http_rate_per_s: u32,
-    pub http_burst: u32,
+    pub(crate) http_rate_per_s: u32,
+    pub(crate) http_burst: u32,
 }
 
 /// Where the settings came from, for the rules that depend on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Origin {
+pub(crate) enum Origin {
     /// Only the embedded defaults and environment variables: a developer's machine.
     EmbeddedDefaults,
     /// A settings file named by `ROOMSTATE_CONFIG`.
@@ -134,17 +134,17 @@ pub enum Origin {
 /// Settings after validation, with derived values filled in.
 #[derive(Debug, Clone)]
 pub struct Loaded {
-    pub settings: Settings,
-    pub origin: Origin,
+    pub(crate) settings: Settings,
+    pub(crate) origin: Origin,
     /// The admin token in force; `generated` is true when it was made up at start.
-    pub admin_token: Option<AdminToken>,
-    pub store_url: String,
+    pub(crate) admin_token: Option<AdminToken>,
+    pub(crate) store_url: String,
 }
 
 #[derive(Debug, Clone)]
-pub struct AdminToken {
-    pub token: String,
-    pub generated: bool,
+pub(crate) struct AdminToken {
+    pub(crate) token: String,
+    pub(crate) generated: bool,
 }
 
 impl Settings {
@@ -246,11 +246,11 @@ impl Settings {
 }
 
 impl PresenceSettings {
-    pub fn http_ttl(&self) -> Duration {
+    pub(crate) fn http_ttl(&self) -> Duration {
         Duration::from_secs(self.http_ttl_s)
     }
 
-    pub fn ws_timeout(&self) -> Duration {
+    pub(crate) fn ws_timeout(&self) -> Duration {
         Duration::from_secs(self.ws_timeout_s)
     }
 }
@@ -280,95 +280,4 @@ fn generate_token() -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::io::Write;
-
-    use super::*;
-
-    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
-    #[test]
-    fn embedded_defaults_match_the_contract() {
-        let loaded = Settings::load_from(None, env(&[])).unwrap();
-        let s = &loaded.settings;
-        assert_eq!(s.http.bind, "127.0.0.1:8080");
-        assert_eq!(s.data_dir, PathBuf::from("data"));
-        assert_eq!(s.journal.kind, JournalKind::Local);
-        assert_eq!(s.redis.master_name, "roomstate");
-        assert_eq!(s.redis.min_replica_acks, 0);
-        assert_eq!(s.presence.http_ttl_s, 300);
-        assert_eq!(loaded.store_url, "sqlite://data/roomstate.db");
-        let token = loaded.admin_token.unwrap();
-        assert!(token.generated && token.token.len() >= 32);
-    }
-
-    #[test]
-    fn environment_overrides_with_double_underscores() {
-        let loaded = Settings::load_from(
-            None,
-            env(&[
-                ("ROOMSTATE__HTTP__BIND", "0.0.0.0:9000"),
-                ("ROOMSTATE__DATA_DIR", "/tmp/rs"),
-                ("ROOMSTATE__ADMIN__TOKEN", "secret"),
-                ("ROOMSTATE__REDIS__SENTINELS", "127.0.0.1:1,127.0.0.1:2"),
-                ("ROOMSTATE__PRESENCE__HTTP_TTL_S", "7"),
-                ("ROOMSTATE_CONFIG_UNRELATED", "x"),
-            ]),
-        )
-        .unwrap();
-        let s = &loaded.settings;
-        assert_eq!(s.http.bind, "0.0.0.0:9000");
-        assert_eq!(s.redis.sentinels, ["127.0.0.1:1", "127.0.0.1:2"]);
-        assert_eq!(s.presence.http_ttl_s, 7);
-        assert_eq!(loaded.store_url, "sqlite:///tmp/rs/roomstate.db");
-        let token = loaded.admin_token.unwrap();
-        assert_eq!((token.token.as_str(), token.generated), ("secret", false));
-    }
-
-    #[test]
-    fn a_config_file_without_a_token_is_refused() {
-        // Named without `.toml`: the format is TOML whatever the name.
-        let mut file = tempfile::NamedTempFile::new().unwrap();
-        writeln!(file, "[http]\nbind = \"127.0.0.1:9999\"").unwrap();
-        let path = file.path().with_extension("conf");
-        std::fs::copy(file.path(), &path).unwrap();
-        let err = Settings::load_from(Some(path.clone()), env(&[])).unwrap_err();
-        assert!(err.to_string().contains("admin.token"), "{err}");
-        let ok = Settings::load_from(Some(path.clone()), env(&[("ROOMSTATE__ADMIN__TOKEN", "t")]));
-        assert_eq!(ok.unwrap().settings.http.bind, "127.0.0.1:9999");
-        std::fs::remove_file(path).unwrap();
-    }
-
-    #[test]
-    fn env_values_stay_strings_where_strings_are_wanted() {
-        let loaded = Settings::load_from(
-            None,
-            env(&[
-                ("ROOMSTATE__ADMIN__TOKEN", "0123"),
-                ("ROOMSTATE__REDIS__MASTER_NAME", "1e3"),
-                ("ROOMSTATE__REDIS__MIN_REPLICA_ACKS", "2"),
-                ("ROOMSTATE__ADMIN__ENABLED", "true"),
-            ]),
-        )
-        .unwrap();
-        assert_eq!(loaded.admin_token.unwrap().token, "0123");
-        assert_eq!(loaded.settings.redis.master_name, "1e3");
-        assert_eq!(loaded.settings.redis.min_replica_acks, 2);
-    }
-
-    #[test]
-    fn unknown_keys_and_bad_values_are_refused() {
-        assert!(Settings::load_from(None, env(&[("ROOMSTATE__HTTP__BIMD", "x")])).is_err());
-        assert!(Settings::load_from(None, env(&[("ROOMSTATE__HTTP__BIND", "nope")])).is_err());
-        assert!(
-            Settings::load_from(None, env(&[("ROOMSTATE__JOURNAL__KIND", "redis")])).is_err(),
-            "redis without an address"
-        );
-        assert!(Settings::load_from(None, env(&[("ROOMSTATE__JOURNAL__KIND", "paper")])).is_err());
-    }
-}
+mod tests;

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use roomstate::config::Settings;
+use roomstate::Settings;
 use tracing_subscriber::EnvFilter;
 
 #[actix_web::main]
@@ -21,7 +21,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match roomstate::app::run(loaded).await {
+    match roomstate::run(loaded).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("roomstate: {error:#}");

@@ -7,7 +7,7 @@ use parking_lot::Mutex;
 
 /// Allows `rate` events per second on average, `burst` at once.
 #[derive(Debug, Clone)]
-pub struct TokenBucket {
+pub(crate) struct TokenBucket {
     rate: f64,
     burst: f64,
     tokens: f64,
@@ -15,7 +15,7 @@ pub struct TokenBucket {
 }
 
 impl TokenBucket {
-    pub fn new(rate_per_s: u32, burst: u32) -> Self {
+    pub(crate) fn new(rate_per_s: u32, burst: u32) -> Self {
         Self {
             rate: f64::from(rate_per_s),
             burst: f64::from(burst.max(1)),
@@ -25,7 +25,7 @@ impl TokenBucket {
     }
 
     /// Takes one token at `now`; false when the bucket is empty.
-    pub fn take_at(&mut self, now: Instant) -> bool {
+    pub(crate) fn take_at(&mut self, now: Instant) -> bool {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.last = now;
         self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
@@ -37,7 +37,7 @@ impl TokenBucket {
         }
     }
 
-    pub fn take(&mut self) -> bool {
+    pub(crate) fn take(&mut self) -> bool {
         self.take_at(Instant::now())
     }
 
@@ -48,7 +48,7 @@ impl TokenBucket {
 }
 
 /// Buckets per client address; off when `rate_per_s` is 0.
-pub struct AddressLimiter {
+pub(crate) struct AddressLimiter {
     rate_per_s: u32,
     burst: u32,
     buckets: Mutex<HashMap<IpAddr, TokenBucket>>,
@@ -58,7 +58,7 @@ pub struct AddressLimiter {
 const PRUNE_AT: usize = 10_000;
 
 impl AddressLimiter {
-    pub fn new(rate_per_s: u32, burst: u32) -> Self {
+    pub(crate) fn new(rate_per_s: u32, burst: u32) -> Self {
         Self {
             rate_per_s,
             burst,
@@ -67,7 +67,7 @@ impl AddressLimiter {
     }
 
     /// Takes one token for `addr`; false when it is over its rate.
-    pub fn check(&self, addr: Option<IpAddr>) -> bool {
+    pub(crate) fn check(&self, addr: Option<IpAddr>) -> bool {
         let (Some(addr), true) = (addr, self.rate_per_s > 0) else {
             return true;
         };

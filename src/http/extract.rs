@@ -3,17 +3,17 @@
 
 use actix_web::{
     dev::Payload, error::JsonPayloadError, http::header, web, FromRequest, HttpRequest,
-    HttpResponse, ResponseError,
 };
 use futures_util::future::{ready, Ready};
-
-use super::{
-    error::{ApiError, ErrorCode},
-    AppState,
+use roomstate_core::{
+    protocol::ErrorCode,
+    room::{RoomId, UserName},
 };
-use crate::room::{RoomId, UserName};
 
-pub fn json_config(limit: usize) -> web::JsonConfig {
+use super::AppState;
+use crate::error::ApiError;
+
+pub(crate) fn json_config(limit: usize) -> web::JsonConfig {
     web::JsonConfig::default()
         .limit(limit)
         .content_type_required(false)
@@ -31,40 +31,31 @@ pub fn json_config(limit: usize) -> web::JsonConfig {
         })
 }
 
-pub fn path_config() -> web::PathConfig {
+pub(crate) fn path_config() -> web::PathConfig {
     web::PathConfig::default().error_handler(|err, _| ApiError::bad_request(err.to_string()).into())
 }
 
-pub fn query_config() -> web::QueryConfig {
+pub(crate) fn query_config() -> web::QueryConfig {
     web::QueryConfig::default()
         .error_handler(|err, _| ApiError::bad_request(format!("bad query: {err}")).into())
 }
 
-/// Any path or method the API does not have.
-pub async fn no_route(req: HttpRequest) -> HttpResponse {
-    ApiError::not_found(format!("no route for {} {}", req.method(), req.path())).error_response()
-}
-
 /// A room id from the path; one that cannot exist is simply not found.
-pub fn room_id(text: &str) -> Result<RoomId, ApiError> {
+pub(crate) fn room_id(text: &str) -> Result<RoomId, ApiError> {
     RoomId::parse(text).map_err(|_| ApiError::unknown_room())
 }
 
-pub fn user(text: &str) -> Result<UserName, ApiError> {
+pub(crate) fn user(text: &str) -> Result<UserName, ApiError> {
     Ok(UserName::parse(text)?)
 }
 
 /// Refuses a client over its HTTP mutation rate.
-pub fn rate_limit(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
+pub(crate) fn rate_limit(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
     let addr = req.peer_addr().map(|a| a.ip());
     if state.http_limiter.check(addr) {
         Ok(())
     } else {
-        state
-            .metrics
-            .refusals
-            .with_label_values(&["rate_limited"])
-            .inc();
+        state.metrics.refused("rate_limited");
         Err(ApiError::new(
             ErrorCode::RateLimited,
             "too many requests; slow down",
@@ -73,7 +64,7 @@ pub fn rate_limit(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
 }
 
 /// Proof that the request carries the admin bearer token.
-pub struct Admin;
+pub(crate) struct Admin;
 
 impl FromRequest for Admin {
     type Error = ApiError;

@@ -1,34 +1,33 @@
 //! The HTTP API of API.md: every route in one screen, the shared application state, and the
 //! extractor settings that turn bad input into API errors.
 
-pub mod admin;
-pub mod error;
-pub mod extract;
-pub mod ops;
-pub mod rooms;
+mod admin;
+mod extract;
+mod ops;
+mod rooms;
 
 use std::sync::Arc;
 
 use actix_web::web;
 
 use crate::{
-    metrics::Metrics, ratelimit::AddressLimiter, room::registry::Registry,
+    error::no_route, metrics::Metrics, ratelimit::AddressLimiter, room::registry::Registry,
     ws::session::SessionSettings,
 };
 
 /// What every handler can reach (`web::Data<AppState>`).
-pub struct AppState {
-    pub registry: Arc<Registry>,
-    pub metrics: Metrics,
+pub(crate) struct AppState {
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) metrics: Metrics,
     /// `None` when the admin routes are off.
-    pub admin_token: Option<String>,
-    pub http_limiter: AddressLimiter,
-    pub sessions: SessionSettings,
-    pub max_body_bytes: usize,
+    pub(crate) admin_token: Option<String>,
+    pub(crate) http_limiter: AddressLimiter,
+    pub(crate) sessions: SessionSettings,
+    pub(crate) max_body_bytes: usize,
 }
 
 /// Registers every route.
-pub fn config(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
+pub(crate) fn config(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
     let admin_enabled = state.admin_token.is_some();
     let max_body = state.max_body_bytes;
     cfg.app_data(state)
@@ -63,10 +62,10 @@ pub fn config(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
             .service(resource("/admin/stats").route(web::get().to(admin::stats)));
     }
     cfg.configure(crate::web::config)
-        .default_service(web::to(extract::no_route));
+        .default_service(web::to(no_route));
 }
 
 /// A resource whose unmatched methods answer like an unknown route.
 fn resource(path: &str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(extract::no_route))
+    web::resource(path).default_service(web::to(no_route))
 }

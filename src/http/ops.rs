@@ -1,34 +1,17 @@
 //! Operations endpoints: liveness, readiness (journal and store both take writes), metrics.
 
-use std::time::Duration;
-
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 
 use super::AppState;
 
-/// How long a readiness probe waits for each dependency.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
-
-pub async fn healthz() -> HttpResponse {
+pub(super) async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
-pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let deps = state.registry.deps();
-    let journal = tokio::time::timeout(PROBE_TIMEOUT, deps.journal.check());
-    let store = tokio::time::timeout(PROBE_TIMEOUT, deps.store.check());
-    let (journal, store) = futures_util::future::join(journal, store).await;
-    let journal = match journal {
-        Ok(Ok(())) => None,
-        Ok(Err(e)) => Some(e.to_string()),
-        Err(_) => Some("no answer within 2 s".to_owned()),
-    };
-    let store = match store {
-        Ok(Ok(())) => None,
-        Ok(Err(e)) => Some(e.to_string()),
-        Err(_) => Some("no answer within 2 s".to_owned()),
-    };
+pub(super) async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let ready = state.registry.readiness().await;
+    let (journal, store) = (ready.journal, ready.store);
     let word = |down: &Option<String>| if down.is_some() { "down" } else { "up" };
     if journal.is_none() && store.is_none() {
         return HttpResponse::Ok().json(json!({"journal": "up", "store": "up"}));
@@ -46,7 +29,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     }))
 }
 
-pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+pub(super) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(state.metrics.render())

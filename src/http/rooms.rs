@@ -1,62 +1,55 @@
 //! Public room endpoints: create and list rooms, join and leave, votes, messages, the socket.
 
 use actix_web::{web, HttpRequest, HttpResponse};
+use roomstate_core::room::{Command, RoomView, Side, UserName, Via};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::{
-    error::ApiError,
     extract::{self, rate_limit},
     AppState,
 };
-use crate::{
-    room::{
-        messages::{GetMessages, GetView, Mutate},
-        registry::Found,
-        Command, RoomId, RoomView, Side, UserName, Via,
-    },
-    ws,
-};
+use crate::{error::ApiError, ws};
 
 /// Most messages one listing returns.
-pub const MAX_LISTING: usize = 500;
+const MAX_LISTING: usize = 500;
 /// Messages a listing returns when `limit` is not given.
-pub const DEFAULT_LISTING: usize = 100;
+const DEFAULT_LISTING: usize = 100;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CreateRoom {
+pub(super) struct CreateRoom {
     title: String,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct UserBody {
+pub(super) struct UserBody {
     user: UserName,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct VoteBody {
+pub(super) struct VoteBody {
     side: Side,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SayBody {
+pub(super) struct SayBody {
     user: UserName,
     text: String,
 }
 
 /// Unknown query parameters (cache busters and the like) are ignored.
 #[derive(Deserialize)]
-pub struct ListingQuery {
+pub(super) struct ListingQuery {
     after: Option<u64>,
     limit: Option<usize>,
 }
 
 #[derive(Deserialize)]
-pub struct SocketQuery {
+pub(super) struct SocketQuery {
     user: Option<String>,
 }
 
@@ -69,27 +62,7 @@ async fn mutate(
 ) -> Result<RoomView, ApiError> {
     rate_limit(state, req)?;
     let id = extract::room_id(id)?;
-    match state.registry.find(&id).await? {
-        Found::Open(room) => Ok(room
-            .send(Mutate {
-                command,
-                from_http: true,
-            })
-            .await??),
-        Found::Closed(_) => Err(ApiError::room_closed()),
-        Found::Unknown => Err(ApiError::unknown_room()),
-    }
-}
-
-/// The final view of a room whose actor just stopped.
-async fn closed_view(state: &AppState, id: &RoomId) -> Result<RoomView, ApiError> {
-    state
-        .registry
-        .deps()
-        .store
-        .room(id)
-        .await?
-        .ok_or_else(ApiError::unknown_room)
+    Ok(state.registry.mutate(&id, command, Via::Http).await?)
 }
 
 fn tally(view: &RoomView) -> HttpResponse {
@@ -100,7 +73,7 @@ fn tally(view: &RoomView) -> HttpResponse {
     }))
 }
 
-pub async fn create(
+pub(super) async fn create(
     state: web::Data<AppState>,
     req: HttpRequest,
     body: web::Json<CreateRoom>,
@@ -110,28 +83,19 @@ pub async fn create(
     Ok(HttpResponse::Created().json(view))
 }
 
-pub async fn list(state: web::Data<AppState>) -> HttpResponse {
+pub(super) async fn list(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(json!({ "rooms": state.registry.views().await }))
 }
 
-pub async fn get(
+pub(super) async fn get(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = extract::room_id(&path)?;
-    let view = match state.registry.find(&id).await? {
-        Found::Open(room) => match room.send(GetView).await {
-            Ok(view) => view,
-            // The room stopped since the lookup: it closed meanwhile.
-            Err(_) => closed_view(&state, &id).await?,
-        },
-        Found::Closed(view) => view,
-        Found::Unknown => return Err(ApiError::unknown_room()),
-    };
-    Ok(HttpResponse::Ok().json(view))
+    Ok(HttpResponse::Ok().json(state.registry.view(&id).await?))
 }
 
-pub async fn join(
+pub(super) async fn join(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
@@ -150,7 +114,7 @@ pub async fn join(
     .await
 }
 
-pub async fn leave(
+pub(super) async fn leave(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
@@ -180,7 +144,7 @@ async fn presence(
     Ok(HttpResponse::Ok().json(view))
 }
 
-pub async fn vote(
+pub(super) async fn vote(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<(String, String)>,
@@ -194,7 +158,7 @@ pub async fn vote(
     Ok(tally(&mutate(&state, &req, &id, command).await?))
 }
 
-pub async fn retract(
+pub(super) async fn retract(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<(String, String)>,
@@ -206,7 +170,7 @@ pub async fn retract(
     Ok(tally(&mutate(&state, &req, &id, command).await?))
 }
 
-pub async fn say(
+pub(super) async fn say(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
@@ -217,7 +181,7 @@ pub async fn say(
     Ok(HttpResponse::Created().json(json!({ "seq": view.counters.seq })))
 }
 
-pub async fn messages(
+pub(super) async fn messages(
     state: web::Data<AppState>,
     path: web::Path<String>,
     query: web::Query<ListingQuery>,
@@ -230,35 +194,27 @@ pub async fn messages(
             "limit must be 1 to {MAX_LISTING}"
         )));
     }
-    let store = &state.registry.deps().store;
-    let messages = match state.registry.find(&id).await? {
-        Found::Open(room) => match room.send(GetMessages { after, limit }).await {
-            Ok(messages) => messages,
-            Err(_) => store.messages(&id, after, limit).await?,
-        },
-        Found::Closed(_) => store.messages(&id, after, limit).await?,
-        Found::Unknown => return Err(ApiError::unknown_room()),
-    };
+    let messages = state.registry.messages(&id, after, limit).await?;
     Ok(HttpResponse::Ok().json(json!({ "messages": messages })))
 }
 
-pub async fn websocket(
+pub(super) async fn websocket(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
     query: web::Query<SocketQuery>,
     payload: web::Payload,
 ) -> Result<HttpResponse, actix_web::Error> {
-    let id: RoomId = extract::room_id(&path)?;
+    let id = extract::room_id(&path)?;
     let user = match &query.user {
         Some(user) => extract::user(user)?,
         None => return Err(ApiError::bad_request("missing ?user=NAME").into()),
     };
-    let room = match state.registry.find(&id).await.map_err(ApiError::from)? {
-        Found::Open(room) => room,
-        Found::Closed(_) => return Err(ApiError::room_closed().into()),
-        Found::Unknown => return Err(ApiError::unknown_room().into()),
-    };
+    let room = state
+        .registry
+        .room_for_socket(&id)
+        .await
+        .map_err(ApiError::from)?;
     ws::session::start(
         &req,
         payload,

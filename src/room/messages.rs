@@ -1,87 +1,62 @@
 //! The messages a `RoomActor` answers, one struct each, and what they reply.
 
+use std::sync::Arc;
+
 use actix::prelude::*;
-use bytestring::ByteString;
+use roomstate_core::room::{ChatMessage, Command, RoomView, UserName, Via};
 
 use super::{
-    state::{Command, RoomError},
-    view::{Message as ChatMessage, RoomView},
+    failure::Reply,
+    outbound::{Outbound, SessionId, Shared},
 };
-use crate::room::UserName;
-
-/// Identifies one WebSocket session within the process.
-pub type SessionId = u64;
-
-/// Why a room could not do what was asked.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RoomFailure {
-    /// A rule of the room refused it.
-    #[error(transparent)]
-    Rule(#[from] RoomError),
-    /// The journal or the store cannot take writes now; nothing was applied.
-    #[error("{0}")]
-    Unavailable(String),
-}
-
-pub type Reply<T> = Result<T, RoomFailure>;
 
 /// Apply a client's command; answers with the room view right after it, once it is durable.
 #[derive(Message)]
 #[rtype(result = "Reply<RoomView>")]
-pub struct Mutate {
-    pub command: Command,
-    /// The command came over HTTP: it refreshes the user's HTTP presence (see the idle lapse).
-    pub from_http: bool,
+pub(crate) struct Mutate {
+    pub(crate) command: Command,
+    /// How the command came: over HTTP it also refreshes the user's HTTP presence (see the idle
+    /// lapse); from a socket it does not.
+    pub(crate) via: Via,
 }
 
 /// The room view as of the last durable event.
 #[derive(Message)]
 #[rtype(result = "RoomView")]
-pub struct GetView;
+pub(crate) struct GetView;
 
 /// Durable chat messages with `seq > after`, oldest first, at most `limit`.
 #[derive(Message)]
 #[rtype(result = "Vec<ChatMessage>")]
-pub struct GetMessages {
-    pub after: u64,
-    pub limit: usize,
+pub(crate) struct GetMessages {
+    pub(crate) after: u64,
+    pub(crate) limit: usize,
 }
 
 /// A socket of `user` opened: joins the user. Answers, once the join is durable, with the
-/// session's first `state` frame; every broadcast after that goes to `session`.
+/// session's first state; every broadcast after that goes to `session`.
 #[derive(Message)]
-#[rtype(result = "Reply<ByteString>")]
-pub struct Connect {
-    pub id: SessionId,
-    pub user: UserName,
-    pub session: Recipient<Outbound>,
+#[rtype(result = "Reply<Arc<Shared<RoomView>>>")]
+pub(crate) struct Connect {
+    pub(crate) id: SessionId,
+    pub(crate) user: UserName,
+    pub(crate) session: Recipient<Outbound>,
 }
 
 /// A socket closed (or was dropped): leaves its user if it was their last one.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Disconnect {
-    pub id: SessionId,
+pub(crate) struct Disconnect {
+    pub(crate) id: SessionId,
 }
 
 /// Close the room for good: waits until every pending event is durable, writes the final record
 /// to the store, tells every socket, deletes the journal's log. Answers the final view.
 #[derive(Message)]
 #[rtype(result = "Reply<RoomView>")]
-pub struct Close;
+pub(crate) struct Close;
 
-/// Engine shutdown: answer once every pending event is durable, then close every socket with
-/// 1001 and stop.
+/// Engine shutdown: answer once every pending event is durable, then end every socket and stop.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Shutdown;
-
-/// What a room sends a socket.
-#[derive(Message, Clone)]
-#[rtype(result = "()")]
-pub enum Outbound {
-    /// A JSON text frame, serialized once for every recipient.
-    Text(ByteString),
-    /// Close the socket with this code and reason.
-    Close { code: u16, reason: &'static str },
-}
+pub(crate) struct Shutdown;

@@ -1,19 +1,27 @@
-//! Rooms: the pure state machine, its events and views, and the actors that serve them.
+//! Rooms at run time: one actor per open room, and the registry that finds them.
+//!
+//! The rules of a room are `roomstate_core::room` (pure); this module runs them. Each concept has
+//! its file: `actor` (the glue), `commit_queue` (what is pending, in flight, retried), `throttle`
+//! (how often state is broadcast), `snapshots` (when to snapshot), `http_idle` (when an HTTP join
+//! lapses), `sessions` (the sockets of a room), `closing` (a close in progress), `outbound` (what a
+//! room tells a socket, as typed protocol), `messages` (what a room answers), `failure` (why it
+//! refuses), `deps` (what every room shares), `registry` (id -> room; recovery and shutdown).
+//!
+//! Nothing here knows WebSocket frames, close codes or HTTP: the edges (`ws`, `http`) import
+//! rooms, never the reverse.
 
-pub mod event;
-pub mod id;
-pub mod presence;
-pub mod snapshot;
-pub mod state;
-pub mod view;
+pub(crate) mod actor;
+mod closing;
+mod commit_queue;
+pub(crate) mod deps;
+pub(crate) mod failure;
+mod http_idle;
+pub(crate) mod messages;
+pub(crate) mod outbound;
+pub(crate) mod registry;
+mod sessions;
+mod snapshots;
+mod throttle;
 
-pub use event::{Event, EventKind, Side};
-pub use id::{NameError, RoomId, UserName};
-pub use presence::Via;
-pub use snapshot::Snapshot;
-pub use state::{Change, Command, ReplayError, RoomError, RoomState};
-pub use view::{Counters, Message, RoomStatus, RoomView};
-
-pub mod actor;
-pub mod messages;
-pub mod registry;
+#[cfg(test)]
+mod tests;

@@ -1,11 +1,12 @@
-//! `Registry`: room id -> room actor. Creates, finds and closes rooms, recovers every open room
-//! from the journal at start, and drains them all at shutdown.
+//! `Registry`: room id -> room actor, and everything the HTTP and socket edges ask of rooms.
+//! Creates, finds, mutates and closes rooms, falls back to the store for closed ones, recovers
+//! every open room from the journal at start, and drains them all at shutdown.
 //!
 //! Rooms run on a small set of arbiters of their own (one per core), apart from the HTTP
 //! workers, so a room's life does not depend on the worker that created it.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{
         atomic::{AtomicBool, AtomicUsize, Ordering},
         Arc,
@@ -16,35 +17,47 @@ use std::{
 use actix::prelude::*;
 use futures_util::future::join_all;
 use parking_lot::RwLock;
+use roomstate_core::{
+    room::{ChatMessage, Command, ReplayError, RoomError, RoomId, RoomState, RoomView, Via},
+    time,
+};
+use roomstate_journal::{JournalError, JournalStatus};
+use roomstate_store::StoreError;
 
 use super::{
-    actor::{RoomActor, RoomDeps, RoomIndex},
-    id::RoomId,
-    messages::{Close, GetView, RoomFailure, Shutdown},
-    state::RoomState,
-    view::RoomView,
+    actor::RoomActor,
+    deps::{RoomDeps, RoomIndex},
+    failure::{RegistryFailure, RoomFailure},
+    messages::{Close, GetMessages, GetView, Mutate, Shutdown},
 };
-use crate::{journal::JournalError, store::StoreError, time};
+
+/// How long a readiness probe waits for each dependency.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Why recovery at start failed.
 #[derive(Debug, thiserror::Error)]
-pub enum RecoveryError {
+pub(crate) enum RecoveryError {
     #[error(transparent)]
     Journal(#[from] JournalError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
-    Replay(#[from] super::state::ReplayError),
+    Replay(#[from] ReplayError),
 }
 
 /// What a lookup found.
-pub enum Found {
+enum Found {
     Open(Addr<RoomActor>),
     Closed(RoomView),
-    Unknown,
 }
 
-pub struct Registry {
+/// Whether the journal and the store take writes now: `None` for up, else why not.
+pub(crate) struct Readiness {
+    pub(crate) journal: Option<String>,
+    pub(crate) store: Option<String>,
+}
+
+pub(crate) struct Registry {
     rooms: Arc<RoomIndex>,
     stopping: AtomicBool,
     arbiters: Vec<Arbiter>,
@@ -52,14 +65,13 @@ pub struct Registry {
     deps: Arc<RoomDeps>,
 }
 
-impl Registry {
-    /// A registry with one room thread per core.
-    pub fn new(deps: RoomDeps) -> Self {
-        Self::with_threads(deps, 0)
-    }
+fn shutting_down() -> RoomFailure {
+    RoomFailure::Unavailable("the server is shutting down".into())
+}
 
+impl Registry {
     /// A registry whose rooms run on `threads` threads (0: one per core).
-    pub fn with_threads(deps: RoomDeps, threads: usize) -> Self {
+    pub(crate) fn new(deps: RoomDeps, threads: usize) -> Self {
         let threads = match threads {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
             n => n,
@@ -71,10 +83,6 @@ impl Registry {
             next_arbiter: AtomicUsize::new(0),
             deps: Arc::new(deps),
         }
-    }
-
-    pub fn deps(&self) -> &RoomDeps {
-        &self.deps
     }
 
     fn start(&self, state: RoomState) -> Addr<RoomActor> {
@@ -90,11 +98,9 @@ impl Registry {
     }
 
     /// Opens a room; answers once its creation is durable.
-    pub async fn create(&self, title: String) -> Result<RoomView, RoomFailure> {
+    pub(crate) async fn create(&self, title: String) -> Result<RoomView, RoomFailure> {
         if self.is_stopping() {
-            return Err(RoomFailure::Unavailable(
-                "the server is shutting down".into(),
-            ));
+            return Err(shutting_down());
         }
         let (state, event) = RoomState::create(RoomId::generate(), title, time::now())?;
         self.deps
@@ -114,28 +120,90 @@ impl Registry {
     }
 
     /// The open room's actor, if it is open here.
-    pub fn get(&self, id: &RoomId) -> Option<Addr<RoomActor>> {
+    pub(crate) fn get(&self, id: &RoomId) -> Option<Addr<RoomActor>> {
         self.rooms.read().get(id).cloned()
     }
 
-    /// Open here, closed in the store, or unknown; `Unavailable` while the engine stops.
-    pub async fn find(&self, id: &RoomId) -> Result<Found, ApiFailure> {
+    /// Open here or closed in the store; `Unavailable` while the engine stops.
+    async fn find(&self, id: &RoomId) -> Result<Found, RegistryFailure> {
         if self.is_stopping() {
-            return Err(RoomFailure::Unavailable("the server is shutting down".into()).into());
+            return Err(shutting_down().into());
         }
-        if let Some(addr) = self.get(id) {
-            if addr.connected() {
-                return Ok(Found::Open(addr));
-            }
+        if let Some(addr) = self.get(id).filter(Addr::connected) {
+            return Ok(Found::Open(addr));
         }
-        Ok(match self.deps.store.room(id).await? {
-            Some(view) => Found::Closed(view),
-            None => Found::Unknown,
-        })
+        self.stored(id).await.map(Found::Closed)
+    }
+
+    /// A closed room's final view from the store.
+    async fn stored(&self, id: &RoomId) -> Result<RoomView, RegistryFailure> {
+        self.deps
+            .store
+            .room(id)
+            .await?
+            .ok_or(RegistryFailure::UnknownRoom)
+    }
+
+    /// Applies a client's command to an open room; answers once it is durable.
+    pub(crate) async fn mutate(
+        &self,
+        id: &RoomId,
+        command: Command,
+        via: Via,
+    ) -> Result<RoomView, RegistryFailure> {
+        match self.find(id).await? {
+            Found::Open(room) => match room.send(Mutate { command, via }).await {
+                Ok(reply) => Ok(reply?),
+                // A room actor only stops once it is closed (or the engine is stopping).
+                Err(_) => Err(RoomError::Closed.into()),
+            },
+            Found::Closed(_) => Err(RoomError::Closed.into()),
+        }
+    }
+
+    /// The open room a new socket joins: a closed room refuses it.
+    pub(crate) async fn room_for_socket(
+        &self,
+        id: &RoomId,
+    ) -> Result<Addr<RoomActor>, RegistryFailure> {
+        match self.find(id).await? {
+            Found::Open(room) => Ok(room),
+            Found::Closed(_) => Err(RoomError::Closed.into()),
+        }
+    }
+
+    /// The room's view: open (as of its last durable event) or closed (from the store).
+    pub(crate) async fn view(&self, id: &RoomId) -> Result<RoomView, RegistryFailure> {
+        match self.find(id).await? {
+            Found::Open(room) => match room.send(GetView).await {
+                Ok(view) => Ok(view),
+                // The room stopped since the lookup: it closed meanwhile.
+                Err(_) => self.stored(id).await,
+            },
+            Found::Closed(view) => Ok(view),
+        }
+    }
+
+    /// Durable messages with `seq > after`, oldest first, at most `limit`: from the room while it
+    /// is open, from the store once it is closed.
+    pub(crate) async fn messages(
+        &self,
+        id: &RoomId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<ChatMessage>, RegistryFailure> {
+        let store = &self.deps.store;
+        match self.find(id).await? {
+            Found::Open(room) => match room.send(GetMessages { after, limit }).await {
+                Ok(messages) => Ok(messages),
+                Err(_) => Ok(store.messages(id, after, limit).await?),
+            },
+            Found::Closed(_) => Ok(store.messages(id, after, limit).await?),
+        }
     }
 
     /// Views of every open room, newest first.
-    pub async fn views(&self) -> Vec<RoomView> {
+    pub(crate) async fn views(&self) -> Vec<RoomView> {
         let addrs: Vec<_> = self.rooms.read().values().cloned().collect();
         let mut views: Vec<RoomView> = join_all(addrs.iter().map(|a| a.send(GetView)))
             .await
@@ -148,21 +216,21 @@ impl Registry {
     }
 
     /// True once shutdown began: new mutations are refused with 503.
-    pub fn is_stopping(&self) -> bool {
+    pub(crate) fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::SeqCst)
     }
 
-    pub fn open_rooms(&self) -> usize {
+    pub(crate) fn open_rooms(&self) -> usize {
         self.rooms.read().len()
     }
 
     /// Closes a room (see `Close`); closing a closed room answers its final view again.
-    pub async fn close(&self, id: &RoomId) -> Result<Option<RoomView>, ApiFailure> {
+    pub(crate) async fn close(&self, id: &RoomId) -> Result<RoomView, RegistryFailure> {
         if let Some(addr) = self.get(id) {
             match addr.send(Close).await {
                 Ok(Ok(view)) => {
                     self.rooms.write().remove(id);
-                    return Ok(Some(view));
+                    return Ok(view);
                 }
                 Ok(Err(failure)) => return Err(failure.into()),
                 // The actor stopped between the lookup and the send: it closed meanwhile.
@@ -171,14 +239,44 @@ impl Registry {
                 }
             }
         }
-        Ok(self.deps.store.room(id).await?)
+        self.stored(id).await
+    }
+
+    /// What the journal reports of itself (`/admin/stats`).
+    pub(crate) fn journal_status(&self) -> JournalStatus {
+        self.deps.journal.status()
+    }
+
+    /// `"sqlite"` or `"mysql"`.
+    pub(crate) fn store_backend(&self) -> &'static str {
+        self.deps.store.backend()
+    }
+
+    /// Asks the journal and the store, at once, whether they take writes (`/readyz`).
+    pub(crate) async fn readiness(&self) -> Readiness {
+        let no_answer = || format!("no answer within {} s", PROBE_TIMEOUT.as_secs());
+        let journal = tokio::time::timeout(PROBE_TIMEOUT, self.deps.journal.check());
+        let store = tokio::time::timeout(PROBE_TIMEOUT, self.deps.store.check());
+        let (journal, store) = futures_util::future::join(journal, store).await;
+        Readiness {
+            journal: match journal {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(_) => Some(no_answer()),
+            },
+            store: match store {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(_) => Some(no_answer()),
+            },
+        }
     }
 
     /// Rebuilds every open room from the journal. A room whose final record is already in the
     /// store (a crash after the write-back, before the log was deleted) only has its log deleted.
-    pub async fn recover(&self) -> Result<usize, RecoveryError> {
+    pub(crate) async fn recover(&self) -> Result<usize, RecoveryError> {
         let logs = self.deps.journal.recover().await?;
-        let closed: std::collections::HashSet<RoomId> = self
+        let closed: HashSet<RoomId> = self
             .deps
             .store
             .stored_among(logs.iter().map(|l| l.room.clone()).collect())
@@ -204,9 +302,9 @@ impl Registry {
         Ok(recovered)
     }
 
-    /// Makes every pending event durable (waiting at most `deadline`), closes every socket with
-    /// 1001, and stops the rooms and their arbiters.
-    pub async fn shutdown(&self, deadline: Duration) {
+    /// Makes every pending event durable (waiting at most `deadline`), ends every socket, and
+    /// stops the rooms and their arbiters.
+    pub(crate) async fn shutdown(&self, deadline: Duration) {
         self.stopping.store(true, Ordering::SeqCst);
         // The rooms leave the map themselves as they stop.
         let addrs: Vec<_> = self.rooms.read().values().cloned().collect();
@@ -218,13 +316,4 @@ impl Registry {
             arbiter.stop();
         }
     }
-}
-
-/// A failure of a registry call that involves both a room and the store.
-#[derive(Debug, thiserror::Error)]
-pub enum ApiFailure {
-    #[error(transparent)]
-    Room(#[from] RoomFailure),
-    #[error(transparent)]
-    Store(#[from] StoreError),
 }

@@ -13,9 +13,10 @@ use actix_web::{
     http::header::{self, HeaderValue},
     web, HttpRequest, HttpResponse,
 };
+use roomstate_core::room::RoomId;
 use serde::Deserialize;
 
-use crate::{http::extract::no_route, room::RoomId};
+use crate::error::no_route;
 
 /// One embedded file.
 struct Asset {
@@ -95,7 +96,7 @@ static ROOM: LazyLock<Page> = LazyLock::new(|| Page::render(include_str!("assets
 
 /// Registers the page routes. None of them is under an API path, and everything else still
 /// falls through to the API's JSON 404.
-pub fn config(cfg: &mut web::ServiceConfig) {
+pub(crate) fn config(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/")
             .route(web::get().to(index))

@@ -1,4 +1,4 @@
-//! WebSockets: the frame protocol and the per-socket session actor.
+//! WebSockets: the per-socket session actor. The frames themselves are the core's protocol
+//! (`roomstate_core::protocol::frames`); this is where they are encoded and sent.
 
-pub mod frames;
-pub mod session;
+pub(crate) mod session;

@@ -1,6 +1,7 @@
 //! `WsSession`: one actor per WebSocket. It parses client frames, forwards requests to its room,
-//! and writes the room's frames back. It owns the socket's heartbeat and rate limit, and nothing
-//! of the room: every decision about state is the room's.
+//! and turns what the room tells it into frames. It owns the socket's heartbeat and rate limit,
+//! the encoding of every server frame and the choice of every close code, and nothing of the
+//! room: every decision about state is the room's.
 //!
 //! This is the only file that uses `actix-web-actors` (deprecated upstream in favour of
 //! `actix-ws`), so moving off it touches this file alone.
@@ -12,18 +13,21 @@ use std::{
 
 use actix::prelude::*;
 use actix_web::{HttpRequest, HttpResponse};
-use actix_web_actors::ws::{self, CloseCode, CloseReason, ProtocolError};
+use actix_web_actors::ws::{self, CloseCode, ProtocolError};
+use roomstate_core::{
+    protocol::{frames, ClientFrame, CloseReason, ErrorCode},
+    room::{Command, UserName, Via},
+};
 use serde_json::Value;
 
-use super::frames::{self, ClientFrame};
 use crate::{
-    http::error::{ApiError, ErrorCode},
+    error::ApiError,
     metrics::Metrics,
     ratelimit::TokenBucket,
     room::{
         actor::RoomActor,
-        messages::{Connect, Disconnect, Mutate, Outbound, SessionId},
-        Command, UserName,
+        messages::{Connect, Disconnect, Mutate},
+        outbound::{Outbound, SessionId},
     },
 };
 
@@ -34,15 +38,27 @@ static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 
 /// Per-socket settings.
 #[derive(Debug, Clone)]
-pub struct SessionSettings {
+pub(crate) struct SessionSettings {
     /// Drop the socket after this long without hearing from it (pong or any frame).
-    pub timeout: Duration,
-    pub max_frame_bytes: usize,
-    pub rate_per_s: u32,
-    pub burst: u32,
+    pub(crate) timeout: Duration,
+    pub(crate) max_frame_bytes: usize,
+    pub(crate) rate_per_s: u32,
+    pub(crate) burst: u32,
 }
 
-pub struct WsSession {
+/// The WebSocket close code for each reason the server ends a socket (docs/api.md).
+fn close_code(reason: CloseReason) -> CloseCode {
+    match reason {
+        CloseReason::RoomClosed => CloseCode::Normal,
+        CloseReason::ServerShutdown => CloseCode::Away,
+        CloseReason::FrameTooLarge => CloseCode::Size,
+        CloseReason::Flooding | CloseReason::Refused => CloseCode::Policy,
+        CloseReason::ProtocolError => CloseCode::Protocol,
+        CloseReason::TryAgainLater => CloseCode::Again,
+    }
+}
+
+pub(crate) struct WsSession {
     id: SessionId,
     user: UserName,
     room: Addr<RoomActor>,
@@ -54,7 +70,7 @@ pub struct WsSession {
 }
 
 /// Upgrades `req` to a WebSocket served by a new session of `user` in `room`.
-pub fn start(
+pub(crate) fn start(
     req: &HttpRequest,
     payload: actix_web::web::Payload,
     user: UserName,
@@ -83,17 +99,15 @@ pub fn start(
 
 impl WsSession {
     fn send_error(&self, ctx: &mut ws::WebsocketContext<Self>, req: &Value, error: &ApiError) {
-        self.metrics
-            .refusals
-            .with_label_values(&[error.error.as_str()])
-            .inc();
+        self.metrics.refused(error.error.as_str());
         ctx.text(frames::error(req, error.error, &error.message));
     }
 
-    fn close(ctx: &mut ws::WebsocketContext<Self>, code: CloseCode, reason: &str) {
-        ctx.close(Some(CloseReason {
-            code,
-            description: Some(reason.to_owned()),
+    /// Ends the socket for `reason`, with `description` in the close frame.
+    fn end(ctx: &mut ws::WebsocketContext<Self>, reason: CloseReason, description: &str) {
+        ctx.close(Some(ws::CloseReason {
+            code: close_code(reason),
+            description: Some(description.to_owned()),
         }));
         ctx.stop();
     }
@@ -125,7 +139,7 @@ impl WsSession {
         self.send_error(ctx, req, &limited);
         if self.strikes >= FLOOD_STRIKES {
             tracing::info!(user = %self.user, "disconnecting a flooding socket");
-            Self::close(ctx, CloseCode::Policy, "rate limit exceeded");
+            Self::end(ctx, CloseReason::Flooding, CloseReason::Flooding.describe());
         }
         false
     }
@@ -169,7 +183,7 @@ impl WsSession {
         };
         let request = self.room.send(Mutate {
             command,
-            from_http: false,
+            via: Via::Socket,
         });
         ctx.spawn(request.into_actor(self).map(move |result, act, ctx| {
             match result
@@ -199,16 +213,16 @@ impl Actor for WsSession {
             .into_actor(self)
             .map(|result, act, ctx| {
                 let refused = match result {
-                    Ok(Ok(first_state)) => return ctx.text(first_state),
+                    Ok(Ok(first_state)) => return ctx.text(first_state.text(frames::state)),
                     Ok(Err(failure)) => ApiError::from(failure),
                     Err(mailbox) => ApiError::from(mailbox),
                 };
                 act.send_error(ctx, &Value::Null, &refused);
-                let code = match refused.error {
-                    ErrorCode::Unavailable => CloseCode::Again,
-                    _ => CloseCode::Policy,
+                let reason = match refused.error {
+                    ErrorCode::Unavailable => CloseReason::TryAgainLater,
+                    _ => CloseReason::Refused,
                 };
-                Self::close(ctx, code, &refused.message);
+                Self::end(ctx, reason, &refused.message);
             })
             .wait(ctx);
     }
@@ -224,8 +238,10 @@ impl Handler<Outbound> for WsSession {
 
     fn handle(&mut self, msg: Outbound, ctx: &mut Self::Context) {
         match msg {
-            Outbound::Text(text) => ctx.text(text),
-            Outbound::Close { code, reason } => Self::close(ctx, CloseCode::from(code), reason),
+            Outbound::State(view) => ctx.text(view.text(frames::state)),
+            Outbound::Message(message) => ctx.text(message.text(frames::message)),
+            Outbound::Closed(view) => ctx.text(view.text(frames::closed)),
+            Outbound::End(reason) => Self::end(ctx, reason, reason.describe()),
         }
     }
 }
@@ -243,11 +259,13 @@ impl StreamHandler<Result<ws::Message, ProtocolError>> for WsSession {
                     ),
                 );
                 self.send_error(ctx, &Value::Null, &error);
-                return Self::close(ctx, CloseCode::Size, "frame too large");
+                let reason = CloseReason::FrameTooLarge;
+                return Self::end(ctx, reason, reason.describe());
             }
             Err(error) => {
                 tracing::debug!(user = %self.user, %error, "WebSocket protocol error");
-                return Self::close(ctx, CloseCode::Protocol, "protocol error");
+                let reason = CloseReason::ProtocolError;
+                return Self::end(ctx, reason, reason.describe());
             }
         };
         self.heard = Instant::now();

@@ -3,7 +3,7 @@
 use serde_json::{json, Value};
 
 use crate::support::{
-    app::{TestApp, TOKEN},
+    app::{self, TestApp, TOKEN},
     ws::WsClient,
 };
 
@@ -19,7 +19,7 @@ fn code(body: &Value) -> &str {
 
 #[actix_rt::test]
 async fn malformed_json_and_wrong_types_are_bad_requests() {
-    let app = TestApp::start();
+    let app = app::start();
     let room = app.create_room("bad json").await;
     let cases: Vec<(&str, String, &[u8])> = vec![
         ("POST", "/rooms".into(), b"{not json"),
@@ -95,7 +95,7 @@ async fn malformed_json_and_wrong_types_are_bad_requests() {
 
 #[actix_rt::test]
 async fn message_text_limits() {
-    let app = TestApp::start();
+    let app = app::start();
     let room = app.create_room("text").await;
     app.join(&room, "alice").await;
     for text in [String::new(), "   ".into(), "x".repeat(2001)] {
@@ -121,7 +121,7 @@ async fn message_text_limits() {
 
 #[actix_rt::test]
 async fn oversize_bodies_are_too_large() {
-    let app = TestApp::start();
+    let app = app::start();
     let room = app.create_room("big").await;
     let huge = format!("{{\"title\": \"{}\"}}", "x".repeat(70 * 1024));
     let (status, err) = app.raw("POST", "/rooms", huge.into_bytes()).await;
@@ -140,7 +140,7 @@ async fn oversize_bodies_are_too_large() {
 
 #[actix_rt::test]
 async fn unknown_routes_and_methods_are_json_404s() {
-    let app = TestApp::start();
+    let app = app::start();
     for (method, path) in [
         ("GET", "/nope"),
         ("PATCH", "/rooms"),
@@ -157,7 +157,7 @@ async fn unknown_routes_and_methods_are_json_404s() {
 
 #[actix_rt::test]
 async fn admin_needs_the_right_token() {
-    let app = TestApp::start();
+    let app = app::start();
     let room = app.create_room("admin").await;
     let close = format!("/admin/rooms/{room}/close");
     for token in [None, Some("wrong"), Some("")] {
@@ -192,7 +192,7 @@ async fn admin_needs_the_right_token() {
 
 #[actix_rt::test]
 async fn http_flood_is_rate_limited_and_the_room_recovers() {
-    let app = TestApp::builder()
+    let app = app::builder()
         .setting("LIMITS__HTTP_RATE_PER_S", 5)
         .setting("LIMITS__HTTP_BURST", 10)
         .start();
@@ -221,7 +221,7 @@ async fn http_flood_is_rate_limited_and_the_room_recovers() {
 
 #[actix_rt::test]
 async fn bad_frames_get_error_frames_and_the_socket_stays_open() {
-    let app = TestApp::start();
+    let app = app::start();
     let room = app.create_room("frames").await;
     let mut ws = WsClient::connect(&app.ws_url(&format!("/rooms/{room}/ws?user=alice")))
         .await
@@ -257,7 +257,7 @@ async fn bad_frames_get_error_frames_and_the_socket_stays_open() {
 
 #[actix_rt::test]
 async fn oversize_frames_are_too_large_and_the_room_survives() {
-    let app = TestApp::start();
+    let app = app::start();
     let room = app.create_room("frames").await;
     let mut ws = WsClient::connect(&app.ws_url(&format!("/rooms/{room}/ws?user=big")))
         .await
@@ -275,7 +275,7 @@ async fn oversize_frames_are_too_large_and_the_room_survives() {
 
 #[actix_rt::test]
 async fn socket_flood_is_rate_limited_and_the_room_is_unharmed() {
-    let app = TestApp::builder()
+    let app = app::builder()
         .setting("LIMITS__WS_RATE_PER_S", 5)
         .setting("LIMITS__WS_BURST", 5)
         .start();
@@ -313,7 +313,7 @@ async fn socket_flood_is_rate_limited_and_the_room_is_unharmed() {
 
 #[actix_rt::test]
 async fn a_plain_get_of_the_socket_path_is_a_json_400() {
-    let app = TestApp::start();
+    let app = app::start();
     let room = app.create_room("no upgrade").await;
     let (status, err) = app.get(&format!("/rooms/{room}/ws?user=alice")).await;
     assert_eq!((status.as_u16(), code(&err)), (400, "bad_request"), "{err}");
@@ -324,7 +324,7 @@ async fn a_plain_get_of_the_socket_path_is_a_json_400() {
 
 #[actix_rt::test]
 async fn a_flood_of_garbage_frames_is_rate_limited_too() {
-    let app = TestApp::builder()
+    let app = app::builder()
         .setting("LIMITS__WS_RATE_PER_S", 2)
         .setting("LIMITS__WS_BURST", 2)
         .start();

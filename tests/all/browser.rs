@@ -9,7 +9,7 @@ use awc::{http::header, Client};
 use serde_json::{json, Value};
 
 use crate::support::{
-    app::TestApp,
+    app::{self, TestApp},
     browser::{Browser, Session, ENTER},
 };
 
@@ -60,7 +60,7 @@ fn save_screenshot(name: &str, png: &[u8]) {
 #[actix_rt::test]
 async fn two_users_vote_chat_and_see_the_room_close() {
     let _turn = ONE_AT_A_TIME.lock().await;
-    let app = TestApp::start();
+    let app = app::start();
     let room = app.create_room("Should we ship on Friday?").await;
     let browser = Browser::start().await;
     let alice = browser.session("alice").await;
@@ -191,7 +191,7 @@ async fn two_users_vote_chat_and_see_the_room_close() {
 #[actix_rt::test]
 async fn room_list_shows_rooms_and_creates_one() {
     let _turn = ONE_AT_A_TIME.lock().await;
-    let app = TestApp::start();
+    let app = app::start();
     let room = app.create_room("Tabs or spaces?").await;
     app.join(&room, "dora").await;
     let (status, _) = app.vote(&room, "dora", "con").await;
@@ -248,7 +248,7 @@ async fn room_list_shows_rooms_and_creates_one() {
 #[actix_rt::test]
 async fn a_bad_user_name_is_refused_with_a_message() {
     let _turn = ONE_AT_A_TIME.lock().await;
-    let app = TestApp::start();
+    let app = app::start();
     let room = app.create_room("Names").await;
     let browser = Browser::start().await;
     let s = browser.session("namer").await;
@@ -280,7 +280,7 @@ async fn a_bad_user_name_is_refused_with_a_message() {
 #[actix_rt::test]
 async fn a_room_closed_while_the_name_prompt_is_up_shows_the_final_view() {
     let _turn = ONE_AT_A_TIME.lock().await;
-    let app = TestApp::start();
+    let app = app::start();
     let room = app.create_room("Too late").await;
     app.join(&room, "early").await;
     let (status, _) = app.vote(&room, "early", "con").await;
@@ -324,7 +324,7 @@ const SOCKET_HOOK: &str = r#"
 #[actix_rt::test]
 async fn the_page_reconnects_after_the_socket_drops() {
     let _turn = ONE_AT_A_TIME.lock().await;
-    let app = TestApp::start();
+    let app = app::start();
     let room = app.create_room("Reconnecting").await;
     let browser = Browser::start().await;
     let alice = browser.session("alice").await;
@@ -404,7 +404,7 @@ fn value(headers: &awc::http::header::HeaderMap, name: header::HeaderName) -> &s
 /// The plain HTTP side of the pages, no browser needed.
 #[actix_rt::test]
 async fn pages_and_assets_have_types_and_cache_headers_and_shadow_no_api_route() {
-    let app = TestApp::start();
+    let app = app::start();
     let room = app.create_room("headers").await;
     let client = Client::builder().timeout(Duration::from_secs(30)).finish();
     let get = |path: String| {

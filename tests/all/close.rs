@@ -3,10 +3,14 @@
 
 use std::collections::BTreeMap;
 
-use roomstate::{room::RoomId, store::Store};
+use roomstate_core::room::RoomId;
+use roomstate_store::Store;
 use serde_json::{json, Value};
 
-use crate::support::{app::TestApp, mysql::TestDatabase};
+use crate::support::{
+    app::{self, TestApp},
+    mysql::TestDatabase,
+};
 
 /// Drives a room through joins, votes, switches, retracts and messages; returns the
 /// acknowledged final votes and transcript.
@@ -119,21 +123,21 @@ async fn closes_once_with_the_acknowledged_record(app: &TestApp, store_url: &str
 
 #[actix_rt::test]
 async fn close_writes_the_final_record_to_sqlite() {
-    let app = TestApp::start();
+    let app = app::start();
     let url = format!("sqlite://{}", app.data_dir().join("roomstate.db").display());
     closes_once_with_the_acknowledged_record(&app, &url).await;
 }
 
 #[actix_rt::test]
 async fn close_writes_the_final_record_to_mariadb() {
-    let db = TestDatabase::new();
-    let app = TestApp::builder().setting("STORE__URL", db.url()).start();
+    let db = TestDatabase::create();
+    let app = app::builder().setting("STORE__URL", db.url()).start();
     closes_once_with_the_acknowledged_record(&app, &db.url()).await;
 }
 
 #[actix_rt::test]
 async fn closed_rooms_survive_a_restart_and_the_log_is_gone() {
-    let mut app = TestApp::start();
+    let mut app = app::start();
     let room = app.create_room("closed then restarted").await;
     app.join(&room, "alice").await;
     app.vote(&room, "alice", "pro").await;

@@ -6,11 +6,12 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
-use roomstate::{room::RoomId, store::Store};
+use roomstate_core::room::RoomId;
+use roomstate_store::Store;
 use serde_json::Value;
 
 use crate::support::{
-    app::{eventually, TestApp, TOKEN},
+    app::{self, eventually, TestApp, TOKEN},
     load::{VoterLog, Voters},
     mysql::TestDatabase,
     sentinel::SentinelSet,
@@ -22,7 +23,7 @@ const VOTERS: usize = 6;
 const FAILOVER_DEADLINE: Duration = Duration::from_secs(60);
 
 fn engine_on(set: &SentinelSet, db: &TestDatabase) -> TestApp {
-    TestApp::builder()
+    app::builder()
         .setting("JOURNAL__KIND", "redis")
         .setting("REDIS__SENTINELS", set.sentinels_setting())
         .setting("REDIS__MIN_REPLICA_ACKS", 1)
@@ -103,7 +104,7 @@ async fn failovers_seen(app: &TestApp) -> u64 {
 /// Runs voters, breaks the primary with `break_it`, waits for the promotion and for the
 /// engine to acknowledge again, then checks the final record.
 async fn survive(set: &mut SentinelSet, break_it: impl FnOnce(&mut SentinelSet) -> String) {
-    let db = TestDatabase::new();
+    let db = TestDatabase::create();
     let app = engine_on(set, &db);
     let room = app.create_room("failover").await;
     let voters = Voters::start(&app, &room, "v", VOTERS).await;
@@ -151,7 +152,7 @@ async fn a_manual_failover_loses_no_acknowledged_vote() {
 #[actix_rt::test]
 async fn the_old_primary_comes_back_as_a_replica_and_a_second_failover_is_safe() {
     let mut set = SentinelSet::start();
-    let db = TestDatabase::new();
+    let db = TestDatabase::create();
     let app = engine_on(&set, &db);
     let room = app.create_room("twice").await;
     let voters = Voters::start(&app, &room, "w", VOTERS).await;
@@ -177,7 +178,7 @@ async fn the_old_primary_comes_back_as_a_replica_and_a_second_failover_is_safe()
 #[actix_rt::test]
 async fn kill_9_of_the_engine_under_load_then_restart_recovers_every_room() {
     let set = SentinelSet::start();
-    let db = TestDatabase::new();
+    let db = TestDatabase::create();
     let mut app = engine_on(&set, &db);
     let rooms = [app.create_room("a").await, app.create_room("b").await];
     let mut all_voters = Vec::new();
@@ -240,7 +241,7 @@ async fn kill_9_of_the_engine_under_load_then_restart_recovers_every_room() {
 #[actix_rt::test]
 async fn a_room_closed_right_after_a_failover_is_written_once() {
     let mut set = SentinelSet::start();
-    let db = TestDatabase::new();
+    let db = TestDatabase::create();
     let app = engine_on(&set, &db);
     let room = app.create_room("close after failover").await;
     let voters = Voters::start(&app, &room, "c", VOTERS).await;

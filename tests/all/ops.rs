@@ -3,13 +3,13 @@
 use serde_json::json;
 
 use crate::support::{
-    app::{TestApp, TOKEN},
+    app::{self, TOKEN},
     ws::WsClient,
 };
 
 #[actix_rt::test]
 async fn health_readiness_and_metrics() {
-    let app = TestApp::start();
+    let app = app::start();
     let (status, _) = app.get("/healthz").await;
     assert_eq!(status, 200);
     let (status, ready) = app.get("/readyz").await;
@@ -32,7 +32,7 @@ async fn health_readiness_and_metrics() {
 
 #[actix_rt::test]
 async fn admin_stats_counts_rooms_and_connections() {
-    let app = TestApp::start();
+    let app = app::start();
     let room = app.create_room("stats").await;
     app.create_room("other").await;
     let mut ws = WsClient::connect(&app.ws_url(&format!("/rooms/{room}/ws?user=a")))
@@ -50,7 +50,7 @@ async fn admin_stats_counts_rooms_and_connections() {
 
 #[actix_rt::test]
 async fn sigterm_closes_sockets_with_going_away_and_exits_zero() {
-    let mut app = TestApp::start();
+    let mut app = app::start();
     let room = app.create_room("shutdown").await;
     let mut ws = WsClient::connect(&app.ws_url(&format!("/rooms/{room}/ws?user=a")))
         .await

@@ -7,7 +7,7 @@ use serde_json::json;
 use crate::{
     failover::check_final_record,
     support::{
-        app::{eventually, TestApp},
+        app::{self, eventually, TestApp},
         load::{VoterLog, Voters},
         mysql::TestDatabase,
         sentinel::RedisServer,
@@ -15,7 +15,7 @@ use crate::{
 };
 
 fn engine_on(redis: &RedisServer, store_url: Option<&str>) -> TestApp {
-    let mut builder = TestApp::builder()
+    let mut builder = app::builder()
         .setting("JOURNAL__KIND", "redis")
         .setting("REDIS__URL", redis.url());
     if let Some(url) = store_url {
@@ -63,7 +63,7 @@ async fn rooms_live_in_redis_survive_a_restart_and_leave_no_keys_when_closed() {
 #[actix_rt::test]
 async fn redis_fully_down_gives_503s_loses_nothing_and_service_resumes() {
     let mut redis = RedisServer::start();
-    let db = TestDatabase::new();
+    let db = TestDatabase::create();
     let app = engine_on(&redis, Some(&db.url()));
     let room = app.create_room("outage").await;
     let voters = Voters::start(&app, &room, "o", 4).await;

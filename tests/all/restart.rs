@@ -3,11 +3,12 @@
 
 use std::time::Duration;
 
-use roomstate::{room::RoomId, store::Store};
+use roomstate_core::room::RoomId;
+use roomstate_store::Store;
 use serde_json::{json, Value};
 
 use crate::support::{
-    app::{eventually, TestApp},
+    app::{self, eventually},
     ws::WsClient,
 };
 
@@ -19,7 +20,7 @@ fn durable_part(view: &Value) -> Value {
 
 #[actix_rt::test]
 async fn sigterm_then_restart_recovers_every_open_room() {
-    let mut app = TestApp::start();
+    let mut app = app::start();
     let mut rooms = Vec::new();
     for r in 0..3 {
         let room = app.create_room(&format!("room {r}")).await;
@@ -61,7 +62,7 @@ async fn sigterm_then_restart_recovers_every_open_room() {
 
 #[actix_rt::test]
 async fn kill_9_under_load_loses_no_acknowledged_vote() {
-    let mut app = TestApp::start();
+    let mut app = app::start();
     let room = app.create_room("crash").await;
     let users: Vec<String> = (0..8).map(|i| format!("voter{i}")).collect();
     let mut sockets = Vec::new();
@@ -131,9 +132,7 @@ async fn kill_9_under_load_loses_no_acknowledged_vote() {
 
 #[actix_rt::test]
 async fn http_presence_lapses_after_the_idle_time() {
-    let app = TestApp::builder()
-        .setting("PRESENCE__HTTP_TTL_S", 1)
-        .start();
+    let app = app::builder().setting("PRESENCE__HTTP_TTL_S", 1).start();
     let room = app.create_room("lapse").await;
     app.join(&room, "idle").await;
     app.join(&room, "busy").await;

@@ -2,11 +2,11 @@
 
 use serde_json::json;
 
-use crate::support::app::TestApp;
+use crate::support::app;
 
 #[actix_rt::test]
 async fn create_list_and_get_a_room() {
-    let app = TestApp::start();
+    let app = app::start();
     let (status, view) = app
         .post("/rooms", json!({"title": "Ship on Friday?"}))
         .await;
@@ -34,7 +34,7 @@ async fn create_list_and_get_a_room() {
 
 #[actix_rt::test]
 async fn join_vote_switch_retract() {
-    let app = TestApp::start();
+    let app = app::start();
     let room = app.create_room("votes").await;
     let view = app.join(&room, "alice").await;
     assert_eq!(
@@ -68,7 +68,7 @@ async fn join_vote_switch_retract() {
 
 #[actix_rt::test]
 async fn voting_and_posting_need_presence() {
-    let app = TestApp::start();
+    let app = app::start();
     let room = app.create_room("presence").await;
     let (status, body) = app.vote(&room, "bob", "pro").await;
     assert_eq!(
@@ -90,7 +90,7 @@ async fn voting_and_posting_need_presence() {
 
 #[actix_rt::test]
 async fn a_vote_stays_after_leave_and_peak_is_kept() {
-    let app = TestApp::start();
+    let app = app::start();
     let room = app.create_room("leave").await;
     app.join(&room, "alice").await;
     app.join(&room, "bob").await;
@@ -111,7 +111,7 @@ async fn a_vote_stays_after_leave_and_peak_is_kept() {
 
 #[actix_rt::test]
 async fn messages_in_order_with_paging() {
-    let app = TestApp::start();
+    let app = app::start();
     let room = app.create_room("chat").await;
     app.join(&room, "alice").await;
     let mut seqs = Vec::new();
@@ -145,7 +145,7 @@ async fn messages_in_order_with_paging() {
 
 #[actix_rt::test]
 async fn unknown_rooms_are_not_found() {
-    let app = TestApp::start();
+    let app = app::start();
     for (method, path) in [
         ("GET", "/rooms/r_nope"),
         ("POST", "/rooms/r_nope/join"),

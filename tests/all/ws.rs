@@ -2,11 +2,11 @@
 
 use serde_json::json;
 
-use crate::support::{app::TestApp, ws::WsClient};
+use crate::support::{app, ws::WsClient};
 
 #[actix_rt::test]
 async fn first_frame_is_state_then_acks_and_broadcasts() {
-    let app = TestApp::start();
+    let app = app::start();
     let room = app.create_room("sockets").await;
     let mut alice = WsClient::connect(&app.ws_url(&format!("/rooms/{room}/ws?user=alice")))
         .await
@@ -36,7 +36,7 @@ async fn first_frame_is_state_then_acks_and_broadcasts() {
 
 #[actix_rt::test]
 async fn chat_messages_arrive_in_order_none_skipped() {
-    let app = TestApp::start();
+    let app = app::start();
     let room = app.create_room("chat").await;
     let url = app.ws_url(&format!("/rooms/{room}/ws?user=reader"));
     let mut reader = WsClient::connect(&url).await.unwrap();
@@ -66,7 +66,7 @@ async fn chat_messages_arrive_in_order_none_skipped() {
 
 #[actix_rt::test]
 async fn state_frames_never_go_backwards() {
-    let app = TestApp::start();
+    let app = app::start();
     let room = app.create_room("order").await;
     let mut watcher = WsClient::connect(&app.ws_url(&format!("/rooms/{room}/ws?user=w")))
         .await
@@ -105,7 +105,7 @@ async fn state_frames_never_go_backwards() {
 
 #[actix_rt::test]
 async fn two_sockets_of_one_user_count_once_and_closing_the_last_leaves() {
-    let app = TestApp::start();
+    let app = app::start();
     let room = app.create_room("tabs").await;
     let url = app.ws_url(&format!("/rooms/{room}/ws?user=alice"));
     let mut tab1 = WsClient::connect(&url).await.unwrap();
@@ -124,7 +124,7 @@ async fn two_sockets_of_one_user_count_once_and_closing_the_last_leaves() {
 
 #[actix_rt::test]
 async fn closing_the_room_sends_closed_then_code_1000() {
-    let app = TestApp::start();
+    let app = app::start();
     let room = app.create_room("closing").await;
     let mut alice = WsClient::connect(&app.ws_url(&format!("/rooms/{room}/ws?user=alice")))
         .await
@@ -155,7 +155,7 @@ async fn closing_the_room_sends_closed_then_code_1000() {
 
 #[actix_rt::test]
 async fn upgrade_refusals() {
-    let app = TestApp::start();
+    let app = app::start();
     let room = app.create_room("refusals").await;
     for (path, want) in [
         ("/rooms/r_unknown/ws?user=a".to_owned(), 404),
@@ -172,9 +172,7 @@ async fn upgrade_refusals() {
 
 #[actix_rt::test]
 async fn a_silent_socket_is_dropped_and_counts_as_a_leave() {
-    let app = TestApp::builder()
-        .setting("PRESENCE__WS_TIMEOUT_S", 1)
-        .start();
+    let app = app::builder().setting("PRESENCE__WS_TIMEOUT_S", 1).start();
     let room = app.create_room("silence").await;
     let mut silent = WsClient::connect(&app.ws_url(&format!("/rooms/{room}/ws?user=mute")))
         .await

@@ -1,0 +1,166 @@
+//! The WebSocket frames of API.md: client request frames in, server frames out, as JSON text.
+//!
+//! Pure (de)serialization: what a frame looks like, never when or to whom it is sent.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::ErrorCode;
+use crate::room::{ChatMessage, RoomView, Side};
+
+/// A request from a client.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientFrame {
+    Vote {
+        side: Side,
+        #[serde(default)]
+        req: Value,
+    },
+    Retract {
+        #[serde(default)]
+        req: Value,
+    },
+    Say {
+        text: String,
+        #[serde(default)]
+        req: Value,
+    },
+}
+
+impl ClientFrame {
+    /// The client's request id, echoed in the answer.
+    pub fn req(&self) -> &Value {
+        match self {
+            ClientFrame::Vote { req, .. }
+            | ClientFrame::Retract { req }
+            | ClientFrame::Say { req, .. } => req,
+        }
+    }
+}
+
+/// A frame that could not be understood, with the `req` to echo if one could be read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BadFrame {
+    pub req: Value,
+    pub message: String,
+}
+
+/// Parses a text frame. The `req` of a frame that is JSON but not a valid request is still
+/// echoed, so a client can match the error to its request.
+pub fn parse(text: &str) -> Result<ClientFrame, BadFrame> {
+    // The hot path parses once; only a bad frame is parsed again, loosely, for its `req`.
+    serde_json::from_str(text).map_err(|error| match serde_json::from_str::<Value>(text) {
+        Ok(value) => BadFrame {
+            req: value.get("req").cloned().unwrap_or(Value::Null),
+            message: format!("bad request frame: {error}"),
+        },
+        Err(e) => BadFrame {
+            req: Value::Null,
+            message: format!("frame is not JSON: {e}"),
+        },
+    })
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ServerFrame<'a> {
+    State(&'a RoomView),
+    Message(&'a ChatMessage),
+    Closed(&'a RoomView),
+    Ack {
+        req: &'a Value,
+        seq: u64,
+    },
+    Error {
+        req: &'a Value,
+        error: ErrorCode,
+        message: &'a str,
+    },
+}
+
+/// Sent instead of a frame that could not be encoded.
+pub const ENCODING_FAILED: &str =
+    r#"{"type":"error","req":null,"error":"internal","message":"frame encoding failed"}"#;
+
+fn encode(frame: &ServerFrame<'_>) -> String {
+    // Plain structs of strings and numbers do not fail to serialize; if one ever did, the
+    // client still gets a well-formed frame saying so.
+    serde_json::to_string(frame).unwrap_or_else(|_| ENCODING_FAILED.to_owned())
+}
+
+pub fn state(view: &RoomView) -> String {
+    encode(&ServerFrame::State(view))
+}
+
+pub fn message(message: &ChatMessage) -> String {
+    encode(&ServerFrame::Message(message))
+}
+
+pub fn closed(view: &RoomView) -> String {
+    encode(&ServerFrame::Closed(view))
+}
+
+pub fn ack(req: &Value, seq: u64) -> String {
+    encode(&ServerFrame::Ack { req, seq })
+}
+
+pub fn error(req: &Value, error: ErrorCode, message: &str) -> String {
+    encode(&ServerFrame::Error {
+        req,
+        error,
+        message,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn parses_every_request_kind() {
+        assert_eq!(
+            parse(r#"{"type":"vote","side":"pro","req":"1"}"#),
+            Ok(ClientFrame::Vote {
+                side: Side::Pro,
+                req: json!("1")
+            })
+        );
+        assert_eq!(
+            parse(r#"{"type":"retract","req":"2"}"#),
+            Ok(ClientFrame::Retract { req: json!("2") })
+        );
+        assert_eq!(
+            parse(r#"{"type":"say","text":"hi","req":"3"}"#),
+            Ok(ClientFrame::Say {
+                text: "hi".into(),
+                req: json!("3")
+            })
+        );
+    }
+
+    #[test]
+    fn bad_frames_echo_req_when_they_can() {
+        let garbage = parse("{nope").unwrap_err();
+        assert_eq!(garbage.req, Value::Null);
+        let wrong_side = parse(r#"{"type":"vote","side":"maybe","req":"r9"}"#).unwrap_err();
+        assert_eq!(wrong_side.req, json!("r9"));
+        assert!(parse(r#"{"type":"dance","req":"x"}"#).is_err());
+        assert!(parse(r#"{"type":"say","text":5,"req":"x"}"#).is_err());
+        assert!(parse(r#"[1,2]"#).is_err());
+    }
+
+    #[test]
+    fn server_frames_have_the_contract_shape() {
+        let ack: Value = serde_json::from_str(&ack(&json!("r1"), 7)).unwrap();
+        assert_eq!(ack, json!({"type": "ack", "req": "r1", "seq": 7}));
+        let err: Value =
+            serde_json::from_str(&error(&Value::Null, ErrorCode::BadRequest, "m")).unwrap();
+        assert_eq!(
+            err,
+            json!({"type": "error", "req": null, "error": "bad_request", "message": "m"})
+        );
+    }
+}

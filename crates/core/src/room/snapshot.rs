@@ -1,0 +1,24 @@
+//! `Snapshot`: a room's durable state at one seq, so recovery replays only the events after it
+//! and the journal can trim what came before.
+
+use serde::{Deserialize, Serialize};
+
+use super::{
+    event::Side,
+    id::{RoomId, UserName},
+    view::ChatMessage,
+};
+use crate::time::{self, Timestamp};
+
+/// Everything durable about a room as of `seq` (presence is not durable).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub room: RoomId,
+    pub seq: u64,
+    pub title: String,
+    #[serde(with = "time::rfc3339")]
+    pub created_at: Timestamp,
+    pub participants_peak: u32,
+    pub votes: Vec<(UserName, Side)>,
+    pub messages: Vec<ChatMessage>,
+}

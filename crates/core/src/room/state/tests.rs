@@ -1,0 +1,443 @@
+//! Every rule of the room, one test each: `RoomState` driven directly, no actors or I/O.
+
+use super::*;
+use crate::time;
+
+fn user(name: &str) -> UserName {
+    UserName::parse(name).unwrap()
+}
+
+fn room() -> RoomState {
+    RoomState::create(
+        RoomId::parse("r_test").unwrap(),
+        "Friday?".into(),
+        time::now(),
+    )
+    .unwrap()
+    .0
+}
+
+fn run(state: &mut RoomState, command: Command) -> Result<Change, RoomError> {
+    state.apply(command, time::now())
+}
+
+fn join(state: &mut RoomState, name: &str, via: Via) -> Change {
+    run(
+        state,
+        Command::Join {
+            user: user(name),
+            via,
+        },
+    )
+    .unwrap()
+}
+
+fn vote(state: &mut RoomState, name: &str, side: Side) -> Result<Change, RoomError> {
+    run(
+        state,
+        Command::Vote {
+            user: user(name),
+            side,
+        },
+    )
+}
+
+#[test]
+fn creation_is_seq_one() {
+    let (state, event) =
+        RoomState::create(RoomId::parse("r_a").unwrap(), "t".into(), time::now()).unwrap();
+    assert_eq!(event.seq, 1);
+    assert_eq!(state.seq(), 1);
+    assert_eq!(
+        state.counters(),
+        Counters {
+            seq: 1,
+            ..Counters::default()
+        }
+    );
+}
+
+#[test]
+fn titles_are_checked() {
+    let id = || RoomId::parse("r_a").unwrap();
+    assert!(RoomState::create(id(), String::new(), time::now()).is_err());
+    assert!(RoomState::create(id(), "   ".into(), time::now()).is_err());
+    assert!(RoomState::create(id(), "é".repeat(200), time::now()).is_ok());
+    assert!(RoomState::create(id(), "é".repeat(201), time::now()).is_err());
+}
+
+#[test]
+fn join_counts_and_raises_the_peak() {
+    let mut s = room();
+    let c = join(&mut s, "alice", Via::Http);
+    assert_eq!(c.event.as_ref().map(|e| e.seq), Some(2));
+    join(&mut s, "bob", Via::Http);
+    assert_eq!(s.counters().participants, 2);
+    run(
+        &mut s,
+        Command::Leave {
+            user: user("bob"),
+            via: Via::Http,
+        },
+    )
+    .unwrap();
+    let c = s.counters();
+    assert_eq!((c.participants, c.participants_peak, c.seq), (1, 2, 4));
+}
+
+#[test]
+fn joining_twice_changes_nothing() {
+    let mut s = room();
+    join(&mut s, "alice", Via::Http);
+    let again = join(&mut s, "alice", Via::Http);
+    assert!(again.event.is_none());
+    assert_eq!(s.seq(), 2);
+}
+
+#[test]
+fn two_sockets_of_one_user_count_once() {
+    let mut s = room();
+    assert!(join(&mut s, "alice", Via::Socket).event.is_some());
+    assert!(join(&mut s, "alice", Via::Socket).event.is_none());
+    assert_eq!(s.counters().participants, 1);
+    let leave = || Command::Leave {
+        user: user("alice"),
+        via: Via::Socket,
+    };
+    assert!(
+        run(&mut s, leave()).unwrap().event.is_none(),
+        "one socket still open"
+    );
+    assert_eq!(s.counters().participants, 1);
+    let last = run(&mut s, leave()).unwrap();
+    assert!(matches!(
+        last.event.map(|e| e.kind),
+        Some(EventKind::Left { .. })
+    ));
+    assert_eq!(s.counters().participants, 0);
+}
+
+#[test]
+fn http_and_socket_presence_overlap() {
+    let mut s = room();
+    join(&mut s, "alice", Via::Socket);
+    assert!(join(&mut s, "alice", Via::Http).event.is_none());
+    let leave_http = run(
+        &mut s,
+        Command::Leave {
+            user: user("alice"),
+            via: Via::Http,
+        },
+    );
+    assert!(
+        leave_http.unwrap().event.is_none(),
+        "the socket keeps alice present"
+    );
+    assert_eq!(s.counters().participants, 1);
+}
+
+#[test]
+fn leaving_when_absent_is_a_no_op() {
+    let mut s = room();
+    let c = run(
+        &mut s,
+        Command::Leave {
+            user: user("ghost"),
+            via: Via::Http,
+        },
+    )
+    .unwrap();
+    assert!(c.event.is_none());
+    assert_eq!(s.seq(), 1);
+}
+
+#[test]
+fn voting_needs_presence() {
+    let mut s = room();
+    assert_eq!(
+        vote(&mut s, "alice", Side::Pro),
+        Err(RoomError::NotJoined(user("alice")))
+    );
+    assert_eq!(s.seq(), 1, "a refused command takes no seq");
+}
+
+#[test]
+fn double_vote_is_accepted_and_changes_nothing() {
+    let mut s = room();
+    join(&mut s, "alice", Via::Http);
+    let first = vote(&mut s, "alice", Side::Pro).unwrap();
+    assert_eq!(first.counters.pro, 1);
+    assert_eq!(first.counters.seq, 3);
+    let again = vote(&mut s, "alice", Side::Pro).unwrap();
+    assert!(again.event.is_none());
+    assert_eq!((again.counters.pro, again.counters.seq), (1, 3));
+}
+
+#[test]
+fn switching_moves_the_vote() {
+    let mut s = room();
+    join(&mut s, "alice", Via::Http);
+    vote(&mut s, "alice", Side::Pro).unwrap();
+    let c = vote(&mut s, "alice", Side::Con).unwrap().counters;
+    assert_eq!((c.pro, c.con, c.seq), (0, 1, 4));
+}
+
+#[test]
+fn retract_removes_the_vote_once() {
+    let mut s = room();
+    join(&mut s, "alice", Via::Http);
+    vote(&mut s, "alice", Side::Con).unwrap();
+    let c = run(
+        &mut s,
+        Command::Retract {
+            user: user("alice"),
+        },
+    )
+    .unwrap();
+    assert!(c.event.is_some());
+    assert_eq!((c.counters.con, c.counters.seq), (0, 4));
+    let again = run(
+        &mut s,
+        Command::Retract {
+            user: user("alice"),
+        },
+    )
+    .unwrap();
+    assert!(again.event.is_none(), "no vote: no new seq");
+    assert_eq!(again.counters.seq, 4);
+}
+
+#[test]
+fn retract_needs_presence() {
+    let mut s = room();
+    let r = run(&mut s, Command::Retract { user: user("bob") });
+    assert_eq!(r, Err(RoomError::NotJoined(user("bob"))));
+}
+
+#[test]
+fn a_vote_stays_counted_after_its_user_leaves() {
+    let mut s = room();
+    join(&mut s, "alice", Via::Http);
+    vote(&mut s, "alice", Side::Pro).unwrap();
+    run(
+        &mut s,
+        Command::Leave {
+            user: user("alice"),
+            via: Via::Http,
+        },
+    )
+    .unwrap();
+    let c = s.counters();
+    assert_eq!((c.participants, c.pro), (0, 1));
+    assert_eq!(
+        vote(&mut s, "alice", Side::Con),
+        Err(RoomError::NotJoined(user("alice")))
+    );
+}
+
+#[test]
+fn messages_need_presence_and_valid_text() {
+    let mut s = room();
+    let say = |text: &str| Command::Say {
+        user: user("alice"),
+        text: text.into(),
+    };
+    assert_eq!(
+        run(&mut s, say("hi")),
+        Err(RoomError::NotJoined(user("alice")))
+    );
+    join(&mut s, "alice", Via::Http);
+    assert!(matches!(run(&mut s, say("")), Err(RoomError::Invalid(_))));
+    assert!(matches!(
+        run(&mut s, say(" \n")),
+        Err(RoomError::Invalid(_))
+    ));
+    assert!(matches!(
+        run(&mut s, say(&"x".repeat(2001))),
+        Err(RoomError::Invalid(_))
+    ));
+    let c = run(&mut s, say(&"ü".repeat(2000))).unwrap();
+    assert_eq!((c.counters.messages, c.counters.seq), (1, 3));
+    let c = run(&mut s, say("again")).unwrap();
+    assert_eq!(c.counters.messages, 2);
+    let all = s.messages(0, u64::MAX, 10);
+    assert_eq!(all.iter().map(|m| m.seq).collect::<Vec<_>>(), [3, 4]);
+    assert_eq!(s.messages(3, u64::MAX, 10).len(), 1);
+    assert_eq!(s.messages(0, 3, 10).len(), 1, "upto bounds the listing");
+    assert_eq!(
+        s.messages(0, u64::MAX, 1).len(),
+        1,
+        "limit bounds the listing"
+    );
+}
+
+#[test]
+fn a_closed_room_refuses_everything() {
+    let mut s = room();
+    join(&mut s, "alice", Via::Http);
+    s.close(time::now());
+    for command in [
+        Command::Join {
+            user: user("bob"),
+            via: Via::Http,
+        },
+        Command::Leave {
+            user: user("alice"),
+            via: Via::Http,
+        },
+        Command::Vote {
+            user: user("alice"),
+            side: Side::Pro,
+        },
+        Command::Retract {
+            user: user("alice"),
+        },
+        Command::Say {
+            user: user("alice"),
+            text: "hi".into(),
+        },
+    ] {
+        assert_eq!(run(&mut s, command), Err(RoomError::Closed));
+    }
+    assert_eq!(s.view(s.counters()).status, RoomStatus::Closed);
+}
+
+#[test]
+fn replay_rebuilds_what_was_acknowledged_with_nobody_present() {
+    let (mut s, created) =
+        RoomState::create(RoomId::parse("r_r").unwrap(), "t".into(), time::now()).unwrap();
+    let mut log = vec![created];
+    let mut record = |c: Change| log.extend(c.event);
+    record(join(&mut s, "alice", Via::Http));
+    record(join(&mut s, "bob", Via::Socket));
+    record(vote(&mut s, "alice", Side::Pro).unwrap());
+    record(vote(&mut s, "bob", Side::Con).unwrap());
+    record(vote(&mut s, "bob", Side::Pro).unwrap());
+    record(
+        run(
+            &mut s,
+            Command::Say {
+                user: user("bob"),
+                text: "hi".into(),
+            },
+        )
+        .unwrap(),
+    );
+    record(
+        run(
+            &mut s,
+            Command::Leave {
+                user: user("bob"),
+                via: Via::Socket,
+            },
+        )
+        .unwrap(),
+    );
+
+    let back = RoomState::replay(s.id(), &log).unwrap();
+    let (live, replayed) = (s.counters(), back.counters());
+    assert_eq!(
+        replayed,
+        Counters {
+            participants: 0,
+            ..live
+        }
+    );
+    assert_eq!(replayed.participants_peak, 2);
+    assert_eq!(back.votes(), s.votes());
+    assert_eq!(back.transcript(u64::MAX), s.transcript(u64::MAX));
+}
+
+#[test]
+fn restore_from_a_snapshot_equals_a_full_replay() {
+    let (mut s, created) =
+        RoomState::create(RoomId::parse("r_s").unwrap(), "t".into(), time::now()).unwrap();
+    let mut log = vec![created];
+    log.extend(join(&mut s, "alice", Via::Http).event);
+    log.extend(join(&mut s, "bob", Via::Http).event);
+    log.extend(vote(&mut s, "alice", Side::Pro).unwrap().event);
+    log.extend(
+        run(
+            &mut s,
+            Command::Say {
+                user: user("bob"),
+                text: "a".into(),
+            },
+        )
+        .unwrap()
+        .event,
+    );
+    let snapshot = s.snapshot();
+    assert_eq!(snapshot.seq, 5);
+    log.extend(vote(&mut s, "bob", Side::Con).unwrap().event);
+    log.extend(vote(&mut s, "alice", Side::Con).unwrap().event);
+    log.extend(
+        run(
+            &mut s,
+            Command::Say {
+                user: user("bob"),
+                text: "b".into(),
+            },
+        )
+        .unwrap()
+        .event,
+    );
+
+    let full = RoomState::replay(s.id(), &log).unwrap();
+    // Untrimmed log (events up to the snapshot still there) and trimmed log alike.
+    for events in [&log[..], &log[5..]] {
+        let restored = RoomState::restore(&snapshot, events).unwrap();
+        assert_eq!(restored.counters(), full.counters());
+        assert_eq!(restored.votes(), full.votes());
+        assert_eq!(restored.transcript(u64::MAX), full.transcript(u64::MAX));
+    }
+    let gap = RoomState::restore(&snapshot, &log[6..]);
+    assert!(matches!(
+        gap,
+        Err(ReplayError::Gap {
+            expected: 6,
+            found: 7,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn peak_survives_replays_across_restarts() {
+    // alice joins (peak 1); restart; bob joins (participants 1 again, peak still 1).
+    let (mut s, created) =
+        RoomState::create(RoomId::parse("r_p").unwrap(), "t".into(), time::now()).unwrap();
+    let mut log = vec![created];
+    log.extend(join(&mut s, "alice", Via::Http).event);
+    let mut s = RoomState::replay(s.id(), &log).unwrap();
+    log.extend(join(&mut s, "bob", Via::Http).event);
+    let back = RoomState::replay(s.id(), &log).unwrap();
+    assert_eq!(back.counters().participants_peak, 1);
+    assert_eq!(back.counters().seq, 3);
+}
+
+#[test]
+fn replay_reports_gaps_and_foreign_events() {
+    let (mut s, created) =
+        RoomState::create(RoomId::parse("r_g").unwrap(), "t".into(), time::now()).unwrap();
+    let a = join(&mut s, "alice", Via::Http).event.unwrap();
+    let b = join(&mut s, "bob", Via::Http).event.unwrap();
+    let gap = RoomState::replay(s.id(), [&created, &b]);
+    assert!(matches!(
+        gap,
+        Err(ReplayError::Gap {
+            expected: 2,
+            found: 3,
+            ..
+        })
+    ));
+    let dup = RoomState::replay(s.id(), [&created, &a, &a]);
+    assert!(matches!(dup, Err(ReplayError::Gap { .. })));
+    let headless = RoomState::replay(s.id(), [&a]);
+    assert!(matches!(headless, Err(ReplayError::NoCreation { .. })));
+    let other = RoomId::parse("r_other").unwrap();
+    assert!(matches!(
+        RoomState::replay(&other, [&created]),
+        Err(ReplayError::NoCreation { .. })
+    ));
+}

@@ -1,0 +1,93 @@
+//! The durability log: make a room's events durable, in order, and read them back at start.
+//!
+//! A `Journal` never decides anything about rooms. It takes batches of events, answers only once
+//! they are durable (or that they are not), and hands every open room's log back at recovery.
+//! Implementations group-commit: appends from many rooms that arrive together share one write.
+//!
+//! # Layout
+//! - this file: the `Journal` trait, its errors and what it reports;
+//! - `local`: the embedded journal, one SQLite file (the default: no services needed);
+//! - `redis`: the production journal on Redis, plain or through sentinels, with `WAIT`;
+//! - `sentinel`: asking Redis sentinels who the primary is (also used by the tools and tests);
+//! - `writer`: what both durable journals share about their one writer thread;
+//! - `metrics`: what they count on `/metrics`;
+//! - `memory` (feature `testing`): an in-memory journal tests can switch off, never shipped.
+
+pub mod local;
+#[cfg(feature = "testing")]
+pub mod memory;
+mod metrics;
+pub mod redis;
+pub mod sentinel;
+mod writer;
+
+use futures_util::future::BoxFuture;
+use roomstate_core::{
+    room::{Event, RoomId, Snapshot},
+    time::Timestamp,
+};
+use serde::Serialize;
+
+pub use self::metrics::JournalMetrics;
+
+/// Why the journal could not do what was asked.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum JournalError {
+    /// The log cannot take writes right now (disk, primary down, failover). Nothing asked for in
+    /// the failed call may be reported as durable; retrying the same events later is safe.
+    #[error("durability log unavailable: {0}")]
+    Unavailable(String),
+    /// The log holds something that cannot be replayed (a gap, an undecodable event).
+    #[error("durability log corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// The future every journal call returns.
+pub type JournalFuture<T> = BoxFuture<'static, Result<T, JournalError>>;
+
+/// One open room's log: its latest snapshot, if any, and the events after it, oldest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoomLog {
+    pub room: RoomId,
+    pub snapshot: Option<Snapshot>,
+    pub events: Vec<Event>,
+}
+
+/// What `/admin/stats` and `/readyz` show of the journal.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct JournalStatus {
+    /// `local`, `redis` or `memory`.
+    pub kind: &'static str,
+    /// Where it writes: a file path or the current primary's address.
+    pub target: String,
+    /// Times the journal switched to a new primary.
+    pub failovers: u64,
+    #[serde(with = "roomstate_core::time::rfc3339_opt")]
+    pub last_failover: Option<Timestamp>,
+}
+
+/// A durability log.
+///
+/// Callers (room actors) send one room's events in seq order and wait for an append to resolve
+/// before sending that room's next one, so the journal never sees a room's events out of order.
+/// Appending an event that is already durable (same room and seq) must succeed without
+/// duplicating it: that is what makes a retry after an unclear failure safe.
+pub trait Journal: Send + Sync + 'static {
+    /// Makes `events` durable. `Ok` means every one of them survives a crash of the engine.
+    fn append(&self, events: Vec<Event>) -> JournalFuture<()>;
+
+    /// Makes `snapshot` durable and drops the room's events up to its seq. The caller sends it
+    /// only when every event up to that seq is durable.
+    fn snapshot(&self, snapshot: Snapshot) -> JournalFuture<()>;
+
+    /// Every room in the log, each with its snapshot and the events after it in seq order.
+    fn recover(&self) -> JournalFuture<Vec<RoomLog>>;
+
+    /// Forgets a room (after its final record is in the SQL store).
+    fn delete_room(&self, room: RoomId) -> JournalFuture<()>;
+
+    /// Succeeds when the journal can take writes now.
+    fn check(&self) -> JournalFuture<()>;
+
+    fn status(&self) -> JournalStatus;
+}

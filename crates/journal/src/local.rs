@@ -1,0 +1,541 @@
+//! The embedded on-disk journal: one SQLite file (WAL, `synchronous = FULL`), the engine's default
+//! when no Redis is configured, so a bare machine can run it.
+//!
+//! It owns the file and the one thread that writes to it. Appends from every room are queued to
+//! that thread, which group-commits whatever is waiting in ONE transaction (one fsync per batch)
+//! and only then answers the requesters. It must never acknowledge an event before its transaction
+//! has committed, never split a batch over transactions (a crash keeps all of a batch or none), and
+//! never run SQLite work on the caller's (actix) thread.
+//!
+//! On disk (schema version 2, in `PRAGMA user_version`):
+//! `events(room_id TEXT, seq INTEGER, at_ms INTEGER, kind TEXT /* EventKind JSON */,
+//! PRIMARY KEY(room_id, seq)) WITHOUT ROWID` and
+//! `snapshots(room_id TEXT PRIMARY KEY, seq INTEGER, body TEXT /* Snapshot JSON */) WITHOUT ROWID`;
+//! a room's events at or below its snapshot's seq are deleted with the snapshot's write.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    path::{Path, PathBuf},
+    sync::{
+        mpsc::{self, Receiver, Sender},
+        Arc,
+    },
+    time::Instant,
+};
+
+use chrono::DateTime;
+use diesel::{
+    connection::{DefaultLoadingMode, SimpleConnection},
+    prelude::*,
+    sql_types::{Integer, Text},
+    sqlite::SqliteConnection,
+};
+use futures_util::FutureExt;
+use roomstate_core::room::{Event, EventKind, RoomId, Snapshot};
+use tokio::sync::oneshot;
+
+use super::{
+    writer::{self, WriterThread},
+    Journal, JournalError, JournalFuture, JournalMetrics, JournalStatus, RoomLog,
+};
+
+/// The schema this code writes and reads.
+const SCHEMA_VERSION: i32 = 2;
+
+/// A batch stops taking queued requests once it holds this many events (a single larger append
+/// still goes through, alone), so one commit stays short.
+const MAX_BATCH_EVENTS: usize = 8192;
+
+const WRITER_THREAD: &str = "roomstate-journal";
+const RECOVER_THREAD: &str = "roomstate-journal-recover";
+
+mod schema {
+    diesel::table! {
+        events (room_id, seq) {
+            room_id -> Text,
+            seq -> BigInt,
+            at_ms -> BigInt,
+            kind -> Text,
+        }
+    }
+
+    diesel::table! {
+        snapshots (room_id) {
+            room_id -> Text,
+            seq -> BigInt,
+            body -> Text,
+        }
+    }
+}
+
+use schema::{events, snapshots};
+
+/// What the writer thread is asked to do.
+enum Op {
+    Append(Vec<Event>),
+    Snapshot(Snapshot),
+    Delete(RoomId),
+    Check,
+}
+
+struct Request {
+    op: Op,
+    reply: oneshot::Sender<Result<(), JournalError>>,
+}
+
+impl Request {
+    fn events(&self) -> usize {
+        match &self.op {
+            Op::Append(events) => events.len(),
+            Op::Snapshot(_) | Op::Delete(_) | Op::Check => 0,
+        }
+    }
+}
+
+struct Inner {
+    path: PathBuf,
+    // Declared before `_writer`: fields drop in order, so the channel closes before the join.
+    requests: Sender<Request>,
+    _writer: WriterThread,
+}
+
+/// The SQLite-backed journal. Clones share one file and one writer thread.
+#[derive(Clone)]
+pub struct LocalJournal {
+    inner: Arc<Inner>,
+}
+
+impl LocalJournal {
+    /// Opens (creating the file and parent dirs) `path`, e.g. `<data_dir>/journal.db`.
+    pub fn open(path: &Path, metrics: JournalMetrics) -> Result<Self, JournalError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|error| {
+                JournalError::Unavailable(format!(
+                    "cannot create journal directory {}: {error}",
+                    parent.display()
+                ))
+            })?;
+        }
+        let mut conn = connect(path)?;
+        prepare_schema(&mut conn, path)?;
+
+        let (requests, queue) = mpsc::channel();
+        let writer = Writer {
+            path: path.to_path_buf(),
+            conn: Some(conn),
+            metrics,
+        };
+        let handle = std::thread::Builder::new()
+            .name(WRITER_THREAD.into())
+            .spawn(move || writer.run(queue))
+            .map_err(|error| {
+                JournalError::Unavailable(format!("cannot start journal writer thread: {error}"))
+            })?;
+        tracing::info!(journal.path = %path.display(), "local journal open");
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path: path.to_path_buf(),
+                requests,
+                _writer: WriterThread::new(handle, WRITER_THREAD),
+            }),
+        })
+    }
+
+    /// Queues `op` now (so calls keep their order) and resolves with the writer's answer.
+    fn submit(&self, op: Op) -> JournalFuture<()> {
+        let (reply, answer) = oneshot::channel();
+        let sent = self.inner.requests.send(Request { op, reply });
+        writer::answer(sent.is_ok(), answer, WRITER_THREAD)
+    }
+}
+
+impl Journal for LocalJournal {
+    fn append(&self, events: Vec<Event>) -> JournalFuture<()> {
+        self.submit(Op::Append(events))
+    }
+
+    fn recover(&self) -> JournalFuture<Vec<RoomLog>> {
+        // A read connection of its own: under WAL it sees every committed batch and does not
+        // hold up the writer.
+        let (reply, answer) = oneshot::channel();
+        let path = self.inner.path.clone();
+        let spawned = std::thread::Builder::new()
+            .name(RECOVER_THREAD.into())
+            .spawn(move || {
+                let _ = reply.send(read_all(&path));
+            });
+        async move {
+            spawned.map_err(|error| {
+                JournalError::Unavailable(format!("cannot start journal recovery thread: {error}"))
+            })?;
+            answer
+                .await
+                .map_err(|_| JournalError::Unavailable("journal recovery thread stopped".into()))?
+        }
+        .boxed()
+    }
+
+    fn snapshot(&self, snapshot: Snapshot) -> JournalFuture<()> {
+        self.submit(Op::Snapshot(snapshot))
+    }
+
+    fn delete_room(&self, room: RoomId) -> JournalFuture<()> {
+        self.submit(Op::Delete(room))
+    }
+
+    fn check(&self) -> JournalFuture<()> {
+        self.submit(Op::Check)
+    }
+
+    fn status(&self) -> JournalStatus {
+        JournalStatus {
+            kind: "local",
+            target: self.inner.path.display().to_string(),
+            failovers: 0,
+            last_failover: None,
+        }
+    }
+}
+
+fn unavailable(path: &Path, what: &str, error: impl std::fmt::Display) -> JournalError {
+    JournalError::Unavailable(format!("journal {}: {what}: {error}", path.display()))
+}
+
+/// Opens a connection with the pragmas every roomstate SQLite connection has.
+fn connect(path: &Path) -> Result<SqliteConnection, JournalError> {
+    roomstate_sqlite::connect(path).map_err(|e| JournalError::Unavailable(format!("journal {e}")))
+}
+
+#[derive(QueryableByName)]
+struct JournalMode {
+    #[diesel(sql_type = Text)]
+    journal_mode: String,
+}
+
+#[derive(QueryableByName)]
+struct UserVersion {
+    #[diesel(sql_type = Integer)]
+    user_version: i32,
+}
+
+/// Switches the file to WAL and creates or checks the schema.
+fn prepare_schema(conn: &mut SqliteConnection, path: &Path) -> Result<(), JournalError> {
+    let mode = diesel::sql_query("PRAGMA journal_mode = WAL")
+        .get_result::<JournalMode>(conn)
+        .map_err(|e| unavailable(path, "set WAL mode", e))?;
+    if !mode.journal_mode.eq_ignore_ascii_case("wal") {
+        // Still durable (synchronous = FULL), only slower and blocking readers.
+        tracing::warn!(journal.path = %path.display(), journal.mode = %mode.journal_mode,
+            "journal file refused WAL mode");
+    }
+    conn.immediate_transaction(|conn| {
+        let found = diesel::sql_query("PRAGMA user_version")
+            .get_result::<UserVersion>(conn)?
+            .user_version;
+        if found > SCHEMA_VERSION {
+            return Ok(Some(found));
+        }
+        conn.batch_execute(&format!(
+            "CREATE TABLE IF NOT EXISTS events (
+                room_id TEXT NOT NULL,
+                seq INTEGER NOT NULL,
+                at_ms INTEGER NOT NULL,
+                kind TEXT NOT NULL,
+                PRIMARY KEY (room_id, seq)
+            ) WITHOUT ROWID;
+            CREATE TABLE IF NOT EXISTS snapshots (
+                room_id TEXT NOT NULL PRIMARY KEY,
+                seq INTEGER NOT NULL,
+                body TEXT NOT NULL
+            ) WITHOUT ROWID;
+            PRAGMA user_version = {SCHEMA_VERSION};"
+        ))?;
+        Ok::<_, diesel::result::Error>(None)
+    })
+    .map_err(|e| unavailable(path, "create schema", e))?
+    .map_or(Ok(()), |found| {
+        Err(unavailable(
+            path,
+            "open",
+            format!("schema version {found} is newer than this engine's {SCHEMA_VERSION}"),
+        ))
+    })
+}
+
+/// The writer thread's state: the only connection that writes.
+struct Writer {
+    path: PathBuf,
+    /// `None` after a failed batch: the next batch opens a fresh connection, so a connection left
+    /// in a bad state by an error never wedges the journal.
+    conn: Option<SqliteConnection>,
+    metrics: JournalMetrics,
+}
+
+impl Writer {
+    fn run(mut self, queue: Receiver<Request>) {
+        // `recv` fails only once every sender is gone and the queue is empty.
+        while let Ok(first) = queue.recv() {
+            let (batch, events) = writer::gather(
+                first,
+                || queue.try_recv().ok(),
+                Request::events,
+                MAX_BATCH_EVENTS,
+            );
+            self.commit(batch, events);
+        }
+        tracing::debug!(journal.path = %self.path.display(), "journal writer stopped");
+    }
+
+    fn commit(&mut self, batch: Vec<Request>, events: usize) {
+        let started = Instant::now();
+        let result = self.write(&batch);
+        let seconds = started.elapsed().as_secs_f64();
+        match result {
+            Ok(outcomes) => {
+                self.metrics.committed(events, seconds);
+                tracing::trace!(journal.path = %self.path.display(), batch.events = events,
+                    batch.requests = batch.len(), commit.seconds = seconds, "batch committed");
+                for (request, outcome) in batch.into_iter().zip(outcomes) {
+                    // A requester that stopped waiting is no error of ours.
+                    let _ = request.reply.send(outcome);
+                }
+            }
+            Err(error) => {
+                self.conn = None;
+                self.metrics.failures.inc();
+                tracing::warn!(journal.path = %self.path.display(), batch.events = events,
+                    batch.requests = batch.len(), %error, "batch not written");
+                for request in batch {
+                    let _ = request.reply.send(Err(error.clone()));
+                }
+            }
+        }
+    }
+
+    /// Runs the whole batch in one transaction. `Err` means nothing of it was written; `Ok` holds
+    /// one answer per request (a request refused for a seq gap wrote nothing, the rest committed).
+    fn write(&mut self, batch: &[Request]) -> Result<Vec<Result<(), JournalError>>, JournalError> {
+        let conn = match &mut self.conn {
+            Some(conn) => conn,
+            slot => slot.insert(connect(&self.path)?),
+        };
+        conn.immediate_transaction(|conn| {
+            let mut next = HashMap::new();
+            batch
+                .iter()
+                .map(|request| match &request.op {
+                    Op::Append(events) => append(conn, &mut next, events),
+                    Op::Snapshot(snapshot) => write_snapshot(conn, snapshot),
+                    Op::Delete(room) => {
+                        next.remove(room.as_str());
+                        diesel::delete(events::table.filter(events::room_id.eq(room.as_str())))
+                            .execute(conn)?;
+                        diesel::delete(
+                            snapshots::table.filter(snapshots::room_id.eq(room.as_str())),
+                        )
+                        .execute(conn)?;
+                        Ok(Ok(()))
+                    }
+                    Op::Check => diesel::sql_query("SELECT 1").execute(conn).map(|_| Ok(())),
+                })
+                .collect::<Result<Vec<_>, diesel::result::Error>>()
+        })
+        .map_err(|e| unavailable(&self.path, "write", e))
+    }
+}
+
+/// Writes one append request inside the batch's transaction. `next` holds, per room touched by
+/// this batch, the seq the next new event must have. The outer `Err` is a SQLite failure (fails
+/// the batch); the inner one refuses only this request: it would leave a gap.
+fn append(
+    conn: &mut SqliteConnection,
+    next: &mut HashMap<String, u64>,
+    events: &[Event],
+) -> Result<Result<(), JournalError>, diesel::result::Error> {
+    // Check the whole request before writing any of it, so a refused one leaves nothing behind.
+    let mut mine: HashMap<&str, u64> = HashMap::new();
+    let mut rows = Vec::with_capacity(events.len());
+    for event in events {
+        let room = event.room.as_str();
+        let expected = match mine.get(room).or_else(|| next.get(room)) {
+            Some(&seq) => seq,
+            None => stored_next(conn, room)?,
+        };
+        if event.seq < expected {
+            mine.insert(room, expected);
+            continue; // already durable: a retry
+        }
+        if event.seq > expected {
+            return Ok(Err(JournalError::Corrupt(format!(
+                "room {room}: append of seq {} when {expected} is next",
+                event.seq
+            ))));
+        }
+        let (Ok(seq), Ok(kind)) = (i64::try_from(event.seq), serde_json::to_string(&event.kind))
+        else {
+            return Ok(Err(JournalError::Corrupt(format!(
+                "room {room}: event seq {} cannot be stored",
+                event.seq
+            ))));
+        };
+        mine.insert(room, event.seq + 1);
+        rows.push((room, seq, event.at.timestamp_millis(), kind));
+    }
+    for (room, seq, at_ms, kind) in rows {
+        diesel::insert_or_ignore_into(events::table)
+            .values((
+                events::room_id.eq(room),
+                events::seq.eq(seq),
+                events::at_ms.eq(at_ms),
+                events::kind.eq(kind),
+            ))
+            .execute(conn)?;
+    }
+    for (room, seq) in mine {
+        next.insert(room.to_owned(), seq);
+    }
+    Ok(Ok(()))
+}
+
+/// Stores a snapshot (replacing an older one) and deletes the events it covers. The next
+/// expected seq of the room is unchanged by this, so `next` needs no update.
+fn write_snapshot(
+    conn: &mut SqliteConnection,
+    snapshot: &Snapshot,
+) -> Result<Result<(), JournalError>, diesel::result::Error> {
+    let room = snapshot.room.as_str();
+    let (Ok(seq), Ok(body)) = (i64::try_from(snapshot.seq), serde_json::to_string(snapshot)) else {
+        return Ok(Err(JournalError::Corrupt(format!(
+            "room {room}: snapshot at seq {} cannot be stored",
+            snapshot.seq
+        ))));
+    };
+    diesel::replace_into(snapshots::table)
+        .values((
+            snapshots::room_id.eq(room),
+            snapshots::seq.eq(seq),
+            snapshots::body.eq(body),
+        ))
+        .execute(conn)?;
+    diesel::delete(
+        events::table
+            .filter(events::room_id.eq(room))
+            .filter(events::seq.le(seq)),
+    )
+    .execute(conn)?;
+    Ok(Ok(()))
+}
+
+/// The seq a room's next new event must have, from what is stored.
+fn stored_next(conn: &mut SqliteConnection, room: &str) -> Result<u64, diesel::result::Error> {
+    let last = events::table
+        .filter(events::room_id.eq(room))
+        .select(diesel::dsl::max(events::seq))
+        .first::<Option<i64>>(conn)?;
+    let snapshot = snapshots::table
+        .filter(snapshots::room_id.eq(room))
+        .select(snapshots::seq)
+        .first::<i64>(conn)
+        .optional()?;
+    // A negative stored seq is corrupt; recovery reports it, appends just start after it.
+    let last = last.max(snapshot).unwrap_or(0);
+    Ok(u64::try_from(last).map_or(1, |seq| seq + 1))
+}
+
+/// Every stored snapshot, by room id.
+fn read_snapshots(
+    conn: &mut SqliteConnection,
+    path: &Path,
+) -> Result<BTreeMap<String, Snapshot>, JournalError> {
+    let rows = snapshots::table
+        .select((snapshots::room_id, snapshots::seq, snapshots::body))
+        .load::<(String, i64, String)>(conn)
+        .map_err(|e| unavailable(path, "recover", e))?;
+    rows.into_iter()
+        .map(|(room, seq, body)| {
+            let snapshot = serde_json::from_str::<Snapshot>(&body)
+                .ok()
+                .filter(|s| s.room.as_str() == room && i64::try_from(s.seq) == Ok(seq))
+                .ok_or_else(|| {
+                    JournalError::Corrupt(format!("room {room}: undecodable snapshot at seq {seq}"))
+                })?;
+            Ok((room, snapshot))
+        })
+        .collect()
+}
+
+/// Reads every room's log with one ordered scan of the primary key.
+fn read_all(path: &Path) -> Result<Vec<RoomLog>, JournalError> {
+    let started = Instant::now();
+    let mut conn = connect(path)?;
+    let mut snapshots = read_snapshots(&mut conn, path)?;
+    let rows = events::table
+        .select((events::room_id, events::seq, events::at_ms, events::kind))
+        .order((events::room_id.asc(), events::seq.asc()))
+        .load_iter::<(String, i64, i64, String), DefaultLoadingMode>(&mut conn)
+        .map_err(|e| unavailable(path, "recover", e))?;
+
+    let mut logs: Vec<RoomLog> = Vec::new();
+    let mut count = 0usize;
+    for row in rows {
+        let (room, seq, at_ms, kind) = row.map_err(|e| match e {
+            diesel::result::Error::DeserializationError(e) => {
+                let after = logs
+                    .last()
+                    .map(|log| format!("{} seq {}", log.room, log.events.len()))
+                    .unwrap_or_else(|| "the start".into());
+                JournalError::Corrupt(format!("undecodable row after {after}: {e}"))
+            }
+            e => unavailable(path, "recover", e),
+        })?;
+        let corrupt = |what: &str| JournalError::Corrupt(format!("room {room} seq {seq}: {what}"));
+        if logs.last().is_none_or(|log| log.room.as_str() != room) {
+            let id = RoomId::parse(&room).map_err(|e| corrupt(&format!("bad room id: {e}")))?;
+            logs.push(RoomLog {
+                room: id,
+                snapshot: snapshots.remove(&room),
+                events: Vec::new(),
+            });
+        }
+        let Some(log) = logs.last_mut() else {
+            continue; // pushed just above
+        };
+        let expected = match (log.events.last(), &log.snapshot) {
+            (Some(last), _) => last.seq + 1,
+            (None, Some(snapshot)) => snapshot.seq + 1,
+            (None, None) => 1,
+        };
+        let seq = u64::try_from(seq)
+            .ok()
+            .filter(|&seq| seq == expected)
+            .ok_or_else(|| corrupt(&format!("gap: seq {expected} expected")))?;
+        let at = DateTime::from_timestamp_millis(at_ms)
+            .ok_or_else(|| corrupt(&format!("bad time {at_ms}")))?;
+        let kind = serde_json::from_str::<EventKind>(&kind)
+            .map_err(|e| corrupt(&format!("undecodable event: {e}")))?;
+        log.events.push(Event {
+            room: log.room.clone(),
+            seq,
+            at,
+            kind,
+        });
+        count += 1;
+    }
+    tracing::info!(journal.path = %path.display(), recover.rooms = logs.len(),
+        recover.events = count, recover.seconds = started.elapsed().as_secs_f64(),
+        "journal read");
+    // Rooms whose every event is covered by their snapshot.
+    for (room, snapshot) in snapshots {
+        logs.push(RoomLog {
+            room: snapshot.room.clone(),
+            snapshot: Some(snapshot),
+            events: Vec::new(),
+        });
+        tracing::trace!(room.id = %room, "room recovered from its snapshot alone");
+    }
+    logs.sort_by(|a, b| a.room.as_str().cmp(b.room.as_str()));
+    Ok(logs)
+}
+
+#[cfg(test)]
+mod tests;

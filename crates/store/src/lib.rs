@@ -1,0 +1,223 @@
+//! The SQL store: where a closed room's final record is written once (write-back) and read from
+//! afterwards. SQLite by default, MySQL/MariaDB with the cargo feature `mysql`, one binary for both.
+//!
+//! It owns the connection pool, the schema and its migrations (the top-level `migrations/`
+//! folder, one sub-folder per backend, embedded at build time and run at start). Every blocking
+//! diesel call runs on tokio's blocking thread pool (`spawn_blocking`), never on the caller's event
+//! loop. It stores only closed rooms; open rooms live in the engine's actors and the journal.
+//!
+//! # Layout
+//! - this file: `Store`, the async face the engine uses, and `StoreError`;
+//! - `url`: which backend a store URL names; `connection`: the backend-neutral connection,
+//!   per-backend setup and migrations;
+//! - `schema` (from `diesel print-schema`), `models` (rows), `records` (the queries).
+
+mod connection;
+mod models;
+pub mod records;
+pub mod schema;
+mod url;
+
+use std::{sync::mpsc, thread, time::Duration};
+
+use diesel::r2d2::{ConnectionManager, NopErrorHandler, Pool, PooledConnection};
+use roomstate_core::{
+    redact,
+    room::{ChatMessage, RoomId, RoomView, Side, UserName},
+};
+
+pub use self::connection::DbConnection;
+use self::{connection::Backend, url::Target};
+
+/// The store's connection pool.
+pub type DbPool = Pool<ConnectionManager<DbConnection>>;
+
+/// How long opening a connection, or waiting for a pooled one, may take before the store reports
+/// itself unavailable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Connections per pool. Write-back happens once per closed room and reads of closed rooms are
+/// rare, so a few suffice; SQLite has one writer anyway.
+const POOL_SIZE: u32 = 4;
+
+/// Why the store could not do what was asked.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// Cannot connect, no pooled connection in time, or a query failed.
+    #[error("SQL store unavailable: {0}")]
+    Unavailable(String),
+    /// A bad URL, `mysql://` in a build without the feature `mysql`, or a failed migration.
+    #[error("SQL store configuration: {0}")]
+    Config(String),
+    /// A stored row that does not decode (bad id, user or side).
+    #[error("SQL store holds bad data: {0}")]
+    Corrupt(String),
+}
+
+/// What closing a room writes: the final view (status closed, closed_at set), every user's final
+/// vote, the whole transcript.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FinalRecord {
+    pub room: RoomView,
+    pub votes: Vec<(UserName, Side)>,
+    pub messages: Vec<ChatMessage>,
+}
+
+/// A handle on the SQL store; cheap to clone (the pool is shared).
+#[derive(Clone)]
+pub struct Store {
+    pool: DbPool,
+    backend: &'static str,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .field("pool", &self.pool.state())
+            .finish()
+    }
+}
+
+impl Store {
+    /// Opens `sqlite://path` (relative or absolute; parent directories are created) or
+    /// `mysql://user:pass@host:port/db`, builds the pool and runs the embedded migrations.
+    /// Blocking: call it once at start-up, not on the event loop.
+    pub fn open(url: &str) -> Result<Store, StoreError> {
+        let (backend, address) = match Target::parse(url)? {
+            Target::Sqlite(path) => {
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir).map_err(|e| {
+                        StoreError::Config(format!("cannot create {}: {e}", dir.display()))
+                    })?;
+                }
+                let address = path.to_str().map(str::to_owned).ok_or_else(|| {
+                    StoreError::Config(format!("{} is not valid UTF-8", path.display()))
+                })?;
+                (Backend::Sqlite, address)
+            }
+            #[cfg(feature = "mysql")]
+            Target::Mysql(url) => (Backend::Mysql, url),
+        };
+        probe(backend, &address)?;
+
+        let pool = Pool::builder()
+            .max_size(POOL_SIZE)
+            .min_idle(Some(1))
+            .connection_timeout(CONNECT_TIMEOUT)
+            // The derived `establish` reports every failure as "Invalid connection url"; the
+            // caller of `get` says what failed, once.
+            .error_handler(Box::new(NopErrorHandler))
+            .connection_customizer(Box::new(connection::Setup { backend }))
+            .build_unchecked(ConnectionManager::new(address));
+        let mut conn = checkout(&pool)?;
+        connection::run_migrations(&mut conn)?;
+        drop(conn);
+
+        tracing::info!(store.backend = backend.name(), "SQL store open");
+        Ok(Store {
+            pool,
+            backend: backend.name(),
+        })
+    }
+
+    /// `"sqlite"` or `"mysql"`.
+    pub fn backend(&self) -> &'static str {
+        self.backend
+    }
+
+    /// Writes the final record in one transaction: room row, final votes, transcript. Idempotent
+    /// by room id: if the room is already stored, writes nothing and returns the stored view, so
+    /// closing twice returns the same record.
+    pub async fn write_final(&self, record: FinalRecord) -> Result<RoomView, StoreError> {
+        self.run(move |conn| records::write_final(conn, &record))
+            .await
+    }
+
+    /// A closed room's final view, or `None` if it is not stored.
+    pub async fn room(&self, id: &RoomId) -> Result<Option<RoomView>, StoreError> {
+        let id = id.clone();
+        self.run(move |conn| records::room(conn, &id)).await
+    }
+
+    /// Up to `limit` messages of a stored room with seq > `after`, oldest first.
+    pub async fn messages(
+        &self,
+        id: &RoomId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<ChatMessage>, StoreError> {
+        let id = id.clone();
+        self.run(move |conn| records::messages(conn, &id, after, limit))
+            .await
+    }
+
+    /// Which of `ids` are stored (closed), in one round trip per thousand ids: recovery asks
+    /// this for every open room of the journal at once.
+    pub async fn stored_among(&self, ids: Vec<RoomId>) -> Result<Vec<RoomId>, StoreError> {
+        self.run(move |conn| records::stored_among(conn, &ids))
+            .await
+    }
+
+    /// A stored room's final votes, sorted by user.
+    pub async fn votes(&self, id: &RoomId) -> Result<Vec<(UserName, Side)>, StoreError> {
+        let id = id.clone();
+        self.run(move |conn| records::votes(conn, &id)).await
+    }
+
+    /// A cheap round trip (`SELECT 1`), for `/readyz`.
+    pub async fn check(&self) -> Result<(), StoreError> {
+        self.run(records::check).await
+    }
+
+    /// Runs `query` with a pooled connection on the blocking thread pool.
+    async fn run<T, F>(&self, query: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || query(&mut *checkout(&pool)?))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("blocking thread pool: {e}")))?
+    }
+}
+
+fn checkout(
+    pool: &DbPool,
+) -> Result<PooledConnection<ConnectionManager<DbConnection>>, StoreError> {
+    pool.get().map_err(|_| {
+        StoreError::Unavailable(format!(
+            "no database connection within {}s",
+            CONNECT_TIMEOUT.as_secs()
+        ))
+    })
+}
+
+/// Connects once, with a deadline, to turn "cannot connect" into a precise error before the pool
+/// exists. The client library has no connect timeout of its own here (diesel sets none), so the
+/// attempt runs on its own thread and is abandoned, not waited for, when the deadline passes.
+fn probe(backend: Backend, address: &str) -> Result<(), StoreError> {
+    let (tx, rx) = mpsc::channel();
+    let target = address.to_owned();
+    thread::Builder::new()
+        .name("store-probe".into())
+        .spawn(move || {
+            // The receiver is gone only if the deadline passed; nobody needs the answer then.
+            let _ = tx.send(connection::probe(backend, &target));
+        })
+        .map_err(|e| StoreError::Unavailable(format!("cannot start a thread: {e}")))?;
+    let shown = redact::url(address);
+    match rx.recv_timeout(CONNECT_TIMEOUT) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(diesel::ConnectionError::InvalidConnectionUrl(e))) => {
+            Err(StoreError::Config(format!("bad store URL {shown}: {e}")))
+        }
+        Ok(Err(e)) => Err(StoreError::Unavailable(format!(
+            "cannot connect to {shown}: {e}"
+        ))),
+        Err(_) => Err(StoreError::Unavailable(format!(
+            "no answer from {shown} within {}s",
+            CONNECT_TIMEOUT.as_secs()
+        ))),
+    }
+}

@@ -1,0 +1,504 @@
+//! `SentinelSet`: a hermetic Redis sentinel set of the test's own — 1 primary, 2 replicas and 3
+//! sentinels (master name `roomstate`) on free loopback ports in a fresh temp dir — so failover
+//! tests can `DEBUG SLEEP`, kill and restart servers without disturbing other tests.
+//!
+//! Every wait is on a condition with a deadline; none is a bare sleep. A missing `redis-server` is
+//! a failure that says what to run (`scripts/ensure-redis`), never a silent skip. Its processes
+//! die with it (see `process`).
+
+use std::{
+    collections::BTreeMap,
+    ffi::OsString,
+    fs,
+    io::{Read, Write},
+    net::TcpStream,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use crate::{
+    ports::free_ports,
+    process::{launch, os_args, require_redis_server, Kind, LaunchError, Proc},
+    redis_admin::{fields, master_addr, missing, online_replicas, query, role_of, wait_until},
+};
+
+/// The master name the sentinels monitor.
+pub const MASTER_NAME: &str = "roomstate";
+/// How long `start` and the default waits may take before the test fails.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+/// Sentinel `down-after-milliseconds`.
+pub const DOWN_AFTER_MS: u64 = 1000;
+/// Sentinel `failover-timeout` (a failed election is retried after twice this).
+pub const FAILOVER_TIMEOUT_MS: u64 = 3000;
+
+pub struct SentinelSet {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    servers: Vec<Proc>,
+    sentinels: Vec<Proc>,
+}
+
+impl SentinelSet {
+    /// Starts the set and returns once it is healthy (see `wait_healthy`).
+    pub fn start() -> SentinelSet {
+        require_redis_server();
+        let begun = Instant::now();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut set = SentinelSet::create();
+            match set.launch_all() {
+                Ok(()) => {
+                    set.wait_healthy(DEADLINE);
+                    eprintln!(
+                        "sentinel set started in {:?}: servers {:?}, sentinels {:?} ({})",
+                        begun.elapsed(),
+                        set.servers(),
+                        set.sentinels(),
+                        set.root.display()
+                    );
+                    return set;
+                }
+                Err(LaunchError::PortInUse) if attempt < 5 => {
+                    eprintln!("sentinel set: a chosen port was taken meanwhile; retrying");
+                }
+                Err(LaunchError::PortInUse) => {
+                    panic!("sentinel set: ports kept being taken\n{}", set.logs())
+                }
+                Err(LaunchError::Failed(why)) => {
+                    panic!("sentinel set did not start: {why}\n{}", set.logs())
+                }
+            }
+        }
+    }
+
+    fn create() -> SentinelSet {
+        let tmp = tempfile::Builder::new()
+            .prefix("roomstate-sentinel-")
+            .tempdir()
+            .expect("temp dir for the sentinel set");
+        let root = tmp.path().to_path_buf();
+        let ports = free_ports(6);
+        let primary_port = ports[0];
+        let servers = (0..3)
+            .map(|i| {
+                let port = ports[i];
+                let dir = root.join(format!("redis-{i}"));
+                fs::create_dir_all(&dir).expect("server dir");
+                let args = server_args(port, &dir);
+                let first_args = if i == 0 {
+                    vec![]
+                } else {
+                    os_args(&["--replicaof", "127.0.0.1", &primary_port.to_string()])
+                };
+                Proc {
+                    kind: Kind::Server,
+                    name: format!("redis-{i}"),
+                    port,
+                    dir,
+                    args,
+                    first_args,
+                    child: None,
+                }
+            })
+            .collect();
+        let sentinels = (0..3)
+            .map(|i| {
+                let port = ports[3 + i];
+                let dir = root.join(format!("sentinel-{i}"));
+                fs::create_dir_all(&dir).expect("sentinel dir");
+                let conf = dir.join("sentinel.conf");
+                fs::write(&conf, sentinel_config(port, &dir, primary_port))
+                    .expect("sentinel config");
+                Proc {
+                    kind: Kind::Sentinel,
+                    name: format!("sentinel-{i}"),
+                    port,
+                    dir,
+                    args: vec![conf.into_os_string(), "--sentinel".into()],
+                    first_args: vec![],
+                    child: None,
+                }
+            })
+            .collect();
+        SentinelSet {
+            _tmp: tmp,
+            root,
+            servers,
+            sentinels,
+        }
+    }
+
+    fn launch_all(&mut self) -> Result<(), LaunchError> {
+        for i in 0..self.servers.len() {
+            launch(&mut self.servers[i], true)?;
+        }
+        // The sentinels learn the replicas from the primary's INFO when they first connect (and
+        // then only every 10 s), so the replicas must be attached before the sentinels start.
+        let primary = self.servers[0].addr();
+        let replicas: Vec<String> = self.servers[1..].iter().map(Proc::addr).collect();
+        wait_until("both replicas online on the primary", DEADLINE, || {
+            let online = online_replicas(&primary)?;
+            missing(&replicas, &online)
+        })
+        .map_err(LaunchError::Failed)?;
+        for i in 0..self.sentinels.len() {
+            launch(&mut self.sentinels[i], true)?;
+        }
+        Ok(())
+    }
+
+    /// The sentinels' addresses.
+    pub fn sentinels(&self) -> Vec<String> {
+        self.sentinels.iter().map(Proc::addr).collect()
+    }
+
+    /// `127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3`, for `ROOMSTATE__REDIS__SENTINELS`.
+    pub fn sentinels_setting(&self) -> String {
+        self.sentinels().join(",")
+    }
+
+    /// The primary the sentinels name now: the majority's answer, else the first one's.
+    /// Panics if no sentinel answers.
+    pub fn primary(&self) -> String {
+        self.try_primary()
+            .unwrap_or_else(|e| panic!("{e}\n{}", self.logs()))
+    }
+
+    /// The 3 redis-servers' addresses.
+    pub fn servers(&self) -> Vec<String> {
+        self.servers.iter().map(Proc::addr).collect()
+    }
+
+    /// `"master"` or `"slave"` from `ROLE`; `None` when the server does not answer within ~1 s.
+    pub fn role(&self, addr: &str) -> Option<String> {
+        role_of(addr).ok().map(|r| r.role)
+    }
+
+    /// Sends `DEBUG SLEEP secs` to the current primary without waiting for it to wake up (the
+    /// command is on the wire when this returns); returns the primary's address.
+    pub fn sleep_primary(&self, secs: u64) -> String {
+        let primary = self.primary();
+        let mut stream = TcpStream::connect_timeout(
+            &primary.parse().expect("primary address"),
+            Duration::from_secs(2),
+        )
+        .unwrap_or_else(|e| panic!("connecting to the primary {primary}: {e}\n{}", self.logs()));
+        let secs = secs.to_string();
+        let command = format!(
+            "*3\r\n$5\r\nDEBUG\r\n$5\r\nSLEEP\r\n${}\r\n{secs}\r\n",
+            secs.len()
+        );
+        stream
+            .write_all(command.as_bytes())
+            .unwrap_or_else(|e| panic!("sending DEBUG SLEEP to {primary}: {e}"));
+        // Keep the connection open until the reply (or the server's death) in the background.
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(
+            secs.parse::<u64>().unwrap_or(0) + 30,
+        )));
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 64];
+            let _ = stream.read(&mut buf);
+        });
+        primary
+    }
+
+    /// SIGKILLs the current primary's process; returns its address.
+    pub fn kill_primary(&mut self) -> String {
+        let primary = self.primary();
+        self.kill_server(&primary);
+        primary
+    }
+
+    /// SIGKILLs one redis-server (no-op if it is not running).
+    pub fn kill_server(&mut self, addr: &str) {
+        self.server_mut(addr).kill();
+    }
+
+    /// Starts a killed redis-server again on the same port and dir (AOF keeps its data), as a
+    /// replica of nobody: the sentinels reconfigure it. That takes ~10 s here: a sentinel
+    /// demotes a server that claims "master" only after it has reported so for 8 s (hard-coded
+    /// in Redis), and learns the role from INFO, sent to replicas every 10 s. Until then it
+    /// refuses writes with `NOREPLICAS` (`min-replicas-to-write 1`).
+    pub fn restart_server(&mut self, addr: &str) {
+        let server = self.server_mut(addr);
+        assert!(
+            server.child.is_none(),
+            "restart_server({addr}): it is still running; kill it first"
+        );
+        if let Err(e) = launch(server, false) {
+            let why = match e {
+                LaunchError::PortInUse => format!("port of {addr} is taken by someone else"),
+                LaunchError::Failed(why) => why,
+            };
+            panic!("restarting {addr}: {why}\n{}", self.logs());
+        }
+    }
+
+    /// SIGKILLs the 3 redis-servers; the sentinels stay: Redis fully down.
+    pub fn stop_all_servers(&mut self) {
+        for server in &mut self.servers {
+            server.kill();
+        }
+    }
+
+    /// Starts every stopped redis-server again (see `restart_server`).
+    pub fn restart_all_servers(&mut self) {
+        for addr in self.servers() {
+            if self.server_mut(&addr).child.is_none() {
+                self.restart_server(&addr);
+            }
+        }
+    }
+
+    /// `SENTINEL FAILOVER roomstate` on one sentinel (the first that accepts it; retried while
+    /// they answer e.g. `-INPROG`, up to `DEADLINE`).
+    pub fn manual_failover(&self) {
+        let sentinels = self.sentinels();
+        let result = wait_until("a sentinel to accept SENTINEL FAILOVER", DEADLINE, || {
+            let mut errors = Vec::new();
+            for s in &sentinels {
+                match query::<String>(s, redis::cmd("SENTINEL").arg("FAILOVER").arg(MASTER_NAME)) {
+                    Ok(_) => return Ok(()),
+                    Err(e) => errors.push(format!("{s}: {e}")),
+                }
+            }
+            Err(errors.join("; "))
+        });
+        if let Err(e) = result {
+            panic!("{e}\n{}", self.logs());
+        }
+    }
+
+    /// Waits until the sentinels name a primary other than `old` and that server's `ROLE` says
+    /// master; returns it.
+    pub fn wait_for_new_primary(&self, old: &str, deadline: Duration) -> String {
+        let result = wait_until(&format!("a primary other than {old}"), deadline, || {
+            // A majority, not the first sentinel that answers: one sentinel's view during an
+            // election can name a replica that the election does not end up promoting.
+            let primary = self.majority_primary()?;
+            if primary == old {
+                return Err(format!("the sentinels still name {old}"));
+            }
+            match role_of(&primary) {
+                Ok(r) if r.role == "master" => Ok(primary),
+                Ok(r) => Err(format!(
+                    "the sentinels name {primary}, whose role is {}",
+                    r.role
+                )),
+                Err(e) => Err(format!("the sentinels name {primary}, which fails: {e}")),
+            }
+        });
+        result.unwrap_or_else(|e| panic!("{e}\n{}", self.logs()))
+    }
+
+    /// Waits until `addr` answers `ROLE` with `role` (`"master"` or `"slave"`).
+    pub fn wait_for_role(&self, addr: &str, role: &str, deadline: Duration) {
+        let result = wait_until(
+            &format!("{addr} to have role {role}"),
+            deadline,
+            || match role_of(addr) {
+                Ok(r) if r.role == role => Ok(()),
+                Ok(r) => Err(format!("its role is {}", r.role)),
+                Err(e) => Err(e),
+            },
+        );
+        if let Err(e) = result {
+            panic!("{e}\n{}", self.logs());
+        }
+    }
+
+    /// Waits until the set is as after `start`: every sentinel names the same primary, which is
+    /// a master with both other servers attached and online; each sentinel sees the primary as
+    /// up with no failover under way, both replicas up and both other sentinels up (so a
+    /// failover can win a majority right away). Returns the primary.
+    pub fn wait_healthy(&self, deadline: Duration) -> String {
+        wait_until("a healthy sentinel set", deadline, || self.health())
+            .unwrap_or_else(|e| panic!("{e}\n{}", self.logs()))
+    }
+
+    /// The tail of every process's log, for failure messages.
+    pub fn logs(&self) -> String {
+        self.servers
+            .iter()
+            .chain(&self.sentinels)
+            .map(Proc::log_tail)
+            .collect()
+    }
+
+    fn server_mut(&mut self, addr: &str) -> &mut Proc {
+        let known = self.servers();
+        self.servers
+            .iter_mut()
+            .find(|s| s.addr() == addr)
+            .unwrap_or_else(|| panic!("{addr} is not one of this set's servers {known:?}"))
+    }
+
+    /// Like `primary`, as a `Result`.
+    fn try_primary(&self) -> Result<String, String> {
+        let mut answers = Vec::new();
+        let mut errors = Vec::new();
+        for s in self.sentinels() {
+            match master_addr(&s, MASTER_NAME) {
+                Ok(a) => answers.push(a),
+                Err(e) => errors.push(format!("{s}: {e}")),
+            }
+        }
+        let majority = answers
+            .iter()
+            .find(|a| answers.iter().filter(|b| b == a).count() * 2 > self.sentinels.len());
+        majority
+            .or(answers.first())
+            .cloned()
+            .ok_or_else(|| format!("no sentinel names a primary ({})", errors.join("; ")))
+    }
+
+    /// The primary a majority of the sentinels name.
+    fn majority_primary(&self) -> Result<String, String> {
+        let answers: Vec<String> = self
+            .sentinels()
+            .iter()
+            .filter_map(|s| master_addr(s, MASTER_NAME).ok())
+            .collect();
+        answers
+            .iter()
+            .find(|a| answers.iter().filter(|b| b == a).count() * 2 > self.sentinels.len())
+            .cloned()
+            .ok_or_else(|| format!("no majority of the sentinels names one primary: {answers:?}"))
+    }
+
+    /// `Ok(primary)` when healthy, else what is still missing.
+    fn health(&self) -> Result<String, String> {
+        let servers = self.servers();
+        let sentinels = self.sentinels();
+        let mut named = Vec::new();
+        for s in &sentinels {
+            named.push(master_addr(s, MASTER_NAME).map_err(|e| format!("sentinel {s}: {e}"))?);
+        }
+        let primary = named[0].clone();
+        if named.iter().any(|n| *n != primary) {
+            return Err(format!("the sentinels disagree on the primary: {named:?}"));
+        }
+        if !servers.contains(&primary) {
+            return Err(format!(
+                "the sentinels name {primary}, not one of {servers:?}"
+            ));
+        }
+        let replicas: Vec<String> = servers.into_iter().filter(|s| *s != primary).collect();
+
+        let role = role_of(&primary).map_err(|e| format!("primary {primary}: {e}"))?;
+        if role.role != "master" {
+            return Err(format!("primary {primary} has role {}", role.role));
+        }
+        let online = online_replicas(&primary)?;
+        missing(&replicas, &online).map_err(|e| format!("primary {primary}: {e}"))?;
+        for r in &replicas {
+            let role = role_of(r).map_err(|e| format!("replica {r}: {e}"))?;
+            if role.role != "slave"
+                || role.master.as_deref() != Some(primary.as_str())
+                || role.state.as_deref() != Some("connected")
+            {
+                return Err(format!("replica {r}: ROLE says {role:?}"));
+            }
+        }
+
+        for s in &sentinels {
+            let master = fields(&query::<Vec<String>>(
+                s,
+                redis::cmd("SENTINEL").arg("MASTER").arg(MASTER_NAME),
+            )?);
+            let flags = master.get("flags").map(String::as_str).unwrap_or("?");
+            if flags != "master" {
+                return Err(format!("sentinel {s}: the primary's flags are {flags}"));
+            }
+            let seen: Vec<BTreeMap<String, String>> = query::<Vec<Vec<String>>>(
+                s,
+                redis::cmd("SENTINEL").arg("REPLICAS").arg(MASTER_NAME),
+            )?
+            .iter()
+            .map(|r| fields(r))
+            .collect();
+            for r in &replicas {
+                let entry = seen
+                    .iter()
+                    .find(|e| e.get("name") == Some(r))
+                    .ok_or_else(|| format!("sentinel {s} does not know replica {r} yet"))?;
+                let flags = entry.get("flags").map(String::as_str).unwrap_or("?");
+                if flags != "slave" {
+                    return Err(format!("sentinel {s}: replica {r} has flags {flags}"));
+                }
+            }
+            let others: Vec<BTreeMap<String, String>> = query::<Vec<Vec<String>>>(
+                s,
+                redis::cmd("SENTINEL").arg("SENTINELS").arg(MASTER_NAME),
+            )?
+            .iter()
+            .map(|r| fields(r))
+            .collect();
+            let up = others
+                .iter()
+                .filter(|o| o.get("flags").map(String::as_str) == Some("sentinel"))
+                .count();
+            if up < sentinels.len() - 1 {
+                return Err(format!(
+                    "sentinel {s} sees {up} other sentinels up ({} known)",
+                    others.len()
+                ));
+            }
+        }
+        Ok(primary)
+    }
+}
+
+impl Drop for SentinelSet {
+    fn drop(&mut self) {
+        for p in self.sentinels.iter_mut().chain(self.servers.iter_mut()) {
+            p.kill();
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "--- sentinel set ({}) ---\n{}",
+                self.root.display(),
+                self.logs()
+            );
+        }
+    }
+}
+
+fn server_args(port: u16, dir: &Path) -> Vec<OsString> {
+    let mut args = os_args(&["--port", &port.to_string(), "--bind", "127.0.0.1", "--dir"]);
+    args.push(dir.as_os_str().to_owned());
+    args.extend(os_args(&[
+        "--daemonize",
+        "no",
+        "--appendonly",
+        "yes",
+        "--save",
+        "",
+        "--enable-debug-command",
+        "local",
+        "--repl-diskless-sync-delay",
+        "0",
+        "--min-replicas-to-write",
+        "1",
+        "--min-replicas-max-lag",
+        "2",
+    ]));
+    args
+}
+
+/// A sentinel's config, written fresh (never holding a `sentinel myid` line: each sentinel
+/// generates its own id and rewrites this file).
+fn sentinel_config(port: u16, dir: &Path, primary_port: u16) -> String {
+    format!(
+        "port {port}\n\
+         bind 127.0.0.1\n\
+         daemonize no\n\
+         dir \"{dir}\"\n\
+         sentinel monitor {MASTER_NAME} 127.0.0.1 {primary_port} 2\n\
+         sentinel down-after-milliseconds {MASTER_NAME} {DOWN_AFTER_MS}\n\
+         sentinel failover-timeout {MASTER_NAME} {FAILOVER_TIMEOUT_MS}\n\
+         sentinel parallel-syncs {MASTER_NAME} 1\n",
+        dir = dir.display()
+    )
+}

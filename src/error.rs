@@ -1,0 +1,143 @@
+//! The one mapping from every error in the engine to what a client sees: an API error code (from
+//! the core's vocabulary), the HTTP status the contract gives it, and the body
+//! `{"error": CODE, "message": "..."}`. HTTP responses and WebSocket `error` frames both come from
+//! an `ApiError`, so a refusal reads the same on either.
+
+use actix_web::{http::StatusCode, HttpRequest, HttpResponse, ResponseError};
+use roomstate_core::{
+    protocol::ErrorCode,
+    room::{NameError, RoomError},
+};
+use roomstate_store::StoreError;
+use serde::Serialize;
+
+use crate::room::failure::{RegistryFailure, RoomFailure};
+
+/// An error as a client sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[error("{error:?}: {message}")]
+pub(crate) struct ApiError {
+    pub(crate) error: ErrorCode,
+    pub(crate) message: String,
+}
+
+impl ApiError {
+    pub(crate) fn new(error: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            error,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::BadRequest, message)
+    }
+
+    pub(crate) fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::NotFound, message)
+    }
+
+    pub(crate) fn room_closed() -> Self {
+        Self::new(ErrorCode::RoomClosed, "the room is closed")
+    }
+
+    pub(crate) fn unknown_room() -> Self {
+        Self::not_found("no such room")
+    }
+}
+
+/// The answer to any path or method the API does not have.
+pub(crate) async fn no_route(req: HttpRequest) -> HttpResponse {
+    ApiError::not_found(format!("no route for {} {}", req.method(), req.path())).error_response()
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.error.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status_code()).json(self)
+    }
+}
+
+impl From<RoomError> for ApiError {
+    fn from(e: RoomError) -> Self {
+        let code = match e {
+            RoomError::Invalid(_) => ErrorCode::BadRequest,
+            RoomError::NotJoined(_) => ErrorCode::NotJoined,
+            RoomError::Closed => ErrorCode::RoomClosed,
+        };
+        Self::new(code, e.to_string())
+    }
+}
+
+impl From<RoomFailure> for ApiError {
+    fn from(e: RoomFailure) -> Self {
+        match e {
+            RoomFailure::Rule(e) => e.into(),
+            RoomFailure::Unavailable(m) => Self::new(ErrorCode::Unavailable, m),
+        }
+    }
+}
+
+impl From<NameError> for ApiError {
+    fn from(e: NameError) -> Self {
+        Self::bad_request(e.to_string())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(_) => Self::new(ErrorCode::Unavailable, e.to_string()),
+            StoreError::Config(_) | StoreError::Corrupt(_) => {
+                tracing::error!(error = %e, "SQL store failure");
+                Self::new(
+                    ErrorCode::Internal,
+                    "the SQL store failed; see the server log",
+                )
+            }
+        }
+    }
+}
+
+impl From<RegistryFailure> for ApiError {
+    fn from(e: RegistryFailure) -> Self {
+        match e {
+            RegistryFailure::Room(e) => e.into(),
+            RegistryFailure::Store(e) => e.into(),
+            RegistryFailure::UnknownRoom => Self::unknown_room(),
+        }
+    }
+}
+
+impl From<actix::MailboxError> for ApiError {
+    /// A room actor only stops once it is closed (or the engine is stopping).
+    fn from(_: actix::MailboxError) -> Self {
+        Self::room_closed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_shape() {
+        let body = serde_json::to_value(ApiError::room_closed()).unwrap();
+        assert_eq!(body["error"], "room_closed");
+        assert!(body["message"].is_string());
+        assert_eq!(body.as_object().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn status_follows_the_code() {
+        let error = ApiError::new(ErrorCode::Unavailable, "down");
+        assert_eq!(error.status_code(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            ApiError::unknown_room().status_code(),
+            StatusCode::NOT_FOUND
+        );
+    }
+}

@@ -1,0 +1,34 @@
+//! What every room shares: the journal, the store, the metrics, the room settings, and the index
+//! of open rooms that a room leaves by itself when it stops.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use actix::Addr;
+use parking_lot::RwLock;
+use roomstate_core::room::RoomId;
+use roomstate_journal::Journal;
+use roomstate_store::Store;
+
+use super::actor::RoomActor;
+use crate::metrics::Metrics;
+
+/// Room tunables from the settings.
+#[derive(Debug, Clone)]
+pub(crate) struct RoomSettings {
+    /// Pending events past which new mutations are refused with 503.
+    pub(crate) max_pending: usize,
+    /// Idle time after which an HTTP join lapses.
+    pub(crate) http_ttl: Duration,
+    /// Durable events between snapshots (recovery replays at most about this many per room).
+    pub(crate) snapshot_every: u64,
+}
+
+pub(crate) struct RoomDeps {
+    pub(crate) journal: Arc<dyn Journal>,
+    pub(crate) store: Store,
+    pub(crate) metrics: Metrics,
+    pub(crate) settings: RoomSettings,
+}
+
+/// Open rooms by id: the registry's map, which a room leaves by itself when it stops.
+pub(crate) type RoomIndex = RwLock<HashMap<RoomId, Addr<RoomActor>>>;

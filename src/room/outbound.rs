@@ -1,0 +1,75 @@
+//! What a room tells its sockets, as typed protocol values: the room never builds a WebSocket
+//! frame or picks a close code. The socket session encodes each value and maps each
+//! `CloseReason` to a code.
+//!
+//! A value that goes to every socket of a room is wrapped in [`Shared`]: the first session that
+//! needs its text encodes it, and the other sessions reuse that text, so a broadcast is encoded
+//! once per room, not once per socket.
+
+use std::sync::{Arc, OnceLock};
+
+use actix::prelude::*;
+use bytestring::ByteString;
+use roomstate_core::{
+    protocol::CloseReason,
+    room::{ChatMessage, RoomView},
+};
+
+/// Identifies one WebSocket session within the process.
+pub(crate) type SessionId = u64;
+
+/// A value sent to many sockets, with its encoding once someone made it.
+pub(crate) struct Shared<T> {
+    value: T,
+    text: OnceLock<ByteString>,
+}
+
+impl<T> Shared<T> {
+    pub(crate) fn new(value: T) -> Arc<Self> {
+        Arc::new(Self {
+            value,
+            text: OnceLock::new(),
+        })
+    }
+
+    /// The encoded text: made by `encode` the first time, shared after that.
+    pub(crate) fn text(&self, encode: impl FnOnce(&T) -> String) -> ByteString {
+        self.text
+            .get_or_init(|| ByteString::from(encode(&self.value)))
+            .clone()
+    }
+}
+
+/// What a room sends a socket.
+#[derive(Message, Clone)]
+#[rtype(result = "()")]
+pub(crate) enum Outbound {
+    /// The room's newest durable state.
+    State(Arc<Shared<RoomView>>),
+    /// A durable chat message (every one, in seq order).
+    Message(Arc<Shared<ChatMessage>>),
+    /// The room closed; this is its final view. The socket ends after it.
+    Closed(Arc<Shared<RoomView>>),
+    /// End the socket.
+    End(CloseReason),
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+
+    #[test]
+    fn a_shared_value_is_encoded_once() {
+        let shared = Shared::new(7u32);
+        let calls = Cell::new(0);
+        let encode = |v: &u32| {
+            calls.set(calls.get() + 1);
+            format!("n={v}")
+        };
+        assert_eq!(&*shared.text(encode), "n=7");
+        assert_eq!(&*shared.text(encode), "n=7");
+        assert_eq!(calls.get(), 1);
+    }
+}

@@ -1,0 +1,104 @@
+//! A few seconds of the benchmark's load generator against each target, so it cannot rot. (The
+//! benchmark itself is `scripts/bench`; its numbers are in docs/benchmarks.md, never asserted.)
+
+use std::process::Command;
+
+use roomstate_testkit::{
+    app::TestApp, engine::workspace_binary, mysql::TestDatabase, redis_server::RedisServer,
+};
+use serde_json::Value;
+
+/// The engine, from this workspace's target directory (`cargo test --workspace` builds it).
+fn engine() -> roomstate_testkit::app::Builder {
+    TestApp::builder(workspace_binary("roomstate").unwrap_or_else(|e| panic!("{e}")))
+}
+
+/// Runs `roomstate-load run` with `args` for about a second; returns its JSON summary.
+fn load(args: &[&str]) -> Value {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("summary.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_roomstate-load"))
+        .args([
+            "run",
+            "--rooms",
+            "2",
+            "--users",
+            "3",
+            "--duration",
+            "1",
+            "--warmup",
+            "0.2",
+        ])
+        .args(args)
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .expect("running roomstate-load");
+    assert!(
+        out.status.success(),
+        "roomstate-load {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&json).expect("summary written");
+    let summary: Value = serde_json::from_str(text.trim()).expect("one JSON summary");
+    assert!(summary["acked"].as_u64() > Some(0), "{summary}");
+    assert_eq!(summary["failed"], 0, "{summary}");
+    assert!(
+        summary["latency_ms"]["p99"].as_f64() > Some(0.0),
+        "{summary}"
+    );
+    summary
+}
+
+#[actix_rt::test]
+async fn the_load_generator_drives_the_engine_closed_and_open_loop() {
+    let app = engine()
+        .setting("LIMITS__WS_RATE_PER_S", 100_000)
+        .setting("LIMITS__WS_BURST", 100_000)
+        .setting("LIMITS__HTTP_RATE_PER_S", 0)
+        .start();
+    let closed = load(&["--target", "engine", "--url", &app.base]);
+    assert_eq!(
+        (closed["mode"].as_str(), closed["transport"].as_str()),
+        (Some("closed"), Some("ws"))
+    );
+    let open = load(&["--target", "engine", "--url", &app.base, "--rate", "200"]);
+    assert_eq!(open["mode"], "open");
+    let http = load(&[
+        "--target",
+        "engine",
+        "--url",
+        &app.base,
+        "--transport",
+        "http",
+    ]);
+    assert_eq!(http["transport"], "http");
+    let mix = &closed["mix"];
+    assert!(
+        mix["switches"].as_u64() > Some(0) && mix["messages"].as_u64() > Some(0),
+        "{mix}"
+    );
+}
+
+#[actix_rt::test]
+async fn the_load_generator_drives_both_baselines() {
+    let redis = RedisServer::start();
+    let summary = load(&[
+        "--target",
+        "redis-per-mutation",
+        "--redis-url",
+        &redis.url(),
+        "--replica-acks",
+        "0",
+    ]);
+    assert_eq!(summary["target"], "redis-per-mutation");
+    assert!(
+        redis.keys("roomstate-baseline:*").is_empty(),
+        "the baseline cleans up"
+    );
+
+    let db = TestDatabase::create();
+    let summary = load(&["--target", "mysql-per-mutation", "--mysql-url", &db.url()]);
+    assert_eq!(summary["target"], "mysql-per-mutation");
+}
