@@ -7,12 +7,15 @@
 //! only acknowledged and broadcast once the journal says it is durable. It must never ack,
 //! broadcast or list anything that is not durable.
 
-use std::{sync::Arc, time::Instant};
+use std::{collections::HashMap, sync::Arc, time::Instant};
 
 use actix::prelude::*;
+use parking_lot::RwLock;
 use roomstate_core::{
     protocol::CloseReason,
-    room::{ChatMessage, Command, Counters, EventKind, RoomState, RoomStatus, RoomView, Via},
+    room::{
+        ChatMessage, Command, Counters, EventKind, RoomId, RoomState, RoomStatus, RoomView, Via,
+    },
     time,
 };
 use roomstate_journal::JournalError;
@@ -22,7 +25,7 @@ use tokio::sync::oneshot;
 use super::{
     closing::{Closing, CLOSE_TIMEOUT},
     commit_queue::CommitQueue,
-    deps::{RoomDeps, RoomIndex},
+    deps::RoomDeps,
     failure::{Reply, RoomFailure},
     http_idle::HttpIdle,
     messages::{Close, Connect, Disconnect, GetMessages, GetView, Mutate, Shutdown},
@@ -31,6 +34,9 @@ use super::{
     snapshots::SnapshotSchedule,
     throttle::{Publish, StateThrottle},
 };
+
+/// Open rooms by id: the registry's map, which a room leaves by itself when it stops.
+pub(crate) type RoomIndex = RwLock<HashMap<RoomId, Addr<RoomActor>>>;
 
 /// Someone waiting for a pending event to become durable.
 enum Waiter {

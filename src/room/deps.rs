@@ -1,15 +1,10 @@
-//! What every room shares: the journal, the store, the metrics, the room settings, and the index
-//! of open rooms that a room leaves by itself when it stops.
+//! What every room shares: the journal, the store, the metrics and the room settings.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
-use actix::Addr;
-use parking_lot::RwLock;
-use roomstate_core::room::RoomId;
 use roomstate_journal::Journal;
 use roomstate_store::Store;
 
-use super::actor::RoomActor;
 use crate::metrics::Metrics;
 
 /// Room tunables from the settings.
@@ -29,6 +24,3 @@ pub(crate) struct RoomDeps {
     pub(crate) metrics: Metrics,
     pub(crate) settings: RoomSettings,
 }
-
-/// Open rooms by id: the registry's map, which a room leaves by itself when it stops.
-pub(crate) type RoomIndex = RwLock<HashMap<RoomId, Addr<RoomActor>>>;

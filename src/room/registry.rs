@@ -25,8 +25,8 @@ use roomstate_journal::{JournalError, JournalStatus};
 use roomstate_store::StoreError;
 
 use super::{
-    actor::RoomActor,
-    deps::{RoomDeps, RoomIndex},
+    actor::{RoomActor, RoomIndex},
+    deps::RoomDeps,
     failure::{RegistryFailure, RoomFailure},
     messages::{Close, GetMessages, GetView, Mutate, Shutdown},
 };

@@ -1,6 +1,7 @@
 //! Integration tests: one binary, organised by domain. Every engine test starts its own engine
 //! (the real binary) on a free port with its own data dir; MariaDB tests get their own database.
 
+mod architecture;
 mod bad_input;
 mod browser;
 mod close;

@@ -2,7 +2,7 @@
 //! message is its own MariaDB transaction (an upsert or insert plus the room's counter
 //! `UPDATE`, committed with InnoDB's default durability), from one connection per client thread.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::{stats::Recorder, workload::Workload};
 
@@ -14,6 +14,8 @@ mod imp {
     use diesel::{
         connection::SimpleConnection, prelude::*, sql_query, sql_types::Text, MysqlConnection,
     };
+
+    use std::time::Instant;
 
     use super::*;
     use crate::mix::{Mixer, Op};

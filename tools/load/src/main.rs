@@ -6,6 +6,7 @@
 
 mod baseline_mysql;
 mod baseline_redis;
+mod cpu;
 mod engine;
 mod memory;
 mod mix;
@@ -135,6 +136,10 @@ struct RunArgs {
     /// Append the JSON summary to this file (one JSON object per line).
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Report the CPU time of this process over the measured window, and per ack: `NAME=PID`
+    /// (repeatable; e.g. `--cpu engine=1234 --cpu redis-primary=5678`).
+    #[arg(long)]
+    cpu: Vec<cpu::Watched>,
 }
 
 fn progress(seconds: f64, label: &str) -> ProgressBar {
@@ -182,6 +187,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .to_owned()
     });
     let bar = progress(args.warmup + args.duration, &label);
+    let mut cpu_window = None;
     let (recorder, clients, transport) = match args.target {
         Target::MysqlPerMutation => {
             let url = args
@@ -201,6 +207,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             // Clients connect before the clock starts.
             let run = Run::start(&w);
             let ticker = tick(&bar, Some(run.acks.clone()));
+            let watch = args.cpu.clone();
+            let (from, until) = (run.measure_from, run.end);
+            cpu_window = Some(actix_rt::spawn(async move {
+                cpu::over_window(&watch, from, until).await
+            }));
             match args.target {
                 Target::Engine => engine::run(&args.url, args.transport, &w, &run).await?,
                 _ => {
@@ -225,7 +236,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     };
     bar.finish_and_clear();
-    let summary = summarize(&label, &w, transport, clients, &recorder);
+    let mut summary = summarize(&label, &w, transport, clients, &recorder);
+    if let Some(window) = cpu_window {
+        let used = window.await.context("CPU sampler")??;
+        summary.cpu = cpu::per_ack(used, summary.acked);
+    }
     println!("{}", summary.line());
     write_json(&args.json, &summary)
 }
@@ -246,6 +261,7 @@ fn summarize(label: &str, w: &Workload, transport: &str, clients: usize, r: &Rec
         throughput: r.acked as f64 / seconds,
         latency_ms: r.latency(),
         mix: r.mix,
+        cpu: Default::default(),
     }
 }
 

@@ -55,6 +55,8 @@ impl Recorder {
         self.failed += 1;
     }
 
+    /// Adds another client's counts (the MariaDB baseline runs one recorder per thread).
+    #[cfg_attr(not(feature = "mysql"), allow(dead_code))]
     pub fn merge(&mut self, other: &Recorder) {
         self.acked += other.acked;
         self.refused += other.refused;
@@ -103,6 +105,8 @@ pub struct Summary {
     pub throughput: f64,
     pub latency_ms: LatencyMs,
     pub mix: MixCount,
+    /// CPU of the watched processes (`--cpu`) over the measured window, by name.
+    pub cpu: std::collections::BTreeMap<String, crate::cpu::CpuUse>,
 }
 
 impl Summary {
@@ -111,8 +115,13 @@ impl Summary {
             .offered_rate
             .map(|r| format!(" offered {r:.0}/s,"))
             .unwrap_or_default();
+        let cpu: String = self
+            .cpu
+            .iter()
+            .map(|(name, c)| format!("  {name} {:.1} µs/ack", c.us_per_ack))
+            .collect();
         format!(
-            "{:<20} {:<6}{offered} {:>9.0} acks/s  p50 {:>7.2} ms  p90 {:>7.2} ms  p99 {:>7.2} ms  max {:>8.2} ms  ({} acked, {} refused, {} failed)",
+            "{:<20} {:<6}{offered} {:>9.0} acks/s  p50 {:>7.2} ms  p90 {:>7.2} ms  p99 {:>7.2} ms  max {:>8.2} ms  ({} acked, {} refused, {} failed){cpu}",
             self.target,
             self.mode,
             self.throughput,
