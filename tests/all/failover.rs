@@ -101,17 +101,40 @@ async fn failovers_seen(app: &TestApp) -> u64 {
     stats["failovers"].as_u64().unwrap_or(0)
 }
 
-/// Runs voters, breaks the primary with `break_it`, waits for the promotion and for the
-/// engine to acknowledge again, then checks the final record.
-async fn survive(set: &mut SentinelSet, break_it: impl FnOnce(&mut SentinelSet) -> String) {
+/// How a test takes the primary away.
+enum Break {
+    /// `DEBUG SLEEP` for this many seconds.
+    Sleep(u64),
+    /// SIGKILL.
+    Kill,
+    /// `SENTINEL FAILOVER`.
+    Manual,
+}
+
+/// Takes the primary away (the voters keep voting meanwhile); returns its address.
+async fn break_primary(set: &mut SentinelSet, how: Break) -> String {
+    match how {
+        Break::Sleep(secs) => set.sleep_primary(secs).await,
+        Break::Kill => set.kill_primary().await,
+        Break::Manual => {
+            let old = set.primary().await;
+            set.manual_failover().await;
+            old
+        }
+    }
+}
+
+/// Runs voters, breaks the primary, waits for the promotion and for the engine to acknowledge
+/// again, then checks the final record.
+async fn survive(set: &mut SentinelSet, how: Break) {
     let db = TestDatabase::create();
     let app = engine_on(set, &db);
     let room = app.create_room("failover").await;
     let voters = Voters::start(&app, &room, "v", VOTERS).await;
     voters.wait_for_acks(50, FAILOVER_DEADLINE).await;
 
-    let old = break_it(set);
-    let new = set.wait_for_new_primary(&old, FAILOVER_DEADLINE);
+    let old = break_primary(set, how).await;
+    let new = set.wait_for_new_primary(&old, FAILOVER_DEADLINE).await;
     assert_ne!(old, new);
     voters.wait_for_acks(50, FAILOVER_DEADLINE).await;
     eventually(
@@ -126,49 +149,44 @@ async fn survive(set: &mut SentinelSet, break_it: impl FnOnce(&mut SentinelSet) 
 
 #[actix_rt::test]
 async fn debug_sleep_of_the_primary_loses_no_acknowledged_vote() {
-    let mut set = SentinelSet::start();
+    let mut set = SentinelSet::start().await;
     // Longer than down-after-milliseconds: the sentinels promote a replica meanwhile, and the
     // old primary wakes up still believing it is the primary.
-    survive(&mut set, |set| set.sleep_primary(8)).await;
+    survive(&mut set, Break::Sleep(8)).await;
 }
 
 #[actix_rt::test]
 async fn kill_9_of_the_primary_loses_no_acknowledged_vote() {
-    let mut set = SentinelSet::start();
-    survive(&mut set, |set| set.kill_primary()).await;
+    let mut set = SentinelSet::start().await;
+    survive(&mut set, Break::Kill).await;
 }
 
 #[actix_rt::test]
 async fn a_manual_failover_loses_no_acknowledged_vote() {
-    let mut set = SentinelSet::start();
-    survive(&mut set, |set| {
-        let old = set.primary();
-        set.manual_failover();
-        old
-    })
-    .await;
+    let mut set = SentinelSet::start().await;
+    survive(&mut set, Break::Manual).await;
 }
 
 #[actix_rt::test]
 async fn the_old_primary_comes_back_as_a_replica_and_a_second_failover_is_safe() {
-    let mut set = SentinelSet::start();
+    let mut set = SentinelSet::start().await;
     let db = TestDatabase::create();
     let app = engine_on(&set, &db);
     let room = app.create_room("twice").await;
     let voters = Voters::start(&app, &room, "w", VOTERS).await;
     voters.wait_for_acks(30, FAILOVER_DEADLINE).await;
 
-    let first = set.kill_primary();
-    let second = set.wait_for_new_primary(&first, FAILOVER_DEADLINE);
+    let first = set.kill_primary().await;
+    let second = set.wait_for_new_primary(&first, FAILOVER_DEADLINE).await;
     voters.wait_for_acks(30, FAILOVER_DEADLINE).await;
-    set.restart_server(&first);
-    set.wait_for_role(&first, "slave", FAILOVER_DEADLINE);
-    set.wait_healthy(FAILOVER_DEADLINE);
+    set.restart_server(&first).await;
+    set.wait_for_role(&first, "slave", FAILOVER_DEADLINE).await;
+    set.wait_healthy(FAILOVER_DEADLINE).await;
     voters.wait_for_acks(30, FAILOVER_DEADLINE).await;
 
     // Fail over again: the returned server may now be the one promoted.
-    set.manual_failover();
-    set.wait_for_new_primary(&second, FAILOVER_DEADLINE);
+    set.manual_failover().await;
+    set.wait_for_new_primary(&second, FAILOVER_DEADLINE).await;
     voters.wait_for_acks(30, FAILOVER_DEADLINE).await;
     let logs = voters.stop().await;
     check_final_record(&app, &db.url(), &room, &logs).await;
@@ -177,7 +195,7 @@ async fn the_old_primary_comes_back_as_a_replica_and_a_second_failover_is_safe()
 
 #[actix_rt::test]
 async fn kill_9_of_the_engine_under_load_then_restart_recovers_every_room() {
-    let set = SentinelSet::start();
+    let set = SentinelSet::start().await;
     let db = TestDatabase::create();
     let mut app = engine_on(&set, &db);
     let rooms = [app.create_room("a").await, app.create_room("b").await];
@@ -240,15 +258,15 @@ async fn kill_9_of_the_engine_under_load_then_restart_recovers_every_room() {
 
 #[actix_rt::test]
 async fn a_room_closed_right_after_a_failover_is_written_once() {
-    let mut set = SentinelSet::start();
+    let mut set = SentinelSet::start().await;
     let db = TestDatabase::create();
     let app = engine_on(&set, &db);
     let room = app.create_room("close after failover").await;
     let voters = Voters::start(&app, &room, "c", VOTERS).await;
     voters.wait_for_acks(40, FAILOVER_DEADLINE).await;
-    let old = set.kill_primary();
+    let old = set.kill_primary().await;
     let logs = voters.stop().await;
-    set.wait_for_new_primary(&old, FAILOVER_DEADLINE);
+    set.wait_for_new_primary(&old, FAILOVER_DEADLINE).await;
     // Close at once: the engine may still be finding the new primary.
     check_final_record(&app, &db.url(), &room, &logs).await;
     assert_eq!(app.room(&room).await["status"], "closed");

@@ -1,5 +1,9 @@
 //! Operations: health, readiness, metrics, admin stats, and shutdown behaviour.
 
+use std::{path::Path, time::Duration};
+
+use roomstate_core::banner;
+use roomstate_testkit::engine::{run_to_exit, DropPolicy, EngineProcess};
 use serde_json::json;
 
 use crate::support::{
@@ -66,49 +70,53 @@ async fn sigterm_closes_sockets_with_going_away_and_exits_zero() {
     assert_eq!(code, Some(1001));
 }
 
+/// How long a run of the binary that should exit by itself may take.
+const EXIT_DEADLINE: Duration = Duration::from_secs(30);
+
 #[test]
 fn a_config_file_without_an_admin_token_is_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("prod.toml");
     std::fs::write(&config, "[http]\nbind = \"127.0.0.1:0\"\n").unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_roomstate"))
-        .env("ROOMSTATE_CONFIG", &config)
-        .env("ROOMSTATE__DATA_DIR", dir.path().join("data"))
-        .env_remove("ROOMSTATE__ADMIN__TOKEN")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("admin.token"), "{stderr}");
+    let env = [
+        ("ROOMSTATE_CONFIG".to_owned(), config.display().to_string()),
+        (
+            "ROOMSTATE__DATA_DIR".to_owned(),
+            dir.path().join("data").display().to_string(),
+        ),
+    ];
+    let run = run_to_exit(Path::new(app::ENGINE), &[], &env, EXIT_DEADLINE)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(run.status.code(), Some(2), "{run:?}");
+    assert!(run.stderr.contains("admin.token"), "{}", run.stderr);
 }
 
 #[test]
 fn the_dev_default_prints_a_generated_token() {
-    use std::io::{BufRead, BufReader};
     let dir = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_roomstate"))
-        .env_remove("ROOMSTATE_CONFIG")
-        .env_remove("ROOMSTATE__ADMIN__TOKEN")
-        .env("ROOMSTATE__HTTP__BIND", "127.0.0.1:0")
-        .env("ROOMSTATE__DATA_DIR", dir.path().join("data"))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let lines: Vec<String> = BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
-        .take(2)
-        .collect();
-    let _ = child.kill();
-    let _ = child.wait();
+    let env = [(
+        "ROOMSTATE__DATA_DIR".to_owned(),
+        dir.path().join("data").display().to_string(),
+    )];
+    let engine = EngineProcess::spawn(
+        Path::new(app::ENGINE),
+        &env,
+        &dir.path().join("engine.log"),
+        EXIT_DEADLINE,
+        DropPolicy::Kill,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     assert!(
-        lines[0].starts_with("roomstate listening on http://127.0.0.1:"),
-        "{lines:?}"
+        engine.early_lines[0].starts_with(&format!("{}http://127.0.0.1:", banner::LISTENING_ON)),
+        "{:?}",
+        engine.early_lines
     );
-    let token = lines[1]
+    let line = engine
+        .stdout
+        .recv_timeout(EXIT_DEADLINE)
+        .unwrap_or_else(|e| panic!("no second line within {EXIT_DEADLINE:?}: {e}"));
+    let token = line
         .strip_prefix("admin token (generated for this dev run): ")
-        .unwrap_or_else(|| panic!("{lines:?}"));
+        .unwrap_or_else(|| panic!("{line:?}"));
     assert!(token.len() >= 32);
 }

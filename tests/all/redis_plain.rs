@@ -26,18 +26,15 @@ fn engine_on(redis: &RedisServer, store_url: Option<&str>) -> TestApp {
 
 #[actix_rt::test]
 async fn rooms_live_in_redis_survive_a_restart_and_leave_no_keys_when_closed() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::start().await;
     let mut app = engine_on(&redis, None);
     let room = app.create_room("plain redis").await;
     app.join(&room, "alice").await;
     app.vote(&room, "alice", "pro").await;
     app.say(&room, "alice", "hello").await;
     let before = app.room(&room).await;
-    assert!(
-        redis.keys("roomstate:*").len() >= 2,
-        "{:?}",
-        redis.keys("*")
-    );
+    let keys = redis.keys("roomstate:*").await;
+    assert!(keys.len() >= 2, "{keys:?}");
 
     assert!(app.stop().success());
     app.restart();
@@ -50,7 +47,7 @@ async fn rooms_live_in_redis_survive_a_restart_and_leave_no_keys_when_closed() {
     assert_eq!(status, 200, "{closed}");
     assert_eq!(closed["pro"], 1);
     eventually("the room's keys to go", Duration::from_secs(10), || async {
-        redis.keys("roomstate:*").is_empty().then_some(())
+        redis.keys("roomstate:*").await.is_empty().then_some(())
     })
     .await;
     let (status, ready) = app.get("/readyz").await;
@@ -62,7 +59,7 @@ async fn rooms_live_in_redis_survive_a_restart_and_leave_no_keys_when_closed() {
 
 #[actix_rt::test]
 async fn redis_fully_down_gives_503s_loses_nothing_and_service_resumes() {
-    let mut redis = RedisServer::start();
+    let mut redis = RedisServer::start().await;
     let db = TestDatabase::create();
     let app = engine_on(&redis, Some(&db.url()));
     let room = app.create_room("outage").await;
@@ -106,7 +103,7 @@ async fn redis_fully_down_gives_503s_loses_nothing_and_service_resumes() {
         (503, Some("unavailable"))
     );
 
-    redis.restart();
+    redis.restart().await;
     voters.wait_for_acks(40, Duration::from_secs(60)).await;
     let mut logs = voters.stop().await;
     logs.push(VoterLog {

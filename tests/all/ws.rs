@@ -1,5 +1,11 @@
 //! The WebSocket protocol through a real server and a real client.
 
+use std::{
+    panic::AssertUnwindSafe,
+    time::{Duration, Instant},
+};
+
+use futures_util::FutureExt;
 use serde_json::json;
 
 use crate::support::{app, ws::WsClient};
@@ -187,4 +193,55 @@ async fn a_silent_socket_is_dropped_and_counts_as_a_leave() {
     assert_eq!(after["participants_peak"], 2);
     // The server hangs up on the silent client (until_closed fails the test on a timeout).
     silent.until_closed().await;
+}
+
+/// A planted hang: a test that waits for a frame that never comes (an `ack` for a request it
+/// never sent) while other frames keep coming (another user's votes make `state` frames). The
+/// wait must fail on its own deadline, with a message saying what it waited for — not run as
+/// long as frames arrive, as a per-frame deadline would.
+#[actix_rt::test]
+async fn a_wait_for_a_frame_that_never_comes_fails_on_its_deadline() {
+    let app = app::start();
+    let room = app.create_room("hang").await;
+    app.join(&room, "busy").await;
+    let mut waiting = WsClient::connect(&app.ws_url(&format!("/rooms/{room}/ws?user=w")))
+        .await
+        .unwrap();
+    waiting.next_of("state").await;
+    waiting.deadline = Duration::from_secs(3);
+
+    let busy = {
+        let (base, room) = (app.base.clone(), room.clone());
+        actix_rt::spawn(async move {
+            let client = awc::Client::default();
+            for i in 0.. {
+                let side = if i % 2 == 0 { "pro" } else { "con" };
+                let _ = client
+                    .put(format!("{base}/rooms/{room}/votes/busy"))
+                    .send_json(&json!({ "side": side }))
+                    .await;
+                actix_rt::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let started = Instant::now();
+    let outcome = AssertUnwindSafe(waiting.next_of("ack"))
+        .catch_unwind()
+        .await;
+    let took = started.elapsed();
+    busy.abort();
+    let panic = outcome.expect_err("the wait for an ack that never comes must fail");
+    let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(
+        message.contains("waited") && message.contains("`ack` frame"),
+        "the failure says what it waited for: {message}"
+    );
+    assert!(
+        message.contains("other frames came") && !message.contains("; 0 other frames"),
+        "and what came instead (state frames kept coming): {message}"
+    );
+    assert!(
+        took < Duration::from_secs(30),
+        "it failed on its 3 s deadline, not later ({took:?})"
+    );
 }

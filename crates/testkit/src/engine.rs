@@ -90,8 +90,8 @@ impl EngineProcess {
             .map_err(|e| SpawnError(format!("engine log {}: {e}", log.display())))?;
         let started = Instant::now();
         let mut command = Command::new(bin);
+        hermetic(&mut command);
         command
-            .env_remove("ROOMSTATE_CONFIG")
             .env("ROOMSTATE__HTTP__BIND", "127.0.0.1:0")
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
@@ -203,6 +203,81 @@ impl EngineProcess {
             let _ = child.wait();
         }
     }
+}
+
+/// Leaves out every `ROOMSTATE*` variable of the caller's environment: an engine under test has
+/// exactly the settings its test gives it.
+fn hermetic(command: &mut Command) {
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("ROOMSTATE") {
+            command.env_remove(key);
+        }
+    }
+}
+
+/// What a short run of the binary (one that is expected to exit by itself: `--help`, a refused
+/// configuration) printed, and how it ended.
+#[derive(Debug)]
+pub struct Finished {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `bin` with `args` and `env` (and nothing else of the caller's `ROOMSTATE*` environment)
+/// until it exits, for at most `deadline`: a binary that does not exit by then is killed and the
+/// call fails saying so, with what it printed.
+pub fn run_to_exit(
+    bin: &Path,
+    args: &[&str],
+    env: &[(String, String)],
+    deadline: Duration,
+) -> Result<Finished, SpawnError> {
+    let mut command = Command::new(bin);
+    hermetic(&mut command);
+    command
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command
+        .spawn()
+        .map_err(|e| SpawnError(format!("starting {}: {e}", bin.display())))?;
+    let read = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_string(&mut text);
+            }
+            text
+        })
+    };
+    let out = read(child.stdout.take().map(|p| Box::new(p) as _));
+    let err = read(child.stderr.take().map(|p| Box::new(p) as _));
+    let end = Instant::now() + deadline;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() < end => std::thread::sleep(Duration::from_millis(20)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(SpawnError(format!(
+                    "{} {args:?} did not exit within {deadline:?}; killed it. stdout:\n{}\nstderr:\n{}",
+                    bin.display(),
+                    out.join().unwrap_or_default(),
+                    err.join().unwrap_or_default()
+                )));
+            }
+            Err(e) => return Err(SpawnError(format!("waiting for {}: {e}", bin.display()))),
+        }
+    };
+    Ok(Finished {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    })
 }
 
 fn signal(pid: u32, name: &str) {

@@ -118,7 +118,7 @@ pub fn os_args(args: &[&str]) -> Vec<OsString> {
 }
 
 /// Starts `p` and waits until it answers `PING` (a server loading its AOF answers `-LOADING`).
-pub fn launch(p: &mut Proc, first: bool) -> Result<(), LaunchError> {
+pub async fn launch(p: &mut Proc, first: bool) -> Result<(), LaunchError> {
     assert!(p.child.is_none(), "{} is already running", p.name);
     let mut log = fs::OpenOptions::new()
         .create(true)
@@ -152,7 +152,7 @@ pub fn launch(p: &mut Proc, first: bool) -> Result<(), LaunchError> {
                 LaunchError::Failed(format!("{} on {addr} exited at start: {status}", p.name))
             });
         }
-        match query::<String>(&addr, &mut redis::cmd("PING")) {
+        match query::<String>(&addr, &redis::cmd("PING")).await {
             Ok(_) => return Ok(()),
             Err(e) if begun.elapsed() > START_DEADLINE => {
                 p.kill();
@@ -161,7 +161,7 @@ pub fn launch(p: &mut Proc, first: bool) -> Result<(), LaunchError> {
                     p.name
                 )));
             }
-            Err(_) => std::thread::sleep(POLL),
+            Err(_) => actix_rt::time::sleep(POLL).await,
         }
     }
 }

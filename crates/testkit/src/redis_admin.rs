@@ -1,47 +1,66 @@
-//! Asking Redis servers and sentinels about themselves, on fresh blocking connections with short
-//! timeouts (a fixture must not hang on a server it just put to sleep): `ROLE`, the primary a
-//! sentinel names, the replicas a primary sees; and polling until a condition holds.
+//! Asking Redis servers and sentinels about themselves, on fresh async connections with short
+//! timeouts (a fixture must not hang on a server it just put to sleep, nor block the thread the
+//! test's load runs on): `ROLE`, the primary the sentinels name, the replicas a primary sees; and
+//! polling until a condition holds.
 
 use std::{
     collections::BTreeMap,
+    future::Future,
     time::{Duration, Instant},
 };
+
+use redis::AsyncConnectionConfig;
+use roomstate_journal::sentinel;
 
 /// Per-request timeout of the fixture's own Redis connections.
 const IO_TIMEOUT: Duration = Duration::from_secs(1);
 /// Between two looks at a condition.
 pub const POLL: Duration = Duration::from_millis(50);
 
+fn config() -> AsyncConnectionConfig {
+    AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(IO_TIMEOUT))
+        .set_response_timeout(Some(IO_TIMEOUT))
+}
+
 /// Polls `probe` every 50 ms until it returns `Ok`, or returns the last error after `deadline`.
-pub fn wait_until<T>(
+/// Async: the test's other tasks (its load) keep running meanwhile.
+pub async fn wait_until<T, F, Fut>(
     what: &str,
     deadline: Duration,
-    mut probe: impl FnMut() -> Result<T, String>,
-) -> Result<T, String> {
+    mut probe: F,
+) -> Result<T, String>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
     let begun = Instant::now();
     loop {
-        match probe() {
+        match probe().await {
             Ok(v) => return Ok(v),
             Err(e) if begun.elapsed() > deadline => {
                 return Err(format!(
                     "timed out after {deadline:?} waiting for {what}; last: {e}"
                 ))
             }
-            Err(_) => std::thread::sleep(POLL),
+            Err(_) => actix_rt::time::sleep(POLL).await,
         }
     }
 }
 
 /// One command on a fresh connection with ~1 s timeouts; any failure as text.
-pub fn query<T: redis::FromRedisValue>(addr: &str, cmd: &mut redis::Cmd) -> Result<T, String> {
+pub async fn query<T: redis::FromRedisValue>(addr: &str, cmd: &redis::Cmd) -> Result<T, String> {
     let client = redis::Client::open(format!("redis://{addr}/")).map_err(|e| e.to_string())?;
-    let mut con = client
-        .get_connection_with_timeout(IO_TIMEOUT)
+    let config = config();
+    let connect = client.get_multiplexed_async_connection_with_config(&config);
+    let mut con = actix_rt::time::timeout(IO_TIMEOUT * 2, connect)
+        .await
+        .map_err(|_| format!("connect: no answer within {:?}", IO_TIMEOUT * 2))?
         .map_err(|e| format!("connect: {e}"))?;
-    con.set_read_timeout(Some(IO_TIMEOUT))
-        .and_then(|()| con.set_write_timeout(Some(IO_TIMEOUT)))
-        .map_err(|e| e.to_string())?;
-    cmd.query(&mut con).map_err(|e| e.to_string())
+    actix_rt::time::timeout(IO_TIMEOUT * 2, cmd.query_async(&mut con))
+        .await
+        .map_err(|_| format!("no reply within {:?}", IO_TIMEOUT * 2))?
+        .map_err(|e| e.to_string())
 }
 
 #[derive(Debug)]
@@ -53,8 +72,8 @@ pub struct Role {
     pub state: Option<String>,
 }
 
-pub fn role_of(addr: &str) -> Result<Role, String> {
-    let reply = query::<Vec<redis::Value>>(addr, &mut redis::cmd("ROLE"))?;
+pub async fn role_of(addr: &str) -> Result<Role, String> {
+    let reply = query::<Vec<redis::Value>>(addr, &redis::cmd("ROLE")).await?;
     let text = |i: usize| -> Option<String> {
         reply
             .get(i)
@@ -80,23 +99,15 @@ pub fn role_of(addr: &str) -> Result<Role, String> {
     }
 }
 
-/// `SENTINEL get-master-addr-by-name roomstate` as `ip:port`.
-pub fn master_addr(sentinel: &str, master_name: &str) -> Result<String, String> {
-    let reply = query::<Option<Vec<String>>>(
-        sentinel,
-        redis::cmd("SENTINEL")
-            .arg("get-master-addr-by-name")
-            .arg(master_name),
-    )?;
-    match reply.as_deref() {
-        Some([ip, port]) => Ok(format!("{ip}:{port}")),
-        other => Err(format!("odd get-master-addr-by-name reply {other:?}")),
-    }
+/// What each sentinel names as the primary of `master_name` (`ip:port`; `None`: no answer), in
+/// the order of `sentinels` — the same look-up the journal makes.
+pub async fn named_primaries(sentinels: &[String], master_name: &str) -> Vec<Option<String>> {
+    sentinel::ask_all(sentinels, master_name, &config()).await
 }
 
 /// The replicas that `INFO replication` on `primary` lists as online, as `ip:port`.
-pub fn online_replicas(primary: &str) -> Result<Vec<String>, String> {
-    let info = query::<String>(primary, redis::cmd("INFO").arg("replication"))?;
+pub async fn online_replicas(primary: &str) -> Result<Vec<String>, String> {
+    let info = query::<String>(primary, redis::cmd("INFO").arg("replication")).await?;
     Ok(info
         .lines()
         .filter(|l| l.starts_with("slave") && l.contains(':'))

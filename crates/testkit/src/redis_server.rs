@@ -16,7 +16,7 @@ pub struct RedisServer {
 }
 
 impl RedisServer {
-    pub fn start() -> RedisServer {
+    pub async fn start() -> RedisServer {
         require_redis_server();
         for _ in 0..5 {
             let tmp = tempfile::Builder::new()
@@ -46,7 +46,7 @@ impl RedisServer {
                 first_args: vec![],
                 child: None,
             };
-            match launch(&mut server, true) {
+            match launch(&mut server, true).await {
                 Ok(()) => return RedisServer { _tmp: tmp, server },
                 Err(LaunchError::PortInUse) => continue,
                 Err(LaunchError::Failed(why)) => panic!("redis did not start: {why}"),
@@ -65,8 +65,8 @@ impl RedisServer {
     }
 
     /// Starts the killed server again on the same port and data.
-    pub fn restart(&mut self) {
-        match launch(&mut self.server, false) {
+    pub async fn restart(&mut self) {
+        match launch(&mut self.server, false).await {
             Ok(()) => {}
             Err(LaunchError::PortInUse) => panic!("redis did not restart: its port was taken"),
             Err(LaunchError::Failed(why)) => panic!("redis did not restart: {why}"),
@@ -74,8 +74,10 @@ impl RedisServer {
     }
 
     /// Keys matching `pattern`.
-    pub fn keys(&self, pattern: &str) -> Vec<String> {
-        query(&self.server.addr(), redis::cmd("KEYS").arg(pattern)).expect("KEYS")
+    pub async fn keys(&self, pattern: &str) -> Vec<String> {
+        query(&self.server.addr(), redis::cmd("KEYS").arg(pattern))
+            .await
+            .unwrap_or_else(|e| panic!("KEYS {pattern}: {e}"))
     }
 }
 

@@ -19,7 +19,7 @@ use std::{
 use crate::{
     ports::free_ports,
     process::{launch, os_args, require_redis_server, Kind, LaunchError, Proc},
-    redis_admin::{fields, master_addr, missing, online_replicas, query, role_of, wait_until},
+    redis_admin::{fields, missing, named_primaries, online_replicas, query, role_of, wait_until},
 };
 
 /// The master name the sentinels monitor.
@@ -40,16 +40,16 @@ pub struct SentinelSet {
 
 impl SentinelSet {
     /// Starts the set and returns once it is healthy (see `wait_healthy`).
-    pub fn start() -> SentinelSet {
+    pub async fn start() -> SentinelSet {
         require_redis_server();
         let begun = Instant::now();
         let mut attempt = 0;
         loop {
             attempt += 1;
             let mut set = SentinelSet::create();
-            match set.launch_all() {
+            match set.launch_all().await {
                 Ok(()) => {
-                    set.wait_healthy(DEADLINE);
+                    set.wait_healthy(DEADLINE).await;
                     eprintln!(
                         "sentinel set started in {:?}: servers {:?}, sentinels {:?} ({})",
                         begun.elapsed(),
@@ -129,21 +129,22 @@ impl SentinelSet {
         }
     }
 
-    fn launch_all(&mut self) -> Result<(), LaunchError> {
+    async fn launch_all(&mut self) -> Result<(), LaunchError> {
         for i in 0..self.servers.len() {
-            launch(&mut self.servers[i], true)?;
+            launch(&mut self.servers[i], true).await?;
         }
         // The sentinels learn the replicas from the primary's INFO when they first connect (and
         // then only every 10 s), so the replicas must be attached before the sentinels start.
         let primary = self.servers[0].addr();
         let replicas: Vec<String> = self.servers[1..].iter().map(Proc::addr).collect();
-        wait_until("both replicas online on the primary", DEADLINE, || {
-            let online = online_replicas(&primary)?;
+        wait_until("both replicas online on the primary", DEADLINE, || async {
+            let online = online_replicas(&primary).await?;
             missing(&replicas, &online)
         })
+        .await
         .map_err(LaunchError::Failed)?;
         for i in 0..self.sentinels.len() {
-            launch(&mut self.sentinels[i], true)?;
+            launch(&mut self.sentinels[i], true).await?;
         }
         Ok(())
     }
@@ -160,8 +161,9 @@ impl SentinelSet {
 
     /// The primary the sentinels name now: the majority's answer, else the first one's.
     /// Panics if no sentinel answers.
-    pub fn primary(&self) -> String {
+    pub async fn primary(&self) -> String {
         self.try_primary()
+            .await
             .unwrap_or_else(|e| panic!("{e}\n{}", self.logs()))
     }
 
@@ -171,14 +173,14 @@ impl SentinelSet {
     }
 
     /// `"master"` or `"slave"` from `ROLE`; `None` when the server does not answer within ~1 s.
-    pub fn role(&self, addr: &str) -> Option<String> {
-        role_of(addr).ok().map(|r| r.role)
+    pub async fn role(&self, addr: &str) -> Option<String> {
+        role_of(addr).await.ok().map(|r| r.role)
     }
 
     /// Sends `DEBUG SLEEP secs` to the current primary without waiting for it to wake up (the
     /// command is on the wire when this returns); returns the primary's address.
-    pub fn sleep_primary(&self, secs: u64) -> String {
-        let primary = self.primary();
+    pub async fn sleep_primary(&self, secs: u64) -> String {
+        let primary = self.primary().await;
         let mut stream = TcpStream::connect_timeout(
             &primary.parse().expect("primary address"),
             Duration::from_secs(2),
@@ -204,8 +206,8 @@ impl SentinelSet {
     }
 
     /// SIGKILLs the current primary's process; returns its address.
-    pub fn kill_primary(&mut self) -> String {
-        let primary = self.primary();
+    pub async fn kill_primary(&mut self) -> String {
+        let primary = self.primary().await;
         self.kill_server(&primary);
         primary
     }
@@ -220,13 +222,13 @@ impl SentinelSet {
     /// demotes a server that claims "master" only after it has reported so for 8 s (hard-coded
     /// in Redis), and learns the role from INFO, sent to replicas every 10 s. Until then it
     /// refuses writes with `NOREPLICAS` (`min-replicas-to-write 1`).
-    pub fn restart_server(&mut self, addr: &str) {
+    pub async fn restart_server(&mut self, addr: &str) {
         let server = self.server_mut(addr);
         assert!(
             server.child.is_none(),
             "restart_server({addr}): it is still running; kill it first"
         );
-        if let Err(e) = launch(server, false) {
+        if let Err(e) = launch(server, false).await {
             let why = match e {
                 LaunchError::PortInUse => format!("port of {addr} is taken by someone else"),
                 LaunchError::Failed(why) => why,
@@ -243,28 +245,37 @@ impl SentinelSet {
     }
 
     /// Starts every stopped redis-server again (see `restart_server`).
-    pub fn restart_all_servers(&mut self) {
+    pub async fn restart_all_servers(&mut self) {
         for addr in self.servers() {
             if self.server_mut(&addr).child.is_none() {
-                self.restart_server(&addr);
+                self.restart_server(&addr).await;
             }
         }
     }
 
     /// `SENTINEL FAILOVER roomstate` on one sentinel (the first that accepts it; retried while
     /// they answer e.g. `-INPROG`, up to `DEADLINE`).
-    pub fn manual_failover(&self) {
+    pub async fn manual_failover(&self) {
         let sentinels = self.sentinels();
-        let result = wait_until("a sentinel to accept SENTINEL FAILOVER", DEADLINE, || {
-            let mut errors = Vec::new();
-            for s in &sentinels {
-                match query::<String>(s, redis::cmd("SENTINEL").arg("FAILOVER").arg(MASTER_NAME)) {
-                    Ok(_) => return Ok(()),
-                    Err(e) => errors.push(format!("{s}: {e}")),
+        let result = wait_until(
+            "a sentinel to accept SENTINEL FAILOVER",
+            DEADLINE,
+            || async {
+                let mut errors = Vec::new();
+                for s in &sentinels {
+                    let failover = redis::cmd("SENTINEL")
+                        .arg("FAILOVER")
+                        .arg(MASTER_NAME)
+                        .clone();
+                    match query::<String>(s, &failover).await {
+                        Ok(_) => return Ok(()),
+                        Err(e) => errors.push(format!("{s}: {e}")),
+                    }
                 }
-            }
-            Err(errors.join("; "))
-        });
+                Err(errors.join("; "))
+            },
+        )
+        .await;
         if let Err(e) = result {
             panic!("{e}\n{}", self.logs());
         }
@@ -272,15 +283,15 @@ impl SentinelSet {
 
     /// Waits until the sentinels name a primary other than `old` and that server's `ROLE` says
     /// master; returns it.
-    pub fn wait_for_new_primary(&self, old: &str, deadline: Duration) -> String {
-        let result = wait_until(&format!("a primary other than {old}"), deadline, || {
+    pub async fn wait_for_new_primary(&self, old: &str, deadline: Duration) -> String {
+        let result = wait_until(&format!("a primary other than {old}"), deadline, || async {
             // A majority, not the first sentinel that answers: one sentinel's view during an
             // election can name a replica that the election does not end up promoting.
-            let primary = self.majority_primary()?;
+            let primary = self.majority_primary().await?;
             if primary == old {
                 return Err(format!("the sentinels still name {old}"));
             }
-            match role_of(&primary) {
+            match role_of(&primary).await {
                 Ok(r) if r.role == "master" => Ok(primary),
                 Ok(r) => Err(format!(
                     "the sentinels name {primary}, whose role is {}",
@@ -288,21 +299,21 @@ impl SentinelSet {
                 )),
                 Err(e) => Err(format!("the sentinels name {primary}, which fails: {e}")),
             }
-        });
+        })
+        .await;
         result.unwrap_or_else(|e| panic!("{e}\n{}", self.logs()))
     }
 
     /// Waits until `addr` answers `ROLE` with `role` (`"master"` or `"slave"`).
-    pub fn wait_for_role(&self, addr: &str, role: &str, deadline: Duration) {
-        let result = wait_until(
-            &format!("{addr} to have role {role}"),
-            deadline,
-            || match role_of(addr) {
+    pub async fn wait_for_role(&self, addr: &str, role: &str, deadline: Duration) {
+        let result = wait_until(&format!("{addr} to have role {role}"), deadline, || async {
+            match role_of(addr).await {
                 Ok(r) if r.role == role => Ok(()),
                 Ok(r) => Err(format!("its role is {}", r.role)),
                 Err(e) => Err(e),
-            },
-        );
+            }
+        })
+        .await;
         if let Err(e) = result {
             panic!("{e}\n{}", self.logs());
         }
@@ -312,8 +323,9 @@ impl SentinelSet {
     /// a master with both other servers attached and online; each sentinel sees the primary as
     /// up with no failover under way, both replicas up and both other sentinels up (so a
     /// failover can win a majority right away). Returns the primary.
-    pub fn wait_healthy(&self, deadline: Duration) -> String {
+    pub async fn wait_healthy(&self, deadline: Duration) -> String {
         wait_until("a healthy sentinel set", deadline, || self.health())
+            .await
             .unwrap_or_else(|e| panic!("{e}\n{}", self.logs()))
     }
 
@@ -335,30 +347,27 @@ impl SentinelSet {
     }
 
     /// Like `primary`, as a `Result`.
-    fn try_primary(&self) -> Result<String, String> {
-        let mut answers = Vec::new();
-        let mut errors = Vec::new();
-        for s in self.sentinels() {
-            match master_addr(&s, MASTER_NAME) {
-                Ok(a) => answers.push(a),
-                Err(e) => errors.push(format!("{s}: {e}")),
-            }
-        }
+    async fn try_primary(&self) -> Result<String, String> {
+        let answers: Vec<String> = named_primaries(&self.sentinels(), MASTER_NAME)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
         let majority = answers
             .iter()
             .find(|a| answers.iter().filter(|b| b == a).count() * 2 > self.sentinels.len());
         majority
             .or(answers.first())
             .cloned()
-            .ok_or_else(|| format!("no sentinel names a primary ({})", errors.join("; ")))
+            .ok_or_else(|| "no sentinel names a primary".to_owned())
     }
 
     /// The primary a majority of the sentinels name.
-    fn majority_primary(&self) -> Result<String, String> {
-        let answers: Vec<String> = self
-            .sentinels()
-            .iter()
-            .filter_map(|s| master_addr(s, MASTER_NAME).ok())
+    async fn majority_primary(&self) -> Result<String, String> {
+        let answers: Vec<String> = named_primaries(&self.sentinels(), MASTER_NAME)
+            .await
+            .into_iter()
+            .flatten()
             .collect();
         answers
             .iter()
@@ -368,12 +377,15 @@ impl SentinelSet {
     }
 
     /// `Ok(primary)` when healthy, else what is still missing.
-    fn health(&self) -> Result<String, String> {
+    async fn health(&self) -> Result<String, String> {
         let servers = self.servers();
         let sentinels = self.sentinels();
         let mut named = Vec::new();
-        for s in &sentinels {
-            named.push(master_addr(s, MASTER_NAME).map_err(|e| format!("sentinel {s}: {e}"))?);
+        for (s, answer) in sentinels
+            .iter()
+            .zip(named_primaries(&sentinels, MASTER_NAME).await)
+        {
+            named.push(answer.ok_or_else(|| format!("sentinel {s} names no primary"))?);
         }
         let primary = named[0].clone();
         if named.iter().any(|n| *n != primary) {
@@ -386,14 +398,16 @@ impl SentinelSet {
         }
         let replicas: Vec<String> = servers.into_iter().filter(|s| *s != primary).collect();
 
-        let role = role_of(&primary).map_err(|e| format!("primary {primary}: {e}"))?;
+        let role = role_of(&primary)
+            .await
+            .map_err(|e| format!("primary {primary}: {e}"))?;
         if role.role != "master" {
             return Err(format!("primary {primary} has role {}", role.role));
         }
-        let online = online_replicas(&primary)?;
+        let online = online_replicas(&primary).await?;
         missing(&replicas, &online).map_err(|e| format!("primary {primary}: {e}"))?;
         for r in &replicas {
-            let role = role_of(r).map_err(|e| format!("replica {r}: {e}"))?;
+            let role = role_of(r).await.map_err(|e| format!("replica {r}: {e}"))?;
             if role.role != "slave"
                 || role.master.as_deref() != Some(primary.as_str())
                 || role.state.as_deref() != Some("connected")
@@ -403,10 +417,10 @@ impl SentinelSet {
         }
 
         for s in &sentinels {
-            let master = fields(&query::<Vec<String>>(
-                s,
-                redis::cmd("SENTINEL").arg("MASTER").arg(MASTER_NAME),
-            )?);
+            let master = fields(
+                &query::<Vec<String>>(s, redis::cmd("SENTINEL").arg("MASTER").arg(MASTER_NAME))
+                    .await?,
+            );
             let flags = master.get("flags").map(String::as_str).unwrap_or("?");
             if flags != "master" {
                 return Err(format!("sentinel {s}: the primary's flags are {flags}"));
@@ -414,7 +428,8 @@ impl SentinelSet {
             let seen: Vec<BTreeMap<String, String>> = query::<Vec<Vec<String>>>(
                 s,
                 redis::cmd("SENTINEL").arg("REPLICAS").arg(MASTER_NAME),
-            )?
+            )
+            .await?
             .iter()
             .map(|r| fields(r))
             .collect();
@@ -431,7 +446,8 @@ impl SentinelSet {
             let others: Vec<BTreeMap<String, String>> = query::<Vec<Vec<String>>>(
                 s,
                 redis::cmd("SENTINEL").arg("SENTINELS").arg(MASTER_NAME),
-            )?
+            )
+            .await?
             .iter()
             .map(|r| fields(r))
             .collect();

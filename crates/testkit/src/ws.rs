@@ -1,6 +1,11 @@
-//! A real WebSocket client (awc) that reads JSON frames with deadlines and answers pings.
+//! A real WebSocket client (awc) that reads JSON frames and answers pings.
+//!
+//! Every wait has ONE deadline for the whole call, not one per frame: a server ping or another
+//! client's broadcast is a frame too, so a per-frame deadline would let a wait for an `ack` that
+//! never comes run forever on a busy room. A wait that runs out fails the test saying what it
+//! waited for and what came instead.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix_codec::Framed;
 use awc::{
@@ -10,13 +15,17 @@ use awc::{
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 
-/// What a test is willing to wait for one frame.
-pub const FRAME_DEADLINE: Duration = Duration::from_secs(20);
+/// What a test is willing to wait for one call (`next_of`, `state_where`, ...) by default.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+/// Frames kept to show in a failure message.
+const SHOWN: usize = 5;
 
 pub struct WsClient {
     framed: Framed<BoxedSocket, Codec>,
     /// Answer server pings (a silent client leaves this off).
     pub answer_pings: bool,
+    /// How long each waiting call may take in all.
+    pub deadline: Duration,
 }
 
 /// What came off the socket.
@@ -26,20 +35,33 @@ pub enum Incoming {
     Closed(Option<u16>),
 }
 
+/// A wait that ran out.
+#[derive(Debug)]
+pub struct TimedOut {
+    pub waited: Duration,
+    /// The last frames seen meanwhile (JSON), newest last.
+    pub seen: Vec<Value>,
+    pub skipped: usize,
+}
+
 impl WsClient {
     pub async fn connect(url: &str) -> Result<WsClient, (u16, Value)> {
         let client = awc::Client::builder()
             .max_http_version(awc::http::Version::HTTP_11)
+            .timeout(DEADLINE)
             .finish();
-        match client.ws(url).max_frame_size(1 << 20).connect().await {
-            Ok((_, framed)) => Ok(WsClient {
+        let connect = client.ws(url).max_frame_size(1 << 20).connect();
+        match actix_rt::time::timeout(DEADLINE, connect).await {
+            Ok(Ok((_, framed))) => Ok(WsClient {
                 framed,
                 answer_pings: true,
+                deadline: DEADLINE,
             }),
-            Err(awc::error::WsClientError::InvalidResponseStatus(status)) => {
+            Ok(Err(awc::error::WsClientError::InvalidResponseStatus(status))) => {
                 Err((status.as_u16(), Value::Null))
             }
-            Err(e) => panic!("WebSocket connect to {url}: {e}"),
+            Ok(Err(e)) => panic!("WebSocket connect to {url}: {e}"),
+            Err(_) => panic!("WebSocket connect to {url}: no answer within {DEADLINE:?}"),
         }
     }
 
@@ -49,39 +71,48 @@ impl WsClient {
 
     /// Sends a JSON frame; false when the socket is gone.
     pub async fn try_send_json(&mut self, value: &Value) -> bool {
-        self.framed
-            .send(Message::Text(value.to_string().into()))
-            .await
-            .is_ok()
+        let send = self.framed.send(Message::Text(value.to_string().into()));
+        matches!(
+            actix_rt::time::timeout(self.deadline, send).await,
+            Ok(Ok(()))
+        )
     }
 
     pub async fn send_text(&mut self, text: String) {
-        self.framed
-            .send(Message::Text(text.into()))
-            .await
-            .expect("sending a frame");
+        self.send(Message::Text(text.into())).await;
     }
 
     pub async fn send_binary(&mut self, bytes: Vec<u8>) {
-        self.framed
-            .send(Message::Binary(bytes.into()))
-            .await
-            .expect("sending a frame");
+        self.send(Message::Binary(bytes.into())).await;
     }
 
-    /// The next JSON frame or the close, within `FRAME_DEADLINE`.
-    pub async fn next(&mut self) -> Incoming {
+    async fn send(&mut self, message: Message) {
+        match actix_rt::time::timeout(self.deadline, self.framed.send(message)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => panic!("sending a frame: {e}"),
+            Err(_) => panic!("sending a frame took over {:?}", self.deadline),
+        }
+    }
+
+    /// The next JSON frame or the close, before `end`; `None` when `end` passed first.
+    pub async fn next_before(&mut self, end: Instant) -> Option<Incoming> {
         loop {
-            let frame = actix_rt::time::timeout(FRAME_DEADLINE, self.framed.next())
+            let left = end.saturating_duration_since(Instant::now());
+            let frame = actix_rt::time::timeout(left, self.framed.next())
                 .await
-                .expect("no frame within the deadline");
+                .ok()?;
             match frame {
-                None => return Incoming::Closed(None),
+                None => return Some(Incoming::Closed(None)),
                 // A broken connection (the engine died) reads as a close without a code.
-                Some(Err(_)) => return Incoming::Closed(None),
+                Some(Err(_)) => return Some(Incoming::Closed(None)),
                 Some(Ok(Frame::Text(bytes))) => {
-                    let value = serde_json::from_slice(&bytes).expect("server frames are JSON");
-                    return Incoming::Json(value);
+                    let value = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                        panic!(
+                            "a server frame is not JSON ({e}): {}",
+                            String::from_utf8_lossy(&bytes)
+                        )
+                    });
+                    return Some(Incoming::Json(value));
                 }
                 Some(Ok(Frame::Ping(bytes))) => {
                     if self.answer_pings {
@@ -89,10 +120,19 @@ impl WsClient {
                     }
                 }
                 Some(Ok(Frame::Close(reason))) => {
-                    return Incoming::Closed(reason.map(|r| u16::from(r.code)))
+                    return Some(Incoming::Closed(reason.map(|r| u16::from(r.code))))
                 }
                 Some(Ok(_)) => {}
             }
+        }
+    }
+
+    /// The next JSON frame or the close, within the deadline.
+    pub async fn next(&mut self) -> Incoming {
+        let deadline = self.deadline;
+        match self.next_before(Instant::now() + deadline).await {
+            Some(incoming) => incoming,
+            None => panic!("no frame within {deadline:?}"),
         }
     }
 
@@ -104,33 +144,104 @@ impl WsClient {
         }
     }
 
-    /// Skips frames until one of type `kind`.
+    /// Reads frames until `want` picks one, all within the deadline. `Ok(None)` from `want`
+    /// skips the frame. Fails on a close; `Err` when the deadline passes.
+    pub async fn wait_for<T>(
+        &mut self,
+        mut want: impl FnMut(&Value) -> Option<T>,
+    ) -> Result<T, TimedOut> {
+        let started = Instant::now();
+        let end = started + self.deadline;
+        let mut seen: Vec<Value> = Vec::new();
+        let mut skipped = 0;
+        loop {
+            match self.next_before(end).await {
+                Some(Incoming::Json(frame)) => {
+                    if let Some(found) = want(&frame) {
+                        return Ok(found);
+                    }
+                    skipped += 1;
+                    if seen.len() == SHOWN {
+                        seen.remove(0);
+                    }
+                    seen.push(frame);
+                }
+                Some(Incoming::Closed(code)) => {
+                    panic!("socket closed ({code:?}) while waiting; the last frames: {seen:?}")
+                }
+                None => {
+                    return Err(TimedOut {
+                        waited: started.elapsed(),
+                        seen,
+                        skipped,
+                    })
+                }
+            }
+        }
+    }
+
+    /// Skips frames until one of type `kind`, within the deadline.
     pub async fn next_of(&mut self, kind: &str) -> Value {
-        loop {
-            let frame = self.next_json().await;
-            if frame["type"] == kind {
-                return frame;
-            }
-        }
+        let found = self
+            .wait_for(|f| (f["type"] == kind).then(|| f.clone()))
+            .await;
+        found.unwrap_or_else(|t| {
+            panic!(
+                "waited {:?} for a `{kind}` frame; {} other frames came, the last: {:?}",
+                t.waited, t.skipped, t.seen
+            )
+        })
     }
 
-    /// Skips frames until a `state` frame satisfying `pred`.
+    /// Skips frames until a `state` frame satisfying `pred`, within the deadline.
     pub async fn state_where(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
+        let found = self
+            .wait_for(|f| (f["type"] == "state" && pred(f)).then(|| f.clone()))
+            .await;
+        found.unwrap_or_else(|t| {
+            panic!(
+                "waited {:?} for a `state` frame matching the test's condition; {} other frames \
+                 came, the last: {:?}",
+                t.waited, t.skipped, t.seen
+            )
+        })
+    }
+
+    /// The `ack` or `error` frame answering `req`, within the deadline; `None` if the socket
+    /// closed first.
+    pub async fn answer_to(&mut self, req: &str) -> Option<Value> {
+        let end = Instant::now() + self.deadline;
         loop {
-            let frame = self.next_of("state").await;
-            if pred(&frame) {
-                return frame;
+            match self.next_before(end).await {
+                Some(Incoming::Json(frame)) => {
+                    if (frame["type"] == "ack" || frame["type"] == "error") && frame["req"] == req {
+                        return Some(frame);
+                    }
+                }
+                Some(Incoming::Closed(_)) => return None,
+                None => panic!(
+                    "no answer to request {req:?} within {:?} (the socket stayed open)",
+                    self.deadline
+                ),
             }
         }
     }
 
-    /// Reads until the socket closes; returns the close code and the frames before it.
+    /// Reads until the socket closes, within the deadline; returns the close code and the
+    /// frames before it.
     pub async fn until_closed(&mut self) -> (Option<u16>, Vec<Value>) {
+        let end = Instant::now() + self.deadline;
         let mut frames = Vec::new();
         loop {
-            match self.next().await {
-                Incoming::Json(value) => frames.push(value),
-                Incoming::Closed(code) => return (code, frames),
+            match self.next_before(end).await {
+                Some(Incoming::Json(value)) => frames.push(value),
+                Some(Incoming::Closed(code)) => return (code, frames),
+                None => panic!(
+                    "the socket did not close within {:?}; {} frames came, the last: {:?}",
+                    self.deadline,
+                    frames.len(),
+                    frames.last()
+                ),
             }
         }
     }

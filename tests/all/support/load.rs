@@ -3,16 +3,19 @@
 
 use std::{cell::Cell, rc::Rc, time::Duration};
 
-use serde_json::{json, Value};
+use serde_json::json;
 
-use super::{
-    app::TestApp,
-    ws::{Incoming, WsClient},
-};
+use super::{app::TestApp, ws::WsClient};
 
 /// Pause between one voter's requests, so a few voters stay under the per-socket rate limit
 /// and leave CPU for the Redis processes (this paces load; it waits for nothing).
 const PACE: Duration = Duration::from_millis(25);
+/// How long one request may wait for its answer: through a failover (detection, election, the
+/// engine finding the new primary) and a loaded machine, with room to spare. A request the
+/// engine never answers fails the test after this, instead of hanging it.
+const ANSWER_DEADLINE: Duration = Duration::from_secs(120);
+/// How long `stop` waits for every voter to finish its last request.
+const STOP_DEADLINE: Duration = Duration::from_secs(150);
 
 /// What one voter saw acknowledged.
 #[derive(Debug, Default, Clone)]
@@ -50,6 +53,7 @@ impl Voters {
             let url = app.ws_url(&format!("/rooms/{room}/ws?user={user}"));
             let mut ws = WsClient::connect(&url).await.expect("voter socket");
             ws.next_of("state").await;
+            ws.deadline = ANSWER_DEADLINE;
             let (stop, acks) = (stop.clone(), acks.clone());
             tasks.push(actix_rt::spawn(async move {
                 vote_until(ws, user, i, stop, acks).await
@@ -66,11 +70,13 @@ impl Voters {
     /// Lets each voter finish its current request, then returns what they saw.
     pub async fn stop(self) -> Vec<VoterLog> {
         self.stop.set(true);
-        let mut logs = Vec::new();
-        for task in self.tasks {
-            logs.push(task.await.expect("voter task"));
-        }
-        logs
+        let all = futures_util::future::join_all(self.tasks);
+        let done = actix_rt::time::timeout(STOP_DEADLINE, all)
+            .await
+            .unwrap_or_else(|_| panic!("the voters did not finish within {STOP_DEADLINE:?}"));
+        done.into_iter()
+            .map(|task| task.expect("voter task"))
+            .collect()
     }
 
     /// Waits until `more` further requests were acknowledged (fails the test after `deadline`).
@@ -124,7 +130,7 @@ async fn vote_until(
         if !ws.try_send_json(&frame).await {
             break; // the engine is gone (a crash test); the vote may or may not have landed
         }
-        let Some(answer) = answer_to(&mut ws, &req).await else {
+        let Some(answer) = ws.answer_to(&req).await else {
             break; // the engine went away under this request (a crash test): it stays in flight
         };
         log.in_flight = None;
@@ -152,18 +158,4 @@ async fn vote_until(
         actix_rt::time::sleep(PACE).await;
     }
     log
-}
-
-/// The `ack` or `error` frame answering `req`; `None` if the socket closed first.
-async fn answer_to(ws: &mut WsClient, req: &str) -> Option<Value> {
-    loop {
-        match ws.next().await {
-            Incoming::Json(frame) => {
-                if (frame["type"] == "ack" || frame["type"] == "error") && frame["req"] == req {
-                    return Some(frame);
-                }
-            }
-            Incoming::Closed(_) => return None,
-        }
-    }
 }

@@ -83,7 +83,7 @@ async fn the_load_generator_drives_the_engine_closed_and_open_loop() {
 
 #[actix_rt::test]
 async fn the_load_generator_drives_both_baselines() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::start().await;
     let summary = load(&[
         "--target",
         "redis-per-mutation",
@@ -94,7 +94,7 @@ async fn the_load_generator_drives_both_baselines() {
     ]);
     assert_eq!(summary["target"], "redis-per-mutation");
     assert!(
-        redis.keys("roomstate-baseline:*").is_empty(),
+        redis.keys("roomstate-baseline:*").await.is_empty(),
         "the baseline cleans up"
     );
 
