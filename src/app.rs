@@ -28,6 +28,9 @@ use crate::{
 
 /// How long shutdown waits for rooms to make their pending events durable.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+/// How long a close waits for pending events to become durable and the record to be written
+/// before answering 503 (the room stays closed to mutations; the close can be retried).
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Opens the journal the settings name.
 fn open_journal(loaded: &Loaded, metrics: &Metrics) -> anyhow::Result<Arc<dyn Journal>> {
@@ -82,6 +85,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
                 max_pending: settings.journal.max_pending,
                 http_ttl: settings.presence.http_ttl(),
                 snapshot_every: settings.journal.snapshot_every,
+                close_timeout: CLOSE_TIMEOUT,
             },
         },
         settings.rooms.threads,

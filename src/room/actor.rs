@@ -23,8 +23,8 @@ use roomstate_store::{FinalRecord, StoreError};
 use tokio::sync::oneshot;
 
 use super::{
-    closing::{Closing, CLOSE_TIMEOUT},
-    commit_queue::CommitQueue,
+    closing::Closing,
+    commit_queue::{CommitQueue, MAX_RETRY_DELAY},
     deps::RoomDeps,
     failure::{Reply, RoomFailure},
     http_idle::HttpIdle,
@@ -163,7 +163,12 @@ impl RoomActor {
                     %error, pending = self.commits.len(), "journal append failed; retrying"),
             }
         }
-        ctx.run_later(retry.after, |act, ctx| {
+        // A corrupt log needs an operator, not a quick retry: try again at the slowest pace.
+        let after = match error {
+            JournalError::Corrupt(_) => retry.after.max(MAX_RETRY_DELAY),
+            JournalError::Unavailable(_) => retry.after,
+        };
+        ctx.run_later(after, |act, ctx| {
             act.commits.retry_due();
             act.flush(ctx);
         });
@@ -493,8 +498,9 @@ impl Handler<Close> for RoomActor {
         self.state.close(time::now());
         self.closing.get_or_insert_with(Closing::default).wait(tx);
         self.write_final_record(ctx);
+        let timeout = self.deps.settings.close_timeout;
         Box::pin(async move {
-            match tokio::time::timeout(CLOSE_TIMEOUT, rx).await {
+            match tokio::time::timeout(timeout, rx).await {
                 Ok(Ok(reply)) => reply,
                 Ok(Err(_)) => Err(RoomFailure::Unavailable("the room stopped".into())),
                 Err(_) => Err(RoomFailure::Unavailable(

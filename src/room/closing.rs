@@ -1,17 +1,12 @@
 //! `Closing`: a room's close in progress — who waits for the final view, and whether the final
 //! record is being written. The room stops taking mutations when the close begins, writes the
-//! record once nothing is pending, and answers every waiter with the same outcome.
-
-use std::time::Duration;
+//! record once nothing is pending, and answers every waiter with the same outcome. How long a
+//! caller waits for that outcome is `RoomSettings::close_timeout`.
 
 use roomstate_core::room::RoomView;
 use tokio::sync::oneshot;
 
 use super::failure::{Reply, RoomFailure};
-
-/// How long a close waits for pending events to become durable and the record to be written
-/// before answering 503 (the room stays closed to mutations; the close can be retried).
-pub(crate) const CLOSE_TIMEOUT: Duration = Duration::from_secs(15);
 
 #[derive(Default)]
 pub(crate) struct Closing {
@@ -22,6 +17,9 @@ pub(crate) struct Closing {
 impl Closing {
     /// One more caller waits for the outcome.
     pub(crate) fn wait(&mut self, waiter: oneshot::Sender<Reply<RoomView>>) {
+        // Callers whose close timed out have gone; a client retrying a close through a long
+        // outage must not pile up their channels.
+        self.waiters.retain(|tx| !tx.is_closed());
         self.waiters.push(waiter);
     }
 

@@ -16,6 +16,10 @@ pub(crate) struct RoomSettings {
     pub(crate) http_ttl: Duration,
     /// Durable events between snapshots (recovery replays at most about this many per room).
     pub(crate) snapshot_every: u64,
+    /// How long a close waits for pending events to become durable and the record to be written
+    /// before answering 503 (the room stays closed to mutations; the close can be retried). A
+    /// setting rather than a constant so tests can use a short one; the engine's is in `app`.
+    pub(crate) close_timeout: Duration,
 }
 
 pub(crate) struct RoomDeps {

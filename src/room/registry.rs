@@ -287,7 +287,11 @@ impl Registry {
         for log in logs {
             if closed.contains(&log.room) {
                 tracing::info!(room.id = %log.room, "room already closed in the store; deleting its log");
-                self.deps.journal.delete_room(log.room.clone()).await?;
+                // A leftover log is harmless (the store's record wins, and the next start tries
+                // again); it must not keep every other room from coming back.
+                if let Err(error) = self.deps.journal.delete_room(log.room.clone()).await {
+                    tracing::warn!(room.id = %log.room, %error, "log of a closed room not deleted");
+                }
                 continue;
             }
             let state = match &log.snapshot {

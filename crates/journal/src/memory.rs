@@ -1,10 +1,13 @@
-//! An in-memory journal for tests: durable for as long as the value lives, and able to refuse
-//! writes on demand so tests can drive the engine's "log is down" paths without a real outage.
+//! An in-memory journal for tests: durable for as long as the value lives, and able to fail on
+//! demand so tests can drive the engine's failure paths without a real outage: the whole log down,
+//! a batch written whose reply is lost, a log that reports itself corrupt, snapshots that fail.
+//! It also records what it was asked (the batches per room and how each ended), so a test can
+//! check how the engine retried and split its appends, not only the end state.
 
 use std::{
     collections::BTreeMap,
     sync::{
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicU64, Ordering},
         Arc,
     },
 };
@@ -15,6 +18,32 @@ use parking_lot::Mutex;
 use roomstate_core::room::{Event, RoomId, Snapshot};
 
 use super::{Journal, JournalError, JournalFuture, JournalStatus, RoomLog};
+
+/// How the journal misbehaves now (see [`MemoryJournal::set_fault`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Fault {
+    /// Every call does its work and succeeds.
+    #[default]
+    None,
+    /// Every call (append, snapshot, recover, delete, check) fails with `Unavailable` and nothing
+    /// is written: the log cannot be reached.
+    Down,
+    /// Appends write their events, then fail with `Unavailable` anyway: the reply was lost, so
+    /// the caller cannot know the batch is durable and must re-send it. Other calls work.
+    WriteThenFail,
+    /// Appends write nothing and fail with `Corrupt`, the error no retry is expected to heal.
+    /// Other calls work.
+    Corrupt,
+}
+
+/// One append call as far as one room is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Batch {
+    /// How many of the room's events the call carried.
+    pub events: usize,
+    /// Whether the call answered `Ok` (a lost reply counts as not acknowledged).
+    pub acknowledged: bool,
+}
 
 #[derive(Default)]
 struct Log {
@@ -35,11 +64,17 @@ impl Log {
 #[derive(Default)]
 struct Inner {
     rooms: Mutex<BTreeMap<RoomId, Log>>,
-    down: AtomicBool,
+    fault: Mutex<Fault>,
+    /// Snapshots fail (and write nothing) while set, apart from `fault`: a snapshot is a
+    /// different write from an append and may fail alone.
+    failing_snapshots: Mutex<bool>,
     appends: AtomicU64,
+    refused_snapshots: AtomicU64,
+    /// Every append call per room, in the order they came.
+    batches: Mutex<BTreeMap<RoomId, Vec<Batch>>>,
 }
 
-/// A journal held in memory. Clones share the same log.
+/// A journal held in memory. Clones share the same log, faults and records.
 #[derive(Clone, Default)]
 pub struct MemoryJournal {
     inner: Arc<Inner>,
@@ -50,14 +85,49 @@ impl MemoryJournal {
         Self::default()
     }
 
-    /// While `down`, every call fails with `Unavailable` and nothing is written.
+    /// While `down`, every call fails with `Unavailable` and nothing is written (the same as
+    /// [`Fault::Down`]; `false` clears any fault).
     pub fn set_down(&self, down: bool) {
-        self.inner.down.store(down, Ordering::SeqCst);
+        self.set_fault(if down { Fault::Down } else { Fault::None });
+    }
+
+    /// How the journal behaves from now on, until the next call.
+    pub fn set_fault(&self, fault: Fault) {
+        *self.inner.fault.lock() = fault;
+    }
+
+    /// While `failing`, snapshots fail with `Unavailable` and change nothing.
+    pub fn set_snapshots_failing(&self, failing: bool) {
+        *self.inner.failing_snapshots.lock() = failing;
     }
 
     /// Successful appends so far (each one a group-committed batch).
     pub fn appends(&self) -> u64 {
         self.inner.appends.load(Ordering::SeqCst)
+    }
+
+    /// Every append call that carried `room`'s events, oldest first, with how it ended.
+    pub fn batches(&self, room: &RoomId) -> Vec<Batch> {
+        self.inner
+            .batches
+            .lock()
+            .get(room)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Append calls with `room`'s events that answered an error (whether or not they wrote).
+    pub fn refused_appends(&self, room: &RoomId) -> usize {
+        let batches = self.inner.batches.lock();
+        let refused = batches
+            .get(room)
+            .map(|b| b.iter().filter(|b| !b.acknowledged).count());
+        refused.unwrap_or(0)
+    }
+
+    /// Snapshot calls refused so far (by [`MemoryJournal::set_snapshots_failing`] or while down).
+    pub fn refused_snapshots(&self) -> u64 {
+        self.inner.refused_snapshots.load(Ordering::SeqCst)
     }
 
     /// A copy of one room's events (those after its snapshot).
@@ -76,30 +146,77 @@ impl MemoryJournal {
         rooms.get(room)?.snapshot.as_ref().map(|s| s.seq)
     }
 
+    /// Whether the journal holds a log (events or a snapshot) for `room`.
+    pub fn has_room(&self, room: &RoomId) -> bool {
+        self.inner.rooms.lock().contains_key(room)
+    }
+
+    fn fault(&self) -> Fault {
+        *self.inner.fault.lock()
+    }
+
     fn refuse_if_down(&self) -> Result<(), JournalError> {
-        if self.inner.down.load(Ordering::SeqCst) {
+        if self.fault() == Fault::Down {
             Err(JournalError::Unavailable("memory journal set down".into()))
         } else {
             Ok(())
         }
     }
 
-    fn write(&self, events: Vec<Event>) -> Result<(), JournalError> {
-        self.refuse_if_down()?;
-        let mut rooms = self.inner.rooms.lock();
+    /// Records one append call per room it touches, with its outcome.
+    fn record(&self, events: &[Event], acknowledged: bool) {
+        let mut per_room: BTreeMap<&RoomId, usize> = BTreeMap::new();
         for event in events {
-            let log = rooms.entry(event.room.clone()).or_default();
-            let next = log.last_seq() + 1;
-            if event.seq < next {
-                continue; // already durable: a retry
+            *per_room.entry(&event.room).or_default() += 1;
+        }
+        let mut batches = self.inner.batches.lock();
+        for (room, events) in per_room {
+            batches.entry(room.clone()).or_default().push(Batch {
+                events,
+                acknowledged,
+            });
+        }
+    }
+
+    fn write(&self, events: &[Event]) -> Result<(), JournalError> {
+        // Read once, so a test flipping the switch mid-call cannot get half of each behaviour.
+        let fault = self.fault();
+        match fault {
+            Fault::Down => return Err(JournalError::Unavailable("memory journal set down".into())),
+            Fault::Corrupt => {
+                return Err(JournalError::Corrupt(
+                    "memory journal set to report corruption".into(),
+                ))
             }
-            if event.seq > next {
+            Fault::None | Fault::WriteThenFail => {}
+        }
+        let mut rooms = self.inner.rooms.lock();
+        // Check the whole batch before writing any of it, as the durable journals do: a batch
+        // that would leave a gap writes nothing.
+        let mut next: BTreeMap<&RoomId, u64> = BTreeMap::new();
+        for event in events {
+            let expected = next
+                .entry(&event.room)
+                .or_insert_with(|| rooms.get(&event.room).map_or(0, Log::last_seq) + 1);
+            if event.seq > *expected {
                 return Err(JournalError::Corrupt(format!(
                     "room {}: append of seq {} when {} is next",
-                    event.room, event.seq, next
+                    event.room, event.seq, expected
                 )));
             }
-            log.events.push(event);
+            *expected = (*expected).max(event.seq + 1);
+        }
+        for event in events {
+            let log = rooms.entry(event.room.clone()).or_default();
+            if event.seq == log.last_seq() + 1 {
+                log.events.push(event.clone());
+            } // else already durable: a retry
+        }
+        drop(rooms);
+        if fault == Fault::WriteThenFail {
+            return Err(JournalError::Unavailable(
+                "memory journal wrote the batch and lost the reply".into(),
+            ));
         }
         self.inner.appends.fetch_add(1, Ordering::SeqCst);
         Ok(())
@@ -108,7 +225,8 @@ impl MemoryJournal {
 
 impl Journal for MemoryJournal {
     fn append(&self, events: Vec<Event>) -> JournalFuture<()> {
-        let result = self.write(events);
+        let result = self.write(&events);
+        self.record(&events, result.is_ok());
         async move { result }.boxed()
     }
 
@@ -129,12 +247,21 @@ impl Journal for MemoryJournal {
     }
 
     fn snapshot(&self, snapshot: Snapshot) -> JournalFuture<()> {
-        let result = self.refuse_if_down().map(|()| {
+        let result = self.refuse_if_down().and_then(|()| {
+            if *self.inner.failing_snapshots.lock() {
+                return Err(JournalError::Unavailable(
+                    "memory journal set to fail snapshots".into(),
+                ));
+            }
             let mut rooms = self.inner.rooms.lock();
             let log = rooms.entry(snapshot.room.clone()).or_default();
             log.events.retain(|e| e.seq > snapshot.seq);
             log.snapshot = Some(snapshot);
+            Ok(())
         });
+        if result.is_err() {
+            self.inner.refused_snapshots.fetch_add(1, Ordering::SeqCst);
+        }
         async move { result }.boxed()
     }
 
@@ -194,6 +321,10 @@ mod tests {
             .unwrap();
         assert_eq!(journal.events(&room).len(), 3);
         assert!(journal.append(vec![event(&room, 5)]).await.is_err());
+        // A batch with a gap in it writes nothing, not even the events before the gap.
+        let gap = journal.append(vec![event(&room, 4), event(&room, 6)]).await;
+        assert!(matches!(gap, Err(JournalError::Corrupt(_))), "{gap:?}");
+        assert_eq!(seqs(&journal.events(&room)), [1, 2, 3]);
     }
 
     #[actix_rt::test]
@@ -205,5 +336,148 @@ mod tests {
         journal.set_down(false);
         assert!(journal.events(&room).is_empty());
         assert_eq!(journal.recover().await.unwrap(), vec![]);
+    }
+
+    fn seqs(events: &[Event]) -> Vec<u64> {
+        events.iter().map(|e| e.seq).collect()
+    }
+
+    #[actix_rt::test]
+    async fn down_refuses_every_call_and_clearing_it_restores_them() {
+        let journal = MemoryJournal::new();
+        let room = RoomId::parse("r_all").unwrap();
+        journal.append(vec![event(&room, 1)]).await.unwrap();
+        journal.set_fault(Fault::Down);
+        assert!(journal.check().await.is_err());
+        assert!(journal.recover().await.is_err());
+        assert!(journal.delete_room(room.clone()).await.is_err());
+        let snapshot = Snapshot {
+            room: room.clone(),
+            seq: 1,
+            title: "t".into(),
+            created_at: time::now(),
+            participants_peak: 0,
+            votes: vec![],
+            messages: vec![],
+        };
+        assert!(journal.snapshot(snapshot).await.is_err());
+        assert_eq!(journal.refused_snapshots(), 1);
+        journal.set_down(false);
+        journal.check().await.unwrap();
+        assert!(journal.has_room(&room), "nothing was deleted while down");
+        journal.delete_room(room.clone()).await.unwrap();
+        assert!(!journal.has_room(&room));
+    }
+
+    #[actix_rt::test]
+    async fn write_then_fail_writes_the_batch_but_reports_an_error() {
+        let journal = MemoryJournal::new();
+        let room = RoomId::parse("r_lost").unwrap();
+        journal.set_fault(Fault::WriteThenFail);
+        let lost = journal.append(vec![event(&room, 1), event(&room, 2)]).await;
+        assert!(
+            matches!(lost, Err(JournalError::Unavailable(_))),
+            "{lost:?}"
+        );
+        assert_eq!(seqs(&journal.events(&room)), [1, 2], "written all the same");
+        assert_eq!(journal.appends(), 0, "not counted as a success");
+        journal.set_fault(Fault::None);
+        journal
+            .append(vec![event(&room, 1), event(&room, 2), event(&room, 3)])
+            .await
+            .unwrap();
+        assert_eq!(
+            seqs(&journal.events(&room)),
+            [1, 2, 3],
+            "the re-send adds no copy"
+        );
+        assert_eq!(
+            journal.batches(&room),
+            [
+                Batch {
+                    events: 2,
+                    acknowledged: false
+                },
+                Batch {
+                    events: 3,
+                    acknowledged: true
+                },
+            ]
+        );
+        assert_eq!(journal.refused_appends(&room), 1);
+    }
+
+    #[actix_rt::test]
+    async fn corrupt_writes_nothing_and_reports_corruption() {
+        let journal = MemoryJournal::new();
+        let room = RoomId::parse("r_bad").unwrap();
+        journal.set_fault(Fault::Corrupt);
+        for _ in 0..2 {
+            let refused = journal.append(vec![event(&room, 1)]).await;
+            assert!(
+                matches!(refused, Err(JournalError::Corrupt(_))),
+                "{refused:?}"
+            );
+        }
+        assert!(journal.events(&room).is_empty());
+        journal.check().await.unwrap();
+        assert_eq!(journal.refused_appends(&room), 2);
+        journal.set_fault(Fault::None);
+        journal.append(vec![event(&room, 1)]).await.unwrap();
+        assert_eq!(seqs(&journal.events(&room)), [1]);
+    }
+
+    #[actix_rt::test]
+    async fn failing_snapshots_leave_the_log_whole_and_appends_working() {
+        let journal = MemoryJournal::new();
+        let room = RoomId::parse("r_snap").unwrap();
+        let snapshot = |seq| Snapshot {
+            room: room.clone(),
+            seq,
+            title: "t".into(),
+            created_at: time::now(),
+            participants_peak: 0,
+            votes: vec![],
+            messages: vec![],
+        };
+        journal
+            .append(vec![event(&room, 1), event(&room, 2)])
+            .await
+            .unwrap();
+        journal.set_snapshots_failing(true);
+        assert!(journal.snapshot(snapshot(2)).await.is_err());
+        assert_eq!(journal.refused_snapshots(), 1);
+        assert_eq!(journal.snapshot_seq(&room), None);
+        assert_eq!(seqs(&journal.events(&room)), [1, 2], "nothing trimmed");
+        journal.append(vec![event(&room, 3)]).await.unwrap();
+        journal.set_snapshots_failing(false);
+        journal.snapshot(snapshot(2)).await.unwrap();
+        assert_eq!(journal.snapshot_seq(&room), Some(2));
+        assert_eq!(seqs(&journal.events(&room)), [3]);
+    }
+
+    #[actix_rt::test]
+    async fn batches_are_recorded_per_room() {
+        let journal = MemoryJournal::new();
+        let (a, b) = (RoomId::parse("r_a").unwrap(), RoomId::parse("r_b").unwrap());
+        journal
+            .append(vec![event(&a, 1), event(&b, 1), event(&a, 2)])
+            .await
+            .unwrap();
+        journal.set_down(true);
+        assert!(journal.append(vec![event(&b, 2)]).await.is_err());
+        let sizes = |room| -> Vec<(usize, bool)> {
+            journal
+                .batches(room)
+                .iter()
+                .map(|b| (b.events, b.acknowledged))
+                .collect()
+        };
+        assert_eq!(sizes(&a), [(2, true)]);
+        assert_eq!(sizes(&b), [(1, true), (1, false)]);
+        assert_eq!(
+            (journal.refused_appends(&a), journal.refused_appends(&b)),
+            (0, 1)
+        );
     }
 }

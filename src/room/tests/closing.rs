@@ -1,0 +1,127 @@
+//! Closing a room while the journal is down: the close waits for the pending events, the room is
+//! closed to mutations at once but shown open until the final record is stored, a close that
+//! outlasts `close_timeout` answers 503 and can be retried, and the record holds every
+//! acknowledged mutation.
+
+use std::time::{Duration, Instant};
+
+use roomstate_core::room::{RoomError, RoomStatus};
+use roomstate_testkit::eventually;
+
+use super::{answered, say, settings, Setup, PATIENCE};
+use crate::room::{
+    deps::RoomSettings,
+    failure::{RegistryFailure, RoomFailure},
+    messages::{Close, GetView, Mutate},
+};
+
+#[actix_rt::test]
+async fn close_waits_for_pending_events_and_writes_them() {
+    let setup = Setup::new();
+    let (journal, store) = (&setup.journal, &setup.store);
+    let registry = setup.registry(settings());
+    let (id, room) = setup.room_with_alice(&registry, "close in an outage").await;
+    journal.set_down(true);
+    let held = actix_rt::spawn(room.send(say("last words")));
+    let closing = actix_rt::spawn(room.send(Close));
+    // Two refused appends of the message: it is still pending after a retry, so the close,
+    // which writes only once nothing is pending, cannot have finished.
+    eventually("two refused appends", PATIENCE, || async {
+        (journal.refused_appends(&id) >= 2).then_some(())
+    })
+    .await;
+    assert!(
+        !closing.is_finished(),
+        "close waits for the pending message"
+    );
+    let meanwhile = room.send(GetView).await.unwrap();
+    assert_eq!(
+        (meanwhile.status, meanwhile.closed_at),
+        (RoomStatus::Open, None),
+        "not shown closed before the final record is stored"
+    );
+    assert!(store.room(&id).await.unwrap().is_none());
+    journal.set_down(false);
+    let final_view = answered(closing).await.unwrap();
+    assert_eq!(answered(held).await.unwrap().counters.seq, 3);
+    assert_eq!(final_view.status, RoomStatus::Closed);
+    assert_eq!(final_view.counters.messages, 1);
+    assert_eq!(store.messages(&id, 0, 10).await.unwrap().len(), 1);
+    eventually("the log to be deleted", PATIENCE, || async {
+        (!journal.has_room(&id)).then_some(())
+    })
+    .await;
+}
+
+#[actix_rt::test]
+async fn a_close_that_outlasts_its_timeout_answers_unavailable_and_can_be_retried() {
+    const CLOSE_TIMEOUT: Duration = Duration::from_millis(300);
+    let setup = Setup::new();
+    let (journal, store) = (&setup.journal, &setup.store);
+    let registry = setup.registry(RoomSettings {
+        close_timeout: CLOSE_TIMEOUT,
+        ..settings()
+    });
+    let (id, room) = setup.room_with_alice(&registry, "slow close").await;
+    journal.set_down(true);
+    let held = actix_rt::spawn(room.send(say("last words")));
+
+    let started = Instant::now();
+    let refused = registry.close(&id).await;
+    let waited = started.elapsed();
+    assert!(
+        matches!(
+            refused,
+            Err(RegistryFailure::Room(RoomFailure::Unavailable(_)))
+        ),
+        "{refused:?}"
+    );
+    // At least the timeout; and well below the 15 s the engine runs with, so the setting is
+    // what the room used.
+    assert!(
+        waited >= CLOSE_TIMEOUT && waited < Duration::from_secs(10),
+        "the close answered after {waited:?}"
+    );
+
+    let Mutate { command, via } = say("too late");
+    let late = registry.mutate(&id, command, via).await;
+    assert!(
+        matches!(
+            late,
+            Err(RegistryFailure::Room(RoomFailure::Rule(RoomError::Closed)))
+        ),
+        "the room stays closed to mutations: {late:?}"
+    );
+    let meanwhile = room.send(GetView).await.unwrap();
+    assert_eq!(
+        (meanwhile.status, meanwhile.counters.seq),
+        (RoomStatus::Open, 2),
+        "shown as of its last durable event, open until the record is stored"
+    );
+    assert!(!held.is_finished(), "the pending message is not acked");
+    assert!(store.room(&id).await.unwrap().is_none());
+
+    journal.set_down(false);
+    assert_eq!(answered(held).await.unwrap().counters.seq, 3);
+    // A retried close may again outlast the short timeout on a slow machine while the record is
+    // written; a client retries until it gets the final view, and so does the test.
+    let final_view = eventually("a retried close to answer", PATIENCE, || async {
+        registry.close(&id).await.ok()
+    })
+    .await;
+    assert_eq!(final_view.status, RoomStatus::Closed);
+    assert_eq!(
+        (final_view.counters.seq, final_view.counters.messages),
+        (3, 1)
+    );
+    assert_eq!(final_view.counters.participants_peak, 1);
+    assert_eq!(store.room(&id).await.unwrap(), Some(final_view));
+    let stored: Vec<(u64, String)> = store
+        .messages(&id, 0, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.seq, m.text))
+        .collect();
+    assert_eq!(stored, [(3, "last words".to_owned())]);
+}

@@ -1,0 +1,60 @@
+//! The registry at start: a room whose final record is already in the store (the engine stopped
+//! after the write-back, before the log was deleted) is not reopened and loses its log; the other
+//! rooms come back as they were.
+
+use roomstate_core::room::RoomStatus;
+use roomstate_testkit::eventually;
+
+use super::{log_seqs, say, settings, Setup, PATIENCE};
+use crate::room::messages::GetView;
+
+#[actix_rt::test]
+async fn recovery_deletes_the_log_of_a_room_already_in_the_store_and_reopens_the_others() {
+    let setup = Setup::new();
+    let (journal, store) = (&setup.journal, &setup.store);
+    let registry = setup.registry(settings());
+    let (closed, closed_room) = setup.room_with_alice(&registry, "closed").await;
+    closed_room.send(say("bye")).await.unwrap().unwrap();
+    let (open, open_room) = setup.room_with_alice(&registry, "open").await;
+    open_room.send(say("still here")).await.unwrap().unwrap();
+    let open_before = open_room.send(GetView).await.unwrap();
+
+    // With nothing pending, the close writes the record to the store, which works, and then
+    // fails to delete the log from the down journal: the state a crash between the two leaves.
+    journal.set_down(true);
+    let final_view = registry.close(&closed).await.unwrap();
+    eventually("the closed room to stop", PATIENCE, || async {
+        (!closed_room.connected()).then_some(())
+    })
+    .await;
+    journal.set_down(false);
+    assert_eq!(
+        log_seqs(journal, &closed),
+        [1, 2, 3],
+        "the log outlived the close"
+    );
+    assert_eq!(store.room(&closed).await.unwrap(), Some(final_view.clone()));
+
+    let again = setup.registry(settings());
+    assert_eq!(again.recover().await.unwrap(), 1, "only the open room");
+    assert!(
+        again.get(&closed).is_none(),
+        "the closed room is not reopened"
+    );
+    assert!(!journal.has_room(&closed), "its log is deleted");
+    assert_eq!(
+        again.view(&closed).await.unwrap(),
+        final_view,
+        "it is served from the store"
+    );
+    assert_eq!(
+        again.view(&closed).await.unwrap().status,
+        RoomStatus::Closed
+    );
+
+    let back = again.get(&open).unwrap().send(GetView).await.unwrap();
+    assert_eq!(back.counters.seq, open_before.counters.seq);
+    assert_eq!(back.counters.messages, 1);
+    assert_eq!(back.counters.participants_peak, 1);
+    assert_eq!(log_seqs(journal, &open), [1, 2, 3], "its log is untouched");
+}

@@ -1,0 +1,120 @@
+//! Snapshots: a written one trims the log and recovery starts from it; a failed one changes
+//! nothing the room or recovery depends on (the log stays whole), and a later commit tries again.
+
+use roomstate_core::room::{RoomId, RoomView};
+use roomstate_testkit::eventually;
+
+use super::{join_alice, log_seqs, say, settings, Setup, PATIENCE};
+use crate::room::{
+    deps::RoomSettings,
+    messages::{GetMessages, GetView},
+    registry::Registry,
+};
+
+fn every(events: u64) -> RoomSettings {
+    RoomSettings {
+        snapshot_every: events,
+        ..settings()
+    }
+}
+
+#[actix_rt::test]
+async fn snapshots_trim_the_log_and_recovery_restores_from_them() {
+    let setup = Setup::new();
+    let journal = &setup.journal;
+    let registry = setup.registry(every(10));
+    let created = registry.create("snapshots".into()).await.unwrap();
+    let room = registry.get(&created.id).unwrap();
+    room.send(join_alice()).await.unwrap().unwrap();
+    for i in 0..25 {
+        room.send(say(&format!("m{i}"))).await.unwrap().unwrap();
+    }
+    let snapshot_seq = eventually("a snapshot", PATIENCE, || async {
+        journal.snapshot_seq(&created.id).filter(|s| *s >= 10)
+    })
+    .await;
+    assert!(
+        journal
+            .events(&created.id)
+            .iter()
+            .all(|e| e.seq > snapshot_seq),
+        "events up to the snapshot are trimmed"
+    );
+    let before = room.send(GetView).await.unwrap();
+
+    let again = setup.registry(every(10));
+    assert_eq!(again.recover().await.unwrap(), 1);
+    let back = again.get(&created.id).unwrap().send(GetView).await.unwrap();
+    assert_eq!(back.counters.seq, before.counters.seq);
+    assert_eq!(back.counters.messages, 25);
+    assert_eq!(back.counters.participants, 0);
+    assert_eq!(back.counters.participants_peak, 1);
+}
+
+/// What recovery must give back of a room: everything durable (presence is not: a recovered
+/// room starts with nobody present).
+async fn durable_state(registry: &Registry, id: &RoomId) -> (RoomView, Vec<String>) {
+    let room = registry.get(id).unwrap();
+    let mut view = room.send(GetView).await.unwrap();
+    view.counters.participants = 0;
+    let messages = room
+        .send(GetMessages {
+            after: 0,
+            limit: 1000,
+        })
+        .await
+        .unwrap();
+    let messages = messages
+        .into_iter()
+        .map(|m| format!("{} {} {}", m.seq, m.user, m.text))
+        .collect();
+    (view, messages)
+}
+
+#[actix_rt::test]
+async fn a_failed_snapshot_keeps_the_room_serving_and_the_log_whole() {
+    let setup = Setup::new();
+    let journal = &setup.journal;
+    let registry = setup.registry(every(10));
+    let (id, room) = setup.room_with_alice(&registry, "snapshots fail").await;
+
+    journal.set_snapshots_failing(true);
+    for i in 0..25 {
+        let view = room.send(say(&format!("m{i}"))).await.unwrap();
+        assert_eq!(view.unwrap().counters.seq, 3 + i, "the room keeps serving");
+    }
+    // Snapshots are due from seq 11 on, and each commit after a failure tries again.
+    eventually("at least two failed snapshots", PATIENCE, || async {
+        (journal.refused_snapshots() >= 2).then_some(())
+    })
+    .await;
+    assert_eq!(journal.snapshot_seq(&id), None);
+    assert_eq!(
+        log_seqs(journal, &id),
+        (1..=27).collect::<Vec<_>>(),
+        "nothing trimmed without a snapshot"
+    );
+
+    let again = setup.registry(every(10));
+    assert_eq!(again.recover().await.unwrap(), 1);
+    let (recovered, before) = (
+        durable_state(&again, &id).await,
+        durable_state(&registry, &id).await,
+    );
+    assert_eq!(recovered, before, "the log alone rebuilds the room");
+    assert_eq!(recovered.1.len(), 25);
+
+    journal.set_snapshots_failing(false);
+    let refused = journal.refused_snapshots();
+    room.send(say("after")).await.unwrap().unwrap();
+    let snapshot_seq = eventually("a snapshot after the next commit", PATIENCE, || async {
+        journal.snapshot_seq(&id)
+    })
+    .await;
+    assert_eq!(snapshot_seq, 28);
+    assert_eq!(journal.refused_snapshots(), refused);
+    assert!(
+        journal.events(&id).iter().all(|e| e.seq > snapshot_seq),
+        "the snapshot trimmed the log"
+    );
+}
