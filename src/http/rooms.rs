@@ -1,7 +1,7 @@
 //! Public room endpoints: create and list rooms, join and leave, votes, messages, the socket.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use roomstate_core::room::{Command, RoomView, Side, UserName, Via};
+use roomstate_core::room::{Command, IdempotencyKey, RoomView, Side, UserName, Via};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -9,7 +9,10 @@ use super::{
     extract::{self, rate_limit},
     AppState,
 };
-use crate::{error::ApiError, ws};
+use crate::{error::ApiError, room::messages::Applied, ws};
+
+/// The request header that makes `POST /messages` safe to repeat.
+const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
 
 /// Most messages one listing returns.
 const MAX_LISTING: usize = 500;
@@ -59,7 +62,7 @@ async fn mutate(
     req: &HttpRequest,
     id: &str,
     command: Command,
-) -> Result<RoomView, ApiError> {
+) -> Result<Applied, ApiError> {
     rate_limit(state, req)?;
     let id = extract::room_id(id)?;
     Ok(state.registry.mutate(&id, command, Via::Http).await?)
@@ -140,8 +143,8 @@ async fn presence(
     id: &str,
     command: Command,
 ) -> Result<HttpResponse, ApiError> {
-    let view = mutate(state, req, id, command).await?;
-    Ok(HttpResponse::Ok().json(view))
+    let applied = mutate(state, req, id, command).await?;
+    Ok(HttpResponse::Ok().json(applied.view))
 }
 
 pub(super) async fn vote(
@@ -155,7 +158,7 @@ pub(super) async fn vote(
         user: extract::user(&user)?,
         side: body.side,
     };
-    Ok(tally(&mutate(&state, &req, &id, command).await?))
+    Ok(tally(&mutate(&state, &req, &id, command).await?.view))
 }
 
 pub(super) async fn retract(
@@ -167,7 +170,7 @@ pub(super) async fn retract(
     let command = Command::Retract {
         user: extract::user(&user)?,
     };
-    Ok(tally(&mutate(&state, &req, &id, command).await?))
+    Ok(tally(&mutate(&state, &req, &id, command).await?.view))
 }
 
 pub(super) async fn say(
@@ -176,9 +179,22 @@ pub(super) async fn say(
     path: web::Path<String>,
     body: web::Json<SayBody>,
 ) -> Result<HttpResponse, ApiError> {
+    let key = match req.headers().get(IDEMPOTENCY_KEY) {
+        None => None,
+        Some(value) => {
+            let text = value.to_str().map_err(|_| {
+                ApiError::bad_request(format!("{IDEMPOTENCY_KEY} must be printable ASCII"))
+            })?;
+            Some(
+                IdempotencyKey::parse(text)
+                    .map_err(|e| ApiError::bad_request(format!("{IDEMPOTENCY_KEY}: {e}")))?,
+            )
+        }
+    };
     let SayBody { user, text } = body.into_inner();
-    let view = mutate(&state, &req, &path, Command::Say { user, text }).await?;
-    Ok(HttpResponse::Created().json(json!({ "seq": view.counters.seq })))
+    let command = Command::Say { user, text, key };
+    let applied = mutate(&state, &req, &path, command).await?;
+    Ok(HttpResponse::Created().json(json!({ "seq": applied.seq })))
 }
 
 pub(super) async fn messages(

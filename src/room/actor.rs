@@ -28,7 +28,7 @@ use super::{
     deps::RoomDeps,
     failure::{Reply, RoomFailure},
     http_idle::HttpIdle,
-    messages::{Close, Connect, Disconnect, GetMessages, GetView, Mutate, Shutdown},
+    messages::{Applied, Close, Connect, Disconnect, GetMessages, GetView, Mutate, Shutdown},
     outbound::{Outbound, SessionId, Shared},
     sessions::Sessions,
     snapshots::SnapshotSchedule,
@@ -40,8 +40,12 @@ pub(crate) type RoomIndex = RwLock<HashMap<RoomId, Addr<RoomActor>>>;
 
 /// Someone waiting for a pending event to become durable.
 enum Waiter {
-    /// A request: answered with the view as of that event.
-    Reply(oneshot::Sender<Reply<RoomView>>),
+    /// A request: answered with the view as of that event, and `seq` (the answer's own seq when
+    /// it is not that of the event, e.g. the first message of a repeated idempotency key).
+    Reply {
+        tx: oneshot::Sender<Reply<Applied>>,
+        seq: Option<u64>,
+    },
     /// A new socket: answered with its first state, and gets every broadcast after.
     Attach(SessionId, oneshot::Sender<Reply<Arc<Shared<RoomView>>>>),
 }
@@ -125,7 +129,10 @@ impl RoomActor {
                 self.commits.push(event, change.counters, waiter);
                 self.flush(ctx);
             }
-            (None, Some(waiter)) => {
+            (None, Some(mut waiter)) => {
+                if let (Some(first), Waiter::Reply { seq, .. }) = (change.repeat_of, &mut waiter) {
+                    *seq = Some(first);
+                }
                 if let Err(waiter) = self.commits.wait_for_pending(waiter) {
                     self.release(waiter, self.commits.committed());
                 }
@@ -190,7 +197,7 @@ impl RoomActor {
                 .mutations
                 .with_label_values(&[pending.event.kind.name()])
                 .inc();
-            if let EventKind::Said { user, text } = pending.event.kind {
+            if let EventKind::Said { user, text, .. } = pending.event.kind {
                 let message = ChatMessage {
                     seq: pending.event.seq,
                     user,
@@ -259,8 +266,11 @@ impl RoomActor {
     /// Answers a waiter with the state as of `counters`.
     fn release(&mut self, waiter: Waiter, counters: Counters) {
         match waiter {
-            Waiter::Reply(tx) => {
-                let _ = tx.send(Ok(self.view_at(counters)));
+            Waiter::Reply { tx, seq } => {
+                let _ = tx.send(Ok(Applied {
+                    seq: seq.unwrap_or(counters.seq),
+                    view: self.view_at(counters),
+                }));
             }
             Waiter::Attach(id, tx) => {
                 if self.sessions.activate(id) {
@@ -411,7 +421,7 @@ async fn answer<T>(
 }
 
 impl Handler<Mutate> for RoomActor {
-    type Result = ResponseFuture<Reply<RoomView>>;
+    type Result = ResponseFuture<Reply<Applied>>;
 
     fn handle(&mut self, msg: Mutate, ctx: &mut Self::Context) -> Self::Result {
         let (tx, rx) = oneshot::channel();
@@ -423,7 +433,8 @@ impl Handler<Mutate> for RoomActor {
                     _ => self.http_idle.touch(user, Instant::now()),
                 }
             }
-            self.submit(msg.command, Some(Waiter::Reply(tx)), ctx)
+            let waiter = Waiter::Reply { tx, seq: None };
+            self.submit(msg.command, Some(waiter), ctx)
         });
         Box::pin(answer(submitted, rx))
     }

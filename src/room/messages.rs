@@ -10,9 +10,19 @@ use super::{
     outbound::{Outbound, SessionId, Shared},
 };
 
-/// Apply a client's command; answers with the room view right after it, once it is durable.
+/// What a mutation answers, once it is durable.
+#[derive(Debug, Clone)]
+pub(crate) struct Applied {
+    /// The seq that answers the request: its event's; for a repeated idempotency key, the first
+    /// message's; for a command that changed nothing, the room's seq as of the answer.
+    pub(crate) seq: u64,
+    /// The room view as of the answer.
+    pub(crate) view: RoomView,
+}
+
+/// Apply a client's command; answers once its outcome is durable.
 #[derive(Message)]
-#[rtype(result = "Reply<RoomView>")]
+#[rtype(result = "Reply<Applied>")]
 pub(crate) struct Mutate {
     pub(crate) command: Command,
     /// How the command came: over HTTP it also refreshes the user's HTTP presence (see the idle

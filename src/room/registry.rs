@@ -28,7 +28,7 @@ use super::{
     actor::{RoomActor, RoomIndex},
     deps::RoomDeps,
     failure::{RegistryFailure, RoomFailure},
-    messages::{Close, GetMessages, GetView, Mutate, Shutdown},
+    messages::{Applied, Close, GetMessages, GetView, Mutate, Shutdown},
 };
 
 /// How long a readiness probe waits for each dependency.
@@ -150,7 +150,7 @@ impl Registry {
         id: &RoomId,
         command: Command,
         via: Via,
-    ) -> Result<RoomView, RegistryFailure> {
+    ) -> Result<Applied, RegistryFailure> {
         match self.find(id).await? {
             Found::Open(room) => match room.send(Mutate { command, via }).await {
                 Ok(reply) => Ok(reply?),

@@ -16,7 +16,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use actix_web_actors::ws::{self, CloseCode, ProtocolError};
 use roomstate_core::{
     protocol::{frames, ClientFrame, CloseReason, ErrorCode},
-    room::{Command, UserName, Via},
+    room::{Command, IdempotencyKey, UserName, Via},
 };
 use serde_json::Value;
 
@@ -173,13 +173,19 @@ impl WsSession {
                     user: self.user.clone(),
                 },
             ),
-            ClientFrame::Say { text, req } => (
-                req,
-                Command::Say {
-                    user: self.user.clone(),
-                    text,
-                },
-            ),
+            ClientFrame::Say { text, req } => {
+                // A `req` that is a valid idempotency key is one (API.md): a repeat of it gets
+                // the first message's seq. Any other `req` is only echoed.
+                let key = req.as_str().and_then(|r| IdempotencyKey::parse(r).ok());
+                (
+                    req,
+                    Command::Say {
+                        user: self.user.clone(),
+                        text,
+                        key,
+                    },
+                )
+            }
         };
         let request = self.room.send(Mutate {
             command,
@@ -190,7 +196,7 @@ impl WsSession {
                 .map_err(ApiError::from)
                 .and_then(|r| r.map_err(ApiError::from))
             {
-                Ok(view) => ctx.text(frames::ack(&req, view.counters.seq)),
+                Ok(applied) => ctx.text(frames::ack(&req, applied.seq)),
                 Err(error) => act.send_error(ctx, &req, &error),
             }
         }));

@@ -1,37 +1,216 @@
-//! Operations: health, readiness, metrics, admin stats, and shutdown behaviour.
+//! Operations: health, readiness, every metric on /metrics moving with what happens, admin
+//! stats, shutdown behaviour, and settings the binary refuses (exit code 2, naming the key).
 
-use std::{path::Path, time::Duration};
+use std::{collections::BTreeMap, path::Path, time::Duration};
 
 use roomstate_core::banner;
 use roomstate_testkit::engine::{run_to_exit, DropPolicy, EngineProcess};
 use serde_json::json;
 
 use crate::support::{
-    app::{self, TOKEN},
+    app::{self, TestApp, TOKEN},
     ws::WsClient,
 };
 
 #[actix_rt::test]
-async fn health_readiness_and_metrics() {
+async fn health_and_readiness() {
     let app = app::start();
     let (status, _) = app.get("/healthz").await;
     assert_eq!(status, 200);
     let (status, ready) = app.get("/readyz").await;
     assert_eq!(status, 200);
     assert_eq!(ready, json!({"journal": "up", "store": "up"}));
+}
+
+/// Every metric family the engine exports (src/metrics.rs, crates/journal/src/metrics.rs) and
+/// its Prometheus type.
+const METRIC_FAMILIES: [(&str, &str); 12] = [
+    ("roomstate_mutations_total", "counter"),
+    ("roomstate_refusals_total", "counter"),
+    ("roomstate_rooms_open", "gauge"),
+    ("roomstate_ws_connections", "gauge"),
+    ("roomstate_journal_pending_events", "gauge"),
+    ("roomstate_journal_batches_total", "counter"),
+    ("roomstate_journal_batch_events", "histogram"),
+    ("roomstate_journal_commit_seconds", "histogram"),
+    ("roomstate_journal_failures_total", "counter"),
+    ("roomstate_journal_failovers_total", "counter"),
+    ("roomstate_rooms_closed_total", "counter"),
+    ("roomstate_rooms_recovered_total", "counter"),
+];
+
+/// `/metrics` as sample -> value (`name{labels}` as written), and family -> type.
+async fn scrape(app: &TestApp) -> (BTreeMap<String, f64>, BTreeMap<String, String>) {
+    let (status, text) = app.get("/metrics").await;
+    assert_eq!(status, 200, "{text}");
+    let text = text.as_str().expect("metrics as text");
+    let mut samples = BTreeMap::new();
+    let mut types = BTreeMap::new();
+    for line in text.lines() {
+        if let Some(family) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = family.split_once(' ').expect("# TYPE name kind");
+            types.insert(name.to_owned(), kind.to_owned());
+        } else if !line.starts_with('#') && !line.is_empty() {
+            let (sample, value) = line.rsplit_once(' ').expect("sample value");
+            let value = value.parse().unwrap_or_else(|e| panic!("{line}: {e}"));
+            samples.insert(sample.to_owned(), value);
+        }
+    }
+    (samples, types)
+}
+
+/// Waits until every `(sample, value)` of `want` is on `/metrics` (a sample not shown counts as
+/// 0: a labelled counter appears with its first count); fails showing what differs.
+async fn metrics_reach(app: &TestApp, what: &str, want: &[(&str, f64)]) -> BTreeMap<String, f64> {
+    let mut last = BTreeMap::new();
+    let reached = actix_rt::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let (samples, _) = scrape(app).await;
+            let off: Vec<_> = want
+                .iter()
+                .filter(|(name, value)| samples.get(*name).copied().unwrap_or(0.0) != *value)
+                .map(|(name, value)| format!("{name}: want {value}, got {:?}", samples.get(*name)))
+                .collect();
+            if off.is_empty() {
+                return samples;
+            }
+            last = samples;
+            actix_rt::time::sleep(Duration::from_millis(25)).await;
+        }
+    })
+    .await;
+    reached.unwrap_or_else(|_| {
+        let off: Vec<_> = want
+            .iter()
+            .filter(|(name, value)| last.get(*name).copied().unwrap_or(0.0) != *value)
+            .collect();
+        panic!("timed out after 20 s waiting for the metrics {what}: off {off:?}; all: {last:#?}")
+    })
+}
+
+#[actix_rt::test]
+async fn metrics_name_every_family_and_move_with_what_happens() {
+    let mut app = app::start();
+    metrics_reach(
+        &app,
+        "of a fresh engine",
+        &[
+            ("roomstate_rooms_open", 0.0),
+            ("roomstate_ws_connections", 0.0),
+            ("roomstate_journal_pending_events", 0.0),
+            ("roomstate_journal_batches_total", 0.0),
+            ("roomstate_journal_failures_total", 0.0),
+            ("roomstate_journal_failovers_total", 0.0),
+            ("roomstate_rooms_closed_total", 0.0),
+            ("roomstate_rooms_recovered_total", 0.0),
+            ("roomstate_mutations_total{kind=\"voted\"}", 0.0),
+        ],
+    )
+    .await;
 
     let room = app.create_room("metrics").await;
     app.join(&room, "alice").await;
-    app.vote(&room, "alice", "pro").await;
-    let (status, text) = app.get("/metrics").await;
+    let (status, _) = app.vote(&room, "alice", "pro").await;
     assert_eq!(status, 200);
-    let text = text.as_str().unwrap_or_default().to_owned();
-    assert!(
-        text.contains("roomstate_mutations_total{kind=\"voted\"} 1"),
-        "{text}"
+    metrics_reach(
+        &app,
+        "after an HTTP vote",
+        &[
+            ("roomstate_mutations_total{kind=\"created\"}", 1.0),
+            ("roomstate_mutations_total{kind=\"joined\"}", 1.0),
+            ("roomstate_mutations_total{kind=\"voted\"}", 1.0),
+            ("roomstate_rooms_open", 1.0),
+        ],
+    )
+    .await;
+
+    let mut bob = WsClient::connect(&app.ws_url(&format!("/rooms/{room}/ws?user=bob")))
+        .await
+        .unwrap();
+    bob.next_of("state").await;
+    metrics_reach(
+        &app,
+        "with a socket open",
+        &[("roomstate_ws_connections", 1.0)],
+    )
+    .await;
+    // A refusal: a vote for no side.
+    bob.send_json(&json!({"type": "vote", "side": "maybe", "req": "bad"}))
+        .await;
+    assert_eq!(bob.answer_to("bad").await.unwrap()["error"], "bad_request");
+    bob.send_json(&json!({"type": "vote", "side": "con", "req": "good"}))
+        .await;
+    assert_eq!(bob.answer_to("good").await.unwrap()["type"], "ack");
+    metrics_reach(
+        &app,
+        "after a refused and an accepted socket vote",
+        &[
+            ("roomstate_refusals_total{code=\"bad_request\"}", 1.0),
+            ("roomstate_mutations_total{kind=\"joined\"}", 2.0),
+            ("roomstate_mutations_total{kind=\"voted\"}", 2.0),
+            ("roomstate_journal_pending_events", 0.0),
+        ],
+    )
+    .await;
+
+    let (status, closed) = app.close_room(&room).await;
+    assert_eq!(status, 200, "{closed}");
+    let (code, _) = bob.until_closed().await;
+    assert_eq!(code, Some(1000));
+    let samples = metrics_reach(
+        &app,
+        "after the close",
+        &[
+            ("roomstate_rooms_closed_total", 1.0),
+            ("roomstate_rooms_open", 0.0),
+            ("roomstate_ws_connections", 0.0),
+            ("roomstate_journal_failures_total", 0.0),
+            ("roomstate_journal_failovers_total", 0.0),
+        ],
+    )
+    .await;
+    // The journal counted every durable event in its batches, and timed every batch.
+    let mutations: f64 = samples
+        .iter()
+        .filter(|(name, _)| name.starts_with("roomstate_mutations_total{"))
+        .map(|(_, value)| value)
+        .sum();
+    assert_eq!(mutations, 5.0, "created, 2 joins, 2 votes: {samples:#?}");
+    assert_eq!(samples["roomstate_journal_batch_events_sum"], mutations);
+    let batches = samples["roomstate_journal_batches_total"];
+    assert!((1.0..=mutations).contains(&batches), "{samples:#?}");
+    assert_eq!(samples["roomstate_journal_batch_events_count"], batches);
+    assert_eq!(samples["roomstate_journal_commit_seconds_count"], batches);
+
+    let (_, types) = scrape(&app).await;
+    for (family, kind) in METRIC_FAMILIES {
+        assert_eq!(
+            types.get(family).map(String::as_str),
+            Some(kind),
+            "{family} is exported as a {kind}: {types:#?}"
+        );
+    }
+    assert_eq!(
+        types.len(),
+        METRIC_FAMILIES.len(),
+        "no family this test does not know: {types:#?}"
     );
-    assert!(text.contains("roomstate_rooms_open 1"), "{text}");
-    assert!(text.contains("roomstate_journal_batches_total"), "{text}");
+
+    // A restart recovers the open room, and counts it.
+    let open = app.create_room("still open").await;
+    assert!(app.stop().success());
+    app.restart();
+    metrics_reach(
+        &app,
+        "after a restart",
+        &[
+            ("roomstate_rooms_recovered_total", 1.0),
+            ("roomstate_rooms_open", 1.0),
+            ("roomstate_rooms_closed_total", 0.0),
+        ],
+    )
+    .await;
+    assert_eq!(app.room(&open).await["status"], "open");
 }
 
 #[actix_rt::test]
@@ -119,4 +298,112 @@ fn the_dev_default_prints_a_generated_token() {
         .strip_prefix("admin token (generated for this dev run): ")
         .unwrap_or_else(|| panic!("{line:?}"));
     assert!(token.len() >= 32);
+}
+
+/// Settings the engine must refuse: a config file's text (or none) and environment variables.
+#[derive(Debug)]
+struct BadSettings {
+    file: Option<String>,
+    env: &'static [(&'static str, &'static str)],
+}
+
+impl BadSettings {
+    /// A file that is fine but for `tail`: it sets the admin token a file must set, so the only
+    /// reason to refuse it is what `tail` holds.
+    fn file(tail: &str) -> Self {
+        Self {
+            file: Some(format!("[admin]\ntoken = \"file-token\"\n{tail}")),
+            env: &[],
+        }
+    }
+
+    fn env(env: &'static [(&'static str, &'static str)]) -> Self {
+        Self { file: None, env }
+    }
+
+    /// Runs the binary with these settings, expecting a refusal: exit code 2, nothing on stdout
+    /// (it never says it listens); returns what it printed on stderr.
+    fn refusal(&self) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let mut env = vec![(
+            "ROOMSTATE__DATA_DIR".to_owned(),
+            dir.path().join("data").display().to_string(),
+        )];
+        if let Some(text) = &self.file {
+            let config = dir.path().join("roomstate.toml");
+            std::fs::write(&config, text).unwrap();
+            env.push(("ROOMSTATE_CONFIG".to_owned(), config.display().to_string()));
+        }
+        env.extend(self.env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let run = run_to_exit(Path::new(app::ENGINE), &[], &env, EXIT_DEADLINE)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            run.status.code(),
+            Some(2),
+            "{self:?} is refused with exit code 2: {run:?}"
+        );
+        assert!(run.stdout.is_empty(), "{self:?}: {run:?}");
+        run.stderr
+    }
+}
+
+#[test]
+fn unknown_config_keys_are_refused_naming_the_key() {
+    let cases = [
+        (
+            BadSettings::file("[http]\nbimd = \"x\"\n"),
+            &["bimd", "http"][..],
+        ),
+        (BadSettings::file("[nonsense]\nx = 1\n"), &["nonsense"][..]),
+        (
+            BadSettings::env(&[("ROOMSTATE__HTTP__BIMD", "x")]),
+            &["bimd", "http"][..],
+        ),
+        (
+            BadSettings::env(&[("ROOMSTATE__BOGUS", "1")]),
+            &["bogus"][..],
+        ),
+    ];
+    for (settings, names) in cases {
+        let stderr = settings.refusal();
+        for name in names {
+            assert!(
+                stderr.contains(name),
+                "the message for {settings:?} names `{name}`: {stderr}"
+            );
+        }
+    }
+}
+
+#[test]
+fn bad_config_values_are_refused_naming_the_key() {
+    let cases = [
+        (
+            BadSettings::file("[presence]\nhttp_ttl_s = \"soon\"\n"),
+            "presence.http_ttl_s",
+        ),
+        (
+            BadSettings::file("[journal]\nkind = \"postgres\"\n"),
+            "journal.kind",
+        ),
+        (
+            BadSettings::file("[http]\nbind = \"nowhere\"\n"),
+            "http.bind",
+        ),
+        (
+            BadSettings::env(&[("ROOMSTATE__PRESENCE__HTTP_TTL_S", "soon")]),
+            "presence.http_ttl_s",
+        ),
+        (
+            BadSettings::env(&[("ROOMSTATE__PRESENCE__HTTP_TTL_S", "0")]),
+            "presence.http_ttl_s",
+        ),
+    ];
+    for (settings, key) in cases {
+        let stderr = settings.refusal();
+        assert!(
+            stderr.contains(key),
+            "the message for {settings:?} names `{key}`: {stderr}"
+        );
+    }
 }

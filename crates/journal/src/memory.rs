@@ -359,6 +359,7 @@ mod tests {
             participants_peak: 0,
             votes: vec![],
             messages: vec![],
+            keys: vec![],
         };
         assert!(journal.snapshot(snapshot).await.is_err());
         assert_eq!(journal.refused_snapshots(), 1);
@@ -439,6 +440,7 @@ mod tests {
             participants_peak: 0,
             votes: vec![],
             messages: vec![],
+            keys: vec![],
         };
         journal
             .append(vec![event(&room, 1), event(&room, 2)])

@@ -21,6 +21,7 @@ pub mod process;
 pub mod redis_admin;
 pub mod redis_server;
 pub mod sentinel_set;
+pub mod tcp_proxy;
 pub mod ws;
 
 pub use app::eventually;

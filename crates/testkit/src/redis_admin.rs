@@ -1,7 +1,8 @@
 //! Asking Redis servers and sentinels about themselves, on fresh async connections with short
 //! timeouts (a fixture must not hang on a server it just put to sleep, nor block the thread the
-//! test's load runs on): `ROLE`, the primary the sentinels name, the replicas a primary sees; and
-//! polling until a condition holds.
+//! test's load runs on): `ROLE`, the primary the sentinels name, the replicas a primary sees, a
+//! server's setting, and the keys a journal left (strings, sets, streams) as plain Rust values,
+//! so a test needs no Redis client of its own; and polling until a condition holds.
 
 use std::{
     collections::BTreeMap,
@@ -145,4 +146,66 @@ pub fn fields(flat: &[String]) -> BTreeMap<String, String> {
             _ => None,
         })
         .collect()
+}
+
+/// `CONFIG GET name` on `addr`: the setting's value.
+pub async fn config_get(addr: &str, name: &str) -> Result<String, String> {
+    let reply: Vec<String> = query(addr, redis::cmd("CONFIG").arg("GET").arg(name)).await?;
+    match reply.as_slice() {
+        [key, value] if key == name => Ok(value.clone()),
+        _ => Err(format!("odd CONFIG GET {name} reply {reply:?}")),
+    }
+}
+
+/// `GET key`: `None` when the key does not exist.
+pub async fn get(addr: &str, key: &str) -> Result<Option<String>, String> {
+    query(addr, redis::cmd("GET").arg(key)).await
+}
+
+/// Whether `key` exists.
+pub async fn exists(addr: &str, key: &str) -> Result<bool, String> {
+    query::<i64>(addr, redis::cmd("EXISTS").arg(key))
+        .await
+        .map(|n| n > 0)
+}
+
+/// Whether `member` is in the set `key`.
+pub async fn is_member(addr: &str, key: &str, member: &str) -> Result<bool, String> {
+    query::<i64>(addr, redis::cmd("SISMEMBER").arg(key).arg(member))
+        .await
+        .map(|n| n > 0)
+}
+
+/// `XLEN key` (0 for a missing key).
+pub async fn stream_len(addr: &str, key: &str) -> Result<u64, String> {
+    query(addr, redis::cmd("XLEN").arg(key)).await
+}
+
+/// The entry ids of the stream `key`, oldest first (`XRANGE key - +`; empty for a missing key).
+pub async fn stream_ids(addr: &str, key: &str) -> Result<Vec<String>, String> {
+    let reply: redis::streams::StreamRangeReply =
+        query(addr, redis::cmd("XRANGE").arg(key).arg("-").arg("+")).await?;
+    Ok(reply.ids.into_iter().map(|entry| entry.id).collect())
+}
+
+/// The last id ever added to the stream `key` (`XINFO STREAM`'s `last-generated-id`: kept when
+/// the entry itself was trimmed away); `None` for a missing key.
+pub async fn stream_last_id(addr: &str, key: &str) -> Result<Option<String>, String> {
+    if !exists(addr, key).await? {
+        return Ok(None);
+    }
+    let reply: Vec<redis::Value> = query(addr, redis::cmd("XINFO").arg("STREAM").arg(key)).await?;
+    let text = |v: &redis::Value| redis::from_redis_value_ref::<String>(v).ok();
+    for pair in reply.chunks(2) {
+        if let [name, value] = pair {
+            if text(name).as_deref() == Some("last-generated-id") {
+                return text(value)
+                    .map(Some)
+                    .ok_or_else(|| format!("XINFO STREAM {key}: odd last-generated-id {value:?}"));
+            }
+        }
+    }
+    Err(format!(
+        "XINFO STREAM {key}: no last-generated-id in {reply:?}"
+    ))
 }

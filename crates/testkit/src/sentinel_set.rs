@@ -1,6 +1,8 @@
 //! `SentinelSet`: a hermetic Redis sentinel set of the test's own — 1 primary, 2 replicas and 3
 //! sentinels (master name `roomstate`) on free loopback ports in a fresh temp dir — so failover
 //! tests can `DEBUG SLEEP`, kill and restart servers without disturbing other tests.
+//! `SentinelSet::start()` is the production-like set; `SentinelSet::builder()` changes what a test
+//! needs changed (the servers' `min-replicas-to-write`).
 //!
 //! Every wait is on a condition with a deadline; none is a bare sleep. A missing `redis-server` is
 //! a failure that says what to run (`scripts/ensure-redis`), never a silent skip. Its processes
@@ -31,6 +33,10 @@ pub const DOWN_AFTER_MS: u64 = 1000;
 /// Sentinel `failover-timeout` (a failed election is retried after twice this).
 pub const FAILOVER_TIMEOUT_MS: u64 = 3000;
 
+/// The servers' `min-replicas-to-write` unless a test says otherwise: a deposed primary that
+/// lost its replicas refuses writes (`NOREPLICAS`), as in production.
+pub const DEFAULT_MIN_REPLICAS_TO_WRITE: u32 = 1;
+
 pub struct SentinelSet {
     _tmp: tempfile::TempDir,
     root: PathBuf,
@@ -38,15 +44,36 @@ pub struct SentinelSet {
     sentinels: Vec<Proc>,
 }
 
-impl SentinelSet {
-    /// Starts the set and returns once it is healthy (see `wait_healthy`).
-    pub async fn start() -> SentinelSet {
+/// Configures a `SentinelSet` before it starts.
+#[derive(Debug, Clone)]
+pub struct Builder {
+    min_replicas_to_write: u32,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            min_replicas_to_write: DEFAULT_MIN_REPLICAS_TO_WRITE,
+        }
+    }
+}
+
+impl Builder {
+    /// The servers' `min-replicas-to-write`. 0 lets a primary without replicas take writes, so
+    /// nothing but the writer's own `WAIT` count can tell that no replica holds them.
+    pub fn min_replicas_to_write(mut self, n: u32) -> Self {
+        self.min_replicas_to_write = n;
+        self
+    }
+
+    /// Starts the set and returns once it is healthy (see `SentinelSet::wait_healthy`).
+    pub async fn start(self) -> SentinelSet {
         require_redis_server();
         let begun = Instant::now();
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let mut set = SentinelSet::create();
+            let mut set = SentinelSet::create(&self);
             match set.launch_all().await {
                 Ok(()) => {
                     set.wait_healthy(DEADLINE).await;
@@ -71,8 +98,21 @@ impl SentinelSet {
             }
         }
     }
+}
 
-    fn create() -> SentinelSet {
+impl SentinelSet {
+    /// Starts a set with the default settings and returns once it is healthy (see
+    /// `wait_healthy`).
+    pub async fn start() -> SentinelSet {
+        SentinelSet::builder().start().await
+    }
+
+    /// A set to configure before it starts.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    fn create(settings: &Builder) -> SentinelSet {
         let tmp = tempfile::Builder::new()
             .prefix("roomstate-sentinel-")
             .tempdir()
@@ -85,7 +125,7 @@ impl SentinelSet {
                 let port = ports[i];
                 let dir = root.join(format!("redis-{i}"));
                 fs::create_dir_all(&dir).expect("server dir");
-                let args = server_args(port, &dir);
+                let args = server_args(port, &dir, settings.min_replicas_to_write);
                 let first_args = if i == 0 {
                     vec![]
                 } else {
@@ -217,11 +257,54 @@ impl SentinelSet {
         self.server_mut(addr).kill();
     }
 
+    /// The servers other than the primary the sentinels name now.
+    pub async fn replicas(&self) -> Vec<String> {
+        let primary = self.primary().await;
+        self.servers()
+            .into_iter()
+            .filter(|s| *s != primary)
+            .collect()
+    }
+
+    /// SIGKILLs every server but the primary, then waits until the primary lists no replica
+    /// online (it has seen their links close, so nothing it takes from now on reaches a
+    /// replica); returns the killed servers' addresses. The sentinels leave the primary alone:
+    /// it is up.
+    pub async fn kill_replicas(&mut self) -> Vec<String> {
+        let primary = self.primary().await;
+        let replicas: Vec<String> = self
+            .servers()
+            .into_iter()
+            .filter(|s| *s != primary)
+            .collect();
+        for replica in &replicas {
+            self.kill_server(replica);
+        }
+        let result = wait_until(
+            &format!("the primary {primary} to list no replica online"),
+            DEADLINE,
+            || async {
+                let online = online_replicas(&primary).await?;
+                if online.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("it still lists {online:?}"))
+                }
+            },
+        )
+        .await;
+        if let Err(e) = result {
+            panic!("{e}\n{}", self.logs());
+        }
+        replicas
+    }
+
     /// Starts a killed redis-server again on the same port and dir (AOF keeps its data), as a
     /// replica of nobody: the sentinels reconfigure it. That takes ~10 s here: a sentinel
     /// demotes a server that claims "master" only after it has reported so for 8 s (hard-coded
     /// in Redis), and learns the role from INFO, sent to replicas every 10 s. Until then it
-    /// refuses writes with `NOREPLICAS` (`min-replicas-to-write 1`).
+    /// refuses writes with `NOREPLICAS` (unless the set was started with
+    /// `min_replicas_to_write(0)`).
     pub async fn restart_server(&mut self, addr: &str) {
         let server = self.server_mut(addr);
         assert!(
@@ -481,7 +564,7 @@ impl Drop for SentinelSet {
     }
 }
 
-fn server_args(port: u16, dir: &Path) -> Vec<OsString> {
+fn server_args(port: u16, dir: &Path, min_replicas_to_write: u32) -> Vec<OsString> {
     let mut args = os_args(&["--port", &port.to_string(), "--bind", "127.0.0.1", "--dir"]);
     args.push(dir.as_os_str().to_owned());
     args.extend(os_args(&[
@@ -496,7 +579,7 @@ fn server_args(port: u16, dir: &Path) -> Vec<OsString> {
         "--repl-diskless-sync-delay",
         "0",
         "--min-replicas-to-write",
-        "1",
+        &min_replicas_to_write.to_string(),
         "--min-replicas-max-lag",
         "2",
     ]));

@@ -18,6 +18,7 @@ fn event(seq: u64) -> Event {
         kind: EventKind::Said {
             user: UserName::parse("alice").unwrap(),
             text: format!("m{seq}"),
+            key: None,
         },
     }
 }

@@ -43,7 +43,7 @@ async fn close_waits_for_pending_events_and_writes_them() {
     assert!(store.room(&id).await.unwrap().is_none());
     journal.set_down(false);
     let final_view = answered(closing).await.unwrap();
-    assert_eq!(answered(held).await.unwrap().counters.seq, 3);
+    assert_eq!(answered(held).await.unwrap().seq, 3);
     assert_eq!(final_view.status, RoomStatus::Closed);
     assert_eq!(final_view.counters.messages, 1);
     assert_eq!(store.messages(&id, 0, 10).await.unwrap().len(), 1);
@@ -102,7 +102,7 @@ async fn a_close_that_outlasts_its_timeout_answers_unavailable_and_can_be_retrie
     assert!(store.room(&id).await.unwrap().is_none());
 
     journal.set_down(false);
-    assert_eq!(answered(held).await.unwrap().counters.seq, 3);
+    assert_eq!(answered(held).await.unwrap().seq, 3);
     // A retried close may again outlast the short timeout on a slow machine while the record is
     // written; a client retries until it gets the final view, and so does the test.
     let final_view = eventually("a retried close to answer", PATIENCE, || async {

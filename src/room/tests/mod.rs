@@ -8,6 +8,7 @@
 //! `recovery` (the registry at start), `shutdown`. This file holds what they share.
 
 mod closing;
+mod idempotency;
 mod outage;
 mod recovery;
 mod shutdown;
@@ -42,6 +43,7 @@ fn say(text: &str) -> Mutate {
         command: Command::Say {
             user: user("alice"),
             text: text.into(),
+            key: None,
         },
         via: Via::Http,
     }
@@ -103,6 +105,7 @@ fn probe() -> Mutate {
         command: Command::Say {
             user: user("nobody"),
             text: "probe".into(),
+            key: None,
         },
         via: Via::Socket,
     }
@@ -155,7 +158,7 @@ impl Setup {
         let created = registry.create(title.into()).await.unwrap();
         let room = registry.get(&created.id).unwrap();
         let joined = room.send(join_alice()).await.unwrap().unwrap();
-        assert_eq!(joined.counters.seq, 2);
+        assert_eq!(joined.seq, 2);
         (created.id, room)
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use actix::{Addr, MailboxError};
 use actix_rt::task::JoinHandle;
-use roomstate_core::room::{EventKind, RoomId, RoomView};
+use roomstate_core::room::{EventKind, RoomId};
 use roomstate_journal::memory::Fault;
 use roomstate_testkit::eventually;
 
@@ -17,11 +17,11 @@ use crate::room::{
     actor::RoomActor,
     deps::RoomSettings,
     failure::{Reply, RoomFailure},
-    messages::GetView,
+    messages::{Applied, GetView},
 };
 
 /// A message in flight to a room, from a task of its own, and its text.
-type Held = (String, JoinHandle<Result<Reply<RoomView>, MailboxError>>);
+type Held = (String, JoinHandle<Result<Reply<Applied>, MailboxError>>);
 
 #[actix_rt::test]
 async fn a_down_journal_holds_events_bounds_the_backlog_and_catches_up_in_order() {
@@ -57,7 +57,7 @@ async fn a_down_journal_holds_events_bounds_the_backlog_and_catches_up_in_order(
     journal.set_down(false);
     let mut seqs = Vec::new();
     for h in held {
-        seqs.push(answered(h).await.unwrap().counters.seq);
+        seqs.push(answered(h).await.unwrap().seq);
     }
     seqs.sort_unstable();
     assert_eq!(seqs, [3, 4, 5]);
@@ -91,7 +91,7 @@ async fn every_waiter_got_its_own_seq(setup: &Setup, id: &RoomId, held: Vec<Held
         let view = answered(request)
             .await
             .unwrap_or_else(|e| panic!("{text} refused: {e}"));
-        answers.push((text, view.counters.seq));
+        answers.push((text, view.seq));
     }
     // An answer means durable: every event is in the log by now.
     let log = setup.journal.events(id);
@@ -152,7 +152,7 @@ async fn a_lost_reply_is_re_sent_without_duplicating_and_acked_once_confirmed() 
 
     journal.set_fault(Fault::None);
     every_waiter_got_its_own_seq(&setup, &id, held, 7).await;
-    assert_eq!(answered(noop).await.unwrap().counters.seq, 7);
+    assert_eq!(answered(noop).await.unwrap().seq, 7);
     let last = journal.batches(&id).last().copied().unwrap();
     assert!(last.acknowledged, "{last:?}");
     let view = room.send(GetView).await.unwrap();

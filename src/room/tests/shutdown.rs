@@ -87,7 +87,7 @@ async fn a_shutdown_drains_pending_events_when_the_journal_comes_back_in_time() 
     assert_eq!(log_seqs(journal, &id), [1, 2, 3, 4, 5]);
     let mut seqs = Vec::new();
     for request in held {
-        seqs.push(answered(request).await.unwrap().counters.seq);
+        seqs.push(answered(request).await.unwrap().seq);
     }
     assert_eq!(seqs, [3, 4, 5], "every waiter acked with its own seq");
 }
@@ -133,5 +133,5 @@ async fn a_shutdown_waits_for_a_close_to_write_its_final_record() {
         Ok(stored),
         "the close was answered, not cut short"
     );
-    assert_eq!(answered(held).await.unwrap().counters.seq, 3);
+    assert_eq!(answered(held).await.unwrap().seq, 3);
 }

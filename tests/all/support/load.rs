@@ -1,5 +1,6 @@
-//! A small load of real clients for the durability tests: voters on WebSockets that vote back
-//! and forth and post chat messages, each remembering exactly what the engine acknowledged.
+//! A small load of real clients for the durability tests: voters on WebSockets that switch their
+//! vote back and forth and post chat messages, each remembering exactly what the engine
+//! acknowledged (every seq), what it refused, and what was still in flight when the engine died.
 
 use std::{cell::Cell, rc::Rc, time::Duration};
 
@@ -17,7 +18,7 @@ const ANSWER_DEADLINE: Duration = Duration::from_secs(120);
 /// How long `stop` waits for every voter to finish its last request.
 const STOP_DEADLINE: Duration = Duration::from_secs(150);
 
-/// What one voter saw acknowledged.
+/// What one voter saw.
 #[derive(Debug, Default, Clone)]
 pub struct VoterLog {
     pub user: String,
@@ -30,23 +31,32 @@ pub struct VoterLog {
     pub in_flight_text: Option<String>,
     /// Acknowledged chat messages: (seq, text).
     pub messages: Vec<(u64, String)>,
-    pub acked: u64,
+    /// The seq of every acknowledged request, votes and messages, in the order they came. Each
+    /// request changes the room (a vote always switches side), so each took a seq of its own.
+    pub acked_seqs: Vec<u64>,
+    /// Requests refused with `503 unavailable` (the only refusal a voter accepts).
     pub refused: u64,
 }
 
 /// Voters running as local tasks until `stop`.
 pub struct Voters {
     tasks: Vec<actix_rt::task::JoinHandle<VoterLog>>,
-    stop: Rc<Cell<bool>>,
-    acks: Rc<Cell<u64>>,
+    live: Rc<Live>,
+}
+
+/// What the running voters have seen so far, for waits and checks while they run.
+#[derive(Default)]
+struct Live {
+    stop: Cell<bool>,
+    acks: Cell<u64>,
+    refusals: Cell<u64>,
+    max_acked_seq: Cell<u64>,
 }
 
 impl Voters {
     /// `n` voters in `room`, named `{prefix}{i}`, each on its own socket.
     pub async fn start(app: &TestApp, room: &str, prefix: &str, n: usize) -> Voters {
-        let stop = Rc::new(Cell::new(false));
-        let acks = Rc::new(Cell::new(0));
-
+        let live = Rc::new(Live::default());
         let mut tasks = Vec::new();
         for i in 0..n {
             let user = format!("{prefix}{i}");
@@ -54,22 +64,32 @@ impl Voters {
             let mut ws = WsClient::connect(&url).await.expect("voter socket");
             ws.next_of("state").await;
             ws.deadline = ANSWER_DEADLINE;
-            let (stop, acks) = (stop.clone(), acks.clone());
+            let live = live.clone();
             tasks.push(actix_rt::spawn(async move {
-                vote_until(ws, user, i, stop, acks).await
+                vote_until(ws, user, i, live).await
             }));
         }
-        Voters { tasks, stop, acks }
+        Voters { tasks, live }
     }
 
     /// Acknowledged requests so far, over all voters.
     pub fn acks(&self) -> u64 {
-        self.acks.get()
+        self.live.acks.get()
+    }
+
+    /// Requests refused with 503 so far, over all voters.
+    pub fn refusals(&self) -> u64 {
+        self.live.refusals.get()
+    }
+
+    /// The highest seq acknowledged to any voter so far (0: none yet).
+    pub fn max_acked_seq(&self) -> u64 {
+        self.live.max_acked_seq.get()
     }
 
     /// Lets each voter finish its current request, then returns what they saw.
     pub async fn stop(self) -> Vec<VoterLog> {
-        self.stop.set(true);
+        self.live.stop.set(true);
         let all = futures_util::future::join_all(self.tasks);
         let done = actix_rt::time::timeout(STOP_DEADLINE, all)
             .await
@@ -91,19 +111,13 @@ impl Voters {
     }
 }
 
-async fn vote_until(
-    mut ws: WsClient,
-    user: String,
-    offset: usize,
-    stop: Rc<Cell<bool>>,
-    acks: Rc<Cell<u64>>,
-) -> VoterLog {
+async fn vote_until(mut ws: WsClient, user: String, offset: usize, live: Rc<Live>) -> VoterLog {
     let mut log = VoterLog {
         user: user.clone(),
         ..VoterLog::default()
     };
     let mut n: u64 = 0;
-    while !stop.get() {
+    while !live.stop.get() {
         n += 1;
         let req = format!("{user}-{n}");
         let (frame, side, text) = if n % 5 == 0 {
@@ -114,10 +128,15 @@ async fn vote_until(
                 Some(text),
             )
         } else {
-            let side = if (n as usize + offset) % 2 == 0 {
-                "pro"
-            } else {
-                "con"
+            // Always the other side than the last acknowledged vote: a vote for the side a user
+            // already has changes nothing and is answered with an older seq, which would make
+            // "every acknowledgement has a seq of its own" untestable. (A refused vote changed
+            // nothing, so the next one tries the same switch.)
+            let side = match log.last_acked.as_deref() {
+                Some("pro") => "con",
+                Some(_) => "pro",
+                None if offset % 2 == 0 => "pro",
+                None => "con",
             };
             (
                 json!({"type": "vote", "side": side, "req": req}),
@@ -128,7 +147,7 @@ async fn vote_until(
         log.in_flight = side.clone();
         log.in_flight_text = text.clone();
         if !ws.try_send_json(&frame).await {
-            break; // the engine is gone (a crash test); the vote may or may not have landed
+            break; // the engine is gone (a crash test); the request may or may not have landed
         }
         let Some(answer) = ws.answer_to(&req).await else {
             break; // the engine went away under this request (a crash test): it stays in flight
@@ -137,9 +156,10 @@ async fn vote_until(
         log.in_flight_text = None;
         match answer["type"].as_str() {
             Some("ack") => {
-                log.acked += 1;
-                acks.set(acks.get() + 1);
                 let seq = answer["seq"].as_u64().expect("ack seq");
+                log.acked_seqs.push(seq);
+                live.acks.set(live.acks.get() + 1);
+                live.max_acked_seq.set(live.max_acked_seq.get().max(seq));
                 if let Some(side) = side {
                     log.last_acked = Some(side);
                 }
@@ -153,6 +173,7 @@ async fn vote_until(
                     "only 503s are expected: {answer}"
                 );
                 log.refused += 1;
+                live.refusals.set(live.refusals.get() + 1);
             }
         }
         actix_rt::time::sleep(PACE).await;

@@ -47,6 +47,7 @@ fn room_events(index: usize, events: usize) -> anyhow::Result<Vec<Event>> {
             n if n % 4 == 0 => Command::Say {
                 user,
                 text: format!("message {n} of room {index}"),
+                key: None,
             },
             n => Command::Vote {
                 user,

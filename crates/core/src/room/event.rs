@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::id::{RoomId, UserName};
+use super::id::{IdempotencyKey, RoomId, UserName};
 use crate::time::{self, Timestamp};
 
 /// A side of the debate.
@@ -59,8 +59,15 @@ pub enum EventKind {
     Voted { user: UserName, side: Side },
     /// `user` took their vote back.
     Retracted { user: UserName },
-    /// `user` posted `text`; the message's seq is the event's seq.
-    Said { user: UserName, text: String },
+    /// `user` posted `text`; the message's seq is the event's seq. `key` is the client's
+    /// idempotency key, if it gave one: a repeat of it is answered with this seq (it is durable
+    /// with the message, so a repeat is recognised after a restart or a failover too).
+    Said {
+        user: UserName,
+        text: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key: Option<IdempotencyKey>,
+    },
 }
 
 impl EventKind {

@@ -101,6 +101,15 @@ name_type!(
     |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-'
 );
 
+name_type!(
+    /// A client's idempotency key (the `Idempotency-Key` header, or a socket `say`'s `req`):
+    /// 1–64 characters of `[A-Za-z0-9_.:-]`.
+    IdempotencyKey,
+    "idempotency key",
+    "letters, digits, '_', '.', ':' and '-'",
+    |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-')
+);
+
 impl RoomId {
     /// A fresh, time-ordered id such as `r_01JDX3...`.
     pub fn generate() -> Self {
@@ -135,6 +144,25 @@ mod tests {
             &"u".repeat(65),
         ] {
             assert!(UserName::parse(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn idempotency_keys_follow_the_contract() {
+        for ok in [
+            "k",
+            "req-1",
+            "2026-11-26T10:00:00.5",
+            "a_b.c:d",
+            &"k".repeat(64),
+        ] {
+            assert!(IdempotencyKey::parse(ok).is_ok(), "{ok} should be accepted");
+        }
+        for bad in ["", "a b", "ä", "x/y", &"k".repeat(65)] {
+            assert!(
+                IdempotencyKey::parse(bad).is_err(),
+                "{bad:?} should be refused"
+            );
         }
     }
 

@@ -6,14 +6,15 @@
 
 pub mod event;
 pub mod id;
+pub mod idempotency;
 pub mod presence;
 pub mod snapshot;
 pub mod state;
 pub mod view;
 
 pub use event::{Event, EventKind, Side};
-pub use id::{NameError, RoomId, UserName};
+pub use id::{IdempotencyKey, NameError, RoomId, UserName};
 pub use presence::Via;
-pub use snapshot::Snapshot;
+pub use snapshot::{RememberedKey, Snapshot};
 pub use state::{validate_title, Change, Command, ReplayError, RoomError, RoomState};
 pub use view::{ChatMessage, Counters, RoomStatus, RoomView};

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     event::Side,
-    id::{RoomId, UserName},
+    id::{IdempotencyKey, RoomId, UserName},
     view::ChatMessage,
 };
 use crate::time::{self, Timestamp};
@@ -21,4 +21,18 @@ pub struct Snapshot {
     pub participants_peak: u32,
     pub votes: Vec<(UserName, Side)>,
     pub messages: Vec<ChatMessage>,
+    /// Idempotency keys still remembered, oldest first (absent in snapshots written before
+    /// keys existed).
+    #[serde(default)]
+    pub keys: Vec<RememberedKey>,
+}
+
+/// One remembered idempotency key: `user` posted the message `seq` with `key` at `at`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RememberedKey {
+    pub user: UserName,
+    pub key: IdempotencyKey,
+    pub seq: u64,
+    #[serde(with = "time::rfc3339")]
+    pub at: Timestamp,
 }

@@ -8,7 +8,8 @@ use std::collections::HashMap;
 
 use super::{
     event::{Event, EventKind, Side},
-    id::{RoomId, UserName},
+    id::{IdempotencyKey, RoomId, UserName},
+    idempotency::RecentKeys,
     presence::{Presence, Transition, Via},
     snapshot::Snapshot,
     view::{ChatMessage, Counters, RoomStatus, RoomView},
@@ -55,11 +56,28 @@ pub enum ReplayError {
 /// A request to change the room.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    Join { user: UserName, via: Via },
-    Leave { user: UserName, via: Via },
-    Vote { user: UserName, side: Side },
-    Retract { user: UserName },
-    Say { user: UserName, text: String },
+    Join {
+        user: UserName,
+        via: Via,
+    },
+    Leave {
+        user: UserName,
+        via: Via,
+    },
+    Vote {
+        user: UserName,
+        side: Side,
+    },
+    Retract {
+        user: UserName,
+    },
+    /// Post `text`; with a `key`, a repeat of the same key by the same user within the key's
+    /// lifetime is answered with the first message's seq and adds nothing.
+    Say {
+        user: UserName,
+        text: String,
+        key: Option<IdempotencyKey>,
+    },
 }
 
 impl Command {
@@ -83,6 +101,9 @@ pub struct Change {
     pub event: Option<Event>,
     /// The counters right after the command.
     pub counters: Counters,
+    /// The command repeated an idempotency key: this is the seq of the message it first came
+    /// with (`event` is `None`; nothing changed).
+    pub repeat_of: Option<u64>,
 }
 
 /// Checks that `text` is 1..=`max` characters (not bytes) and not only white space.
@@ -119,6 +140,7 @@ pub struct RoomState {
     con: u32,
     peak: u32,
     messages: Vec<ChatMessage>,
+    keys: RecentKeys,
 }
 
 impl RoomState {
@@ -150,6 +172,7 @@ impl RoomState {
             con: 0,
             peak: 0,
             messages: Vec::new(),
+            keys: RecentKeys::default(),
         }
     }
 
@@ -192,6 +215,9 @@ impl RoomState {
             state.set_vote(user, Some(*side));
         }
         state.messages = snapshot.messages.clone();
+        for k in &snapshot.keys {
+            state.keys.remember(&k.user, &k.key, k.seq, k.at);
+        }
         for event in events.into_iter().filter(|e| e.seq > snapshot.seq) {
             state.replay_one(event)?;
         }
@@ -209,6 +235,7 @@ impl RoomState {
             participants_peak: self.peak,
             votes: self.votes(),
             messages: self.messages.clone(),
+            keys: self.keys.to_vec(),
         }
     }
 
@@ -242,12 +269,17 @@ impl RoomState {
             EventKind::Left { .. } => {}
             EventKind::Voted { user, side } => self.set_vote(user, Some(*side)),
             EventKind::Retracted { user } => self.set_vote(user, None),
-            EventKind::Said { user, text } => self.messages.push(ChatMessage {
-                seq: event.seq,
-                user: user.clone(),
-                text: text.clone(),
-                sent_at: event.at,
-            }),
+            EventKind::Said { user, text, key } => {
+                self.messages.push(ChatMessage {
+                    seq: event.seq,
+                    user: user.clone(),
+                    text: text.clone(),
+                    sent_at: event.at,
+                });
+                if let Some(key) = key {
+                    self.keys.remember(user, key, event.seq, event.at);
+                }
+            }
         }
         self.seq = event.seq;
         Ok(())
@@ -257,6 +289,22 @@ impl RoomState {
     pub fn apply(&mut self, command: Command, at: Timestamp) -> Result<Change, RoomError> {
         if self.closed_at.is_some() {
             return Err(RoomError::Closed);
+        }
+        // A repeat is recognised before any other rule: its first answer stands, whether or not
+        // the user is still present (API.md "Idempotent retries").
+        if let Command::Say {
+            user,
+            key: Some(key),
+            ..
+        } = &command
+        {
+            if let Some(seq) = self.keys.lookup(user, key, at) {
+                return Ok(Change {
+                    event: None,
+                    counters: self.counters(),
+                    repeat_of: Some(seq),
+                });
+            }
         }
         let kind = match command {
             Command::Join { user, via } => match self.presence.add(&user, via) {
@@ -289,7 +337,7 @@ impl RoomState {
                     None
                 }
             }
-            Command::Say { user, text } => {
+            Command::Say { user, text, key } => {
                 validate_text(&text)?;
                 self.require_present(&user)?;
                 self.messages.push(ChatMessage {
@@ -298,7 +346,10 @@ impl RoomState {
                     text: text.clone(),
                     sent_at: at,
                 });
-                Some(EventKind::Said { user, text })
+                if let Some(key) = &key {
+                    self.keys.remember(&user, key, self.seq + 1, at);
+                }
+                Some(EventKind::Said { user, text, key })
             }
         };
         let event = kind.map(|kind| {
@@ -313,6 +364,7 @@ impl RoomState {
         Ok(Change {
             event,
             counters: self.counters(),
+            repeat_of: None,
         })
     }
 

@@ -26,6 +26,7 @@ fn event(room: &RoomId, seq: u64) -> Event {
         _ => EventKind::Said {
             user,
             text: format!("message {seq}\nline two"),
+            key: None,
         },
     };
     Event {
@@ -286,6 +287,7 @@ fn snapshot_of(room: &RoomId, seq: u64) -> Snapshot {
         participants_peak: 2,
         votes: vec![(UserName::parse("alice").unwrap(), Side::Pro)],
         messages: Vec::new(),
+        keys: vec![],
     }
 }
 

@@ -241,6 +241,7 @@ fn messages_need_presence_and_valid_text() {
     let say = |text: &str| Command::Say {
         user: user("alice"),
         text: text.into(),
+        key: None,
     };
     assert_eq!(
         run(&mut s, say("hi")),
@@ -295,6 +296,7 @@ fn a_closed_room_refuses_everything() {
         Command::Say {
             user: user("alice"),
             text: "hi".into(),
+            key: None,
         },
     ] {
         assert_eq!(run(&mut s, command), Err(RoomError::Closed));
@@ -319,6 +321,7 @@ fn replay_rebuilds_what_was_acknowledged_with_nobody_present() {
             Command::Say {
                 user: user("bob"),
                 text: "hi".into(),
+                key: None,
             },
         )
         .unwrap(),
@@ -362,6 +365,7 @@ fn restore_from_a_snapshot_equals_a_full_replay() {
             Command::Say {
                 user: user("bob"),
                 text: "a".into(),
+                key: None,
             },
         )
         .unwrap()
@@ -377,6 +381,7 @@ fn restore_from_a_snapshot_equals_a_full_replay() {
             Command::Say {
                 user: user("bob"),
                 text: "b".into(),
+                key: None,
             },
         )
         .unwrap()
@@ -440,4 +445,134 @@ fn replay_reports_gaps_and_foreign_events() {
         RoomState::replay(&other, [&created]),
         Err(ReplayError::NoCreation { .. })
     ));
+}
+
+fn key(k: &str) -> Option<IdempotencyKey> {
+    Some(IdempotencyKey::parse(k).unwrap())
+}
+
+fn join_cmd(name: &str) -> Command {
+    Command::Join {
+        user: user(name),
+        via: Via::Http,
+    }
+}
+
+fn say_with(user_name: &str, text: &str, k: &str) -> Command {
+    Command::Say {
+        user: user(user_name),
+        text: text.into(),
+        key: key(k),
+    }
+}
+
+#[test]
+fn a_repeated_key_answers_with_the_first_seq_and_adds_nothing() {
+    let mut s = room();
+    run(&mut s, join_cmd("alice")).unwrap();
+    let first = run(&mut s, say_with("alice", "hello", "k1")).unwrap();
+    let seq = first.event.as_ref().unwrap().seq;
+    let again = run(&mut s, say_with("alice", "hello", "k1")).unwrap();
+    assert_eq!((again.event, again.repeat_of), (None, Some(seq)));
+    assert_eq!(again.counters.messages, 1);
+    assert_eq!(s.seq(), seq, "no new seq");
+    // The same key from another user is another message.
+    run(&mut s, join_cmd("bob")).unwrap();
+    let bobs = run(&mut s, say_with("bob", "hello", "k1")).unwrap();
+    assert!(bobs.event.is_some() && bobs.repeat_of.is_none());
+    // A repeat is recognised before the presence rule (and before the text is checked).
+    run(
+        &mut s,
+        Command::Leave {
+            user: user("alice"),
+            via: Via::Http,
+        },
+    )
+    .unwrap();
+    let gone = run(&mut s, say_with("alice", "", "k1")).unwrap();
+    assert_eq!(gone.repeat_of, Some(seq));
+    let fresh = run(&mut s, say_with("alice", "new", "k2"));
+    assert_eq!(fresh, Err(RoomError::NotJoined(user("alice"))));
+}
+
+#[test]
+fn keys_expire_after_ten_minutes() {
+    let mut s = room();
+    let t0 = time::now();
+    s.apply(join_cmd("alice"), t0).unwrap();
+    let first = s.apply(say_with("alice", "a", "k"), t0).unwrap();
+    let seq = first.event.unwrap().seq;
+    let nine = t0 + chrono::Duration::seconds(540);
+    assert_eq!(
+        s.apply(say_with("alice", "a", "k"), nine)
+            .unwrap()
+            .repeat_of,
+        Some(seq)
+    );
+    let eleven = t0 + chrono::Duration::seconds(660);
+    let later = s.apply(say_with("alice", "a", "k"), eleven).unwrap();
+    assert!(later.event.is_some(), "an old key counts as new");
+}
+
+#[test]
+fn keys_survive_replay_and_snapshots() {
+    let mut s = room();
+    let mut log = vec![];
+    for command in [
+        join_cmd("alice"),
+        say_with("alice", "one", "k1"),
+        say_with("alice", "two", "k2"),
+    ] {
+        if let Some(event) = run(&mut s, command).unwrap().event {
+            log.push(event);
+        }
+    }
+    let created = Event {
+        room: s.id().clone(),
+        seq: 1,
+        at: time::now(),
+        kind: EventKind::Created {
+            title: "Friday?".into(),
+        },
+    };
+    let full: Vec<Event> = std::iter::once(created).chain(log.clone()).collect();
+    let mut replayed = RoomState::replay(s.id(), &full).unwrap();
+    let repeat = run(&mut replayed, say_with("alice", "one", "k1")).unwrap();
+    assert_eq!(repeat.repeat_of, Some(3), "recognised after a restart");
+
+    let snapshot = s.snapshot();
+    assert_eq!(snapshot.keys.len(), 2);
+    let json = serde_json::to_string(&snapshot).unwrap();
+    let back: Snapshot = serde_json::from_str(&json).unwrap();
+    let mut restored = RoomState::restore(&back, []).unwrap();
+    assert_eq!(
+        run(&mut restored, say_with("alice", "two", "k2"))
+            .unwrap()
+            .repeat_of,
+        Some(4)
+    );
+    // A snapshot written before keys existed still reads.
+    let mut old: serde_json::Value = serde_json::from_str(&json).unwrap();
+    old.as_object_mut().unwrap().remove("keys");
+    let old: Snapshot = serde_json::from_value(old).unwrap();
+    assert!(old.keys.is_empty());
+}
+
+#[test]
+fn said_events_without_a_key_read_as_before() {
+    let json = r#"{"type":"said","user":"alice","text":"hi"}"#;
+    let kind: EventKind = serde_json::from_str(json).unwrap();
+    assert_eq!(
+        kind,
+        EventKind::Said {
+            user: user("alice"),
+            text: "hi".into(),
+            key: None
+        }
+    );
+    assert_eq!(
+        serde_json::to_string(&kind).unwrap(),
+        json,
+        "no key, no field"
+    );
 }
