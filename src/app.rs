@@ -113,7 +113,9 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     };
     let server = HttpServer::new(move || {
         let state = state.clone();
-        App::new().configure(move |cfg| http::config(cfg, state))
+        App::new()
+            .wrap(actix_web::middleware::from_fn(http::count_refusals))
+            .configure(move |cfg| http::config(cfg, state))
     })
     // Small frames (acks, states) must go out at once, not wait for Nagle's algorithm to meet
     // the client's delayed ACK (40 ms per request on loopback without this).

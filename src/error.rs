@@ -57,7 +57,10 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code()).json(self)
+        let mut response = HttpResponse::build(self.status_code()).json(self);
+        // For the refusal counter (`http::count_refusals`), whichever way the error came.
+        response.extensions_mut().insert(self.error);
+        response
     }
 }
 

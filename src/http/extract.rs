@@ -55,7 +55,6 @@ pub(crate) fn rate_limit(state: &AppState, req: &HttpRequest) -> Result<(), ApiE
     if state.http_limiter.check(addr) {
         Ok(())
     } else {
-        state.metrics.refused("rate_limited");
         Err(ApiError::new(
             ErrorCode::RateLimited,
             "too many requests; slow down",

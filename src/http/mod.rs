@@ -8,7 +8,13 @@ mod rooms;
 
 use std::sync::Arc;
 
-use actix_web::web;
+use actix_web::{
+    body::MessageBody,
+    dev::{ServiceRequest, ServiceResponse},
+    middleware::Next,
+    web,
+};
+use roomstate_core::protocol::ErrorCode;
 
 use crate::{
     error::no_route, metrics::Metrics, ratelimit::AddressLimiter, room::registry::Registry,
@@ -63,6 +69,24 @@ pub(crate) fn config(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
     }
     cfg.configure(crate::web::config)
         .default_service(web::to(no_route));
+}
+
+/// Counts every HTTP error answer in `roomstate_refusals_total` by its API code (sockets count
+/// their `error` frames themselves), so each refusal is counted once, where the client gets it.
+pub(crate) async fn count_refusals(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let metrics = req
+        .app_data::<web::Data<AppState>>()
+        .map(|s| s.metrics.clone());
+    let response = next.call(req).await?;
+    if let (Some(metrics), Some(code)) =
+        (metrics, response.response().extensions().get::<ErrorCode>())
+    {
+        metrics.refused(code.as_str());
+    }
+    Ok(response)
 }
 
 /// A resource whose unmatched methods answer like an unknown route.

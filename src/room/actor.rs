@@ -28,7 +28,9 @@ use super::{
     deps::RoomDeps,
     failure::{Reply, RoomFailure},
     http_idle::HttpIdle,
-    messages::{Applied, Close, Connect, Disconnect, GetMessages, GetView, Mutate, Shutdown},
+    messages::{
+        Abandon, Applied, Close, Connect, Disconnect, GetMessages, GetView, Mutate, Shutdown,
+    },
     outbound::{Outbound, SessionId, Shared},
     sessions::Sessions,
     snapshots::SnapshotSchedule,
@@ -105,11 +107,9 @@ impl RoomActor {
         } else {
             Some("the server is shutting down".to_owned())
         };
+        // Counted where the refusal reaches the client (the HTTP edge or the socket), once.
         match refusal {
-            Some(message) => {
-                self.deps.metrics.refused("unavailable");
-                Err(RoomFailure::Unavailable(message))
-            }
+            Some(message) => Err(RoomFailure::Unavailable(message)),
             None => Ok(()),
         }
     }
@@ -337,7 +337,14 @@ impl RoomActor {
         let view = match result {
             Ok(view) => view,
             Err(error) => {
-                closing.failed(RoomFailure::Unavailable(error.to_string()));
+                // Nothing of the close was applied (the record is one transaction): the room
+                // takes mutations again, and the admin retries the close.
+                tracing::warn!(room.id = %self.state.id(), %error, "final record not written; the room stays open");
+                closing.failed(RoomFailure::Unavailable(format!(
+                    "{error}; the room stays open, retry the close"
+                )));
+                self.closing = None;
+                self.state.reopen();
                 self.finish_shutdown(ctx);
                 return;
             }
@@ -519,6 +526,44 @@ impl Handler<Close> for RoomActor {
                 )),
             }
         })
+    }
+}
+
+impl Handler<Abandon> for RoomActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Abandon, ctx: &mut Self::Context) {
+        let (dropped, waiters) = self.commits.abandon();
+        if dropped > 0 {
+            tracing::warn!(room.id = %self.state.id(), events = dropped,
+                "engine stopping with events not yet durable; their requests are refused");
+        }
+        self.deps.metrics.journal_pending.sub(dropped as i64);
+        let refusal = || {
+            RoomFailure::Unavailable(
+                "the server stopped before this request became durable; retry it".into(),
+            )
+        };
+        for waiter in waiters {
+            match waiter {
+                Waiter::Reply { tx, .. } => {
+                    let _ = tx.send(Err(refusal()));
+                }
+                Waiter::Attach(_, tx) => {
+                    let _ = tx.send(Err(refusal()));
+                }
+            }
+        }
+        if let Some(closing) = self.closing.as_mut() {
+            closing.failed(RoomFailure::Unavailable(
+                "the server stopped before the room's record was written; retry the close".into(),
+            ));
+        }
+        self.sessions.end_all(None, CloseReason::ServerShutdown);
+        for tx in self.shutdown_waiters.drain(..) {
+            let _ = tx.send(());
+        }
+        ctx.stop();
     }
 }
 

@@ -197,6 +197,15 @@ impl<W> CommitQueue<W> {
     pub(crate) fn retry_due(&mut self) {
         self.retry_scheduled = false;
     }
+
+    /// Gives up on every pending event (the engine stops before they became durable): the
+    /// queue is empty afterwards; returns how many events were dropped and their waiters.
+    pub(crate) fn abandon(&mut self) -> (usize, Vec<W>) {
+        self.in_flight = 0;
+        let dropped = self.pending.len();
+        let waiters = self.pending.drain(..).flat_map(|p| p.waiters).collect();
+        (dropped, waiters)
+    }
 }
 
 #[cfg(test)]

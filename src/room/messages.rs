@@ -70,3 +70,9 @@ pub(crate) struct Close;
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(crate) struct Shutdown;
+
+/// Engine shutdown past its drain deadline: answer every request still waiting for the journal
+/// with `unavailable` (it was not made durable), end every socket, and stop now.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Abandon;

@@ -28,11 +28,15 @@ use super::{
     actor::{RoomActor, RoomIndex},
     deps::RoomDeps,
     failure::{RegistryFailure, RoomFailure},
-    messages::{Applied, Close, GetMessages, GetView, Mutate, Shutdown},
+    messages::{Abandon, Applied, Close, GetMessages, GetView, Mutate, Shutdown},
 };
 
 /// How long a readiness probe waits for each dependency.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long rooms past the drain deadline get to answer what they hold and end their sockets.
+const ABANDON_DEADLINE: Duration = Duration::from_secs(2);
+/// How long a room id whose creation may have half-landed is retried for deletion.
+const ORPHAN_CLEANUP: Duration = Duration::from_secs(600);
 
 /// Why recovery at start failed.
 #[derive(Debug, thiserror::Error)]
@@ -103,11 +107,14 @@ impl Registry {
             return Err(shutting_down());
         }
         let (state, event) = RoomState::create(RoomId::generate(), title, time::now())?;
-        self.deps
-            .journal
-            .append(vec![event])
-            .await
-            .map_err(|e| RoomFailure::Unavailable(e.to_string()))?;
+        if let Err(error) = self.deps.journal.append(vec![event]).await {
+            // The client is told nothing was applied, so nothing may stay: an append that
+            // failed unclearly (e.g. written on the primary, short of replicas) could leave the
+            // room in the log, to come back at the next start. Its id is new and never handed
+            // out, so deleting it once the journal answers again is always safe.
+            self.forget_half_created(state.id().clone());
+            return Err(RoomFailure::Unavailable(error.to_string()));
+        }
         self.deps
             .metrics
             .mutations
@@ -117,6 +124,26 @@ impl Registry {
         tracing::info!(room.id = %view.id, "room created");
         self.start(state);
         Ok(view)
+    }
+
+    /// Deletes the log of a room whose creation was refused, retrying in the background until
+    /// the journal takes it (for `ORPHAN_CLEANUP` at most).
+    fn forget_half_created(&self, id: RoomId) {
+        let journal = self.deps.journal.clone();
+        actix_rt::spawn(async move {
+            let started = std::time::Instant::now();
+            let mut delay = Duration::from_millis(100);
+            while started.elapsed() < ORPHAN_CLEANUP {
+                match journal.delete_room(id.clone()).await {
+                    Ok(()) => return,
+                    Err(_) => {
+                        actix_rt::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+            tracing::warn!(room.id = %id, "a refused room's log could not be deleted; it may come back at the next start");
+        });
     }
 
     /// The open room's actor, if it is open here.
@@ -154,10 +181,18 @@ impl Registry {
         match self.find(id).await? {
             Found::Open(room) => match room.send(Mutate { command, via }).await {
                 Ok(reply) => Ok(reply?),
-                // A room actor only stops once it is closed (or the engine is stopping).
-                Err(_) => Err(RoomError::Closed.into()),
+                Err(_) => Err(self.gone()),
             },
             Found::Closed(_) => Err(RoomError::Closed.into()),
+        }
+    }
+
+    /// Why a room's actor is gone: it only stops once it is closed, or when the engine stops.
+    fn gone(&self) -> RegistryFailure {
+        if self.is_stopping() {
+            shutting_down().into()
+        } else {
+            RoomError::Closed.into()
         }
     }
 
@@ -233,6 +268,8 @@ impl Registry {
                     return Ok(view);
                 }
                 Ok(Err(failure)) => return Err(failure.into()),
+                // The engine stopped the room before it could answer: not closed.
+                Err(_) if self.is_stopping() => return Err(shutting_down().into()),
                 // The actor stopped between the lookup and the send: it closed meanwhile.
                 Err(MailboxError::Closed | MailboxError::Timeout) => {
                     self.rooms.write().remove(id);
@@ -315,6 +352,16 @@ impl Registry {
         let drained = join_all(addrs.iter().map(|a| a.send(Shutdown)));
         if tokio::time::timeout(deadline, drained).await.is_err() {
             tracing::warn!("shutdown deadline passed with events not yet durable");
+            // The rooms still waiting for the journal refuse what they hold (503: not durable)
+            // and end their sockets, instead of being dropped with their requests unanswered.
+            let left: Vec<_> = self.rooms.read().values().cloned().collect();
+            let abandoned = join_all(left.iter().map(|a| a.send(Abandon)));
+            if tokio::time::timeout(ABANDON_DEADLINE, abandoned)
+                .await
+                .is_err()
+            {
+                tracing::warn!("rooms did not stop within {ABANDON_DEADLINE:?}; stopping them");
+            }
         }
         for arbiter in &self.arbiters {
             arbiter.stop();

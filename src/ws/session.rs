@@ -33,6 +33,10 @@ use crate::{
 
 /// Refused frames in a row after which a flooding client is disconnected.
 const FLOOD_STRIKES: u32 = 50;
+/// How long the room's last frames (`closed`, the socket's end) wait for the answers to requests
+/// this socket still has with the room: the room answers those before it ends its sockets, but
+/// the answers travel apart from the frames.
+const LAST_ANSWERS_GRACE: Duration = Duration::from_secs(2);
 
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 
@@ -65,6 +69,11 @@ pub(crate) struct WsSession {
     heard: Instant,
     bucket: TokenBucket,
     strikes: u32,
+    /// Requests sent to the room and not answered yet.
+    in_flight: usize,
+    /// What the room sent to end the socket while requests were in flight: held until they are
+    /// answered (or `LAST_ANSWERS_GRACE` passed), so no durable request loses its `ack`.
+    deferred: Vec<Outbound>,
     settings: SessionSettings,
     metrics: Metrics,
 }
@@ -89,6 +98,8 @@ pub(crate) fn start(
         heard: Instant::now(),
         bucket: TokenBucket::new(settings.rate_per_s, settings.burst),
         strikes: 0,
+        in_flight: 0,
+        deferred: Vec::new(),
         settings: settings.clone(),
         metrics,
     };
@@ -191,7 +202,9 @@ impl WsSession {
             command,
             via: Via::Socket,
         });
+        self.in_flight += 1;
         ctx.spawn(request.into_actor(self).map(move |result, act, ctx| {
+            act.in_flight -= 1;
             match result
                 .map_err(ApiError::from)
                 .and_then(|r| r.map_err(ApiError::from))
@@ -199,7 +212,27 @@ impl WsSession {
                 Ok(applied) => ctx.text(frames::ack(&req, applied.seq)),
                 Err(error) => act.send_error(ctx, &req, &error),
             }
+            if act.in_flight == 0 {
+                act.play_deferred(ctx);
+            }
         }));
+    }
+
+    /// Sends what the room sent to end the socket once nothing is in flight any more.
+    fn play_deferred(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        for outbound in std::mem::take(&mut self.deferred) {
+            self.deliver(outbound, ctx);
+        }
+    }
+
+    /// Turns what the room sent into frames (the only place server frames are encoded).
+    fn deliver(&mut self, msg: Outbound, ctx: &mut ws::WebsocketContext<Self>) {
+        match msg {
+            Outbound::State(view) => ctx.text(view.text(frames::state)),
+            Outbound::Message(message) => ctx.text(message.text(frames::message)),
+            Outbound::Closed(view) => ctx.text(view.text(frames::closed)),
+            Outbound::End(reason) => Self::end(ctx, reason, reason.describe()),
+        }
     }
 }
 
@@ -243,12 +276,14 @@ impl Handler<Outbound> for WsSession {
     type Result = ();
 
     fn handle(&mut self, msg: Outbound, ctx: &mut Self::Context) {
-        match msg {
-            Outbound::State(view) => ctx.text(view.text(frames::state)),
-            Outbound::Message(message) => ctx.text(message.text(frames::message)),
-            Outbound::Closed(view) => ctx.text(view.text(frames::closed)),
-            Outbound::End(reason) => Self::end(ctx, reason, reason.describe()),
+        let last = matches!(msg, Outbound::Closed(_) | Outbound::End(_));
+        if !last || (self.in_flight == 0 && self.deferred.is_empty()) {
+            return self.deliver(msg, ctx);
         }
+        if self.deferred.is_empty() {
+            ctx.run_later(LAST_ANSWERS_GRACE, |act, ctx| act.play_deferred(ctx));
+        }
+        self.deferred.push(msg);
     }
 }
 

@@ -153,6 +153,27 @@ async fn metrics_name_every_family_and_move_with_what_happens() {
     )
     .await;
 
+    // HTTP refusals are counted too, each once, by their code.
+    let (status, _) = app.vote(&room, "nobody", "pro").await;
+    assert_eq!(status, 409, "not joined");
+    let (status, _) = app.get("/rooms/r_none").await;
+    assert_eq!(status, 404);
+    let (status, _) = app
+        .request("GET", "/admin/stats", None, Some("wrong-token"))
+        .await;
+    assert_eq!(status, 401);
+    metrics_reach(
+        &app,
+        "after three refused HTTP requests",
+        &[
+            ("roomstate_refusals_total{code=\"not_joined\"}", 1.0),
+            ("roomstate_refusals_total{code=\"not_found\"}", 1.0),
+            ("roomstate_refusals_total{code=\"unauthorized\"}", 1.0),
+            ("roomstate_refusals_total{code=\"bad_request\"}", 1.0),
+        ],
+    )
+    .await;
+
     let (status, closed) = app.close_room(&room).await;
     assert_eq!(status, 200, "{closed}");
     let (code, _) = bob.until_closed().await;

@@ -6,8 +6,10 @@
 //! either completes with its final record or is refused and can be done after the restart —
 //! never lost, never written twice.
 //!
-//! Each `..._strict` twin (ignored) runs the same scenario and also checks an answer the engine
-//! gets wrong today (named in its `ignore` reason); it passes once that is fixed.
+//! What the clients are told matters as much as what is stored: a socket's request made durable
+//! during the drain gets its `ack` before the socket closes (1001); a request the drain gave up
+//! on is answered `503 unavailable` (not durable, retry), and a close cut off by the deadline too
+//! — the room is not closed.
 
 use std::time::{Duration, Instant};
 
@@ -151,9 +153,9 @@ async fn texts(app: &TestApp, room: &str) -> Vec<(u64, String)> {
 
 /// (a) SIGTERM while Redis is down with requests pending; Redis is back before the drain deadline.
 ///
-/// `strict` adds what the engine does not do yet (see `..._strict`): a socket's pending request
-/// made durable during the drain gets its `ack` before the socket is closed.
-async fn redis_back_within_the_drain_deadline(strict: bool) {
+/// A socket's pending request made durable during the drain gets its `ack` before the socket
+/// is closed.
+async fn redis_back_within_the_drain_deadline() {
     let mut redis = RedisServer::start().await;
     let mut app = engine_on(&redis);
     let (room, mut bob, mut carol, before) = room_with_three(&app).await;
@@ -202,10 +204,7 @@ async fn redis_back_within_the_drain_deadline(strict: bool) {
             .find(|f| f["req"] == req && (f["type"] == "ack" || f["type"] == "error"));
         match answer {
             Some(answer) => assert_eq!(answer["type"], "ack", "{req}: {answer}"),
-            None if strict => panic!("{req} was made durable but never acknowledged: {frames:?}"),
-            // Not acknowledged, and durable all the same (checked after the restart): the
-            // client cannot tell, which the contract allows — it is told nothing false.
-            None => {}
+            None => panic!("{req} was made durable but never acknowledged: {frames:?}"),
         }
     }
     let status = app.wait_exit();
@@ -257,22 +256,14 @@ async fn redis_back_within_the_drain_deadline(strict: bool) {
 
 #[actix_rt::test]
 async fn sigterm_with_redis_down_drains_every_pending_request_once_redis_is_back() {
-    redis_back_within_the_drain_deadline(false).await;
-}
-
-#[actix_rt::test]
-#[ignore = "product bug: sockets are closed (1001) before the acks of requests made durable \
-            during the drain are sent"]
-async fn sigterm_with_redis_down_drains_every_pending_request_once_redis_is_back_strict() {
-    redis_back_within_the_drain_deadline(true).await;
+    redis_back_within_the_drain_deadline().await;
 }
 
 /// (b) SIGTERM while Redis is down with requests pending, and Redis stays down.
 ///
-/// `strict` adds what the engine does not do yet (see `..._strict`): the requests the drain
-/// gave up on are answered `503 unavailable`, not `409 room_closed` (the room is not closed:
-/// it is open again after the restart).
-async fn redis_staying_down(strict: bool) {
+/// The requests the drain gave up on are answered `503 unavailable` (not durable), not
+/// `409 room_closed`: the room is not closed, it is open again after the restart.
+async fn redis_staying_down() {
     let mut redis = RedisServer::start().await;
     let mut app = engine_on(&redis);
     let (room, mut bob, mut carol, before) = room_with_three(&app).await;
@@ -313,30 +304,24 @@ async fn redis_staying_down(strict: bool) {
         ("vote", vote.await.unwrap()),
         ("message", say.await.unwrap()),
     ] {
-        if let Some((status, body)) = answer {
-            assert!(
-                status >= 400,
-                "the pending {what} is not reported as done: {status} {body}"
-            );
-            if strict {
-                assert_eq!(
-                    (status, body["error"].as_str()),
-                    (503, Some("unavailable")),
-                    "{body}"
-                );
-            }
-        }
+        let (status, body) =
+            answer.unwrap_or_else(|| panic!("the pending {what} got no answer at all"));
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (503, Some("unavailable")),
+            "the pending {what} is refused as not durable: {body}"
+        );
     }
     for (ws, req) in [(&mut bob, "b1"), (&mut carol, "c1")] {
-        if let Some(answer) = ws.answer_to(req).await {
-            assert_eq!(
-                answer["type"], "error",
-                "{req} is not acknowledged: {answer}"
-            );
-            if strict {
-                assert_eq!(answer["error"], "unavailable", "{answer}");
-            }
-        }
+        let answer = ws
+            .answer_to(req)
+            .await
+            .unwrap_or_else(|| panic!("{req} got no answer before the socket closed"));
+        assert_eq!(
+            (answer["type"].as_str(), answer["error"].as_str()),
+            (Some("error"), Some("unavailable")),
+            "{req} is refused as not durable: {answer}"
+        );
     }
 
     redis.restart().await;
@@ -363,13 +348,7 @@ async fn redis_staying_down(strict: bool) {
 
 #[actix_rt::test]
 async fn sigterm_with_redis_staying_down_exits_and_reports_nothing_undurable_as_done() {
-    redis_staying_down(false).await;
-}
-
-#[actix_rt::test]
-#[ignore = "product bug: requests cut off by the drain deadline are answered 409 room_closed"]
-async fn sigterm_with_redis_staying_down_exits_and_reports_nothing_undurable_as_done_strict() {
-    redis_staying_down(true).await;
+    redis_staying_down().await;
 }
 
 /// Starts a close of `room` that cannot finish while Redis is down (an event is pending), and
@@ -464,9 +443,9 @@ async fn sigterm_during_a_close_waiting_for_the_journal_completes_it_when_redis_
 
 /// (c) SIGTERM while a close waits for Redis, and Redis stays down.
 ///
-/// `strict` adds what the engine does not do yet (see `..._strict`): the close cut off by the
-/// drain deadline is answered `503 unavailable` (retry), not `404 not_found` ("no such room").
-async fn close_with_redis_staying_down(strict: bool) {
+/// The close cut off by the drain deadline is answered `503 unavailable` (retry), not
+/// `404 not_found` ("no such room").
+async fn close_with_redis_staying_down() {
     let mut redis = RedisServer::start().await;
     let mut app = engine_on(&redis);
     let (room, _bob, _carol, before) = room_with_three(&app).await;
@@ -487,16 +466,15 @@ async fn close_with_redis_staying_down(strict: bool) {
             "the pending vote is not reported as done: {body}"
         );
     }
-    if let Some((status, body)) = close.await.unwrap() {
-        assert_ne!(status, 200, "the close is not reported as done: {body}");
-        if strict {
-            assert_eq!(
-                (status, body["error"].as_str()),
-                (503, Some("unavailable")),
-                "{body}"
-            );
-        }
-    }
+    let (status, body) = close
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("the close got no answer at all"));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (503, Some("unavailable")),
+        "the cut-off close is refused, not reported done or unknown: {body}"
+    );
 
     redis.restart().await;
     app.restart();
@@ -531,11 +509,5 @@ async fn close_with_redis_staying_down(strict: bool) {
 
 #[actix_rt::test]
 async fn sigterm_during_a_close_with_redis_staying_down_leaves_the_room_closable() {
-    close_with_redis_staying_down(false).await;
-}
-
-#[actix_rt::test]
-#[ignore = "product bug: a close cut off by the drain deadline is answered 404 not_found"]
-async fn sigterm_during_a_close_with_redis_staying_down_leaves_the_room_closable_strict() {
-    close_with_redis_staying_down(true).await;
+    close_with_redis_staying_down().await;
 }

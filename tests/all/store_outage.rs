@@ -4,9 +4,7 @@
 //! (listed, readable, its sockets up); once it is back the close succeeds and the record is in
 //! MariaDB, once, holding exactly what was acknowledged. Also a close caught by SIGTERM while the
 //! store is down: refused, and done after the restart.
-//!
-//! The `..._strict` twin (ignored) also checks that the room takes mutations after the refused
-//! close, which the engine does not do today (see its `ignore` reason).
+//! After a refused close the room takes mutations again: a 503 promises nothing was applied.
 
 use std::{net::ToSocketAddrs, time::Duration};
 
@@ -128,10 +126,8 @@ async fn check_record(db: &TestDatabase, room: &str, closed: &Value, acked: &Ack
 
 /// A close while MariaDB is down, then again once it is back.
 ///
-/// `strict` adds what the engine does not do yet (see `..._strict`): after the refused close the
-/// room takes mutations again. Today it answers them `409 room_closed` (while `GET` shows it
-/// open) until a close succeeds or the engine restarts.
-async fn close_while_mariadb_is_down(strict: bool) {
+/// After the refused close the room takes mutations again (nothing of the close was applied).
+async fn close_while_mariadb_is_down() {
     let db = TestDatabase::create();
     let (proxy, url) = behind_a_proxy(&db);
     let app = app::builder().setting("STORE__URL", &url).start();
@@ -167,23 +163,19 @@ async fn close_while_mariadb_is_down(strict: bool) {
     let (status, messages) = app.get(&format!("/rooms/{room}/messages")).await;
     assert_eq!(status, 200);
     assert_eq!(messages["messages"].as_array().map(Vec::len), Some(1));
-    // Mutations: whatever is acknowledged must be in the record, whatever is refused not.
-    // (`strict`: they are accepted, as a 503 promises nothing was applied.)
+    // Mutations are taken again, and what is acknowledged ends up in the record.
     let mut acked = Acknowledged::busy_room();
     let (status, vote) = app.vote(&room, "alice", "con").await;
-    match (status.as_u16(), vote["error"].as_str()) {
-        (200, _) => acked.votes[0].1 = "con".into(),
-        (409, Some("room_closed")) if !strict => {}
-        _ => panic!("a vote after the refused close answered {status} {vote}"),
-    }
+    assert_eq!(status, 200, "a vote after the refused close: {vote}");
+    acked.votes[0].1 = "con".into();
     bob.send_json(&json!({"type": "say", "text": "still here", "req": "b1"}))
         .await;
     let answer = bob.answer_to("b1").await.expect("the socket is still open");
-    match (answer["type"].as_str(), answer["error"].as_str()) {
-        (Some("ack"), _) => acked.lines.push("still here".into()),
-        (Some("error"), Some("room_closed")) if !strict => {}
-        _ => panic!("a socket message after the refused close got {answer}"),
-    }
+    assert_eq!(
+        answer["type"], "ack",
+        "a socket message after the refused close: {answer}"
+    );
+    acked.lines.push("still here".into());
 
     proxy.up();
     let ready = readiness(&app, 200).await;
@@ -207,14 +199,7 @@ async fn close_while_mariadb_is_down(strict: bool) {
 
 #[actix_rt::test]
 async fn a_close_while_mariadb_is_down_is_refused_and_done_once_it_is_back() {
-    close_while_mariadb_is_down(false).await;
-}
-
-#[actix_rt::test]
-#[ignore = "product bug: after a close refused with 503 (store down) the room answers every \
-            mutation 409 room_closed, though 503 means nothing was applied"]
-async fn a_close_while_mariadb_is_down_is_refused_and_done_once_it_is_back_strict() {
-    close_while_mariadb_is_down(true).await;
+    close_while_mariadb_is_down().await;
 }
 
 /// SIGTERM while a close is writing to a MariaDB that is down: the close is refused, the engine

@@ -1,12 +1,14 @@
 //! The registry at start: a room whose final record is already in the store (the engine stopped
 //! after the write-back, before the log was deleted) is not reopened and loses its log; the other
-//! rooms come back as they were.
+//! rooms come back as they were. And a room whose creation was refused leaves nothing to come
+//! back.
 
 use roomstate_core::room::RoomStatus;
+use roomstate_journal::{memory::Fault, Journal};
 use roomstate_testkit::eventually;
 
 use super::{log_seqs, say, settings, Setup, PATIENCE};
-use crate::room::messages::GetView;
+use crate::room::{failure::RoomFailure, messages::GetView};
 
 #[actix_rt::test]
 async fn recovery_deletes_the_log_of_a_room_already_in_the_store_and_reopens_the_others() {
@@ -57,4 +59,30 @@ async fn recovery_deletes_the_log_of_a_room_already_in_the_store_and_reopens_the
     assert_eq!(back.counters.messages, 1);
     assert_eq!(back.counters.participants_peak, 1);
     assert_eq!(log_seqs(journal, &open), [1, 2, 3], "its log is untouched");
+}
+
+/// A room whose creation the journal wrote but reported as failed (the client got 503, "nothing
+/// was applied") must not come back at the next start: the registry deletes its log once the
+/// journal answers again.
+#[actix_rt::test]
+async fn a_refused_creation_leaves_no_room_behind() {
+    let setup = Setup::new();
+    let journal = &setup.journal;
+    let registry = setup.registry(settings());
+    journal.set_fault(Fault::WriteThenFail);
+    let refused = registry.create("half made".into()).await;
+    assert!(
+        matches!(refused, Err(RoomFailure::Unavailable(_))),
+        "{refused:?}"
+    );
+    assert_eq!(registry.open_rooms(), 0);
+    journal.set_fault(Fault::None);
+    eventually(
+        "the half-made room's log to be deleted",
+        PATIENCE,
+        || async { journal.recover().await.unwrap().is_empty().then_some(()) },
+    )
+    .await;
+    let again = setup.registry(settings());
+    assert_eq!(again.recover().await.unwrap(), 0, "nothing comes back");
 }

@@ -11,7 +11,10 @@ use roomstate_testkit::eventually;
 use super::{
     answered, log_seqs, say, settings, until_room_is_shutting_down, within, Setup, PATIENCE,
 };
-use crate::room::messages::{Close, GetView};
+use crate::room::{
+    failure::RoomFailure,
+    messages::{Close, GetView},
+};
 
 #[actix_rt::test]
 async fn a_shutdown_with_the_journal_down_returns_at_its_deadline_and_acks_nothing() {
@@ -37,15 +40,21 @@ async fn a_shutdown_with_the_journal_down_returns_at_its_deadline_and_acks_nothi
         started.elapsed()
     );
 
-    // The rooms are gone with their arbiters: every waiter hears a refusal, none an ack.
+    // Past the deadline the room refuses what it holds: every waiter hears `unavailable` (not
+    // durable, retry), none an ack and none a "room closed".
     for request in held {
         let outcome = within(PATIENCE, "an answer", request).await.unwrap();
         assert!(
-            !matches!(outcome, Ok(Ok(_))),
-            "acked without being durable: {outcome:?}"
+            matches!(&outcome, Ok(Err(RoomFailure::Unavailable(_)))),
+            "refused as not durable: {outcome:?}"
         );
     }
-    // Its waiters were dropped, so the room is gone: nothing can reach the journal any more.
+    assert_eq!(
+        setup.metrics.journal_pending.get(),
+        0,
+        "nothing counted as pending"
+    );
+    // The room is gone: nothing can reach the journal any more.
     journal.set_down(false);
     assert_eq!(log_seqs(journal, &id), [1, 2]);
 }

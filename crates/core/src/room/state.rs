@@ -396,6 +396,12 @@ impl RoomState {
         self.closed_at.get_or_insert(at);
     }
 
+    /// Takes back a close whose final record could not be written: the room takes commands
+    /// again (nothing of the close was applied).
+    pub fn reopen(&mut self) {
+        self.closed_at = None;
+    }
+
     pub fn is_closed(&self) -> bool {
         self.closed_at.is_some()
     }
