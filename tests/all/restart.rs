@@ -177,3 +177,37 @@ async fn http_presence_lapses_after_the_idle_time() {
     let (status, _) = app.vote(&room, "busy", "con").await;
     assert_eq!(status, 200, "busy is still present");
 }
+
+/// Two engines on one data dir would both write its rooms, each taking the other's events for
+/// its own: the second one must refuse to start, say why, and leave the first one serving.
+#[actix_rt::test]
+async fn a_second_engine_on_the_same_data_dir_exits_saying_why() {
+    let first = app::start();
+    let room = first.create_room("mine").await;
+    let env = [
+        (
+            "ROOMSTATE__DATA_DIR".to_owned(),
+            first.data_dir().display().to_string(),
+        ),
+        ("ROOMSTATE__ADMIN__TOKEN".to_owned(), "other".to_owned()),
+        ("ROOMSTATE__HTTP__BIND".to_owned(), "127.0.0.1:0".to_owned()),
+    ];
+    let second = roomstate_testkit::engine::run_to_exit(
+        std::path::Path::new(app::ENGINE),
+        &[],
+        &env,
+        Duration::from_secs(30),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!second.status.success(), "{second:?}");
+    assert!(
+        second.stderr.contains("in use by another roomstate engine"),
+        "{}",
+        second.stderr
+    );
+    assert_eq!(
+        first.room(&room).await["title"],
+        "mine",
+        "the first one still serves"
+    );
+}

@@ -97,6 +97,9 @@ struct Inner {
     // Declared before `_writer`: fields drop in order, so the channel closes before the join.
     requests: Sender<Request>,
     _writer: WriterThread,
+    /// Holds the exclusive lock on `<journal>.lock` for as long as the journal is open (the lock
+    /// goes with the file handle).
+    _lock: std::fs::File,
 }
 
 /// The SQLite-backed journal. Clones share one file and one writer thread.
@@ -116,6 +119,7 @@ impl LocalJournal {
                 ))
             })?;
         }
+        let lock = lock_exclusively(path)?;
         let mut conn = connect(path)?;
         prepare_schema(&mut conn, path)?;
 
@@ -137,6 +141,7 @@ impl LocalJournal {
                 path: path.to_path_buf(),
                 requests,
                 _writer: WriterThread::new(handle, WRITER_THREAD),
+                _lock: lock,
             }),
         })
     }
@@ -199,6 +204,32 @@ impl Journal for LocalJournal {
 
 fn unavailable(path: &Path, what: &str, error: impl std::fmt::Display) -> JournalError {
     JournalError::Unavailable(format!("journal {}: {what}: {error}", path.display()))
+}
+
+/// Takes the journal's exclusive lock (`<path>.lock`, an advisory `flock`), so a second engine on
+/// the same data dir fails at start instead of writing the same rooms beside the first one —
+/// each would take the other's events for its own. The lock is released when the process ends,
+/// however it ends.
+fn lock_exclusively(path: &Path) -> Result<std::fs::File, JournalError> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    let lock_path = PathBuf::from(name);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| unavailable(&lock_path, "open", e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(JournalError::Unavailable(format!(
+            "the journal {} is in use by another roomstate engine (its lock {} is held); run one \
+             engine per data_dir",
+            path.display(),
+            lock_path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(unavailable(&lock_path, "lock", e)),
+    }
 }
 
 /// Opens a connection with the pragmas every roomstate SQLite connection has.

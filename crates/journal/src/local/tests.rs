@@ -344,3 +344,19 @@ async fn a_room_covered_entirely_by_its_snapshot_is_recovered() {
     assert!(logs[0].events.is_empty());
     assert_eq!(logs[0].snapshot.as_ref().map(|s| s.seq), Some(3));
 }
+
+#[test]
+fn a_second_journal_on_the_same_file_is_refused_while_the_first_is_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.db");
+    let (first, _) = open(&path);
+    let Err(error) = LocalJournal::open(&path, JournalMetrics::detached().unwrap()) else {
+        panic!("a second journal opened the same file");
+    };
+    assert!(error.to_string().contains("in use by another roomstate engine"), "{error}");
+    drop(first);
+    assert!(
+        LocalJournal::open(&path, JournalMetrics::detached().unwrap()).is_ok(),
+        "the lock goes with the first journal"
+    );
+}
