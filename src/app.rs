@@ -69,6 +69,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
             tracing::info!(config.file = %path.display(), "settings: file and environment")
         }
     }
+    tracing::info!("{}", loaded.auth.summary());
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("creating data_dir {}", settings.data_dir.display()))?;
     let metrics = Metrics::new().context("setting up metrics")?;
@@ -98,6 +99,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         registry: registry.clone(),
         metrics,
         admin_token: loaded.admin_token.as_ref().map(|t| t.token.clone()),
+        auth: loaded.auth.clone(),
         http_limiter: AddressLimiter::new(limits.http_rate_per_s, limits.http_burst),
         sessions: SessionSettings {
             timeout: settings.presence.ws_timeout(),

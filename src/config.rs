@@ -7,6 +7,8 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use config::{Config, Environment, File, FileFormat};
 use serde::Deserialize;
 
+use crate::auth::{self, CreateRooms, Policy, Verifier};
+
 const DEFAULTS: &str = include_str!("../config/default.toml");
 
 /// Why the settings cannot be used.
@@ -32,6 +34,7 @@ pub struct Settings {
     pub(crate) presence: PresenceSettings,
     pub(crate) limits: LimitSettings,
     pub(crate) rooms: RoomThreadSettings,
+    pub(crate) auth: AuthSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -59,6 +62,39 @@ pub(crate) struct AdminSettings {
     pub(crate) enabled: bool,
     /// Bearer token for /admin.
     pub(crate) token: Option<String>,
+}
+
+/// `auth.mode`: whether clients are believed or prove who they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum AuthMode {
+    Open,
+    Token,
+}
+
+/// API.md "Users and tokens". `mode` has no embedded default, so that the engine can tell a file
+/// (or an environment) that chose it from one that never thought about it.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AuthSettings {
+    pub(crate) mode: Option<AuthMode>,
+    /// Shared secret for HS256 tokens.
+    pub(crate) hs256_secret: Option<String>,
+    /// PEM public key for RS256 or ES256 tokens.
+    pub(crate) public_key_file: Option<PathBuf>,
+    pub(crate) create_rooms: CreateRooms,
+}
+
+impl std::fmt::Debug for AuthSettings {
+    /// Never prints the secret, only whether there is one.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthSettings")
+            .field("mode", &self.mode)
+            .field("hs256_secret", &self.hs256_secret.as_ref().map(|_| "***"))
+            .field("public_key_file", &self.public_key_file)
+            .field("create_rooms", &self.create_rooms)
+            .finish()
+    }
 }
 
 /// Which durability log to use.
@@ -139,6 +175,8 @@ pub struct Loaded {
     /// The admin token in force; `generated` is true when it was made up at start.
     pub(crate) admin_token: Option<AdminToken>,
     pub(crate) store_url: String,
+    /// How clients prove who they are (the key, if any, already read and checked).
+    pub(crate) auth: Policy,
 }
 
 #[derive(Debug, Clone)]
@@ -236,11 +274,108 @@ impl Settings {
         let store_url = self.store.url.clone().unwrap_or_else(|| {
             format!("sqlite://{}", self.data_dir.join("roomstate.db").display())
         });
+        let auth = self.auth.policy(&origin, admin_token.is_some())?;
         Ok(Loaded {
             settings: self,
             origin,
             admin_token,
             store_url,
+            auth,
+        })
+    }
+}
+
+impl AuthSettings {
+    /// Every rule about `[auth]`, checked at start: the mode a file must choose, exactly one key
+    /// in token mode, a usable key, a `create_rooms` somebody can satisfy. Reads the key file.
+    fn policy(&self, origin: &Origin, admin_enabled: bool) -> Result<Policy, ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        // An empty value (`ROOMSTATE__AUTH__HS256_SECRET=`) is how environments unset things.
+        let secret = self.hs256_secret.as_deref().filter(|s| !s.is_empty());
+        let key_file = self
+            .public_key_file
+            .as_deref()
+            .filter(|p| !p.as_os_str().is_empty());
+        let mode = match (self.mode, origin) {
+            (Some(mode), _) => mode,
+            (None, Origin::EmbeddedDefaults) => AuthMode::Open,
+            (None, Origin::File(path)) if admin_enabled => {
+                return invalid(format!(
+                    "the config file {} serves admin routes but does not choose auth.mode; add\n  \
+                     [auth]\n  mode = \"token\"   # user calls need a JWT (docs/auth.md), with \
+                     auth.hs256_secret or auth.public_key_file\nor `mode = \"open\"` (clients \
+                     name their user and are believed), or set ROOMSTATE__AUTH__MODE",
+                    path.display()
+                ))
+            }
+            (None, Origin::File(_)) => AuthMode::Open,
+        };
+        if mode == AuthMode::Open {
+            if secret.is_some() || key_file.is_some() {
+                let which = if secret.is_some() {
+                    "auth.hs256_secret"
+                } else {
+                    "auth.public_key_file"
+                };
+                return invalid(format!(
+                    "{which} is set but auth.mode is \"open\", where no token is checked; set \
+                     auth.mode = \"token\" (ROOMSTATE__AUTH__MODE=token) to use it, or remove it"
+                ));
+            }
+            if self.create_rooms == CreateRooms::Users {
+                return invalid(
+                    "auth.create_rooms = \"users\" needs user tokens: set auth.mode = \"token\", \
+                     or choose \"anyone\" or \"admin\""
+                        .into(),
+                );
+            }
+        }
+        if self.create_rooms == CreateRooms::Admin && !admin_enabled {
+            return invalid(
+                "auth.create_rooms = \"admin\" but admin routes are off (admin.enabled = false): \
+                 nobody could create a room"
+                    .into(),
+            );
+        }
+        let dev_default = self.mode.is_none() && *origin == Origin::EmbeddedDefaults;
+        if mode == AuthMode::Open {
+            return Ok(Policy::open(self.create_rooms, dev_default));
+        }
+        let verifier = match (secret, key_file) {
+            (None, None) => {
+                return invalid(format!(
+                    "auth.mode = \"token\" needs a key: auth.hs256_secret \
+                     (ROOMSTATE__AUTH__HS256_SECRET; HS256, at least {} bytes) or \
+                     auth.public_key_file (ROOMSTATE__AUTH__PUBLIC_KEY_FILE; a PEM public key for \
+                     RS256 or ES256)",
+                    auth::MIN_SECRET_BYTES
+                ))
+            }
+            (Some(_), Some(_)) => {
+                return invalid(
+                    "auth.hs256_secret and auth.public_key_file are both set; set exactly one \
+                     (tokens are verified with one key and its one algorithm)"
+                        .into(),
+                )
+            }
+            (Some(secret), None) => Verifier::hs256(secret)
+                .map_err(|e| ConfigError::Invalid(format!("auth.hs256_secret {e}")))?,
+            (None, Some(path)) => {
+                let pem = std::fs::read(path).map_err(|e| {
+                    ConfigError::Invalid(format!(
+                        "auth.public_key_file {}: cannot read it: {e}",
+                        path.display()
+                    ))
+                })?;
+                Verifier::public_key_pem(&pem, &path.display().to_string()).map_err(|e| {
+                    ConfigError::Invalid(format!("auth.public_key_file {} {e}", path.display()))
+                })?
+            }
+        };
+        Ok(Policy {
+            verifier: Some(verifier),
+            create_rooms: self.create_rooms,
+            dev_default: false,
         })
     }
 }

@@ -1,9 +1,13 @@
 //! The one mapping from every error in the engine to what a client sees: an API error code (from
 //! the core's vocabulary), the HTTP status the contract gives it, and the body
 //! `{"error": CODE, "message": "..."}`. HTTP responses and WebSocket `error` frames both come from
-//! an `ApiError`, so a refusal reads the same on either.
+//! an `ApiError`, so a refusal reads the same on either. Every 401 carries the bearer challenge
+//! (`WWW-Authenticate`, RFC 6750), whichever route sent it.
 
-use actix_web::{http::StatusCode, HttpRequest, HttpResponse, ResponseError};
+use actix_web::{
+    http::{header, StatusCode},
+    HttpRequest, HttpResponse, ResponseError,
+};
 use roomstate_core::{
     protocol::ErrorCode,
     room::{NameError, RoomError},
@@ -19,14 +23,40 @@ use crate::room::failure::{RegistryFailure, RoomFailure};
 pub(crate) struct ApiError {
     pub(crate) error: ErrorCode,
     pub(crate) message: String,
+    /// A 401 about a token that was given: the `error_description` of the challenge, a few
+    /// words with no quotes or backslashes (not in the body: the body has two fields).
+    #[serde(skip)]
+    pub(crate) invalid_token: Option<&'static str>,
 }
+
+/// The realm of every bearer challenge.
+const REALM: &str = "roomstate";
 
 impl ApiError {
     pub(crate) fn new(error: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             error,
             message: message.into(),
+            invalid_token: None,
         }
+    }
+
+    /// 401 for a request that brought no credentials.
+    pub(crate) fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Unauthorized, message)
+    }
+
+    /// 401 for a request whose token is refused; `description` goes into the challenge.
+    pub(crate) fn invalid_token(description: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            invalid_token: Some(description),
+            ..Self::unauthorized(message)
+        }
+    }
+
+    /// 403: a valid token that does not cover this user or room.
+    pub(crate) fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Forbidden, message)
     }
 
     pub(crate) fn bad_request(message: impl Into<String>) -> Self {
@@ -57,10 +87,27 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        let mut response = HttpResponse::build(self.status_code()).json(self);
+        let mut builder = HttpResponse::build(self.status_code());
+        if self.error == ErrorCode::Unauthorized {
+            builder.insert_header((header::WWW_AUTHENTICATE, self.challenge()));
+        }
+        let mut response = builder.json(self);
         // For the refusal counter (`http::count_refusals`), whichever way the error came.
         response.extensions_mut().insert(self.error);
         response
+    }
+}
+
+impl ApiError {
+    /// `Bearer realm="roomstate"`, plus the token's fault when one was given (RFC 6750 §3).
+    fn challenge(&self) -> String {
+        match self.invalid_token {
+            None => format!("Bearer realm=\"{REALM}\""),
+            Some(description) => format!(
+                "Bearer realm=\"{REALM}\", error=\"invalid_token\", error_description=\"{}\"",
+                description.replace(['"', '\\'], "")
+            ),
+        }
     }
 }
 
@@ -132,6 +179,34 @@ mod tests {
         assert_eq!(body["error"], "room_closed");
         assert!(body["message"].is_string());
         assert_eq!(body.as_object().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn every_401_challenges_and_only_a_401() {
+        let header = |e: ApiError| {
+            e.error_response()
+                .headers()
+                .get(header::WWW_AUTHENTICATE)
+                .map(|v| v.to_str().unwrap().to_owned())
+        };
+        assert_eq!(
+            header(ApiError::unauthorized("no token")).as_deref(),
+            Some("Bearer realm=\"roomstate\"")
+        );
+        assert_eq!(
+            header(ApiError::invalid_token("token expired", "m")).as_deref(),
+            Some(
+                "Bearer realm=\"roomstate\", error=\"invalid_token\", \
+                 error_description=\"token expired\""
+            )
+        );
+        assert_eq!(header(ApiError::forbidden("other user")), None);
+        let body = serde_json::to_value(ApiError::invalid_token("x", "m")).unwrap();
+        assert_eq!(body.as_object().unwrap().len(), 2, "{body}");
+        assert_eq!(
+            ApiError::forbidden("m").status_code(),
+            StatusCode::FORBIDDEN
+        );
     }
 
     #[test]

@@ -12,12 +12,14 @@
 //! - `web/`: the embedded web page, a client of the public API like any other;
 //! - `error`: the one mapping from every error to an API code, status and body;
 //! - `config`: settings, validated once; `metrics`: `/metrics`; `ratelimit`: token buckets;
+//! - `auth`: user tokens — the key and the verification of JWTs (docs/auth.md);
 //! - `app`: wiring, start-up and shutdown order.
 //!
 //! Arrows run one way: `app` → `http` → `ws` → `room`; `http`, `ws` → `error` → `room`;
 //! `web` → `error`. docs/architecture.md draws the whole house.
 
 mod app;
+mod auth;
 mod config;
 mod error;
 mod http;

@@ -58,7 +58,14 @@ fn a_config_file_without_a_token_is_refused() {
     std::fs::copy(file.path(), &path).unwrap();
     let err = Settings::load_from(Some(path.clone()), env(&[])).unwrap_err();
     assert!(err.to_string().contains("admin.token"), "{err}");
-    let ok = Settings::load_from(Some(path.clone()), env(&[("ROOMSTATE__ADMIN__TOKEN", "t")]));
+    // A file that serves admin routes must also choose auth.mode (here through the environment).
+    let ok = Settings::load_from(
+        Some(path.clone()),
+        env(&[
+            ("ROOMSTATE__ADMIN__TOKEN", "t"),
+            ("ROOMSTATE__AUTH__MODE", "open"),
+        ]),
+    );
     assert_eq!(ok.unwrap().settings.http.bind, "127.0.0.1:9999");
     std::fs::remove_file(path).unwrap();
 }
@@ -89,4 +96,154 @@ fn unknown_keys_and_bad_values_are_refused() {
         "redis without an address"
     );
     assert!(Settings::load_from(None, env(&[("ROOMSTATE__JOURNAL__KIND", "paper")])).is_err());
+}
+
+const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+/// The refusal's text for these settings (embedded defaults and `pairs`).
+fn refusal(pairs: &[(&str, &str)]) -> String {
+    Settings::load_from(None, env(pairs))
+        .unwrap_err()
+        .to_string()
+}
+
+#[test]
+fn the_dev_default_is_open_and_says_so() {
+    let loaded = Settings::load_from(None, env(&[])).unwrap();
+    assert!(loaded.auth.verifier.is_none());
+    assert_eq!(loaded.auth.create_rooms, CreateRooms::Anyone);
+    assert!(loaded.auth.summary().contains("(dev default)"));
+    let chosen = Settings::load_from(None, env(&[("ROOMSTATE__AUTH__MODE", "open")])).unwrap();
+    assert!(!chosen.auth.summary().contains("dev default"));
+}
+
+#[test]
+fn a_config_file_serving_admin_routes_must_choose_auth_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("prod.toml");
+    std::fs::write(&path, "[admin]\ntoken = \"t\"\n").unwrap();
+    let err = Settings::load_from(Some(path.clone()), env(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("auth.mode") && err.contains("[auth]") && err.contains("mode = \"token\""),
+        "{err}"
+    );
+    let open = "[admin]\ntoken = \"t\"\n[auth]\nmode = \"open\"\n";
+    std::fs::write(&path, open).unwrap();
+    let loaded = Settings::load_from(Some(path.clone()), env(&[])).unwrap();
+    assert!(loaded.auth.verifier.is_none() && !loaded.auth.dev_default);
+    std::fs::write(&path, "[admin]\nenabled = false\n").unwrap();
+    assert!(
+        Settings::load_from(Some(path), env(&[])).is_ok(),
+        "no admin routes: the file need not choose"
+    );
+}
+
+#[test]
+fn token_mode_needs_exactly_one_good_key() {
+    let token = ("ROOMSTATE__AUTH__MODE", "token");
+    let err = refusal(&[token]);
+    assert!(
+        err.contains("auth.hs256_secret") && err.contains("auth.public_key_file"),
+        "{err}"
+    );
+    let err = refusal(&[
+        token,
+        ("ROOMSTATE__AUTH__HS256_SECRET", SECRET),
+        ("ROOMSTATE__AUTH__PUBLIC_KEY_FILE", "/k.pem"),
+    ]);
+    assert!(err.contains("both"), "{err}");
+    let err = refusal(&[token, ("ROOMSTATE__AUTH__HS256_SECRET", "short")]);
+    assert!(
+        err.contains("auth.hs256_secret") && err.contains("5 bytes") && err.contains("32"),
+        "{err}"
+    );
+    let missing = "/nonexistent/roomstate-jwt.pem";
+    let err = refusal(&[token, ("ROOMSTATE__AUTH__PUBLIC_KEY_FILE", missing)]);
+    assert!(
+        err.contains("auth.public_key_file") && err.contains(missing) && err.contains("read"),
+        "{err}"
+    );
+    let mut garbage = tempfile::NamedTempFile::new().unwrap();
+    writeln!(garbage, "not a key").unwrap();
+    let path = garbage.path().display().to_string();
+    let err = refusal(&[token, ("ROOMSTATE__AUTH__PUBLIC_KEY_FILE", &path)]);
+    assert!(
+        err.contains("auth.public_key_file") && err.contains(&path) && err.contains("PEM"),
+        "{err}"
+    );
+    let loaded = Settings::load_from(
+        None,
+        env(&[
+            token,
+            ("ROOMSTATE__AUTH__HS256_SECRET", SECRET),
+            ("ROOMSTATE__AUTH__CREATE_ROOMS", "users"),
+        ]),
+    )
+    .unwrap();
+    let verifier = loaded.auth.verifier.as_ref().expect("token mode");
+    assert_eq!(verifier.algorithm_name(), "HS256");
+    assert_eq!(loaded.auth.create_rooms, CreateRooms::Users);
+    let shown = format!("{:?}", loaded.settings);
+    assert!(
+        !shown.contains(SECRET),
+        "the secret is never shown: {shown}"
+    );
+}
+
+#[test]
+fn settings_that_cannot_mean_what_they_say_are_refused() {
+    let err = refusal(&[("ROOMSTATE__AUTH__HS256_SECRET", SECRET)]);
+    assert!(
+        err.contains("auth.hs256_secret") && err.contains("\"open\""),
+        "a key in open mode would check nothing: {err}"
+    );
+    let err = refusal(&[("ROOMSTATE__AUTH__CREATE_ROOMS", "users")]);
+    assert!(err.contains("auth.create_rooms"), "{err}");
+    let err = refusal(&[
+        ("ROOMSTATE__AUTH__CREATE_ROOMS", "admin"),
+        ("ROOMSTATE__ADMIN__ENABLED", "false"),
+    ]);
+    assert!(
+        err.contains("auth.create_rooms") && err.contains("admin"),
+        "{err}"
+    );
+    let err = refusal(&[("ROOMSTATE__AUTH__MODE", "jwt")]);
+    assert!(err.contains("auth.mode") || err.contains("jwt"), "{err}");
+    // An empty value unsets, as environments do.
+    let loaded = Settings::load_from(None, env(&[("ROOMSTATE__AUTH__HS256_SECRET", "")])).unwrap();
+    assert!(loaded.auth.verifier.is_none());
+}
+
+/// The example files the README starts the engine with stay valid (with the secrets their
+/// comments say to give by environment).
+#[test]
+fn the_shipped_example_configs_load() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let sentinel = Settings::load_from(
+        Some(root.join("config/sentinel.toml")),
+        env(&[
+            ("ROOMSTATE__ADMIN__TOKEN", "change-me"),
+            (
+                "ROOMSTATE__AUTH__HS256_SECRET",
+                "0123456789abcdef0123456789abcdef",
+            ),
+        ]),
+    )
+    .unwrap_or_else(|e| panic!("config/sentinel.toml: {e}"));
+    assert_eq!(sentinel.settings.journal.kind, JournalKind::Redis);
+    let mysql = Settings::load_from(
+        Some(root.join("config/mysql.toml")),
+        env(&[("ROOMSTATE__ADMIN__TOKEN", "change-me")]),
+    )
+    .unwrap_or_else(|e| panic!("config/mysql.toml: {e}"));
+    assert!(mysql.store_url.starts_with("mysql://"));
+    // Without the secret, token mode refuses to start, naming what is missing.
+    let err = Settings::load_from(
+        Some(root.join("config/sentinel.toml")),
+        env(&[("ROOMSTATE__ADMIN__TOKEN", "change-me")]),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("hs256_secret"), "{err}");
 }

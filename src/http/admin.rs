@@ -4,10 +4,7 @@ use actix_web::{web, HttpResponse};
 use roomstate_core::time;
 use serde_json::json;
 
-use super::{
-    extract::{self, Admin},
-    AppState,
-};
+use super::{bearer::Admin, extract, AppState};
 use crate::error::ApiError;
 
 pub(super) async fn close(

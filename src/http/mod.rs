@@ -2,6 +2,7 @@
 //! extractor settings that turn bad input into API errors.
 
 mod admin;
+mod bearer;
 mod extract;
 mod ops;
 mod rooms;
@@ -17,8 +18,8 @@ use actix_web::{
 use roomstate_core::protocol::ErrorCode;
 
 use crate::{
-    error::no_route, metrics::Metrics, ratelimit::AddressLimiter, room::registry::Registry,
-    ws::session::SessionSettings,
+    auth::Policy, error::no_route, metrics::Metrics, ratelimit::AddressLimiter,
+    room::registry::Registry, ws::session::SessionSettings,
 };
 
 /// What every handler can reach (`web::Data<AppState>`).
@@ -27,6 +28,8 @@ pub(crate) struct AppState {
     pub(crate) metrics: Metrics,
     /// `None` when the admin routes are off.
     pub(crate) admin_token: Option<String>,
+    /// Open mode, or the user tokens' key; who may create rooms.
+    pub(crate) auth: Policy,
     pub(crate) http_limiter: AddressLimiter,
     pub(crate) sessions: SessionSettings,
     pub(crate) max_body_bytes: usize,
@@ -44,6 +47,7 @@ pub(crate) fn config(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
         .service(resource("/healthz").route(web::get().to(ops::healthz)))
         .service(resource("/readyz").route(web::get().to(ops::readyz)))
         .service(resource("/metrics").route(web::get().to(ops::metrics)))
+        .service(resource("/auth").route(web::get().to(bearer::describe)))
         .service(
             resource("/rooms")
                 .route(web::post().to(rooms::create))

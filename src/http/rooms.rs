@@ -6,6 +6,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{
+    bearer::{self, RoomCreator, UserToken},
     extract::{self, rate_limit},
     AppState,
 };
@@ -54,6 +55,8 @@ pub(super) struct ListingQuery {
 #[derive(Deserialize)]
 pub(super) struct SocketQuery {
     user: Option<String>,
+    /// The user token (token mode), since a browser cannot set headers on a WebSocket.
+    token: Option<String>,
 }
 
 /// Applies `command` to an open room over HTTP; answers once it is durable.
@@ -77,6 +80,7 @@ fn tally(view: &RoomView) -> HttpResponse {
 }
 
 pub(super) async fn create(
+    _: RoomCreator,
     state: web::Data<AppState>,
     req: HttpRequest,
     body: web::Json<CreateRoom>,
@@ -99,12 +103,14 @@ pub(super) async fn get(
 }
 
 pub(super) async fn join(
+    token: UserToken,
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
     body: web::Json<UserBody>,
 ) -> Result<HttpResponse, ApiError> {
     let user = body.into_inner().user;
+    token.check(&path, &user)?;
     presence(
         &state,
         &req,
@@ -118,12 +124,14 @@ pub(super) async fn join(
 }
 
 pub(super) async fn leave(
+    token: UserToken,
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
     body: web::Json<UserBody>,
 ) -> Result<HttpResponse, ApiError> {
     let user = body.into_inner().user;
+    token.check(&path, &user)?;
     presence(
         &state,
         &req,
@@ -148,37 +156,43 @@ async fn presence(
 }
 
 pub(super) async fn vote(
+    token: UserToken,
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<(String, String)>,
     body: web::Json<VoteBody>,
 ) -> Result<HttpResponse, ApiError> {
     let (id, user) = path.into_inner();
+    let user = extract::user(&user)?;
+    token.check(&id, &user)?;
     let command = Command::Vote {
-        user: extract::user(&user)?,
+        user,
         side: body.side,
     };
     Ok(tally(&mutate(&state, &req, &id, command).await?.view))
 }
 
 pub(super) async fn retract(
+    token: UserToken,
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (id, user) = path.into_inner();
-    let command = Command::Retract {
-        user: extract::user(&user)?,
-    };
+    let user = extract::user(&user)?;
+    token.check(&id, &user)?;
+    let command = Command::Retract { user };
     Ok(tally(&mutate(&state, &req, &id, command).await?.view))
 }
 
 pub(super) async fn say(
+    token: UserToken,
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
     body: web::Json<SayBody>,
 ) -> Result<HttpResponse, ApiError> {
+    token.check(&path, &body.user)?;
     let key = match req.headers().get(IDEMPOTENCY_KEY) {
         None => None,
         Some(value) => {
@@ -221,11 +235,18 @@ pub(super) async fn websocket(
     query: web::Query<SocketQuery>,
     payload: web::Payload,
 ) -> Result<HttpResponse, actix_web::Error> {
+    // Credentials first: a refused token is a 401 whatever else the request holds.
+    let claims = bearer::socket_token(&state, &req, query.token.as_deref())?;
     let id = extract::room_id(&path)?;
-    let user = match &query.user {
-        Some(user) => extract::user(user)?,
-        None => return Err(ApiError::bad_request("missing ?user=NAME").into()),
+    let user = match (&query.user, &claims) {
+        (Some(user), _) => extract::user(user)?,
+        // Token mode: the token names the user.
+        (None, Some(claims)) => claims.user.clone(),
+        (None, None) => return Err(ApiError::bad_request("missing ?user=NAME").into()),
     };
+    if let Some(claims) = &claims {
+        bearer::check(claims, id.as_str(), &user)?;
+    }
     let room = state
         .registry
         .room_for_socket(&id)
@@ -236,6 +257,7 @@ pub(super) async fn websocket(
         payload,
         user,
         room,
+        claims.map(|c| c.remaining()),
         state.sessions.clone(),
         state.metrics.clone(),
     )

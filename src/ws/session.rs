@@ -38,6 +38,10 @@ const FLOOD_STRIKES: u32 = 50;
 /// the answers travel apart from the frames.
 const LAST_ANSWERS_GRACE: Duration = Duration::from_secs(2);
 
+/// Tokens that outlive this are not watched: a timer that far out is pointless (the socket will
+/// have been dropped or reconnected long before) and a far-future `exp` must not overflow one.
+const LONGEST_WATCHED_TOKEN: Duration = Duration::from_secs(366 * 24 * 3600);
+
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 
 /// Per-socket settings.
@@ -59,6 +63,8 @@ fn close_code(reason: CloseReason) -> CloseCode {
         CloseReason::Flooding | CloseReason::Refused => CloseCode::Policy,
         CloseReason::ProtocolError => CloseCode::Protocol,
         CloseReason::TryAgainLater => CloseCode::Again,
+        // A private-use code (4000-4999): the client's cue to get a fresh token and reconnect.
+        CloseReason::TokenExpired => CloseCode::Other(4001),
     }
 }
 
@@ -74,6 +80,10 @@ pub(crate) struct WsSession {
     /// What the room sent to end the socket while requests were in flight: held until they are
     /// answered (or `LAST_ANSWERS_GRACE` passed), so no durable request loses its `ack`.
     deferred: Vec<Outbound>,
+    /// How long the user token the socket was opened with stays valid (`None`: open mode).
+    token_ttl: Option<Duration>,
+    /// The token expired: the socket takes no more requests and is closing.
+    expired: bool,
     settings: SessionSettings,
     metrics: Metrics,
 }
@@ -84,6 +94,7 @@ pub(crate) fn start(
     payload: actix_web::web::Payload,
     user: UserName,
     room: Addr<RoomActor>,
+    token_ttl: Option<Duration>,
     settings: SessionSettings,
     metrics: Metrics,
 ) -> Result<HttpResponse, actix_web::Error> {
@@ -100,6 +111,8 @@ pub(crate) fn start(
         strikes: 0,
         in_flight: 0,
         deferred: Vec::new(),
+        token_ttl,
+        expired: false,
         settings: settings.clone(),
         metrics,
     };
@@ -138,6 +151,21 @@ impl WsSession {
         });
     }
 
+    /// Ends the socket when its token expires: an `unauthorized` error frame, then close 4001 —
+    /// after the answers to requests already with the room, like the room's own last frames.
+    fn watch_token(&self, ctx: &mut ws::WebsocketContext<Self>) {
+        let Some(ttl) = self.token_ttl.filter(|t| *t <= LONGEST_WATCHED_TOKEN) else {
+            return;
+        };
+        ctx.run_later(ttl, |act, ctx| {
+            act.expired = true;
+            let error =
+                ApiError::unauthorized("the user token expired; reconnect with a fresh one");
+            act.send_error(ctx, &Value::Null, &error);
+            <Self as Handler<Outbound>>::handle(act, Outbound::End(CloseReason::TokenExpired), ctx);
+        });
+    }
+
     /// Takes a rate token for any text frame, well-formed or not, so garbage floods are
     /// limited too. Returns false when the frame must be dropped.
     fn admit(&mut self, req: &Value, ctx: &mut ws::WebsocketContext<Self>) -> bool {
@@ -163,6 +191,10 @@ impl WsSession {
         };
         if !self.admit(&req, ctx) {
             return;
+        }
+        if self.expired {
+            let error = ApiError::unauthorized("the user token expired");
+            return self.send_error(ctx, &req, &error);
         }
         let frame = match parsed {
             Ok(frame) => frame,
@@ -242,6 +274,7 @@ impl Actor for WsSession {
     fn started(&mut self, ctx: &mut Self::Context) {
         self.metrics.ws_connections.inc();
         self.heartbeat(ctx);
+        self.watch_token(ctx);
         let connect = self.room.send(Connect {
             id: self.id,
             user: self.user.clone(),

@@ -13,6 +13,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "app",
         &[
+            "auth",
             "config",
             "http",
             "metrics",
@@ -25,13 +26,15 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     (
         "http",
-        &["error", "metrics", "ratelimit", "room", "web", "ws"],
+        &["auth", "error", "metrics", "ratelimit", "room", "web", "ws"],
     ),
     ("ws", &["error", "metrics", "ratelimit", "room"]),
     ("web", &["error"]),
     ("error", &["room"]),
     ("room", &["metrics"]),
-    ("config", &[]),
+    // `config` reads and checks the user tokens' key at start, through `auth`.
+    ("config", &["auth"]),
+    ("auth", &[]),
     ("metrics", &[]),
     ("ratelimit", &[]),
 ];

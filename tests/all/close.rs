@@ -368,9 +368,9 @@ struct ClientLog {
 
 /// The `n`th request of a client: a vote that switches sides, every third one a message.
 fn nth_mutation(user: &str, n: u64) -> (Option<&'static str>, Option<String>) {
-    if n % 3 == 0 {
+    if n.is_multiple_of(3) {
         (None, Some(format!("{user} line {n}")))
-    } else if n % 2 == 0 {
+    } else if n.is_multiple_of(2) {
         (Some("pro"), None)
     } else {
         (Some("con"), None)

@@ -2,6 +2,7 @@
 //! (the real binary) on a free port with its own data dir; MariaDB tests get their own database.
 
 mod architecture;
+mod auth;
 mod bad_input;
 mod browser;
 mod close;

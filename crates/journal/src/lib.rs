@@ -7,7 +7,9 @@
 //! # Layout
 //! - this file: the `Journal` trait, its errors and what it reports;
 //! - `local`: the embedded journal, one SQLite file (the default: no services needed);
-//! - `redis`: the production journal on Redis, plain or through sentinels, with `WAIT`;
+//! - `redis`: the production journal on Redis, plain or through sentinels, with `WAIT`; it
+//!   fences a primary the sentinels are replacing and repairs a new primary that lacks recently
+//!   acknowledged events (`redis/mod.rs` lists its parts);
 //! - `sentinel`: asking Redis sentinels who the primary is (also used by the tools and tests);
 //! - `writer`: what both durable journals share about their one writer thread;
 //! - `metrics`: what they count on `/metrics`;

@@ -1,7 +1,11 @@
 //! What the journals count, registered into the engine's Prometheus registry so the names stay
 //! `roomstate_journal_*` on `/metrics`.
+//!
+//! The Redis journal's failover repair counters carry a label, so (like every labelled family)
+//! they appear on `/metrics` at their first count: a journal that never lost anything to a
+//! failover, or that is not Redis at all, exports no such family.
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
 
 /// The journal's metrics. Clones share the same counters.
 #[derive(Clone)]
@@ -16,6 +20,15 @@ pub struct JournalMetrics {
     pub failures: IntCounter,
     /// Switches to a new Redis primary.
     pub failovers: IntCounter,
+    /// Acknowledged events re-appended to a primary that lacked them (a failover lost them), by
+    /// `primary`.
+    pub repaired_events: IntCounterVec,
+    /// Acknowledged events a primary lacked that the record of recent acknowledgements no
+    /// longer held: lost, the room's log has a gap. By `primary`.
+    pub unrepairable_events: IntCounterVec,
+    /// Acknowledged events the record of recent acknowledgements dropped before its time window
+    /// ran out, by the `bound` that forced it (`count`, `bytes`).
+    pub recent_evictions: IntCounterVec,
 }
 
 impl JournalMetrics {
@@ -41,12 +54,36 @@ impl JournalMetrics {
                 "journal_failovers_total",
                 "Switches to a new Redis primary",
             )?,
+            repaired_events: IntCounterVec::new(
+                Opts::new(
+                    "journal_repaired_events_total",
+                    "Acknowledged events re-appended to a Redis primary that lacked them",
+                ),
+                &["primary"],
+            )?,
+            unrepairable_events: IntCounterVec::new(
+                Opts::new(
+                    "journal_unrepairable_events_total",
+                    "Acknowledged events a Redis primary lacked that the journal no longer held",
+                ),
+                &["primary"],
+            )?,
+            recent_evictions: IntCounterVec::new(
+                Opts::new(
+                    "journal_recent_evictions_total",
+                    "Acknowledged events dropped from the record of recent ones before their window",
+                ),
+                &["bound"],
+            )?,
         };
         registry.register(Box::new(metrics.batches.clone()))?;
         registry.register(Box::new(metrics.batch_events.clone()))?;
         registry.register(Box::new(metrics.commit_seconds.clone()))?;
         registry.register(Box::new(metrics.failures.clone()))?;
         registry.register(Box::new(metrics.failovers.clone()))?;
+        registry.register(Box::new(metrics.repaired_events.clone()))?;
+        registry.register(Box::new(metrics.unrepairable_events.clone()))?;
+        registry.register(Box::new(metrics.recent_evictions.clone()))?;
         Ok(metrics)
     }
 

@@ -1,6 +1,7 @@
 // The room list: open rooms with their tallies, refreshed while the page is visible, and the
-// form that creates a room.
-import { api, plural, renderBar } from "./common.js";
+// form that creates a room — for whoever `auth.create_rooms` lets (GET /auth): anyone, the
+// bearer of a user token (taken from the link, `/#token=...`), or only the administrator.
+import { api, authInfo, plural, renderBar, takeToken } from "./common.js";
 
 const REFRESH_MS = 5000;
 
@@ -9,6 +10,10 @@ const status = document.getElementById("rooms-status");
 const form = document.getElementById("create-form");
 const title = document.getElementById("title");
 const createError = document.getElementById("create-error");
+const createNote = document.getElementById("create-note");
+
+/** Token mode: the user token POST /rooms is sent with. */
+let createToken = null;
 
 function roomItem(room) {
   const li = document.createElement("li");
@@ -53,10 +58,15 @@ form.addEventListener("submit", async (event) => {
   const button = form.querySelector("button");
   button.disabled = true;
   try {
-    const room = await api("POST", "/rooms", { title: text });
+    const room = await api("POST", "/rooms", { title: text }, createToken || undefined);
     window.location.assign(`/r/${encodeURIComponent(room.id)}`);
   } catch (e) {
-    showCreateError(`The room was not created: ${e.message}`);
+    if (e.status === 401 || e.status === 403)
+      showCreateError(
+        `The room was not created: ${e.message}. Starting a debate needs a valid personal link ` +
+          "from the application that sent you here; ask it for a fresh one.",
+      );
+    else showCreateError(`The room was not created: ${e.message}`);
   } finally {
     button.disabled = false;
   }
@@ -74,6 +84,30 @@ title.addEventListener("input", () => {
   title.removeAttribute("aria-invalid");
 });
 
+/** Who may create rooms here; the form says so when it is not the person at the page. */
+async function setUpCreating() {
+  let auth;
+  try {
+    auth = await authInfo();
+  } catch (e) {
+    // The form stays; a create that fails says why.
+    return;
+  }
+  if (auth.mode === "token") createToken = takeToken();
+  let note = null;
+  if (auth.create_rooms === "admin") note = "New debates are opened by the administrator of this server.";
+  else if (auth.create_rooms === "users" && !createToken)
+    note =
+      "Starting a debate needs a personal link from the application that sent you here " +
+      "(its links end in “#token=…”).";
+  if (note === null) return;
+  createNote.textContent = note;
+  createNote.hidden = false;
+  title.disabled = true;
+  form.querySelector("button").disabled = true;
+}
+
+setUpCreating();
 refresh();
 setInterval(() => {
   if (document.visibilityState === "visible") refresh();

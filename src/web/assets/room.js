@@ -4,7 +4,23 @@
 // socket drops the page reconnects with backoff, and it shows the final view once the room is
 // closed. Everything shown comes from the API of API.md; user text only ever goes through
 // textContent.
-import { api, clock, plural, renderBar, USER_RE, verdict } from "./common.js";
+//
+// In token mode (GET /auth says so) the name is not asked for: the page takes the user token
+// from its link (`/r/{id}#token=...`, see takeToken), asks GET /auth whose it is, and opens the
+// socket with `?token=`. Without a token, or when the engine refuses it, the page says how to get
+// a fresh link instead of retrying.
+import {
+  api,
+  authInfo,
+  clock,
+  dropToken,
+  plural,
+  renderBar,
+  takeToken,
+  tokenTrouble,
+  USER_RE,
+  verdict,
+} from "./common.js";
 
 /** Reconnect backoff: first delay, cap (both before jitter). */
 const BACKOFF_FIRST_MS = 500;
@@ -42,12 +58,19 @@ const el = {
   sayForm: $("say-form"),
   say: $("say"),
   send: $("send"),
+  signin: $("signin"),
+  signinText: $("signin-text"),
 };
 
 const roomId = decodeURIComponent(window.location.pathname.replace(/^\/r\//, ""));
 const roomPath = `/rooms/${encodeURIComponent(roomId)}`;
 
 let user = null;
+/** Token mode: the user token the socket is opened with. */
+let token = null;
+let tokenMode = false;
+/** The token was refused: no more reconnecting until the page gets a new link. */
+let halted = false;
 /** The current socket; frames and closes of older sockets are ignored. */
 let socket = null;
 /** True once the current socket's first state frame has come. */
@@ -225,9 +248,10 @@ async function closedFromServer(view) {
 // ---- the socket ----
 
 function connect() {
-  if (closed) return;
+  if (closed || halted) return;
   const proto = window.location.protocol === "https:" ? "wss:" : "ws:";
-  const url = `${proto}//${window.location.host}${roomPath}/ws?user=${encodeURIComponent(user)}`;
+  const who = tokenMode ? `token=${encodeURIComponent(token)}` : `user=${encodeURIComponent(user)}`;
+  const url = `${proto}//${window.location.host}${roomPath}/ws?${who}`;
   setConn(attempt === 0 ? "connecting" : "reconnecting", attempt === 0 ? "Connecting…" : "Reconnecting…");
   const ws = new WebSocket(url);
   socket = ws;
@@ -244,12 +268,18 @@ function connect() {
     }
     onFrame(ws, frame);
   };
-  ws.onclose = () => {
+  ws.onclose = (event) => {
     if (ws !== socket) return;
     socket = null;
     live = false;
     pending.clear();
     updateControls();
+    // 4001: the token expired; the same token would only be refused again.
+    if (event.code === 4001) {
+      dropToken();
+      signinNeeded(tokenTrouble({ status: 401, message: "token expired" }));
+      return;
+    }
     if (!closed) scheduleReconnect();
   };
 }
@@ -288,6 +318,8 @@ function onFrame(ws, frame) {
         checkRoom().catch(() => {});
         break;
       }
+      // The token expired: the close (4001) that follows says what to do.
+      if (frame.error === "unauthorized" && frame.req === null) break;
       if (req && req.kind === "say" && el.say.value === "") el.say.value = req.text;
       showNotice(`Refused: ${frame.message}`);
       break;
@@ -331,12 +363,19 @@ function scheduleReconnect() {
   setConn("reconnecting", `Connection lost. Reconnecting in ${Math.max(1, Math.round(delay / 1000))} s…`);
   clearTimeout(reconnectTimer);
   reconnectTimer = setTimeout(async () => {
-    if (closed) return;
+    if (closed || halted) return;
     try {
       if (!(await checkRoom())) return;
+      // A refused upgrade shows no status to a page: ask about the token first.
+      if (tokenMode) await authInfo(token, roomId);
     } catch (e) {
       if (e.code === "not_found") {
         roomGone();
+        return;
+      }
+      if (e.status === 401 || e.status === 403) {
+        if (e.status === 401) dropToken();
+        signinNeeded(tokenTrouble(e));
         return;
       }
       // The server is not answering: wait longer.
@@ -345,6 +384,24 @@ function scheduleReconnect() {
     }
     connect();
   }, delay);
+}
+
+/** Token mode without a usable token: say how to get one, and stop trying. */
+function signinNeeded(message) {
+  halted = true;
+  live = false;
+  clearTimeout(reconnectTimer);
+  if (socket) {
+    const s = socket;
+    socket = null;
+    s.close(1000);
+  }
+  pending.clear();
+  el.join.hidden = true;
+  el.live.hidden = true;
+  el.signinText.textContent = message;
+  el.signin.hidden = false;
+  setConn("closed", "Not connected");
 }
 
 function roomGone() {
@@ -373,8 +430,13 @@ el.joinForm.addEventListener("submit", (event) => {
   }
   el.userError.hidden = true;
   el.user.removeAttribute("aria-invalid");
+  store("roomstate:user", name);
+  enter(name);
+});
+
+/** Goes live as `name`: opening the socket joins the room. */
+function enter(name) {
   user = name;
-  store("roomstate:user", user);
   myVote = stored(voteKey());
   if (myVote !== "pro" && myVote !== "con") myVote = null;
   el.me.textContent = user;
@@ -384,7 +446,7 @@ el.joinForm.addEventListener("submit", (event) => {
   updateControls();
   connect();
   el.say.focus();
-});
+}
 
 el.user.addEventListener("input", () => {
   el.userError.hidden = true;
@@ -415,9 +477,24 @@ el.sayForm.addEventListener("submit", (event) => {
 
 // ---- start ----
 
+// A fresh link opened in this tab while the page is up (only the fragment changes, so the
+// browser does not load the page again): keep its token and start over with it.
+window.addEventListener("hashchange", () => {
+  if (!new URLSearchParams(window.location.hash.replace(/^#/, "")).has("token")) return;
+  takeToken();
+  window.location.reload();
+});
+
 async function start() {
   let view;
+  let auth;
   try {
+    auth = await authInfo();
+    if (auth.mode === "token") {
+      tokenMode = true;
+      // Taken at once, so the token leaves the address bar whatever happens next.
+      token = takeToken();
+    }
     view = await api("GET", roomPath);
   } catch (e) {
     if (e.code === "not_found") roomGone();
@@ -432,9 +509,37 @@ async function start() {
     await closedFromServer(view);
     return;
   }
+  if (tokenMode) {
+    await enterWithToken();
+    return;
+  }
   el.join.hidden = false;
   el.user.value = stored("roomstate:user") || "";
   el.user.focus();
+}
+
+/** Token mode: the user is whoever the engine says the token is for. */
+async function enterWithToken() {
+  if (!token) {
+    signinNeeded(
+      "This room needs a personal link: open it from the application that sent you here " +
+        "(its links end in “#token=…”).",
+    );
+    return;
+  }
+  let me;
+  try {
+    me = await authInfo(token, roomId);
+  } catch (e) {
+    if (e.status === 401 || e.status === 403) {
+      if (e.status === 401) dropToken();
+      signinNeeded(tokenTrouble(e));
+    } else {
+      showNotice(`Could not check your link: ${e.message} Reload the page to try again.`);
+    }
+    return;
+  }
+  enter(me.user);
 }
 
 start();

@@ -120,7 +120,7 @@ async fn vote_until(mut ws: WsClient, user: String, offset: usize, live: Rc<Live
     while !live.stop.get() {
         n += 1;
         let req = format!("{user}-{n}");
-        let (frame, side, text) = if n % 5 == 0 {
+        let (frame, side, text) = if n.is_multiple_of(5) {
             let text = format!("{user} message {n}");
             (
                 json!({"type": "say", "text": text, "req": req}),
@@ -135,7 +135,7 @@ async fn vote_until(mut ws: WsClient, user: String, offset: usize, live: Rc<Live
             let side = match log.last_acked.as_deref() {
                 Some("pro") => "con",
                 Some(_) => "pro",
-                None if offset % 2 == 0 => "pro",
+                None if offset.is_multiple_of(2) => "pro",
                 None => "con",
             };
             (

@@ -2,6 +2,7 @@
 //! the store's tests and the tools); the load of voters and the browser driver are the engine's.
 
 pub mod app;
+pub mod auth;
 pub mod browser;
 pub mod load;
 pub use roomstate_testkit::{mysql, ws};

@@ -627,7 +627,7 @@ where
     while !shared.stop.get() {
         n += 1;
         let req = format!("{user}-{n}");
-        let side = if (n as usize + offset) % 2 == 0 {
+        let side = if (n as usize + offset).is_multiple_of(2) {
             "pro"
         } else {
             "con"

@@ -19,6 +19,9 @@ pub enum CloseReason {
     TryAgainLater,
     /// The socket's join was refused for good (e.g. the room closed meanwhile).
     Refused,
+    /// The user token the socket was opened with expired (an `unauthorized` error frame went
+    /// first); the client reconnects with a fresh token.
+    TokenExpired,
 }
 
 impl CloseReason {
@@ -32,6 +35,7 @@ impl CloseReason {
             CloseReason::ProtocolError => "protocol error",
             CloseReason::TryAgainLater => "try again later",
             CloseReason::Refused => "refused",
+            CloseReason::TokenExpired => "token expired",
         }
     }
 }

@@ -9,6 +9,8 @@ use serde::Serialize;
 pub enum ErrorCode {
     BadRequest,
     Unauthorized,
+    /// A valid user token for another user or room (token mode only).
+    Forbidden,
     NotFound,
     NotJoined,
     RoomClosed,
@@ -24,6 +26,7 @@ impl ErrorCode {
         match self {
             ErrorCode::BadRequest => 400,
             ErrorCode::Unauthorized => 401,
+            ErrorCode::Forbidden => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::NotJoined | ErrorCode::RoomClosed => 409,
             ErrorCode::TooLarge => 413,
@@ -38,6 +41,7 @@ impl ErrorCode {
         match self {
             ErrorCode::BadRequest => "bad_request",
             ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
             ErrorCode::NotFound => "not_found",
             ErrorCode::NotJoined => "not_joined",
             ErrorCode::RoomClosed => "room_closed",
@@ -58,6 +62,7 @@ mod tests {
         let all = [
             (ErrorCode::BadRequest, 400),
             (ErrorCode::Unauthorized, 401),
+            (ErrorCode::Forbidden, 403),
             (ErrorCode::NotFound, 404),
             (ErrorCode::NotJoined, 409),
             (ErrorCode::RoomClosed, 409),

@@ -353,7 +353,12 @@ fn a_second_journal_on_the_same_file_is_refused_while_the_first_is_open() {
     let Err(error) = LocalJournal::open(&path, JournalMetrics::detached().unwrap()) else {
         panic!("a second journal opened the same file");
     };
-    assert!(error.to_string().contains("in use by another roomstate engine"), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("in use by another roomstate engine"),
+        "{error}"
+    );
     drop(first);
     assert!(
         LocalJournal::open(&path, JournalMetrics::detached().unwrap()).is_ok(),

@@ -215,7 +215,10 @@ mod tests {
         recent.record(&b, 3, "b3".into(), at(2000));
         assert_eq!(recent.seqs(&a), Vec::<u64>::new(), "a2 is 1.6 s older");
         assert_eq!(recent.seqs(&b), [2, 3], "b1 is 1.1 s older; b2 0.8 s");
-        assert!(recent.rooms().all(|(id, _)| *id == b), "an emptied room leaves");
+        assert!(
+            recent.rooms().all(|(id, _)| *id == b),
+            "an emptied room leaves"
+        );
     }
 
     #[test]
@@ -247,7 +250,13 @@ mod tests {
         recent.record(&a, 1, "x".repeat(100), now);
         recent.record(&a, 2, "x".repeat(100), now);
         let evicted = recent.record(&a, 3, "x".repeat(100), now);
-        assert_eq!(evicted, Evicted { by_count: 0, by_bytes: 1 });
+        assert_eq!(
+            evicted,
+            Evicted {
+                by_count: 0,
+                by_bytes: 1
+            }
+        );
         assert_eq!(recent.seqs(&a), [2, 3]);
     }
 
