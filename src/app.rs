@@ -52,7 +52,8 @@ fn open_journal(loaded: &Loaded, metrics: &Metrics) -> anyhow::Result<Arc<dyn Jo
                     master_name: redis.master_name.clone(),
                 }
             };
-            let config = RedisJournalConfig::new(target, redis.min_replica_acks);
+            let mut config = RedisJournalConfig::new(target, redis.min_replica_acks);
+            config.access = loaded.redis_access.clone();
             let journal = RedisJournal::open(config, metrics.journal.clone())
                 .context("starting the redis journal")?;
             Ok(Arc::new(journal))
@@ -70,6 +71,13 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         }
     }
     tracing::info!("{}", loaded.auth.summary());
+    let edge = &loaded.edge;
+    if edge.proxies.is_empty() {
+        tracing::info!("X-Forwarded-For is ignored (no http.trusted_proxies)");
+    } else {
+        tracing::info!(proxies = %edge.proxies.describe(), "X-Forwarded-For is believed from trusted proxies");
+    }
+    tracing::info!(origins = %edge.origins.describe(), "browser pages allowed (http.allowed_origins)");
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("creating data_dir {}", settings.data_dir.display()))?;
     let metrics = Metrics::new().context("setting up metrics")?;
@@ -77,20 +85,23 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     let store = Store::open(&loaded.store_url).context("opening the SQL store")?;
     tracing::info!(journal = ?journal.status(), store = store.backend(), "durability set up");
 
-    let registry = Arc::new(Registry::new(
-        RoomDeps {
-            journal,
-            store,
-            metrics: metrics.clone(),
-            settings: RoomSettings {
-                max_pending: settings.journal.max_pending,
-                http_ttl: settings.presence.http_ttl(),
-                snapshot_every: settings.journal.snapshot_every,
-                close_timeout: CLOSE_TIMEOUT,
+    let registry = Arc::new(
+        Registry::new(
+            RoomDeps {
+                journal,
+                store,
+                metrics: metrics.clone(),
+                settings: RoomSettings {
+                    max_pending: settings.journal.max_pending,
+                    http_ttl: settings.presence.http_ttl(),
+                    snapshot_every: settings.journal.snapshot_every,
+                    close_timeout: CLOSE_TIMEOUT,
+                },
             },
-        },
-        settings.rooms.threads,
-    ));
+            settings.rooms.threads,
+        )
+        .with_max_open_rooms(settings.limits.max_open_rooms),
+    );
     let recovered = registry.recover().await.context("recovering open rooms")?;
     tracing::info!(rooms = recovered, "open rooms recovered from the journal");
 
@@ -106,8 +117,10 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
             max_frame_bytes: limits.max_frame_bytes,
             rate_per_s: limits.ws_rate_per_s,
             burst: limits.ws_burst,
+            send_buffer_bytes: limits.ws_send_buffer_bytes,
         },
         max_body_bytes: limits.max_body_bytes,
+        edge: loaded.edge.clone(),
     });
     let workers = match settings.http.workers {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -116,6 +129,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     let server = HttpServer::new(move || {
         let state = state.clone();
         App::new()
+            .wrap(actix_web::middleware::from_fn(http::allow_origin))
             .wrap(actix_web::middleware::from_fn(http::count_refusals))
             .configure(move |cfg| http::config(cfg, state))
     })
@@ -154,18 +168,24 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
 }
 
 async fn wait_for_signal() {
+    // SIGTERM (supervisors), SIGINT (Ctrl-C) and SIGHUP (a closed terminal, or an operator's
+    // "restart") all drain the same way: settings are not reloaded in place.
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) {
+            (Ok(mut term), Ok(mut hup)) => {
                 tokio::select! {
                     _ = term.recv() => {}
+                    _ = hup.recv() => {}
                     _ = tokio::signal::ctrl_c() => {}
                 }
             }
-            Err(error) => {
-                tracing::warn!(%error, "cannot watch SIGTERM; only Ctrl-C stops the engine");
+            _ => {
+                tracing::warn!("cannot watch SIGTERM/SIGHUP; only Ctrl-C stops the engine");
                 let _ = tokio::signal::ctrl_c().await;
             }
         }

@@ -2,12 +2,24 @@
 //! `ROOMSTATE__SECTION__KEY` environment variables. Validated once, here, with clear messages;
 //! nothing else in the engine reads the environment.
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use config::{Config, Environment, File, FileFormat};
+use roomstate_core::redact;
+use roomstate_journal::{
+    access::{Access, Credentials, Role, Tls},
+    redis::RedisAccess,
+};
 use serde::Deserialize;
 
-use crate::auth::{self, CreateRooms, Policy, Verifier};
+use crate::{
+    auth::{self, CreateRooms, Policy, Verifier},
+    edge::{AllowedOrigins, EdgePolicy, TrustedProxies},
+};
 
 const DEFAULTS: &str = include_str!("../config/default.toml");
 
@@ -35,6 +47,24 @@ pub struct Settings {
     pub(crate) limits: LimitSettings,
     pub(crate) rooms: RoomThreadSettings,
     pub(crate) auth: AuthSettings,
+    pub(crate) log: LogSettings,
+}
+
+/// How the engine writes its log (stderr).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LogSettings {
+    pub(crate) format: LogFormat,
+}
+
+/// `log.format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -53,6 +83,14 @@ pub(crate) struct HttpSettings {
     pub(crate) workers: usize,
     /// Seconds to wait for in-flight requests at shutdown.
     pub(crate) shutdown_timeout_s: u64,
+    /// CIDR blocks of the reverse proxies whose `X-Forwarded-For` is believed. A list, or one
+    /// comma-separated string (as environment variables give it).
+    #[serde(default, deserialize_with = "string_or_list")]
+    pub(crate) trusted_proxies: Vec<String>,
+    /// Origins of the web pages that may open sockets and read answers (CORS), or `"*"`; empty:
+    /// the same origin only.
+    #[serde(default, deserialize_with = "string_or_list")]
+    pub(crate) allowed_origins: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -115,10 +153,10 @@ pub(crate) struct JournalSettings {
     pub(crate) snapshot_every: u64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RedisSettings {
-    /// A plain Redis URL.
+    /// A plain Redis URL (`redis://` or `rediss://`, credentials allowed in it).
     pub(crate) url: Option<String>,
     /// Sentinel addresses; take precedence over `url`. A list, or one comma-separated string
     /// (as environment variables give it).
@@ -128,6 +166,127 @@ pub(crate) struct RedisSettings {
     pub(crate) master_name: String,
     /// Replicas that must hold a batch before it is acknowledged.
     pub(crate) min_replica_acks: u32,
+    /// The servers' ACL user (none: the `default` user); needs `password`.
+    pub(crate) username: Option<String>,
+    /// The servers' password (`requirepass`, or the ACL user's).
+    pub(crate) password: Option<String>,
+    /// The sentinels' ACL user; needs `sentinel_password`.
+    pub(crate) sentinel_username: Option<String>,
+    /// The sentinels' password (their `requirepass`).
+    pub(crate) sentinel_password: Option<String>,
+    /// TLS to the servers and the sentinels (a `rediss://` URL turns it on too).
+    pub(crate) tls: bool,
+    /// PEM certificates of the CA to trust over TLS; none: the system's roots.
+    pub(crate) tls_ca_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for RedisSettings {
+    /// Never prints a password: the URL's is redacted, the others show only whether there is one.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |v: &Option<String>| v.as_ref().map(|_| "***");
+        f.debug_struct("RedisSettings")
+            .field("url", &self.url.as_deref().map(redact::url))
+            .field("sentinels", &self.sentinels)
+            .field("master_name", &self.master_name)
+            .field("min_replica_acks", &self.min_replica_acks)
+            .field("username", &self.username)
+            .field("password", &hidden(&self.password))
+            .field("sentinel_username", &self.sentinel_username)
+            .field("sentinel_password", &hidden(&self.sentinel_password))
+            .field("tls", &self.tls)
+            .field("tls_ca_file", &self.tls_ca_file)
+            .finish()
+    }
+}
+
+impl RedisSettings {
+    /// How the journal reaches the servers and the sentinels: credentials where they belong, TLS
+    /// when `tls` or a `rediss://` URL asks for it, the CA file read and checked. Refuses a user
+    /// without a password, credentials both in `url` and in `username`/`password`, sentinel
+    /// credentials without sentinels, and a CA file without TLS. An empty value counts as unset
+    /// (how an environment unsets a key).
+    fn access(&self) -> Result<RedisAccess, ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        let given = |v: &Option<String>| v.as_deref().filter(|v| !v.is_empty()).map(str::to_owned);
+        let pair = |user: &Option<String>, password: &Option<String>, names: (&str, &str)| match (
+            given(user),
+            given(password),
+        ) {
+            (Some(_), None) => Err(ConfigError::Invalid(format!(
+                "{} is set but {} is not: an ACL user needs its password",
+                names.0, names.1
+            ))),
+            (user, Some(password)) => Ok(Some(Credentials::new(user, password))),
+            (None, None) => Ok(None),
+        };
+        let servers = pair(
+            &self.username,
+            &self.password,
+            ("redis.username", "redis.password"),
+        )?;
+        let sentinels = pair(
+            &self.sentinel_username,
+            &self.sentinel_password,
+            ("redis.sentinel_username", "redis.sentinel_password"),
+        )?;
+        let url = given(&self.url).filter(|_| self.sentinels.is_empty());
+        if let Some(url) = &url {
+            let authority = url.split_once("://").map_or("", |(_, rest)| {
+                rest.split(['/', '?', '#']).next().unwrap_or("")
+            });
+            if authority.contains('@') && servers.is_some() {
+                return invalid(format!(
+                    "redis.url ({}) carries a user or password, and redis.username / \
+                     redis.password are set too: give the credentials one way (better the \
+                     settings, e.g. ROOMSTATE__REDIS__PASSWORD, than the URL)",
+                    redact::url(url)
+                ));
+            }
+            if sentinels.is_some() {
+                return invalid(
+                    "redis.sentinel_username / redis.sentinel_password are set, but there are no \
+                     redis.sentinels to use them on"
+                        .into(),
+                );
+            }
+        }
+        let tls = self.tls || url.as_deref().is_some_and(|u| u.starts_with("rediss://"));
+        let ca_file = self
+            .tls_ca_file
+            .as_deref()
+            .filter(|p| !p.as_os_str().is_empty());
+        let tls = match (tls, ca_file) {
+            (false, None) => None,
+            (false, Some(_)) => {
+                return invalid(
+                    "redis.tls_ca_file is set but TLS is off: set redis.tls = true \
+                     (ROOMSTATE__REDIS__TLS=true) or use a rediss:// redis.url"
+                        .into(),
+                )
+            }
+            (true, None) => Some(Tls::system_roots()),
+            (true, Some(path)) => {
+                let pem = std::fs::read(path).map_err(|e| {
+                    ConfigError::Invalid(format!(
+                        "redis.tls_ca_file {}: cannot read it: {e}",
+                        path.display()
+                    ))
+                })?;
+                let tls = Tls::with_ca_pem(pem).map_err(|e| {
+                    ConfigError::Invalid(format!("redis.tls_ca_file {}: {e}", path.display()))
+                })?;
+                Some(tls)
+            }
+        };
+        Ok(RedisAccess {
+            servers: Access::plain(Role::Server)
+                .with_credentials(servers)
+                .with_tls(tls.clone()),
+            sentinels: Access::plain(Role::Sentinel)
+                .with_credentials(sentinels)
+                .with_tls(tls),
+        })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -156,6 +315,11 @@ pub(crate) struct LimitSettings {
     /// 0 turns the HTTP limiter off.
     pub(crate) http_rate_per_s: u32,
     pub(crate) http_burst: u32,
+    /// Open rooms a process holds; `POST /rooms` past it is 503.
+    pub(crate) max_open_rooms: usize,
+    /// Bytes a socket's outgoing buffer may hold (written, not yet taken by the client) before
+    /// the socket is dropped.
+    pub(crate) ws_send_buffer_bytes: usize,
 }
 
 /// Where the settings came from, for the rules that depend on it.
@@ -175,8 +339,12 @@ pub struct Loaded {
     /// The admin token in force; `generated` is true when it was made up at start.
     pub(crate) admin_token: Option<AdminToken>,
     pub(crate) store_url: String,
+    /// How the Redis journal reaches the servers and the sentinels (credentials, TLS; checked).
+    pub(crate) redis_access: RedisAccess,
     /// How clients prove who they are (the key, if any, already read and checked).
     pub(crate) auth: Policy,
+    /// Trusted proxies and allowed origins, parsed.
+    pub(crate) edge: EdgePolicy,
 }
 
 #[derive(Debug, Clone)]
@@ -192,14 +360,20 @@ impl Settings {
         Self::load_from(file, std::env::vars())
     }
 
-    /// Loads from an optional file and the given environment (testable without touching the
-    /// process environment).
-    pub fn load_from(
-        file: Option<PathBuf>,
+    /// Loads with `file` (the `--config` option) in place of `ROOMSTATE_CONFIG`, when given.
+    pub fn load_with(file: Option<PathBuf>) -> Result<Loaded, ConfigError> {
+        let file = file.or_else(|| std::env::var_os("ROOMSTATE_CONFIG").map(PathBuf::from));
+        Self::load_from(file, std::env::vars())
+    }
+
+    /// The embedded defaults, then `file`, then the `ROOMSTATE__*` variables of `env`, merged but
+    /// not yet typed.
+    fn merged(
+        file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<Loaded, ConfigError> {
+    ) -> Result<Config, ConfigError> {
         let mut builder = Config::builder().add_source(File::from_str(DEFAULTS, FileFormat::Toml));
-        if let Some(path) = &file {
+        if let Some(path) = file {
             // Always TOML, whatever the file is named.
             let name = path.to_string_lossy();
             builder = builder.add_source(File::new(&name, FileFormat::Toml).required(true));
@@ -216,7 +390,29 @@ impl Settings {
                 .separator("__")
                 .source(Some(env)),
         );
-        let settings: Settings = builder.build()?.try_deserialize()?;
+        Ok(builder.build()?)
+    }
+
+    /// The merged settings as TOML with every secret replaced by `***` and every URL redacted
+    /// (`roomstate check-config`), after checking they are valid.
+    pub fn describe(
+        file: Option<PathBuf>,
+        env: impl IntoIterator<Item = (String, String)> + Clone,
+    ) -> Result<String, ConfigError> {
+        Self::load_from(file.clone(), env.clone())?;
+        let mut tree: toml::Value = Self::merged(file.as_deref(), env)?.try_deserialize()?;
+        redact_secrets(&mut tree);
+        toml::to_string_pretty(&tree).map_err(|e| ConfigError::Invalid(e.to_string()))
+    }
+
+    /// Loads from an optional file and the given environment (testable without touching the
+    /// process environment).
+    pub fn load_from(
+        file: Option<PathBuf>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Loaded, ConfigError> {
+        let builder = Self::merged(file.as_deref(), env)?;
+        let settings: Settings = builder.try_deserialize()?;
         let origin = match file {
             Some(path) => Origin::File(path),
             None => Origin::EmbeddedDefaults,
@@ -241,6 +437,17 @@ impl Settings {
         if self.limits.ws_rate_per_s == 0 || self.limits.ws_burst == 0 {
             return invalid("limits.ws_rate_per_s and limits.ws_burst must be > 0".into());
         }
+        if self.limits.max_open_rooms == 0 {
+            return invalid("limits.max_open_rooms must be > 0".into());
+        }
+        if self.limits.ws_send_buffer_bytes < MIN_WS_SEND_BUFFER_BYTES {
+            return invalid(format!(
+                "limits.ws_send_buffer_bytes must be at least {MIN_WS_SEND_BUFFER_BYTES} (the \
+                 largest frame the engine sends, a 2000-character message, fits in it), got {}",
+                self.limits.ws_send_buffer_bytes
+            ));
+        }
+        let edge = self.http.edge()?;
         if self.journal.max_pending == 0 || self.journal.snapshot_every == 0 {
             return invalid("journal.max_pending and journal.snapshot_every must be > 0".into());
         }
@@ -250,6 +457,10 @@ impl Settings {
         {
             return invalid("journal.kind = \"redis\" needs redis.sentinels or redis.url".into());
         }
+        let redis_access = match self.journal.kind {
+            JournalKind::Redis => self.redis.access()?,
+            JournalKind::Local => RedisAccess::default(),
+        };
         let admin_token = match (&self.admin.token, self.admin.enabled, &origin) {
             (_, false, _) => None,
             (Some(token), true, _) if token.trim().is_empty() => {
@@ -280,8 +491,26 @@ impl Settings {
             origin,
             admin_token,
             store_url,
+            redis_access,
             auth,
+            edge,
         })
+    }
+}
+
+/// The smallest `limits.ws_send_buffer_bytes`: above the largest frame the engine sends (a
+/// message of 2000 characters, each escaped to at most 6 bytes of JSON, and its envelope), so a
+/// socket that takes what it is sent is never dropped for one frame.
+const MIN_WS_SEND_BUFFER_BYTES: usize = 16 * 1024;
+
+impl HttpSettings {
+    /// `trusted_proxies` and `allowed_origins`, parsed; an entry that is not one names itself.
+    fn edge(&self) -> Result<EdgePolicy, ConfigError> {
+        let proxies = TrustedProxies::parse(&self.trusted_proxies)
+            .map_err(|e| ConfigError::Invalid(format!("http.trusted_proxies: {e}")))?;
+        let origins = AllowedOrigins::parse(&self.allowed_origins)
+            .map_err(|e| ConfigError::Invalid(format!("http.allowed_origins: {e}")))?;
+        Ok(EdgePolicy { proxies, origins })
     }
 }
 
@@ -387,6 +616,32 @@ impl PresenceSettings {
 
     pub(crate) fn ws_timeout(&self) -> Duration {
         Duration::from_secs(self.ws_timeout_s)
+    }
+}
+
+impl Loaded {
+    /// How the log should be written (`log.format`), for setting up logging before the run.
+    pub fn log_format(&self) -> LogFormat {
+        self.settings.log.format
+    }
+}
+
+/// Replaces every secret in a settings tree by `***` (keys naming a token, password or secret)
+/// and shows every URL without its password.
+fn redact_secrets(value: &mut toml::Value) {
+    if let toml::Value::Table(table) = value {
+        for (key, value) in table.iter_mut() {
+            let secret = ["token", "password", "secret"]
+                .iter()
+                .any(|word| key.contains(word));
+            match value {
+                toml::Value::String(text) if secret => *text = "***".into(),
+                toml::Value::String(text) if key.ends_with("url") => {
+                    *text = roomstate_core::redact::url(text)
+                }
+                other => redact_secrets(other),
+            }
+        }
     }
 }
 

@@ -2,7 +2,8 @@
 //! the core's vocabulary), the HTTP status the contract gives it, and the body
 //! `{"error": CODE, "message": "..."}`. HTTP responses and WebSocket `error` frames both come from
 //! an `ApiError`, so a refusal reads the same on either. Every 401 carries the bearer challenge
-//! (`WWW-Authenticate`, RFC 6750), whichever route sent it.
+//! (`WWW-Authenticate`, RFC 6750), whichever route sent it, and every 429 and 503 a
+//! `Retry-After` (seconds) by its code.
 
 use actix_web::{
     http::{header, StatusCode},
@@ -32,12 +33,34 @@ pub(crate) struct ApiError {
 /// The realm of every bearer challenge.
 const REALM: &str = "roomstate";
 
+/// `Retry-After` of a `429 rate_limited`: a token bucket refills at least one token a second at
+/// any rate the settings allow.
+pub(crate) const RATE_LIMITED_RETRY_S: u32 = 1;
+/// `Retry-After` of a `503 unavailable`: the journal's writes are retried with a backoff that
+/// tops out at 1 s, a failover takes a few seconds, and a client that comes back sooner only
+/// adds to the load of an engine that is already behind (or full of rooms).
+pub(crate) const UNAVAILABLE_RETRY_S: u32 = 5;
+
 impl ApiError {
     pub(crate) fn new(error: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             error,
             message: message.into(),
             invalid_token: None,
+        }
+    }
+
+    /// 429: the client is over its rate.
+    pub(crate) fn rate_limited(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::RateLimited, message)
+    }
+
+    /// `Retry-After` for this error: `None` for codes that are no invitation to retry.
+    pub(crate) fn retry_after_s(&self) -> Option<u32> {
+        match self.error {
+            ErrorCode::RateLimited => Some(RATE_LIMITED_RETRY_S),
+            ErrorCode::Unavailable => Some(UNAVAILABLE_RETRY_S),
+            _ => None,
         }
     }
 
@@ -90,6 +113,9 @@ impl ResponseError for ApiError {
         let mut builder = HttpResponse::build(self.status_code());
         if self.error == ErrorCode::Unauthorized {
             builder.insert_header((header::WWW_AUTHENTICATE, self.challenge()));
+        }
+        if let Some(seconds) = self.retry_after_s() {
+            builder.insert_header((header::RETRY_AFTER, seconds));
         }
         let mut response = builder.json(self);
         // For the refusal counter (`http::count_refusals`), whichever way the error came.
@@ -207,6 +233,28 @@ mod tests {
             ApiError::forbidden("m").status_code(),
             StatusCode::FORBIDDEN
         );
+    }
+
+    #[test]
+    fn every_429_and_503_says_when_to_retry_and_only_they() {
+        let header = |e: ApiError| {
+            e.error_response()
+                .headers()
+                .get(header::RETRY_AFTER)
+                .map(|v| v.to_str().unwrap().to_owned())
+        };
+        assert_eq!(
+            header(ApiError::rate_limited("slow down")).as_deref(),
+            Some("1")
+        );
+        assert_eq!(
+            header(ApiError::new(ErrorCode::Unavailable, "down")).as_deref(),
+            Some("5")
+        );
+        assert_eq!(header(ApiError::room_closed()), None);
+        assert_eq!(header(ApiError::bad_request("x")), None);
+        let body = serde_json::to_value(ApiError::rate_limited("m")).unwrap();
+        assert_eq!(body.as_object().unwrap().len(), 2, "{body}");
     }
 
     #[test]

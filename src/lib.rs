@@ -13,6 +13,7 @@
 //! - `error`: the one mapping from every error to an API code, status and body;
 //! - `config`: settings, validated once; `metrics`: `/metrics`; `ratelimit`: token buckets;
 //! - `auth`: user tokens — the key and the verification of JWTs (docs/auth.md);
+//! - `edge`: trusted proxies and allowed origins — who is at the door (docs/api.md);
 //! - `app`: wiring, start-up and shutdown order.
 //!
 //! Arrows run one way: `app` → `http` → `ws` → `room`; `http`, `ws` → `error` → `room`;
@@ -21,6 +22,7 @@
 mod app;
 mod auth;
 mod config;
+mod edge;
 mod error;
 mod http;
 mod metrics;
@@ -30,4 +32,4 @@ mod web;
 mod ws;
 
 pub use app::run;
-pub use config::{ConfigError, Loaded, Settings};
+pub use config::{ConfigError, Loaded, LogFormat, Settings};

@@ -1,12 +1,16 @@
 //! Prometheus metrics, one registry per engine (so several engines can share a test process).
 
-use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 use roomstate_journal::JournalMetrics;
 
 /// Every metric the engine exports on `/metrics` (all named `roomstate_*`).
 #[derive(Clone)]
 pub(crate) struct Metrics {
     registry: Registry,
+    /// The process's own (`process_*`: CPU, memory, open files), under their standard names.
+    process: Registry,
     /// Accepted mutations by event kind (`joined`, `voted`, ...), counted when durable.
     pub(crate) mutations: IntCounterVec,
     /// Requests refused, by API error code.
@@ -17,6 +21,10 @@ pub(crate) struct Metrics {
     pub(crate) journal_pending: IntGauge,
     pub(crate) rooms_closed: IntCounter,
     pub(crate) rooms_recovered: IntCounter,
+    /// Sockets dropped because their client did not take what it was sent.
+    pub(crate) ws_slow_clients: IntCounter,
+    /// Bytes written to sockets and not yet taken by their clients' connections.
+    pub(crate) ws_send_buffer: IntGauge,
     /// Batches, batch sizes, commit time, failures, failovers: counted by the journal itself.
     pub(crate) journal: JournalMetrics,
 }
@@ -33,6 +41,19 @@ impl Metrics {
     pub(crate) fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new_custom(Some("roomstate".into()), None)?;
         let r = &registry;
+        let build = IntGaugeVec::new(
+            Opts::new("build_info", "The engine's version and commit (always 1)"),
+            &["version", "commit"],
+        )?;
+        build
+            .with_label_values(&[env!("CARGO_PKG_VERSION"), env!("ROOMSTATE_COMMIT")])
+            .set(1);
+        registry.register(Box::new(build))?;
+        let process = Registry::new();
+        #[cfg(target_os = "linux")]
+        process.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
         Ok(Self {
             mutations: register(
                 r,
@@ -62,8 +83,24 @@ impl Metrics {
                 r,
                 IntCounter::new("rooms_recovered_total", "Rooms rebuilt from the journal")?,
             )?,
+            ws_slow_clients: register(
+                r,
+                IntCounter::new(
+                    "ws_slow_clients_total",
+                    "Sockets dropped for not reading: their outgoing buffer passed \
+                     limits.ws_send_buffer_bytes",
+                )?,
+            )?,
+            ws_send_buffer: register(
+                r,
+                IntGauge::new(
+                    "ws_send_buffer_bytes",
+                    "Bytes written to sockets and not yet taken by their connections",
+                )?,
+            )?,
             journal: JournalMetrics::register(r)?,
             registry,
+            process,
         })
     }
 
@@ -75,7 +112,8 @@ impl Metrics {
     /// The Prometheus text exposition of every metric.
     pub(crate) fn render(&self) -> String {
         let mut out = Vec::new();
-        let families = self.registry.gather();
+        let mut families = self.registry.gather();
+        families.extend(self.process.gather());
         if let Err(error) = TextEncoder::new().encode(&families, &mut out) {
             tracing::error!(%error, "metrics encoding failed");
         }

@@ -45,7 +45,11 @@ export class RoomstateError extends Error {
   readonly status?: number;
 }
 
-/** A token, or a function that gives a fresh one (called before each connect). */
+/**
+ * A token, or a function that gives a fresh one (called before each connect). A function that
+ * throws (or rejects with) a `RoomstateError` whose `status` is 401 or 403 stops the client
+ * (`failed`); any other throw is retried with backoff.
+ */
 export type TokenSource = string | (() => string | Promise<string>);
 
 export interface ApiOptions {
@@ -55,9 +59,26 @@ export interface ApiOptions {
   fetch?: typeof fetch;
 }
 
+/** What `GET /auth` says (docs/auth.md); the last three only when a token was checked. */
+export interface AuthInfo {
+  mode: "open" | "token";
+  create_rooms: "anyone" | "users" | "admin";
+  algorithm?: "HS256" | "RS256" | "ES256";
+  /** The token's user (its `sub`). */
+  user?: string;
+  expires_at?: string;
+  rooms?: string[] | null;
+}
+
 export class RoomstateApi {
   constructor(options?: ApiOptions);
   readonly baseUrl: string;
+  /** The token as of now (asks the token function, if one was given). */
+  currentToken(): Promise<string | undefined>;
+  /**
+   * One JSON request. The token goes along as `Authorization: Bearer` unless `headers` has an
+   * `Authorization` (an empty one sends none).
+   */
   request<T = unknown>(
     method: string,
     path: string,
@@ -69,9 +90,22 @@ export class RoomstateApi {
   getRoom(room: string): Promise<RoomView>;
   messages(room: string, after?: number, limit?: number): Promise<ChatMessage[]>;
   messagesAfter(room: string, after?: number): Promise<ChatMessage[]>;
+  /**
+   * `GET /auth`: the engine's mode and, with a token (default: this API's; `null`: none), whose
+   * it is; `room` also checks the token's `rooms`. A refused token rejects with its 401 / 403.
+   * An engine without the route answers as open mode.
+   */
+  auth(options?: { token?: string | null; room?: string }): Promise<AuthInfo>;
 }
 
 export type Status = "idle" | "connecting" | "live" | "reconnecting" | "closed" | "failed";
+
+/** A reconnect that is `delay` ms away (the `attempt`-th since the last live socket). */
+export interface Retry {
+  attempt: number;
+  delay: number;
+  error: RoomstateError | null;
+}
 
 export interface RoomClientOptions extends ApiOptions {
   room: string;
@@ -83,10 +117,23 @@ export interface RoomClientOptions extends ApiOptions {
 }
 
 export interface RoomClientEventMap {
+  /** A room view; never an older seq after a newer one. */
   state: CustomEvent<RoomView>;
+  /** A chat message: each once, in seq order, none skipped. */
   message: CustomEvent<ChatMessage>;
+  /** The room closed: its final view, after every message. The client has stopped. */
   closed: CustomEvent<RoomView>;
   status: CustomEvent<Status>;
+  /** The socket dropped (or could not be opened); the next try is `delay` ms away. */
+  retry: CustomEvent<Retry>;
+  /** Missed messages are being fetched (`active: true`), or are in (`false`). */
+  catchup: CustomEvent<{ active: boolean }>;
+  /**
+   * The client stopped for good without the room closing: the room is gone (`not_found`), the
+   * token was refused (`status` 401 / 403), or the first socket was refused for good.
+   */
+  failed: CustomEvent<RoomstateError>;
+  /** An error that belonged to no request (an `error` frame with `req: null`, a failed fetch). */
   problem: CustomEvent<RoomstateError>;
 }
 
@@ -97,7 +144,12 @@ export class RoomClient extends EventTarget {
   /** Every message up to this seq has been delivered. */
   readonly delivered: number;
   readonly status: Status;
-  /** Connects; resolves with the first room state. */
+  /** The current socket, null while there is none (between a drop and the reconnect). */
+  readonly socket: WebSocket | null;
+  /**
+   * Connects; resolves with the first room state, or rejects with a `RoomstateError` when the
+   * room cannot be joined (gone, already closed: `room_closed`, token or user refused).
+   */
   connect(): Promise<RoomView>;
   vote(side: "pro" | "con"): Promise<{ seq: number }>;
   retract(): Promise<{ seq: number }>;

@@ -3,9 +3,11 @@
 //
 // What it does for an application, so none has to write it again:
 // - connects the room's WebSocket and reconnects with exponential backoff and jitter when it
-//   drops, asking for a fresh token first if the engine closed it for an expired one (4001);
+//   drops; before a reconnect it asks the API whether the room closed or is gone and whether the
+//   token still holds, and stops for good when one of them says so;
 // - delivers every chat message exactly once and in seq order: after each (re)connect it fetches
-//   what it missed with `GET /rooms/{id}/messages?after=` and drops what it already delivered;
+//   what it missed with `GET /rooms/{id}/messages?after=` and merges it with what the new socket
+//   sends meanwhile, dropping what it already delivered;
 // - delivers room states, never an older seq after a newer one;
 // - turns requests into promises that resolve on their `ack` and reject on their `error`;
 //   requests still unanswered when the socket drops are sent again after the reconnect, which is
@@ -20,6 +22,8 @@ const PAGE = 500;
 const TOKEN_EXPIRED = 4001;
 /** Close codes after which reconnecting is pointless. */
 const FINAL_CLOSES = new Set([1000, 1008, 1009]);
+/** `WebSocket.OPEN`, for runtimes whose socket class lacks the constant. */
+const OPEN = 1;
 
 /** An error the engine answered (`{"error": CODE, "message": ...}`), or a lost connection. */
 export class RoomstateError extends Error {
@@ -39,6 +43,17 @@ export class RoomstateError extends Error {
 function trimSlash(url) {
   return url.replace(/\/+$/, "");
 }
+
+function asError(e) {
+  return e instanceof RoomstateError ? e : new RoomstateError("network", String(e?.message ?? e));
+}
+
+/** True for a refusal of the token itself (HTTP 401 / 403), which no retry mends. */
+function tokenRefused(e) {
+  return e instanceof RoomstateError && (e.status === 401 || e.status === 403);
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** A unique idempotency key: letters, digits and `-` only (the API's key alphabet). */
 function newKey() {
@@ -65,12 +80,18 @@ export class RoomstateApi {
     return typeof this.token === "function" ? await this.token() : this.token;
   }
 
-  /** One JSON request; resolves with the body, rejects with a `RoomstateError`. */
+  /**
+   * One JSON request; resolves with the body, rejects with a `RoomstateError`. The token goes
+   * along as `Authorization: Bearer` unless `headers` already has an `Authorization`.
+   */
   async request(method, path, body, headers = {}) {
-    const token = await this.currentToken();
-    const all = { ...headers };
+    const all = { Accept: "application/json", ...headers };
     if (body !== undefined) all["Content-Type"] = "application/json";
-    if (token) all.Authorization = `Bearer ${token}`;
+    if (all.Authorization === undefined) {
+      const token = await this.currentToken();
+      if (token) all.Authorization = `Bearer ${token}`;
+    }
+    if (!all.Authorization) delete all.Authorization;
     let response;
     try {
       response = await this.fetch(`${this.baseUrl}${path}`, {
@@ -128,13 +149,35 @@ export class RoomstateApi {
       after = page[page.length - 1].seq;
     }
   }
+
+  /**
+   * `GET /auth` (docs/auth.md): the engine's mode (`{mode, create_rooms}`) and, with a token,
+   * what it makes of it (`user`, `expires_at`, `rooms`); `room` adds the check that the token is
+   * good for that room. `token` defaults to this API's; `null` asks without one. A refused token
+   * rejects with the 401 / 403. An engine without the route is in open mode.
+   */
+  async auth({ token, room } = {}) {
+    const given = token === undefined ? await this.currentToken() : token;
+    const query = room ? `?room=${encodeURIComponent(room)}` : "";
+    try {
+      return await this.request("GET", `/auth${query}`, undefined, {
+        Authorization: given ? `Bearer ${given}` : "",
+      });
+    } catch (e) {
+      if (e.status === 404) return { mode: "open", create_rooms: "anyone" };
+      throw e;
+    }
+  }
 }
 
 /**
  * One user in one live room. Events (listen with `addEventListener`; `event.detail` holds the
  * value): `state` (room view), `message` (chat message, once each, in seq order), `closed`
- * (final room view; the client stops), `status` ("connecting" | "live" | "reconnecting" |
- * "closed" | "failed"), `problem` (a `RoomstateError` that did not belong to a request).
+ * (final room view, after every message; the client stops), `status` ("connecting" | "live" |
+ * "reconnecting" | "closed" | "failed"), `retry` ({attempt, delay, error}: the next connect is
+ * `delay` ms away), `catchup` ({active}: missed messages are being fetched, or are in), `failed`
+ * (a `RoomstateError`: the client stopped for good without the room closing: room gone, token
+ * refused, user refused), `problem` (a `RoomstateError` that did not belong to a request).
  */
 export class RoomClient extends EventTarget {
   /**
@@ -158,20 +201,25 @@ export class RoomClient extends EventTarget {
     this.delivered = after;
     this.lastStateSeq = 0;
     this.status = "idle";
+    /** The current socket (null between two); its frames are the only ones heeded. */
     this.socket = null;
+    /** Per socket: {ws, live, catchingUp, buffered, error}. */
+    this.conn = null;
     this.attempt = 0;
     this.timer = null;
     this.stopped = false;
     this.reqCounter = 0;
-    /** Requests not answered yet: req -> {frame, resolve, reject, sent}. */
+    /** Requests not answered yet: req -> {frame, resolve, reject}. */
     this.pending = new Map();
-    /** Messages that came over the socket while the gap before them was being fetched. */
-    this.buffered = new Map();
-    this.catchingUp = false;
+    /** Catch-ups and the final fetch run one after the other, each from `delivered`. */
+    this.sync = Promise.resolve();
     this.firstState = null;
   }
 
-  /** Connects; resolves with the first room state, or rejects if the room cannot be joined. */
+  /**
+   * Connects; resolves with the first room state, or rejects if the room cannot be joined
+   * (gone, closed, token or user refused).
+   */
   connect() {
     if (!this.firstState) {
       this.firstState = new Promise((resolve, reject) => {
@@ -201,8 +249,7 @@ export class RoomClient extends EventTarget {
   /** Leaves the room (closes the socket) and stops reconnecting. */
   close() {
     this.stop("closed");
-    if (this.socket) this.socket.close(1000);
-    this.socket = null;
+    this.dropSocket();
   }
 
   // ---- internals ----
@@ -227,6 +274,46 @@ export class RoomClient extends EventTarget {
     this.pending.clear();
   }
 
+  dropSocket() {
+    const ws = this.socket;
+    this.socket = null;
+    this.conn = null;
+    if (ws) ws.close(1000);
+  }
+
+  /** Stops for good on `error` (room gone, token or user refused). */
+  fail(error) {
+    if (this.stopped) return;
+    this.stop("failed");
+    this.dropSocket();
+    if (this.rejectFirst) this.rejectFirst(error);
+    this.resolveFirst = this.rejectFirst = null;
+    this.emit("failed", error);
+  }
+
+  /**
+   * The room is closed: the final state now, then — once every message is delivered (what is
+   * not yet is fetched from the API, whose transcript of a closed room is final) — `closed`.
+   */
+  finish(view) {
+    if (this.stopped) return;
+    this.deliverState(view);
+    this.stop("closed");
+    this.dropSocket();
+    if (this.rejectFirst) this.rejectFirst(new RoomstateError("room_closed", "the room is closed"));
+    this.resolveFirst = this.rejectFirst = null;
+    this.sync = this.sync.then(async () => {
+      this.emit("catchup", { active: true });
+      try {
+        for (const m of await this.api.messagesAfter(this.room, this.delivered)) this.deliver(m);
+      } catch (e) {
+        this.emit("problem", asError(e));
+      }
+      this.emit("catchup", { active: false });
+      this.emit("closed", view);
+    });
+  }
+
   send(frame, req) {
     if (this.stopped) {
       return Promise.reject(new RoomstateError("disconnected", "the client is stopped"));
@@ -240,17 +327,15 @@ export class RoomClient extends EventTarget {
   }
 
   transmit(entry) {
-    if (this.socket && this.status === "live") {
-      this.socket.send(JSON.stringify(entry.frame));
-    }
-    // Otherwise it goes out when the socket is live again (see `onState`).
+    const ws = this.socket;
+    if (ws && this.conn?.live && ws.readyState === OPEN) ws.send(JSON.stringify(entry.frame));
+    // Otherwise it goes out when a socket is live again (see `onState`).
   }
 
-  async socketUrl() {
+  socketUrl(token) {
     const base = this.api.baseUrl.replace(/^http/, "ws");
     const params = new URLSearchParams();
     if (this.user) params.set("user", this.user);
-    const token = await this.api.currentToken();
     if (token) params.set("token", token);
     return `${base}/rooms/${encodeURIComponent(this.room)}/ws?${params}`;
   }
@@ -258,58 +343,66 @@ export class RoomClient extends EventTarget {
   async open() {
     if (this.stopped) return;
     this.setStatus(this.attempt === 0 ? "connecting" : "reconnecting");
-    // A browser does not show why an upgrade was refused (404, 409): ask the API whether the
-    // room still takes sockets before trying again.
-    if (this.attempt > 0 && (await this.roomIsOver())) return;
-    let url;
+    let token;
     try {
-      url = await this.socketUrl();
+      token = await this.api.currentToken();
     } catch (e) {
-      return this.retry(new RoomstateError("unauthorized", `no token: ${e.message}`));
+      // A token function may say "no" for good with a 401 / 403 RoomstateError.
+      if (tokenRefused(e)) return this.fail(e);
+      return this.retry(new RoomstateError("unauthorized", `no token: ${e?.message ?? e}`));
     }
+    // A browser does not show why an upgrade was refused (404, 409, 401): ask the API whether
+    // the room still takes sockets, and this token, before trying again.
+    if (this.attempt > 0 && (await this.isOver(token))) return;
     if (this.stopped) return;
-    const ws = new this.WebSocket(url);
+    const ws = new this.WebSocket(this.socketUrl(token));
+    const conn = { ws, live: false, catchingUp: false, buffered: [], error: null };
     this.socket = ws;
-    this.lastError = null;
+    this.conn = conn;
     ws.onmessage = (event) => {
-      if (ws !== this.socket) return;
+      if (conn !== this.conn) return;
       let frame;
       try {
         frame = JSON.parse(event.data);
       } catch (e) {
         return;
       }
-      this.onFrame(frame);
+      this.onFrame(conn, frame);
     };
     ws.onclose = (event) => {
-      if (ws !== this.socket) return;
+      if (conn !== this.conn) return;
       this.socket = null;
-      this.onClose(event.code);
+      this.conn = null;
+      this.onClose(conn, event.code);
     };
   }
 
-  onFrame(frame) {
+  onFrame(conn, frame) {
     switch (frame.type) {
       case "state":
-        return this.onState(frame);
-      case "message":
-        return this.onMessage(frame);
+        return this.onState(conn, frame);
+      case "message": {
+        const message = { seq: frame.seq, user: frame.user, text: frame.text, sent_at: frame.sent_at };
+        // During a catch-up it waits for the messages before it, which the API is giving.
+        if (conn.catchingUp) conn.buffered.push(message);
+        else this.deliver(message);
+        return;
+      }
       case "ack":
         return this.answer(frame.req, (p) => p.resolve({ seq: frame.seq }));
-      case "error":
-        if (frame.req === null || frame.req === undefined || !this.pending.has(frame.req)) {
-          this.lastError = new RoomstateError(frame.error, frame.message);
-          if (frame.req === null) this.emit("problem", this.lastError);
-          return;
+      case "error": {
+        const error = new RoomstateError(frame.error, frame.message);
+        if (frame.req !== null && frame.req !== undefined && this.pending.has(frame.req)) {
+          return this.answer(frame.req, (p) => p.reject(error));
         }
-        return this.answer(frame.req, (p) => p.reject(new RoomstateError(frame.error, frame.message)));
+        conn.error = error;
+        if (frame.req === null || frame.req === undefined) this.emit("problem", error);
+        return;
+      }
       case "closed": {
         const view = { ...frame };
         delete view.type;
-        this.deliverState(view);
-        this.stop("closed");
-        this.emit("closed", view);
-        return;
+        return this.finish(view);
       }
       default:
         return;
@@ -323,13 +416,19 @@ export class RoomClient extends EventTarget {
     settle(p);
   }
 
-  onState(frame) {
+  onState(conn, frame) {
     const view = { ...frame };
     delete view.type;
-    const first = this.status !== "live";
-    this.deliverState(view);
-    if (!first) return;
+    if (conn.live) return this.deliverState(view);
+    conn.live = true;
+    // Messages up to this state's seq that this client has not delivered come from the API;
+    // later ones come over this socket and wait until those are in.
+    if (view.messages > 0) {
+      conn.catchingUp = true;
+      this.sync = this.sync.then(() => this.catchUp(conn));
+    }
     this.attempt = 0;
+    this.deliverState(view);
     this.setStatus("live");
     if (this.resolveFirst) {
       this.resolveFirst(view);
@@ -337,25 +436,12 @@ export class RoomClient extends EventTarget {
     }
     // Requests unanswered when the last socket dropped: send them again (idempotent).
     for (const entry of this.pending.values()) this.transmit(entry);
-    // Messages up to this state's seq that this client has not delivered come from the API;
-    // later ones come over this socket.
-    if (view.messages > 0) this.catchUp(this.socket);
   }
 
   deliverState(view) {
     if (view.seq < this.lastStateSeq) return;
     this.lastStateSeq = view.seq;
     this.emit("state", view);
-  }
-
-  onMessage(frame) {
-    const message = { seq: frame.seq, user: frame.user, text: frame.text, sent_at: frame.sent_at };
-    if (this.catchingUp) {
-      // Delivered after the messages before it, which the catch-up is fetching.
-      this.buffered.set(message.seq, message);
-    } else {
-      this.deliver(message);
-    }
   }
 
   deliver(message) {
@@ -365,68 +451,87 @@ export class RoomClient extends EventTarget {
   }
 
   /**
-   * Fetches the messages this client missed before `socket`'s first state, delivers them, then
-   * the ones that came over the socket meanwhile. Complete and in order: the API has every
-   * message up to that state's seq, and the socket every later one, none skipped.
+   * Delivers what this client missed before `conn`'s first state (from the API), then what came
+   * over `conn` meanwhile. Complete and in order: the API has every message up to that state's
+   * seq, and the socket every later one, none skipped. A fetch that fails is tried again while
+   * `conn` is up; once it is gone its held messages are dropped, and the next socket's catch-up
+   * fetches them (it starts from `delivered`, so nothing is skipped).
    */
-  async catchUp(socket) {
-    this.catchingUp = true;
+  async catchUp(conn) {
+    this.emit("catchup", { active: true });
     try {
-      const missed = await this.api.messagesAfter(this.room, this.delivered);
-      if (socket === this.socket) for (const m of missed) this.deliver(m);
-    } catch (e) {
-      this.emit("problem", e instanceof RoomstateError ? e : new RoomstateError("network", String(e)));
+      for (let wait = BACKOFF_FIRST_MS; ; wait = Math.min(BACKOFF_MAX_MS, wait * 2)) {
+        if (this.stopped) return;
+        try {
+          for (const m of await this.api.messagesAfter(this.room, this.delivered)) this.deliver(m);
+          break;
+        } catch (e) {
+          this.emit("problem", asError(e));
+          if (conn !== this.conn) return;
+          await sleep(wait);
+          if (conn !== this.conn) return;
+        }
+      }
+      conn.buffered.sort((a, b) => a.seq - b.seq);
+      for (const m of conn.buffered) this.deliver(m);
     } finally {
-      this.catchingUp = false;
-      const held = [...this.buffered.values()].sort((a, b) => a.seq - b.seq);
-      this.buffered.clear();
-      for (const m of held) this.deliver(m);
+      conn.buffered = [];
+      conn.catchingUp = false;
+      this.emit("catchup", { active: false });
     }
   }
 
-  onClose(code) {
+  onClose(conn, code) {
     if (this.stopped) return;
-    const refused = this.lastError;
-    if (this.status !== "live" && this.rejectFirst && refused && FINAL_CLOSES.has(code)) {
-      // The room refused this user for good (e.g. closed, forbidden): no point retrying.
-      this.rejectFirst(refused);
-      this.resolveFirst = this.rejectFirst = null;
-      return this.stop("failed");
+    const refused = conn.error;
+    if (!conn.live && this.rejectFirst && refused && FINAL_CLOSES.has(code)) {
+      // The room refused this user for good on the first try: no point retrying.
+      return this.fail(refused);
     }
-    if (code === 1000) return this.refreshAfterClose();
-    this.retry(refused, code === TOKEN_EXPIRED);
+    // A normal close without a `closed` frame, or an expired token: look again at once (the
+    // check before the connect says whether the room closed, and a token function gives a fresh
+    // token), but only right after a good connection, never in a loop.
+    const soon = (code === 1000 || code === TOKEN_EXPIRED) && this.attempt === 0;
+    this.retry(null, soon);
   }
 
-  /** True (and the client stopped) when the room is closed or gone. */
-  async roomIsOver() {
+  /** True (and the client stopped) when the room is closed or gone, or the token refused. */
+  async isOver(token) {
     try {
       const view = await this.api.getRoom(this.room);
-      if (view.status !== "closed") return false;
-      this.deliverState(view);
-      this.stop("closed");
-      this.emit("closed", view);
-      return true;
+      if (view.status === "closed") {
+        this.finish(view);
+        return true;
+      }
     } catch (e) {
-      if (!(e instanceof RoomstateError) || e.code !== "not_found") return false;
-      if (this.rejectFirst) this.rejectFirst(e);
-      this.resolveFirst = this.rejectFirst = null;
-      this.stop("failed");
-      return true;
+      if (e instanceof RoomstateError && e.code === "not_found") {
+        this.fail(e);
+        return true;
+      }
+      // The server is not answering: the socket will fail too, and back off.
+      return false;
     }
-  }
-
-  /** A normal close without a `closed` frame: ask the API whether the room closed. */
-  async refreshAfterClose() {
-    if (!(await this.roomIsOver())) this.retry(null, false);
+    if (token) {
+      try {
+        await this.api.auth({ token, room: this.room });
+      } catch (e) {
+        if (tokenRefused(e)) {
+          this.fail(e);
+          return true;
+        }
+      }
+    }
+    return this.stopped;
   }
 
   retry(error, immediately = false) {
     if (this.stopped) return;
     this.setStatus("reconnecting");
     const exp = Math.min(BACKOFF_MAX_MS, BACKOFF_FIRST_MS * 2 ** this.attempt);
-    const delay = immediately ? 0 : exp / 2 + Math.random() * (exp / 2);
+    const delay = immediately ? 0 : Math.round(exp / 2 + Math.random() * (exp / 2));
     this.attempt += 1;
     if (error) this.emit("problem", error);
+    this.emit("retry", { attempt: this.attempt, delay, error: error ?? null });
     clearTimeout(this.timer);
     this.timer = setTimeout(() => this.open(), delay);
   }

@@ -247,3 +247,243 @@ fn the_shipped_example_configs_load() {
     .unwrap_err();
     assert!(err.to_string().contains("hs256_secret"), "{err}");
 }
+
+#[test]
+fn edge_settings_default_to_trusting_nobody_and_the_same_origin() {
+    let loaded = Settings::load_from(None, env(&[])).unwrap();
+    assert!(loaded.edge.proxies.is_empty());
+    assert_eq!(loaded.edge.origins.describe(), "the same origin");
+    assert_eq!(loaded.settings.limits.max_open_rooms, 100_000);
+    assert_eq!(loaded.settings.limits.ws_send_buffer_bytes, 1 << 20);
+}
+
+#[test]
+fn edge_settings_come_from_lists_or_comma_separated_env() {
+    let loaded = Settings::load_from(
+        None,
+        env(&[
+            (
+                "ROOMSTATE__HTTP__TRUSTED_PROXIES",
+                "10.0.0.0/8, 127.0.0.1/32",
+            ),
+            (
+                "ROOMSTATE__HTTP__ALLOWED_ORIGINS",
+                "https://app.example,http://localhost:3000",
+            ),
+            ("ROOMSTATE__LIMITS__MAX_OPEN_ROOMS", "5"),
+            ("ROOMSTATE__LIMITS__WS_SEND_BUFFER_BYTES", "65536"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(loaded.edge.proxies.describe(), "10.0.0.0/8, 127.0.0.1/32");
+    assert_eq!(
+        loaded.edge.origins.describe(),
+        "the same origin, https://app.example, http://localhost:3000"
+    );
+    assert_eq!(loaded.settings.limits.max_open_rooms, 5);
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    writeln!(
+        file,
+        "[admin]\ntoken = \"t\"\n[auth]\nmode = \"open\"\n[http]\ntrusted_proxies = \
+         [\"fd00::/8\"]\nallowed_origins = [\"*\"]"
+    )
+    .unwrap();
+    let loaded = Settings::load_from(Some(file.path().to_path_buf()), env(&[])).unwrap();
+    assert_eq!(loaded.edge.proxies.describe(), "fd00::/8");
+    assert_eq!(loaded.edge.origins.describe(), "any origin");
+    // An empty value unsets, as environments do.
+    let loaded =
+        Settings::load_from(None, env(&[("ROOMSTATE__HTTP__TRUSTED_PROXIES", "")])).unwrap();
+    assert!(loaded.edge.proxies.is_empty());
+}
+
+#[test]
+fn bad_edge_settings_are_refused_naming_the_key_and_the_entry() {
+    for (key, value, names) in [
+        (
+            "HTTP__TRUSTED_PROXIES",
+            "10.0.0.0/8,10.0.0.0/33",
+            "10.0.0.0/33",
+        ),
+        ("HTTP__TRUSTED_PROXIES", "proxy.local", "proxy.local"),
+        ("HTTP__ALLOWED_ORIGINS", "rooms.example", "rooms.example"),
+        (
+            "HTTP__ALLOWED_ORIGINS",
+            "https://rooms.example/",
+            "https://rooms.example/",
+        ),
+        ("LIMITS__MAX_OPEN_ROOMS", "0", "limits.max_open_rooms"),
+        (
+            "LIMITS__WS_SEND_BUFFER_BYTES",
+            "1024",
+            "limits.ws_send_buffer_bytes",
+        ),
+        (
+            "LIMITS__WS_SEND_BUFFER_BYTES",
+            "lots",
+            "ws_send_buffer_bytes",
+        ),
+    ] {
+        let err = refusal(&[(&format!("ROOMSTATE__{key}"), value)]);
+        let key = key.to_ascii_lowercase().replace("__", ".");
+        assert!(
+            err.contains(&key) && err.contains(names),
+            "{key}={value}: {err}"
+        );
+    }
+}
+
+// --- redis.* authentication and TLS ---------------------------------------------------------
+
+/// A CA certificate for `redis.tls_ca_file` (made once with `openssl req -x509`).
+const REDIS_CA: &str = "-----BEGIN CERTIFICATE-----
+MIIBkDCCATWgAwIBAgIUbl+GPIEk/PokNba/4PEsO8wZCyUwCgYIKoZIzj0EAwIw
+HDEaMBgGA1UEAwwRcm9vbXN0YXRlLXRlc3QtY2EwIBcNMjYxMTI2MjAwNDIwWhgP
+MjEyNjExMDIyMDA0MjBaMBwxGjAYBgNVBAMMEXJvb21zdGF0ZS10ZXN0LWNhMFkw
+EwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEt58LvuL98qhJRR244cinrNuNGW9KU1pj
+PHUTaIbr+2tqydjCyN+7FQGXPuhQQnjZsfaCeAexEC9myEvUMBX2mKNTMFEwHQYD
+VR0OBBYEFP1dnn/zhdF9DSQqRU7mOJwV5NDIMB8GA1UdIwQYMBaAFP1dnn/zhdF9
+DSQqRU7mOJwV5NDIMA8GA1UdEwEB/wQFMAMBAf8wCgYIKoZIzj0EAwIDSQAwRgIh
+AP84s2UO7pPXulPLDeFJ7Del3oZ0a6DsbEuuDayD8qtfAiEA9F4JTbvveS0/yplm
+jnv2+P5MBFvAPwM/hrKaXLB14Oo=
+-----END CERTIFICATE-----
+";
+
+/// Loads with the Redis journal on and `pairs` (keys after `ROOMSTATE__REDIS__`).
+fn redis_with(pairs: &[(&str, &str)]) -> Result<Loaded, ConfigError> {
+    let mut all = vec![("ROOMSTATE__JOURNAL__KIND".to_owned(), "redis".to_owned())];
+    all.extend(
+        pairs
+            .iter()
+            .map(|(k, v)| (format!("ROOMSTATE__REDIS__{k}"), v.to_string())),
+    );
+    Settings::load_from(None, all)
+}
+
+#[test]
+fn redis_credentials_go_to_the_servers_and_the_sentinels_apart() {
+    let loaded = redis_with(&[
+        ("SENTINELS", "127.0.0.1:1,127.0.0.1:2"),
+        ("USERNAME", "app"),
+        ("PASSWORD", "server-pw"),
+        ("SENTINEL_PASSWORD", "sentinel-pw"),
+    ])
+    .unwrap();
+    let access = &loaded.redis_access;
+    let servers = access.servers.credentials().expect("server credentials");
+    assert_eq!(servers.username(), Some("app"));
+    assert_eq!(
+        servers,
+        &Credentials::new(Some("app".into()), "server-pw"),
+        "the server password goes to the servers"
+    );
+    assert_eq!(
+        access.sentinels.credentials(),
+        Some(&Credentials::new(None, "sentinel-pw"))
+    );
+    assert!(access.servers.tls().is_none() && access.sentinels.tls().is_none());
+    // None at all: both plain.
+    let plain = redis_with(&[("URL", "redis://127.0.0.1:6379")]).unwrap();
+    assert_eq!(plain.redis_access, RedisAccess::default());
+}
+
+#[test]
+fn redis_tls_from_the_setting_or_from_rediss() {
+    let on = redis_with(&[("SENTINELS", "127.0.0.1:1"), ("TLS", "true")]).unwrap();
+    let (servers, sentinels) = (&on.redis_access.servers, &on.redis_access.sentinels);
+    assert_eq!(servers.tls(), Some(&Tls::system_roots()));
+    assert_eq!(sentinels.tls(), Some(&Tls::system_roots()));
+    let rediss = redis_with(&[("URL", "rediss://127.0.0.1:6380")]).unwrap();
+    assert!(rediss.redis_access.servers.tls().is_some());
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, REDIS_CA).unwrap();
+    let own = redis_with(&[
+        ("URL", "rediss://127.0.0.1:6380"),
+        ("TLS_CA_FILE", ca.to_str().unwrap()),
+    ])
+    .unwrap();
+    assert!(own.redis_access.servers.tls().unwrap().has_own_ca());
+}
+
+#[test]
+fn redis_settings_that_do_not_fit_together_are_refused() {
+    let refused = |pairs: &[(&str, &str)]| redis_with(pairs).unwrap_err().to_string();
+    let err = refused(&[("URL", "redis://127.0.0.1:1"), ("USERNAME", "app")]);
+    assert!(
+        err.contains("redis.username") && err.contains("redis.password"),
+        "{err}"
+    );
+    let err = refused(&[
+        ("SENTINELS", "127.0.0.1:1"),
+        ("SENTINEL_USERNAME", "watcher"),
+    ]);
+    assert!(err.contains("redis.sentinel_password"), "{err}");
+    let err = refused(&[
+        ("URL", "redis://app:url-secret@127.0.0.1:1"),
+        ("PASSWORD", "setting-secret"),
+    ]);
+    assert!(err.contains("one way") && err.contains("app:***@"), "{err}");
+    assert!(
+        !err.contains("url-secret") && !err.contains("setting-secret"),
+        "{err}"
+    );
+    let err = refused(&[("URL", "redis://127.0.0.1:1"), ("SENTINEL_PASSWORD", "x")]);
+    assert!(err.contains("no redis.sentinels"), "{err}");
+    let err = refused(&[("URL", "redis://127.0.0.1:1"), ("TLS_CA_FILE", "/x.pem")]);
+    assert!(err.contains("TLS is off"), "{err}");
+    let err = refused(&[
+        ("URL", "rediss://127.0.0.1:1"),
+        ("TLS_CA_FILE", "/nonexistent/ca.pem"),
+    ]);
+    assert!(err.contains("cannot read"), "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.pem");
+    std::fs::write(&junk, "not a certificate").unwrap();
+    let err = refused(&[
+        ("TLS", "true"),
+        ("URL", "redis://127.0.0.1:1"),
+        ("TLS_CA_FILE", junk.to_str().unwrap()),
+    ]);
+    assert!(err.contains("no certificate"), "{err}");
+}
+
+#[test]
+fn redis_credentials_in_the_url_alone_keep_working_and_empty_values_are_unset() {
+    let loaded = redis_with(&[
+        ("URL", "redis://app:url-secret@127.0.0.1:1"),
+        ("PASSWORD", ""),
+        ("USERNAME", ""),
+    ])
+    .unwrap();
+    assert!(loaded.redis_access.servers.credentials().is_none());
+    // The local journal ignores the redis section.
+    let local = Settings::load_from(
+        None,
+        env(&[("ROOMSTATE__REDIS__TLS_CA_FILE", "/nonexistent/ca.pem")]),
+    );
+    assert!(local.is_ok());
+}
+
+#[test]
+fn redis_passwords_never_show_in_the_settings_debug_output() {
+    let loaded = redis_with(&[
+        ("URL", "rediss://app:url-secret@127.0.0.1:1"),
+        ("SENTINEL_PASSWORD", ""),
+    ])
+    .unwrap();
+    let shown = format!("{loaded:?}");
+    assert!(!shown.contains("url-secret"), "{shown}");
+    assert!(shown.contains("app:***@127.0.0.1:1"), "{shown}");
+    let loaded = redis_with(&[
+        ("SENTINELS", "127.0.0.1:1"),
+        ("PASSWORD", "server-secret"),
+        ("SENTINEL_PASSWORD", "sentinel-secret"),
+    ])
+    .unwrap();
+    let shown = format!("{loaded:?}");
+    assert!(
+        !shown.contains("server-secret") && !shown.contains("sentinel-secret"),
+        "{shown}"
+    );
+}

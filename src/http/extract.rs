@@ -1,7 +1,10 @@
 //! Turning requests into typed input: JSON, path and query settings whose errors are API errors,
-//! and the per-address rate limit. (Credentials are `bearer.rs`.)
+//! the client's address (the TCP peer, or what a trusted proxy says of it) and the per-address
+//! rate limit. (Credentials are `bearer.rs`, `Origin` is `origin.rs`.)
 
-use actix_web::{error::JsonPayloadError, web, HttpRequest};
+use std::net::{IpAddr, Ipv4Addr};
+
+use actix_web::{error::JsonPayloadError, http::header::HeaderName, web, HttpRequest};
 use roomstate_core::{
     protocol::ErrorCode,
     room::{RoomId, UserName},
@@ -46,15 +49,31 @@ pub(crate) fn user(text: &str) -> Result<UserName, ApiError> {
     Ok(UserName::parse(text)?)
 }
 
-/// Refuses a client over its HTTP mutation rate.
-pub(crate) fn rate_limit(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
-    let addr = req.peer_addr().map(|a| a.ip());
-    if state.http_limiter.check(addr) {
-        Ok(())
+/// The de-facto standard header in which proxies name the client they forward for.
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
+/// The client's address, for the rate limit and the logs: the TCP peer, unless it is a trusted
+/// proxy (`http.trusted_proxies`), whose `X-Forwarded-For` then names the client.
+pub(crate) fn client_addr(state: &AppState, req: &HttpRequest) -> IpAddr {
+    // A request always has a peer over TCP; only a test request made without one has none.
+    let peer = req
+        .peer_addr()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
+    let forwarded = req
+        .headers()
+        .get_all(X_FORWARDED_FOR)
+        .filter_map(|v| v.to_str().ok());
+    state.edge.proxies.client(peer, forwarded)
+}
+
+/// Refuses a client over its HTTP rate (mutations and WebSocket upgrades). Returns the client's
+/// address for the caller's logs.
+pub(crate) fn rate_limit(state: &AppState, req: &HttpRequest) -> Result<IpAddr, ApiError> {
+    let client = client_addr(state, req);
+    if state.http_limiter.check(Some(client)) {
+        Ok(client)
     } else {
-        Err(ApiError::new(
-            ErrorCode::RateLimited,
-            "too many requests; slow down",
-        ))
+        tracing::debug!(client.addr = %client, path = req.path(), "rate limited");
+        Err(ApiError::rate_limited("too many requests; slow down"))
     }
 }

@@ -1,11 +1,15 @@
 //! The HTTP API of API.md: every route in one screen, the shared application state, and the
-//! extractor settings that turn bad input into API errors.
+//! extractor settings that turn bad input into API errors. Every public API route also answers
+//! CORS preflights (`OPTIONS`, `origin.rs`); `/admin` does not.
 
 mod admin;
 mod bearer;
 mod extract;
 mod ops;
+mod origin;
 mod rooms;
+
+pub(crate) use origin::allow_origin;
 
 use std::sync::Arc;
 
@@ -18,7 +22,7 @@ use actix_web::{
 use roomstate_core::protocol::ErrorCode;
 
 use crate::{
-    auth::Policy, error::no_route, metrics::Metrics, ratelimit::AddressLimiter,
+    auth::Policy, edge::EdgePolicy, error::no_route, metrics::Metrics, ratelimit::AddressLimiter,
     room::registry::Registry, ws::session::SessionSettings,
 };
 
@@ -30,9 +34,12 @@ pub(crate) struct AppState {
     pub(crate) admin_token: Option<String>,
     /// Open mode, or the user tokens' key; who may create rooms.
     pub(crate) auth: Policy,
+    /// Per client address: HTTP mutations and WebSocket upgrades.
     pub(crate) http_limiter: AddressLimiter,
     pub(crate) sessions: SessionSettings,
     pub(crate) max_body_bytes: usize,
+    /// Whose `X-Forwarded-For` is believed; which pages may use the engine from a browser.
+    pub(crate) edge: EdgePolicy,
 }
 
 /// Registers every route.
@@ -44,28 +51,29 @@ pub(crate) fn config(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
         .app_data(extract::path_config())
         .app_data(extract::query_config())
         .app_data(web::PayloadConfig::new(max_body))
-        .service(resource("/healthz").route(web::get().to(ops::healthz)))
-        .service(resource("/readyz").route(web::get().to(ops::readyz)))
-        .service(resource("/metrics").route(web::get().to(ops::metrics)))
-        .service(resource("/auth").route(web::get().to(bearer::describe)))
+        .service(public("/healthz").route(web::get().to(ops::healthz)))
+        .service(public("/readyz").route(web::get().to(ops::readyz)))
+        .service(public("/metrics").route(web::get().to(ops::metrics)))
+        .service(public("/auth").route(web::get().to(bearer::describe)))
         .service(
-            resource("/rooms")
+            public("/rooms")
                 .route(web::post().to(rooms::create))
                 .route(web::get().to(rooms::list)),
         )
-        .service(resource("/rooms/{id}").route(web::get().to(rooms::get)))
-        .service(resource("/rooms/{id}/join").route(web::post().to(rooms::join)))
-        .service(resource("/rooms/{id}/leave").route(web::post().to(rooms::leave)))
+        .service(public("/rooms/{id}").route(web::get().to(rooms::get)))
+        .service(public("/rooms/{id}/join").route(web::post().to(rooms::join)))
+        .service(public("/rooms/{id}/leave").route(web::post().to(rooms::leave)))
         .service(
-            resource("/rooms/{id}/votes/{user}")
+            public("/rooms/{id}/votes/{user}")
                 .route(web::put().to(rooms::vote))
                 .route(web::delete().to(rooms::retract)),
         )
         .service(
-            resource("/rooms/{id}/messages")
+            public("/rooms/{id}/messages")
                 .route(web::post().to(rooms::say))
                 .route(web::get().to(rooms::messages)),
         )
+        // No preflight: browsers open WebSockets without CORS (the upgrade checks `Origin`).
         .service(resource("/rooms/{id}/ws").route(web::get().to(rooms::websocket)));
     if admin_enabled {
         cfg.service(resource("/admin/rooms/{id}/close").route(web::post().to(admin::close)))
@@ -96,4 +104,9 @@ pub(crate) async fn count_refusals(
 /// A resource whose unmatched methods answer like an unknown route.
 fn resource(path: &str) -> actix_web::Resource {
     web::resource(path).default_service(web::to(no_route))
+}
+
+/// A public API resource: it also answers CORS preflights.
+fn public(path: &str) -> actix_web::Resource {
+    resource(path).route(web::method(actix_web::http::Method::OPTIONS).to(origin::preflight))
 }

@@ -1,9 +1,10 @@
 //! Operations endpoints: liveness, readiness (journal and store both take writes), metrics.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{http::header, web, HttpResponse};
 use serde_json::json;
 
 use super::AppState;
+use crate::error::UNAVAILABLE_RETRY_S;
 
 pub(super) async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
@@ -21,12 +22,15 @@ pub(super) async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         .filter_map(|(name, down)| down.as_ref().map(|why| format!("{name} down: {why}")))
         .collect::<Vec<_>>()
         .join("; ");
-    HttpResponse::ServiceUnavailable().json(json!({
-        "error": "unavailable",
-        "message": message,
-        "journal": word(&journal),
-        "store": word(&store),
-    }))
+    // Like every 503 (error.rs): when a load balancer or a client may ask again.
+    HttpResponse::ServiceUnavailable()
+        .insert_header((header::RETRY_AFTER, UNAVAILABLE_RETRY_S))
+        .json(json!({
+            "error": "unavailable",
+            "message": message,
+            "journal": word(&journal),
+            "store": word(&store),
+        }))
 }
 
 pub(super) async fn metrics(state: web::Data<AppState>) -> HttpResponse {

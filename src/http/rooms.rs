@@ -8,9 +8,13 @@ use serde_json::json;
 use super::{
     bearer::{self, RoomCreator, UserToken},
     extract::{self, rate_limit},
-    AppState,
+    origin, AppState,
 };
-use crate::{error::ApiError, room::messages::Applied, ws};
+use crate::{
+    error::ApiError,
+    room::messages::Applied,
+    ws::{self, session::Opening},
+};
 
 /// The request header that makes `POST /messages` safe to repeat.
 const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
@@ -235,7 +239,9 @@ pub(super) async fn websocket(
     query: web::Query<SocketQuery>,
     payload: web::Payload,
 ) -> Result<HttpResponse, actix_web::Error> {
-    // Credentials first: a refused token is a 401 whatever else the request holds.
+    // A page that may not open sockets here learns nothing else about the request.
+    origin::check_socket(&state, &req)?;
+    // Then credentials: a refused token is a 401 whatever else the request holds.
     let claims = bearer::socket_token(&state, &req, query.token.as_deref())?;
     let id = extract::room_id(&path)?;
     let user = match (&query.user, &claims) {
@@ -247,17 +253,24 @@ pub(super) async fn websocket(
     if let Some(claims) = &claims {
         bearer::check(claims, id.as_str(), &user)?;
     }
+    // An upgrade costs what a mutation costs: a flood of sockets is a flood.
+    let client = rate_limit(&state, &req)?;
     let room = state
         .registry
         .room_for_socket(&id)
         .await
         .map_err(ApiError::from)?;
+    let opening = Opening {
+        user,
+        room_id: id,
+        room,
+        token_ttl: claims.map(|c| c.remaining()),
+        client,
+    };
     ws::session::start(
         &req,
         payload,
-        user,
-        room,
-        claims.map(|c| c.remaining()),
+        opening,
         state.sessions.clone(),
         state.metrics.clone(),
     )

@@ -4,6 +4,10 @@
 //!
 //! Rooms run on a small set of arbiters of their own (one per core), apart from the HTTP
 //! workers, so a room's life does not depend on the worker that created it.
+//!
+//! A process holds at most `limits.max_open_rooms` open rooms: past it a new room is refused
+//! with 503 (the engine sized for that many; a script creating rooms in a loop must not take its
+//! memory). Rooms recovered at start are never refused: they hold acknowledged state.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -67,6 +71,20 @@ pub(crate) struct Registry {
     arbiters: Vec<Arbiter>,
     next_arbiter: AtomicUsize,
     deps: Arc<RoomDeps>,
+    /// Open rooms past which `create` refuses.
+    max_open_rooms: usize,
+    /// Creations under way: counted against the cap until their room is in `rooms`, so that
+    /// concurrent creations cannot pass it together.
+    creating: AtomicUsize,
+}
+
+/// The guard of one creation's place under the cap.
+struct Creating<'a>(&'a AtomicUsize);
+
+impl Drop for Creating<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 fn shutting_down() -> RoomFailure {
@@ -86,10 +104,37 @@ impl Registry {
             arbiters: (0..threads).map(|_| Arbiter::new()).collect(),
             next_arbiter: AtomicUsize::new(0),
             deps: Arc::new(deps),
+            max_open_rooms: usize::MAX,
+            creating: AtomicUsize::new(0),
         }
     }
 
-    fn start(&self, state: RoomState) -> Addr<RoomActor> {
+    /// Refuses new rooms past `cap` open ones (`limits.max_open_rooms`).
+    pub(crate) fn with_max_open_rooms(mut self, cap: usize) -> Self {
+        self.max_open_rooms = cap;
+        self
+    }
+
+    /// Takes a place under the cap for one creation, or refuses it.
+    fn reserve(&self) -> Result<Creating<'_>, RoomFailure> {
+        // Under the index's lock: a creation lets go of its place under the same lock as its
+        // room enters the index (`start`), so every room counts exactly once here.
+        let rooms = self.rooms.read();
+        let before = self.creating.fetch_add(1, Ordering::SeqCst);
+        let place = Creating(&self.creating);
+        if rooms.len().saturating_add(before) >= self.max_open_rooms {
+            return Err(RoomFailure::Unavailable(format!(
+                "this engine holds its maximum of {} open rooms (limits.max_open_rooms); retry \
+                 once rooms have closed",
+                self.max_open_rooms
+            )));
+        }
+        Ok(place)
+    }
+
+    /// Starts a room's actor and indexes it; a new room lets go of its `place` under the cap
+    /// as it enters the index.
+    fn start(&self, state: RoomState, place: Option<Creating<'_>>) -> Addr<RoomActor> {
         let id = state.id().clone();
         let deps = self.deps.clone();
         let index = self.rooms.clone();
@@ -97,7 +142,9 @@ impl Registry {
         let addr = RoomActor::start_in_arbiter(&self.arbiters[n].handle(), move |_| {
             RoomActor::new(state, deps, index)
         });
-        self.rooms.write().insert(id, addr.clone());
+        let mut rooms = self.rooms.write();
+        rooms.insert(id, addr.clone());
+        drop(place);
         addr
     }
 
@@ -106,6 +153,7 @@ impl Registry {
         if self.is_stopping() {
             return Err(shutting_down());
         }
+        let place = self.reserve()?;
         let (state, event) = RoomState::create(RoomId::generate(), title, time::now())?;
         if let Err(error) = self.deps.journal.append(vec![event]).await {
             // The client is told nothing was applied, so nothing may stay: an append that
@@ -122,7 +170,7 @@ impl Registry {
             .inc();
         let view = state.view(state.counters());
         tracing::info!(room.id = %view.id, "room created");
-        self.start(state);
+        self.start(state, Some(place));
         Ok(view)
     }
 
@@ -336,10 +384,18 @@ impl Registry {
                 None => RoomState::replay(&log.room, &log.events)?,
             };
             tracing::debug!(room.id = %log.room, seq = state.seq(), "room recovered");
-            self.start(state);
+            self.start(state, None);
             recovered += 1;
         }
         self.deps.metrics.rooms_recovered.inc_by(recovered as u64);
+        if recovered > self.max_open_rooms {
+            tracing::warn!(
+                rooms = recovered,
+                limit = self.max_open_rooms,
+                "the journal holds more open rooms than limits.max_open_rooms; all recovered, \
+                 new rooms are refused until enough have closed"
+            );
+        }
         Ok(recovered)
     }
 
@@ -366,5 +422,50 @@ impl Registry {
         for arbiter in &self.arbiters {
             arbiter.stop();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use roomstate_journal::memory::MemoryJournal;
+    use roomstate_store::Store;
+
+    use super::*;
+    use crate::{metrics::Metrics, room::deps::RoomSettings};
+
+    fn registry(dir: &std::path::Path, cap: usize) -> Registry {
+        let url = format!("sqlite://{}", dir.join("s.db").display());
+        let deps = RoomDeps {
+            journal: Arc::new(MemoryJournal::new()),
+            store: Store::open(&url).unwrap(),
+            metrics: Metrics::new().unwrap(),
+            settings: RoomSettings {
+                max_pending: 100,
+                http_ttl: Duration::from_secs(300),
+                snapshot_every: 1_000_000,
+                close_timeout: Duration::from_secs(60),
+            },
+        };
+        Registry::new(deps, 1).with_max_open_rooms(cap)
+    }
+
+    #[actix_rt::test]
+    async fn the_open_room_cap_holds_under_concurrent_creations_and_frees_on_close() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = registry(dir.path(), 3);
+        let attempts = join_all((0..10).map(|i| registry.create(format!("room {i}")))).await;
+        let (created, refused): (Vec<_>, Vec<_>) = attempts.into_iter().partition(Result::is_ok);
+        assert_eq!((created.len(), refused.len()), (3, 7));
+        assert!(refused.iter().all(|r| matches!(
+            r,
+            Err(RoomFailure::Unavailable(m)) if m.contains("limits.max_open_rooms")
+        )));
+        assert_eq!(registry.open_rooms(), 3);
+        let first = created[0].as_ref().unwrap().id.clone();
+        registry.close(&first).await.unwrap();
+        assert_eq!(registry.open_rooms(), 2);
+        registry.create("after a close".into()).await.unwrap();
+        assert!(registry.create("one too many".into()).await.is_err());
+        registry.shutdown(Duration::from_secs(5)).await;
     }
 }

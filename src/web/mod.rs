@@ -1,11 +1,15 @@
 //! The web page: `/` lists the open rooms and creates one, `/r/{id}` is a live room. Both are
 //! static files embedded in the binary; everything they show comes from the public API of
-//! API.md, called by the page's own JavaScript, so this module must never reach into rooms,
-//! journals or stores.
+//! API.md, called by the page's own JavaScript — the room through the JavaScript client of
+//! `clients/js/roomstate.js`, served as `/assets/roomstate.js` — so this module must never reach
+//! into rooms, journals or stores.
 //!
 //! Caching: pages are `no-cache` (revalidated by ETag on every load), while the pages refer to
 //! their scripts and styles as `/assets/NAME?v=HASH` with the content hash, and those versioned
-//! URLs are cached for a year; a new binary with new assets gives new URLs.
+//! URLs are cached for a year; a new binary with new assets gives new URLs. The scripts import
+//! each other the same way (`import ... from "./i18n.js?v={{i18n.js}}"`): every `{{NAME}}` in a
+//! page or an asset is replaced by the version of asset NAME, and an asset's version is the hash
+//! of what is served, so a change anywhere gives new URLs up the import chain.
 
 use std::sync::LazyLock;
 
@@ -18,14 +22,17 @@ use serde::Deserialize;
 
 use crate::error::no_route;
 
-/// One embedded file.
+/// One embedded file, as written.
 struct Asset {
     name: &'static str,
     content_type: &'static str,
     body: &'static [u8],
 }
 
-/// The files under `/assets/`.
+const JS: &str = "text/javascript; charset=utf-8";
+
+/// The files under `/assets/`, each after every asset it names (imports): its `{{NAME}}`s are
+/// filled in with the versions of those before it.
 const ASSETS: &[Asset] = &[
     Asset {
         name: "app.css",
@@ -33,18 +40,28 @@ const ASSETS: &[Asset] = &[
         body: include_bytes!("assets/app.css"),
     },
     Asset {
+        name: "i18n.js",
+        content_type: JS,
+        body: include_bytes!("assets/i18n.js"),
+    },
+    Asset {
+        name: "roomstate.js",
+        content_type: JS,
+        body: include_bytes!("../../clients/js/roomstate.js"),
+    },
+    Asset {
         name: "common.js",
-        content_type: "text/javascript; charset=utf-8",
+        content_type: JS,
         body: include_bytes!("assets/common.js"),
     },
     Asset {
         name: "index.js",
-        content_type: "text/javascript; charset=utf-8",
+        content_type: JS,
         body: include_bytes!("assets/index.js"),
     },
     Asset {
         name: "room.js",
-        content_type: "text/javascript; charset=utf-8",
+        content_type: JS,
         body: include_bytes!("assets/room.js"),
     },
 ];
@@ -58,7 +75,7 @@ const CACHE_REVALIDATE: &str = "no-cache";
 const CSP: &str = "default-src 'self'; img-src 'self' data:; connect-src 'self' ws: wss:; \
                    object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
-/// FNV-1a: a content hash for ETags and asset versions, computed at compile time.
+/// FNV-1a: a content hash for ETags and asset versions.
 const fn fnv1a(bytes: &[u8]) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     let mut i = 0;
@@ -74,6 +91,39 @@ fn version(body: &[u8]) -> String {
     format!("{:016x}", fnv1a(body))
 }
 
+/// An asset as served: its `{{NAME}}`s filled in, and the version of that.
+struct Served {
+    name: &'static str,
+    content_type: &'static str,
+    body: String,
+    version: String,
+}
+
+/// `template` with every `{{NAME}}` of an asset in `served` replaced by its version.
+fn fill(template: &str, served: &[Served]) -> String {
+    let mut body = template.to_owned();
+    for asset in served {
+        body = body.replace(&format!("{{{{{}}}}}", asset.name), &asset.version);
+    }
+    body
+}
+
+static SERVED: LazyLock<Vec<Served>> = LazyLock::new(|| {
+    let mut served: Vec<Served> = Vec::with_capacity(ASSETS.len());
+    for asset in ASSETS {
+        let text = std::str::from_utf8(asset.body).expect("embedded assets are UTF-8");
+        let body = fill(text, &served);
+        let version = version(body.as_bytes());
+        served.push(Served {
+            name: asset.name,
+            content_type: asset.content_type,
+            body,
+            version,
+        });
+    }
+    served
+});
+
 /// A page with every `{{NAME}}` replaced by the version of asset NAME.
 struct Page {
     body: String,
@@ -82,10 +132,7 @@ struct Page {
 
 impl Page {
     fn render(template: &str) -> Page {
-        let mut body = template.to_owned();
-        for asset in ASSETS {
-            body = body.replace(&format!("{{{{{}}}}}", asset.name), &version(asset.body));
-        }
+        let body = fill(template, &SERVED);
         let etag = format!("\"{}\"", version(body.as_bytes()));
         Page { body, etag }
     }
@@ -137,10 +184,10 @@ async fn asset(
     path: web::Path<String>,
     query: web::Query<AssetQuery>,
 ) -> HttpResponse {
-    let Some(asset) = ASSETS.iter().find(|a| a.name == path.as_str()) else {
+    let Some(asset) = SERVED.iter().find(|a| a.name == path.as_str()) else {
         return no_route(req).await;
     };
-    let current = version(asset.body);
+    let current = &asset.version;
     let cache = if query.v.as_deref() == Some(current.as_str()) {
         CACHE_IMMUTABLE
     } else {
@@ -151,7 +198,7 @@ async fn asset(
         asset.content_type,
         &format!("\"{current}\""),
         cache,
-        asset.body,
+        asset.body.as_bytes(),
     )
 }
 
@@ -208,19 +255,63 @@ fn respond(
 mod tests {
     use super::*;
 
+    /// Every `/assets/NAME?v=` in `text`, with what follows `v=`.
+    fn references(text: &str) -> Vec<(&str, &str)> {
+        text.match_indices("/assets/")
+            .chain(text.match_indices("\"./"))
+            .filter_map(|(i, m)| {
+                let rest = &text[i + m.len()..];
+                let (name, after) = rest.split_once("?v=")?;
+                (!name.contains(['"', ' ', '\n'])).then_some((name, after))
+            })
+            .collect()
+    }
+
     #[test]
-    fn pages_refer_to_versioned_assets_that_exist() {
-        for page in [&*INDEX, &*ROOM] {
-            assert!(!page.body.contains("{{"), "an unreplaced placeholder");
-            for (i, _) in page.body.match_indices("/assets/") {
-                let rest = &page.body[i + "/assets/".len()..];
-                let name = rest.split('?').next().unwrap_or_default();
-                let asset = ASSETS.iter().find(|a| a.name == name);
+    fn pages_and_assets_refer_to_versioned_assets_that_exist() {
+        let texts = [&INDEX.body, &ROOM.body]
+            .into_iter()
+            .chain(SERVED.iter().map(|a| &a.body));
+        for text in texts {
+            assert!(!text.contains("{{"), "an unreplaced placeholder");
+            for (name, after) in references(text) {
+                let asset = SERVED.iter().find(|a| a.name == name);
                 let asset = asset.unwrap_or_else(|| panic!("no asset {name}"));
-                let expected = format!("{name}?v={}\"", version(asset.body));
-                assert!(rest.starts_with(&expected), "{rest}");
+                assert!(after.starts_with(&asset.version), "{name}?v={after:.40}");
             }
         }
+        // Every import is versioned: two URLs of one module would be two modules, each with its
+        // own state (the language, say).
+        for asset in SERVED.iter() {
+            for (i, _) in asset.body.match_indices(" from \"") {
+                let rest = &asset.body[i + " from \"".len()..];
+                let spec = &rest[..rest.find('"').unwrap_or(rest.len())];
+                assert!(
+                    spec.contains("?v="),
+                    "{}: unversioned import {spec}",
+                    asset.name
+                );
+            }
+        }
+        // Each page loads its script and the modules it imports, versioned.
+        for (page, script) in [(&*INDEX, "index.js"), (&*ROOM, "room.js")] {
+            assert!(references(&page.body).iter().any(|(n, _)| *n == script));
+        }
+        let room = SERVED.iter().find(|a| a.name == "room.js").unwrap();
+        let imported: Vec<_> = references(&room.body).iter().map(|(n, _)| *n).collect();
+        for name in ["roomstate.js", "common.js", "i18n.js"] {
+            assert!(imported.contains(&name), "room.js imports {name}");
+        }
+    }
+
+    #[test]
+    fn the_client_is_served_as_written_in_clients_js() {
+        let client = SERVED.iter().find(|a| a.name == "roomstate.js").unwrap();
+        assert_eq!(
+            client.body.as_bytes(),
+            include_bytes!("../../clients/js/roomstate.js")
+        );
+        assert!(client.body.contains("export class RoomClient"));
     }
 
     #[test]

@@ -1,12 +1,14 @@
 //! `WsSession`: one actor per WebSocket. It parses client frames, forwards requests to its room,
 //! and turns what the room tells it into frames. It owns the socket's heartbeat and rate limit,
-//! the encoding of every server frame and the choice of every close code, and nothing of the
-//! room: every decision about state is the room's.
+//! the bound of its outgoing buffer (`outgoing.rs`: a client that does not take what it is sent
+//! is dropped with 1008), the encoding of every server frame and the choice of every close code,
+//! and nothing of the room: every decision about state is the room's.
 //!
-//! This is the only file that uses `actix-web-actors` (deprecated upstream in favour of
-//! `actix-ws`), so moving off it touches this file alone.
+//! This and `outgoing.rs` are the only files that use `actix-web-actors` (deprecated upstream in
+//! favour of `actix-ws`), so moving off it touches them alone.
 
 use std::{
+    net::IpAddr,
     sync::atomic::{AtomicU64, Ordering},
     time::{Duration, Instant},
 };
@@ -14,12 +16,14 @@ use std::{
 use actix::prelude::*;
 use actix_web::{HttpRequest, HttpResponse};
 use actix_web_actors::ws::{self, CloseCode, ProtocolError};
+use bytestring::ByteString;
 use roomstate_core::{
     protocol::{frames, ClientFrame, CloseReason, ErrorCode},
-    room::{Command, IdempotencyKey, UserName, Via},
+    room::{Command, IdempotencyKey, RoomId, UserName, Via},
 };
 use serde_json::Value;
 
+use super::outgoing::{self, Outgoing};
 use crate::{
     error::ApiError,
     metrics::Metrics,
@@ -52,6 +56,19 @@ pub(crate) struct SessionSettings {
     pub(crate) max_frame_bytes: usize,
     pub(crate) rate_per_s: u32,
     pub(crate) burst: u32,
+    /// Bytes written and not yet taken by the client past which the socket is dropped.
+    pub(crate) send_buffer_bytes: usize,
+}
+
+/// Who opens a socket to which room, as the HTTP edge established it.
+pub(crate) struct Opening {
+    pub(crate) user: UserName,
+    pub(crate) room_id: RoomId,
+    pub(crate) room: Addr<RoomActor>,
+    /// How long the user token stays valid (`None`: open mode).
+    pub(crate) token_ttl: Option<Duration>,
+    /// The client's address (the peer, or what a trusted proxy says), for the logs.
+    pub(crate) client: IpAddr,
 }
 
 /// The WebSocket close code for each reason the server ends a socket (docs/api.md).
@@ -71,6 +88,8 @@ fn close_code(reason: CloseReason) -> CloseCode {
 pub(crate) struct WsSession {
     id: SessionId,
     user: UserName,
+    room_id: RoomId,
+    client: IpAddr,
     room: Addr<RoomActor>,
     heard: Instant,
     bucket: TokenBucket,
@@ -84,17 +103,19 @@ pub(crate) struct WsSession {
     token_ttl: Option<Duration>,
     /// The token expired: the socket takes no more requests and is closing.
     expired: bool,
+    /// Frames written and not yet taken by the client.
+    outgoing: Outgoing,
+    /// The socket was dropped for not taking what it is sent: it writes nothing more.
+    dropped: bool,
     settings: SessionSettings,
     metrics: Metrics,
 }
 
-/// Upgrades `req` to a WebSocket served by a new session of `user` in `room`.
+/// Upgrades `req` to a WebSocket served by a new session opened as `opening` says.
 pub(crate) fn start(
     req: &HttpRequest,
     payload: actix_web::web::Payload,
-    user: UserName,
-    room: Addr<RoomActor>,
-    token_ttl: Option<Duration>,
+    opening: Opening,
     settings: SessionSettings,
     metrics: Metrics,
 ) -> Result<HttpResponse, actix_web::Error> {
@@ -102,29 +123,71 @@ pub(crate) fn start(
     if let Err(error) = ws::handshake(req) {
         return Err(ApiError::bad_request(format!("not a WebSocket upgrade: {error}")).into());
     }
+    let outgoing = Outgoing::new(settings.send_buffer_bytes, metrics.ws_send_buffer.clone());
     let session = WsSession {
         id: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
-        user,
-        room,
+        user: opening.user,
+        room_id: opening.room_id,
+        client: opening.client,
+        room: opening.room,
         heard: Instant::now(),
         bucket: TokenBucket::new(settings.rate_per_s, settings.burst),
         strikes: 0,
         in_flight: 0,
         deferred: Vec::new(),
-        token_ttl,
+        token_ttl: opening.token_ttl,
         expired: false,
+        outgoing: outgoing.clone(),
+        dropped: false,
         settings: settings.clone(),
         metrics,
     };
-    ws::WsResponseBuilder::new(session, req, payload)
+    let upgrade = ws::WsResponseBuilder::new(session, req, payload)
         .frame_size(settings.max_frame_bytes)
-        .start()
+        .start()?;
+    Ok(outgoing.drive(upgrade))
 }
 
 impl WsSession {
-    fn send_error(&self, ctx: &mut ws::WebsocketContext<Self>, req: &Value, error: &ApiError) {
+    /// Writes a text frame, unless it would take the outgoing buffer past its bound: then the
+    /// client is not taking what it is sent, and the socket is dropped instead.
+    fn send(&mut self, ctx: &mut ws::WebsocketContext<Self>, text: ByteString) {
+        if self.dropped {
+            return;
+        }
+        if self.outgoing.would_pass(text.len()) {
+            return self.drop_slow(ctx);
+        }
+        self.outgoing.handed(text.len());
+        ctx.text(text);
+    }
+
+    /// Drops a socket whose client does not read: its backlog is freed, a close frame (1008) is
+    /// the last thing it would get, and it leaves the room like any closed socket.
+    fn drop_slow(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        self.dropped = true;
+        self.metrics.ws_slow_clients.inc();
+        tracing::warn!(
+            user = %self.user,
+            room.id = %self.room_id,
+            client.addr = %self.client,
+            held = self.outgoing.held(),
+            limit = self.outgoing.limit(),
+            "dropping a socket whose client does not take what it is sent (its outgoing buffer \
+             would pass limits.ws_send_buffer_bytes)"
+        );
+        let reason = format!(
+            "too slow: more than {} bytes sent and not read",
+            self.outgoing.limit()
+        );
+        self.outgoing
+            .abandon(outgoing::close_frame(CloseCode::Policy.into(), &reason));
+        ctx.stop();
+    }
+
+    fn send_error(&mut self, ctx: &mut ws::WebsocketContext<Self>, req: &Value, error: &ApiError) {
         self.metrics.refused(error.error.as_str());
-        ctx.text(frames::error(req, error.error, &error.message));
+        self.send(ctx, frames::error(req, error.error, &error.message).into());
     }
 
     /// Ends the socket for `reason`, with `description` in the close frame.
@@ -145,7 +208,7 @@ impl WsSession {
         ctx.run_interval(ping_every, |_, ctx| ctx.ping(b""));
         ctx.run_interval(check_every, move |act, ctx| {
             if act.heard.elapsed() >= timeout {
-                tracing::debug!(user = %act.user, "socket silent past the timeout; dropping it");
+                tracing::debug!(user = %act.user, client.addr = %act.client, "socket silent past the timeout; dropping it");
                 ctx.stop();
             }
         });
@@ -177,7 +240,7 @@ impl WsSession {
         let limited = ApiError::new(ErrorCode::RateLimited, "too many frames; slow down");
         self.send_error(ctx, req, &limited);
         if self.strikes >= FLOOD_STRIKES {
-            tracing::info!(user = %self.user, "disconnecting a flooding socket");
+            tracing::info!(user = %self.user, client.addr = %self.client, "disconnecting a flooding socket");
             Self::end(ctx, CloseReason::Flooding, CloseReason::Flooding.describe());
         }
         false
@@ -241,7 +304,7 @@ impl WsSession {
                 .map_err(ApiError::from)
                 .and_then(|r| r.map_err(ApiError::from))
             {
-                Ok(applied) => ctx.text(frames::ack(&req, applied.seq)),
+                Ok(applied) => act.send(ctx, frames::ack(&req, applied.seq).into()),
                 Err(error) => act.send_error(ctx, &req, &error),
             }
             if act.in_flight == 0 {
@@ -260,9 +323,9 @@ impl WsSession {
     /// Turns what the room sent into frames (the only place server frames are encoded).
     fn deliver(&mut self, msg: Outbound, ctx: &mut ws::WebsocketContext<Self>) {
         match msg {
-            Outbound::State(view) => ctx.text(view.text(frames::state)),
-            Outbound::Message(message) => ctx.text(message.text(frames::message)),
-            Outbound::Closed(view) => ctx.text(view.text(frames::closed)),
+            Outbound::State(view) => self.send(ctx, view.text(frames::state)),
+            Outbound::Message(message) => self.send(ctx, message.text(frames::message)),
+            Outbound::Closed(view) => self.send(ctx, view.text(frames::closed)),
             Outbound::End(reason) => Self::end(ctx, reason, reason.describe()),
         }
     }
@@ -285,7 +348,7 @@ impl Actor for WsSession {
             .into_actor(self)
             .map(|result, act, ctx| {
                 let refused = match result {
-                    Ok(Ok(first_state)) => return ctx.text(first_state.text(frames::state)),
+                    Ok(Ok(first_state)) => return act.send(ctx, first_state.text(frames::state)),
                     Ok(Err(failure)) => ApiError::from(failure),
                     Err(mailbox) => ApiError::from(mailbox),
                 };
@@ -337,7 +400,7 @@ impl StreamHandler<Result<ws::Message, ProtocolError>> for WsSession {
                 return Self::end(ctx, reason, reason.describe());
             }
             Err(error) => {
-                tracing::debug!(user = %self.user, %error, "WebSocket protocol error");
+                tracing::debug!(user = %self.user, client.addr = %self.client, %error, "WebSocket protocol error");
                 let reason = CloseReason::ProtocolError;
                 return Self::end(ctx, reason, reason.describe());
             }

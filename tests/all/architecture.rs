@@ -22,19 +22,31 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "ws",
             "error",
             "web",
+            "edge",
         ],
     ),
     (
         "http",
-        &["auth", "error", "metrics", "ratelimit", "room", "web", "ws"],
+        &[
+            "auth",
+            "edge",
+            "error",
+            "metrics",
+            "ratelimit",
+            "room",
+            "web",
+            "ws",
+        ],
     ),
     ("ws", &["error", "metrics", "ratelimit", "room"]),
     ("web", &["error"]),
     ("error", &["room"]),
     ("room", &["metrics"]),
-    // `config` reads and checks the user tokens' key at start, through `auth`.
-    ("config", &["auth"]),
+    // `config` reads and checks the user tokens' key at start, through `auth`, and parses the
+    // trusted proxies and allowed origins through `edge`.
+    ("config", &["auth", "edge"]),
     ("auth", &[]),
+    ("edge", &[]),
     ("metrics", &[]),
     ("ratelimit", &[]),
 ];
@@ -80,23 +92,40 @@ fn engine_modules() -> Vec<(PathBuf, Vec<String>)> {
     out
 }
 
-/// The source without comments and string literals, so a path in a doc line is no import.
+/// The source without comments and string literals (which may span lines and hold escaped
+/// quotes), so a path in a doc line or a message is no import.
 fn code_only(source: &str) -> String {
     let mut out = String::with_capacity(source.len());
-    for line in source.lines() {
-        let code = match line.find("//") {
-            Some(i) => &line[..i],
-            None => line,
-        };
-        let mut in_string = false;
-        for c in code.chars() {
+    let mut chars = source.chars().peekable();
+    let mut in_string = false;
+    while let Some(c) = chars.next() {
+        if in_string {
             match c {
-                '"' => in_string = !in_string,
-                _ if in_string => {}
-                _ => out.push(c),
+                '\\' => {
+                    chars.next();
+                }
+                '"' => in_string = false,
+                '\n' => out.push('\n'),
+                _ => {}
             }
+            continue;
         }
-        out.push('\n');
+        match c {
+            '"' => in_string = true,
+            // A char literal holding a quote is not the start of a string.
+            '\'' if chars.peek() == Some(&'"') => {
+                chars.next();
+            }
+            '/' if chars.peek() == Some(&'/') => {
+                for c in chars.by_ref() {
+                    if c == '\n' {
+                        out.push('\n');
+                        break;
+                    }
+                }
+            }
+            _ => out.push(c),
+        }
     }
     out
 }
@@ -119,7 +148,14 @@ fn expand(tree: &str) -> Vec<String> {
                 }
             }
             Some(_) => {
-                for part in split_top(tree) {
+                let parts = split_top(tree);
+                if parts == [tree] {
+                    // Not a use tree this parser knows (e.g. `a::{b}::c`): keep it whole
+                    // rather than recurse on it forever.
+                    out.push(format!("{prefix}{tree}"));
+                    return;
+                }
+                for part in parts {
                     go(prefix, part, out);
                 }
             }
@@ -346,7 +382,8 @@ fn the_parser_sees_grouped_and_nested_imports() {
         "use super::{commit_queue::CommitQueue, deps::{RoomDeps}};\n\
          use crate::{metrics::Metrics, error};\n\
          // use crate::http::nope;\n\
-         fn f() { crate::ws::session::x(); let s = \"crate::web\"; }\n",
+         fn f() { crate::ws::session::x(); let s = \"crate::web\"; }\n\
+         const M: &str = \"a message that spans \\\n lines and says use crate::http; here\";\n",
     );
     let names: Vec<String> = refs.iter().map(|r| name(r)).collect();
     assert_eq!(

@@ -1,7 +1,10 @@
 //! The web page (`/`, `/r/{id}`) in a real headless Chromium against the real engine: two users
-//! in one room see each other's votes and messages live, see the admin close the room, the room
-//! list shows and creates rooms, bad names are refused, and a dropped socket comes back by
-//! itself. Plus the plain HTTP side: content types, cache headers, no shadowed API routes.
+//! in one Korean room see each other's votes and messages live, in Korean, and see the admin
+//! close the room; the room list shows and creates rooms; bad names are refused; a dropped socket
+//! comes back by itself, and the page's JavaScript client (clients/js/roomstate.js) loses and
+//! repeats no message across drops, even one in the middle of its catch-up; the page speaks
+//! Korean or English as the browser prefers, and its language switch is remembered. Plus the
+//! plain HTTP side: content types, cache headers, no shadowed API routes.
 
 use std::time::Duration;
 
@@ -10,6 +13,7 @@ use serde_json::{json, Value};
 
 use crate::support::{
     app::{self, TestApp},
+    auth::{hs256, now, SECRET},
     browser::{Browser, Session, ENTER},
 };
 
@@ -57,27 +61,64 @@ fn save_screenshot(name: &str, png: &[u8]) {
     }
 }
 
+/// The messages of `room` as the API has them, as `transcript` shows them.
+async fn server_transcript(app: &TestApp, room: &str) -> Vec<String> {
+    let (status, body) = app
+        .get(&format!("/rooms/{room}/messages?after=0&limit=500"))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| {
+            format!(
+                "{} {}: {}",
+                m["seq"],
+                m["user"].as_str().unwrap(),
+                m["text"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+/// A browser that prefers Korean.
+const KOREAN: &str = "ko-KR,ko";
+
 #[actix_rt::test]
 async fn two_users_vote_chat_and_see_the_room_close() {
     let _turn = ONE_AT_A_TIME.lock().await;
     let app = app::start();
-    let room = app.create_room("Should we ship on Friday?").await;
+    let room = app.create_room("금요일에 배포해도 될까요?").await;
     let browser = Browser::start().await;
-    let alice = browser.session("alice").await;
-    let bob = browser.session("bob").await;
+    let alice = browser.session_in("alice", KOREAN).await;
+    let bob = browser.session_in("bob", KOREAN).await;
 
     join(&alice, &app, &room, "alice").await;
     join(&bob, &app, &room, "bob").await;
-    alice.wait_text("#count", "2 participants here now").await;
-    alice.wait_text("#title", "Should we ship on Friday?").await;
+    assert_eq!(
+        alice
+            .eval("return document.documentElement.lang", json!([]))
+            .await,
+        "ko"
+    );
+    alice.wait_text("#count", "지금 2명 참여 중").await;
+    alice.wait_text("#title", "금요일에 배포해도 될까요?").await;
+    alice.wait_text("#conn", "실시간").await;
+    alice
+        .wait_text("#my-vote", "아직 투표하지 않았습니다.")
+        .await;
+    assert_eq!(alice.text("#vote-pro").await, "찬성");
+    assert_eq!(alice.text("#vote-con").await, "반대");
     // A third user over plain HTTP counts too.
     app.join(&room, "carol").await;
-    bob.wait_text("#count", "3 participants here now").await;
+    bob.wait_text("#count", "지금 3명 참여 중").await;
 
     // Alice votes; Bob sees the bar move, and only Alice's button is pressed.
     alice.click("#vote-pro").await;
     alice.wait_attr("#vote-pro", "aria-pressed", "true").await;
-    bob.wait_text("#tally", "Pro 1 (100%) · Con 0 (0%)").await;
+    alice.wait_text("#my-vote", "찬성에 투표했습니다.").await;
+    bob.wait_text("#tally", "찬성 1 (100%) · 반대 0 (0%)").await;
     bob.wait_attr("#bar", "data-pro", "1").await;
     assert_eq!(
         bob.eval(
@@ -97,52 +138,60 @@ async fn two_users_vote_chat_and_see_the_room_close() {
     );
 
     bob.click("#vote-con").await;
-    alice.wait_text("#tally", "Pro 1 (50%) · Con 1 (50%)").await;
+    alice
+        .wait_text("#tally", "찬성 1 (50%) · 반대 1 (50%)")
+        .await;
     // Alice switches, then retracts, then comes back to pro.
     alice.click("#vote-con").await;
     alice.wait_attr("#vote-con", "aria-pressed", "true").await;
     alice.wait_attr("#vote-pro", "aria-pressed", "false").await;
-    bob.wait_text("#tally", "Pro 0 (0%) · Con 2 (100%)").await;
+    bob.wait_text("#tally", "찬성 0 (0%) · 반대 2 (100%)").await;
     alice.click("#retract").await;
-    alice.wait_text("#my-vote", "You have not voted.").await;
+    alice
+        .wait_text("#my-vote", "아직 투표하지 않았습니다.")
+        .await;
     alice.wait_attr("#vote-con", "aria-pressed", "false").await;
-    bob.wait_text("#tally", "Pro 0 (0%) · Con 1 (100%)").await;
+    bob.wait_text("#tally", "찬성 0 (0%) · 반대 1 (100%)").await;
     alice.click("#vote-pro").await;
-    alice.wait_text("#my-vote", "You voted pro.").await;
+    alice.wait_text("#my-vote", "찬성에 투표했습니다.").await;
     let (status, _) = app.vote(&room, "carol", "pro").await;
     assert_eq!(status, 200);
     for s in [&alice, &bob] {
-        s.wait_text("#tally", "Pro 2 (67%) · Con 1 (33%)").await;
+        s.wait_text("#tally", "찬성 2 (67%) · 반대 1 (33%)").await;
     }
 
     // Chat both ways (Enter sends), plus a message over HTTP; same order on both pages.
     alice
         .type_into(
             "#say",
-            &format!("Friday is fine behind a feature flag.{ENTER}"),
+            &format!("기능 플래그 뒤라면 금요일도 괜찮아요.{ENTER}"),
         )
         .await;
-    bob.wait_text("#messages", "Friday is fine behind a feature flag.")
+    bob.wait_text("#messages", "기능 플래그 뒤라면 금요일도 괜찮아요.")
         .await;
-    bob.type_into("#say", "Until the pager goes off at 2 a.m.")
+    bob.type_into("#say", "새벽 2시에 호출기가 울리기 전까지는요.")
         .await;
     bob.click("#send").await;
     alice
-        .wait_text("#messages", "Until the pager goes off at 2 a.m.")
+        .wait_text("#messages", "새벽 2시에 호출기가 울리기 전까지는요.")
         .await;
-    let (status, _) = app.say(&room, "carol", "Both fair: ship Thursday?").await;
+    let (status, _) = app
+        .say(&room, "carol", "둘 다 일리 있네요. 목요일에 배포할까요?")
+        .await;
     assert_eq!(status, 201);
     for s in [&alice, &bob] {
-        s.wait_text("#messages", "Both fair: ship Thursday?").await;
+        s.wait_text("#messages", "둘 다 일리 있네요. 목요일에 배포할까요?")
+            .await;
     }
     let seen_by_alice = transcript(&alice).await;
     assert_eq!(seen_by_alice, transcript(&bob).await);
+    assert_eq!(seen_by_alice, server_transcript(&app, &room).await);
     assert_eq!(
         texts(&seen_by_alice),
         [
-            "alice: Friday is fine behind a feature flag.",
-            "bob: Until the pager goes off at 2 a.m.",
-            "carol: Both fair: ship Thursday?",
+            "alice: 기능 플래그 뒤라면 금요일도 괜찮아요.",
+            "bob: 새벽 2시에 호출기가 울리기 전까지는요.",
+            "carol: 둘 다 일리 있네요. 목요일에 배포할까요?",
         ]
     );
     assert_eq!(
@@ -158,7 +207,8 @@ async fn two_users_vote_chat_and_see_the_room_close() {
     assert_eq!(status, 200, "{last}");
     for s in [&alice, &bob] {
         s.wait_attr("#conn", "data-state", "closed").await;
-        s.wait_text("#result", "Final result: Pro wins, 2–1.").await;
+        s.wait_text("#conn", "토론 종료").await;
+        s.wait_text("#result", "최종 결과: 찬성 승리, 2대 1.").await;
         assert!(s.visible("#closed").await);
         assert!(
             !s.visible("#vote-controls").await,
@@ -166,23 +216,41 @@ async fn two_users_vote_chat_and_see_the_room_close() {
         );
         assert!(!s.visible("#say-form").await, "no chat in a closed room");
         assert_eq!(transcript(s).await, seen_by_alice, "the transcript stays");
+        s.wait_text("#closed-detail", "메시지 3개, 동시 참여 최대 3명.")
+            .await;
     }
-    alice.wait_text("#closed-detail", "You voted pro.").await;
-    bob.wait_text("#closed-detail", "You voted con.").await;
+    alice
+        .wait_text("#closed-detail", "찬성에 투표했습니다.")
+        .await;
+    bob.wait_text("#closed-detail", "반대에 투표했습니다.")
+        .await;
+    alice
+        .wait_text("#me-line", "alice 님으로 참여했습니다.")
+        .await;
     save_screenshot("room-closed", &bob.screenshot().await);
 
     // Opening the closed room afresh shows the same final view, from GET alone.
     bob.goto(&app.url(&format!("/r/{room}"))).await;
-    bob.wait_text("#result", "Final result: Pro wins, 2–1.")
+    bob.wait_text("#result", "최종 결과: 찬성 승리, 2대 1.")
         .await;
-    bob.wait_text("#messages", "Both fair: ship Thursday?")
+    bob.wait_text("#messages", "둘 다 일리 있네요. 목요일에 배포할까요?")
         .await;
     assert_eq!(transcript(&bob).await, seen_by_alice);
     assert!(
         !bob.visible("#join").await,
         "no name prompt for a closed room"
     );
+    bob.wait_text("#count", "최대 참여자: 3명").await;
+    // The same in English, at the click of the switch.
+    bob.click("#lang-switch button[data-lang='en']").await;
+    bob.wait_text("#result", "Final result: Pro wins, 2–1.")
+        .await;
     bob.wait_text("#count", "Peak: 3 participants").await;
+    bob.wait_text(
+        "#closed-detail",
+        "3 messages, at most 3 participants at once.",
+    )
+    .await;
 
     alice.quit().await;
     bob.quit().await;
@@ -192,7 +260,7 @@ async fn two_users_vote_chat_and_see_the_room_close() {
 async fn room_list_shows_rooms_and_creates_one() {
     let _turn = ONE_AT_A_TIME.lock().await;
     let app = app::start();
-    let room = app.create_room("Tabs or spaces?").await;
+    let room = app.create_room("탭이냐 스페이스냐?").await;
     app.join(&room, "dora").await;
     let (status, _) = app.vote(&room, "dora", "con").await;
     assert_eq!(status, 200);
@@ -201,7 +269,7 @@ async fn room_list_shows_rooms_and_creates_one() {
 
     s.goto(&app.url("/")).await;
     let item = format!("#rooms li[data-id='{room}']");
-    s.wait_text(&item, "Tabs or spaces?").await;
+    s.wait_text(&item, "탭이냐 스페이스냐?").await;
     s.wait_text(&item, "1 participant").await;
     s.wait_text(&item, "Pro 0 (0%) · Con 1 (100%)").await;
     let href = s
@@ -217,7 +285,7 @@ async fn room_list_shows_rooms_and_creates_one() {
     s.wait_text("#create-error", "Type a question").await;
 
     // Creating a room opens it.
-    s.type_into("#title", &format!("Is a hot dog a sandwich?{ENTER}"))
+    s.type_into("#title", &format!("핫도그는 샌드위치인가?{ENTER}"))
         .await;
     let path = s
         .wait_for(
@@ -231,14 +299,14 @@ async fn room_list_shows_rooms_and_creates_one() {
         .and_then(|p| p.strip_prefix("/r/"))
         .expect("a room path")
         .to_owned();
-    s.wait_text("#title", "Is a hot dog a sandwich?").await;
-    assert_eq!(app.room(&id).await["title"], "Is a hot dog a sandwich?");
+    s.wait_text("#title", "핫도그는 샌드위치인가?").await;
+    assert_eq!(app.room(&id).await["title"], "핫도그는 샌드위치인가?");
 
     // Back on the list, both rooms are there.
     s.goto(&app.url("/")).await;
     s.wait_text(
         &format!("#rooms li[data-id='{id}']"),
-        "Is a hot dog a sandwich?",
+        "핫도그는 샌드위치인가?",
     )
     .await;
     s.wait_text("#rooms-status", "2 open rooms").await;
@@ -254,7 +322,7 @@ async fn a_bad_user_name_is_refused_with_a_message() {
     let s = browser.session("namer").await;
     s.goto(&app.url(&format!("/r/{room}"))).await;
 
-    for bad in ["bob smith", "émile", "a/b"] {
+    for bad in ["bob smith", "émile", "a/b", "김민수"] {
         s.type_into("#user", &format!("{bad}{ENTER}")).await;
         s.wait_text("#user-error", "cannot be used").await;
         s.wait_attr("#user", "aria-invalid", "true").await;
@@ -306,7 +374,9 @@ async fn a_room_closed_while_the_name_prompt_is_up_shows_the_final_view() {
 }
 
 /// Installed before any page script: records every socket the page opens, and while
-/// `__blockSockets` is set, points new ones at a closed port so they fail at once.
+/// `__blockSockets` is set, points new ones at a closed port so they fail at once; while
+/// `__holdHistory` is set, holds every `GET .../messages?` (the client's catch-up) until
+/// `__releaseHistory()`.
 const SOCKET_HOOK: &str = r#"
 (() => {
   const Native = window.WebSocket;
@@ -318,6 +388,21 @@ const SOCKET_HOOK: &str = r#"
       window.__sockets.push(this);
     }
   };
+  const nativeFetch = window.fetch.bind(window);
+  window.__holdHistory = false;
+  window.__held = [];
+  window.fetch = (input, init) => {
+    const url = String(input instanceof Request ? input.url : input);
+    if (!window.__holdHistory || !url.includes("/messages?")) return nativeFetch(input, init);
+    return new Promise((go) => window.__held.push(go)).then(() => nativeFetch(input, init));
+  };
+  window.__releaseHistory = () => {
+    window.__holdHistory = false;
+    const held = window.__held;
+    window.__held = [];
+    held.forEach((go) => go());
+    return held.length;
+  };
 })();
 "#;
 
@@ -325,7 +410,7 @@ const SOCKET_HOOK: &str = r#"
 async fn the_page_reconnects_after_the_socket_drops() {
     let _turn = ONE_AT_A_TIME.lock().await;
     let app = app::start();
-    let room = app.create_room("Reconnecting").await;
+    let room = app.create_room("다시 연결").await;
     let browser = Browser::start().await;
     let alice = browser.session("alice").await;
     let bob = browser.session("bob").await;
@@ -339,10 +424,8 @@ async fn the_page_reconnects_after_the_socket_drops() {
     join(&bob, &app, &room, "bob").await;
     alice.click("#vote-pro").await;
     alice.wait_attr("#vote-pro", "aria-pressed", "true").await;
-    alice
-        .type_into("#say", &format!("before the drop{ENTER}"))
-        .await;
-    bob.wait_text("#messages", "before the drop").await;
+    alice.type_into("#say", &format!("끊기기 전{ENTER}")).await;
+    bob.wait_text("#messages", "끊기기 전").await;
 
     // Drop Alice's socket and keep her offline for a moment.
     alice
@@ -361,16 +444,16 @@ async fn the_page_reconnects_after_the_socket_drops() {
     .await;
     bob.wait_text("#count", "1 participant here now").await;
     // Said while Alice is away: she must get it from the history when she is back.
-    bob.type_into("#say", &format!("while you were away{ENTER}"))
+    bob.type_into("#say", &format!("자리 비운 사이에{ENTER}"))
         .await;
-    bob.wait_text("#messages", "while you were away").await;
+    bob.wait_text("#messages", "자리 비운 사이에").await;
 
     alice
         .eval("window.__blockSockets = false; return true;", json!([]))
         .await;
     alice.wait_attr("#conn", "data-state", "live").await;
     bob.wait_text("#count", "2 participants here now").await;
-    alice.wait_text("#messages", "while you were away").await;
+    alice.wait_text("#messages", "자리 비운 사이에").await;
     alice.wait_attr("#vote-pro", "aria-pressed", "true").await;
     let attempts = alice
         .eval("return window.__sockets.length", json!([]))
@@ -378,19 +461,345 @@ async fn the_page_reconnects_after_the_socket_drops() {
     assert!(attempts.as_u64() >= Some(2), "{attempts}");
 
     // Live again both ways, no message twice.
-    alice.type_into("#say", &format!("back again{ENTER}")).await;
-    bob.wait_text("#messages", "back again").await;
-    alice.wait_text("#messages", "back again").await;
+    alice
+        .type_into("#say", &format!("다시 왔어요{ENTER}"))
+        .await;
+    bob.wait_text("#messages", "다시 왔어요").await;
+    alice.wait_text("#messages", "다시 왔어요").await;
     let expected = [
-        "alice: before the drop",
-        "bob: while you were away",
-        "alice: back again",
+        "alice: 끊기기 전",
+        "bob: 자리 비운 사이에",
+        "alice: 다시 왔어요",
     ];
     assert_eq!(texts(&transcript(&alice).await), expected);
     assert_eq!(texts(&transcript(&bob).await), expected);
 
     alice.quit().await;
     bob.quit().await;
+}
+
+/// Posts `texts` as `user` over HTTP, one after the other.
+async fn say_all(app: &TestApp, room: &str, user: &str, texts: &[&str]) {
+    for text in texts {
+        let (status, body) = app.say(room, user, text).await;
+        assert_eq!(status, 201, "{body}");
+    }
+}
+
+/// The page's client (`window.roomstate.client`, clients/js/roomstate.js) across two drops,
+/// one of them in the middle of its catch-up, while another user keeps posting: every message
+/// reaches the page once, in seq order — both the client's `message` events and the list the
+/// page shows — and a message said while offline is sent once the socket is back.
+#[actix_rt::test]
+async fn the_client_loses_and_repeats_no_message_across_drops() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let app = app::start();
+    let room = app.create_room("끊겨도 메시지는 한 번씩").await;
+    app.join(&room, "carol").await;
+    say_all(&app, &room, "carol", &["첫째", "둘째", "셋째"]).await;
+    let browser = Browser::start().await;
+    let alice = browser.session_in("alice", KOREAN).await;
+    alice
+        .cdp(
+            "Page.addScriptToEvaluateOnNewDocument",
+            json!({ "source": SOCKET_HOOK }),
+        )
+        .await;
+    join(&alice, &app, &room, "alice").await;
+    alice.wait_text("#messages", "셋째").await;
+    // From here on, what the client delivers, and the newest state it reported.
+    alice
+        .eval(
+            "const c = window.roomstate.client;
+             window.__delivered = [];
+             c.addEventListener('message', (e) => window.__delivered.push(e.detail.seq));
+             c.addEventListener('state', (e) => { window.__view = e.detail; });
+             return true;",
+            json!([]),
+        )
+        .await;
+
+    // 1. The socket drops (closed from the page through the client's handle) and stays down
+    // while Carol posts.
+    alice
+        .eval(
+            "window.__blockSockets = true; window.roomstate.client.socket.close(3000); return true;",
+            json!([]),
+        )
+        .await;
+    alice.wait_attr("#conn", "data-state", "reconnecting").await;
+    alice.wait_text("#conn", "다시 연결합니다").await;
+    say_all(
+        &app,
+        &room,
+        "carol",
+        &["넷째", "다섯째", "여섯째", "일곱째", "여덟째"],
+    )
+    .await;
+
+    // 2. It comes back, but its catch-up (GET /messages?after=) is held; Carol posts more, which
+    // the new socket brings while the catch-up waits.
+    alice
+        .eval(
+            "window.__holdHistory = true; window.__blockSockets = false; return true;",
+            json!([]),
+        )
+        .await;
+    alice
+        .wait_for(
+            "a live socket whose catch-up is held",
+            "return window.roomstate.client.status === 'live' && window.__held.length === 1",
+            json!([]),
+        )
+        .await;
+    say_all(&app, &room, "carol", &["아홉째", "열째", "열한째"]).await;
+    alice
+        .wait_for(
+            "a state with 11 messages",
+            "return window.__view && window.__view.messages === 11",
+            json!([]),
+        )
+        .await;
+    assert!(
+        !transcript(&alice).await.iter().any(|l| l.ends_with("넷째")),
+        "nothing after the gap is shown before the gap is filled"
+    );
+
+    // 3. The socket drops again in the middle of that catch-up; Carol posts, and Alice says
+    // something while offline (the client keeps it until a socket is live).
+    alice
+        .eval(
+            "window.__blockSockets = true; window.roomstate.client.socket.close(3000);
+             window.__said = null;
+             window.roomstate.client.say('오프라인에서 쓴 글').then((a) => { window.__said = a.seq; });
+             return true;",
+            json!([]),
+        )
+        .await;
+    alice.wait_attr("#conn", "data-state", "reconnecting").await;
+    say_all(&app, &room, "carol", &["열두째", "열셋째"]).await;
+    let held = alice
+        .eval(
+            "window.__blockSockets = false; return window.__releaseHistory();",
+            json!([]),
+        )
+        .await;
+    assert_eq!(held, 1, "the first catch-up was still waiting");
+
+    let said = alice
+        .wait_for(
+            "the offline message's ack",
+            "return window.__said",
+            json!([]),
+        )
+        .await;
+    alice.wait_text("#messages", "오프라인에서 쓴 글").await;
+    alice.wait_attr("#conn", "data-state", "live").await;
+    let server = server_transcript(&app, &room).await;
+    assert_eq!(server.len(), 14, "{server:?}");
+    assert!(
+        server[13].starts_with(&format!("{said} alice: ")),
+        "{server:?}"
+    );
+    alice
+        .wait_for(
+            "all 14 messages on the page",
+            "return document.querySelectorAll('#messages li').length >= 14",
+            json!([]),
+        )
+        .await;
+    // Exactly the server's transcript, once each, in seq order.
+    assert_eq!(transcript(&alice).await, server);
+    let delivered: Vec<u64> =
+        serde_json::from_value(alice.eval("return window.__delivered", json!([])).await).unwrap();
+    let expected: Vec<u64> = server[3..]
+        .iter()
+        .map(|line| line.split(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(
+        delivered, expected,
+        "the client's message events after the first three"
+    );
+    // Still live both ways.
+    alice.type_into("#say", &format!("끝{ENTER}")).await;
+    alice.wait_text("#messages", "끝").await;
+    assert_eq!(
+        transcript(&alice).await,
+        server_transcript(&app, &room).await
+    );
+    alice.quit().await;
+}
+
+/// Token mode: the page joins with the link's token; when the token expires in the room (the
+/// engine closes the socket with 4001), the client's check before reconnecting (`GET /auth`)
+/// gets the 401, and the page asks for a fresh link — in Korean — instead of retrying.
+#[actix_rt::test]
+async fn a_token_that_expires_in_the_room_ends_in_a_request_for_a_fresh_link() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let app = app::builder()
+        .setting("AUTH__MODE", "token")
+        .setting("AUTH__HS256_SECRET", SECRET)
+        .start();
+    let room = app.create_room("링크는 언제까지?").await;
+    let browser = Browser::start().await;
+    let s = browser.session_in("dana", KOREAN).await;
+    // Past `exp` plus the engine's 5 s of leeway, the socket is closed.
+    let token = hs256(&json!({"sub": "dana", "exp": now() + 2}));
+    s.goto(&app.url(&format!("/r/{room}#token={token}"))).await;
+    s.wait_attr("#conn", "data-state", "live").await;
+    s.wait_text("#me", "dana").await;
+    s.type_into("#say", &format!("아직 유효해요{ENTER}")).await;
+    s.wait_text("#messages", "아직 유효해요").await;
+    s.wait_text("#signin-text", "링크가 만료되었습니다.").await;
+    assert!(!s.visible("#live").await && !s.visible("#join").await);
+    assert_eq!(
+        s.eval("return window.roomstate.client.status", json!([]))
+            .await,
+        "closed",
+        "the page stopped its client"
+    );
+    app::eventually("dana's socket gone", Duration::from_secs(20), || async {
+        (app.room(&room).await["participants"] == 0).then_some(())
+    })
+    .await;
+    s.quit().await;
+}
+
+/// What the page says at `/` in each language.
+const LIST_HEADING: [(&str, &str); 2] = [("ko", "토론방"), ("en", "Debate rooms")];
+
+fn heading(lang: &str) -> &'static str {
+    LIST_HEADING.iter().find(|(l, _)| *l == lang).unwrap().1
+}
+
+/// Waits until the page is in `lang`: `<html lang>`, the switch, and the list's heading.
+async fn wait_list_in(s: &Session, lang: &str) {
+    s.wait_attr("html", "lang", lang).await;
+    s.wait_text("main h1", heading(lang)).await;
+    s.wait_attr(
+        &format!("#lang-switch button[data-lang='{lang}']"),
+        "aria-pressed",
+        "true",
+    )
+    .await;
+}
+
+#[actix_rt::test]
+async fn the_page_speaks_the_browsers_language_and_remembers_the_switch() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let app = app::start();
+    let room = app.create_room("존댓말이냐 반말이냐?").await;
+    let browser = Browser::start().await;
+
+    // A browser that prefers Korean gets Korean; one that prefers English, English; one that
+    // prefers German, then Korean, gets Korean (the first of its languages the page has).
+    let ko = browser.session_in("ko", KOREAN).await;
+    let en = browser.session("en").await;
+    let de = browser.session_in("de", "de-DE,de,ko").await;
+    for (s, lang) in [(&ko, "ko"), (&en, "en"), (&de, "ko")] {
+        s.goto(&app.url("/")).await;
+        wait_list_in(s, lang).await;
+    }
+    let item = format!("#rooms li[data-id='{room}']");
+    ko.wait_text(&item, "존댓말이냐 반말이냐?").await;
+    ko.wait_text(&item, "참여자 0명").await;
+    ko.wait_text(&item, "찬성 0 · 반대 0 (아직 투표 없음)")
+        .await;
+    ko.wait_text("#rooms-status", "진행 중인 토론방 1개").await;
+    assert_eq!(ko.text("#create-h").await, "새 토론 시작");
+    assert_eq!(
+        ko.eval("return document.title", json!([])).await,
+        "토론방 · roomstate"
+    );
+    en.wait_text(&item, "0 participants").await;
+    en.wait_text(&item, "Pro 0 · Con 0 (no votes yet)").await;
+    en.wait_text("#rooms-status", "1 open room").await;
+    assert_eq!(en.text("#create-h").await, "Start a debate");
+    assert_eq!(
+        en.eval("return document.title", json!([])).await,
+        "Debate rooms · roomstate"
+    );
+    for s in [&ko, &en] {
+        assert_eq!(
+            s.text("#lang-switch button[data-lang='ko']").await,
+            "한국어"
+        );
+        assert_eq!(
+            s.text("#lang-switch button[data-lang='en']").await,
+            "English"
+        );
+    }
+
+    // The switch: the Korean browser chooses English, and keeps it across a reload and on the
+    // room page; the other browsers are not affected.
+    ko.click("#lang-switch button[data-lang='en']").await;
+    wait_list_in(&ko, "en").await;
+    ko.wait_text("#rooms-status", "1 open room").await;
+    ko.wait_text(&item, "0 participants").await;
+    ko.reload().await;
+    wait_list_in(&ko, "en").await;
+    ko.goto(&app.url(&format!("/r/{room}"))).await;
+    ko.wait_attr("html", "lang", "en").await;
+    ko.wait_text("#join-h", "Join the debate").await;
+    de.reload().await;
+    wait_list_in(&de, "ko").await;
+
+    // Back to Korean on the room page, with the name prompt up, then live.
+    ko.click("#lang-switch button[data-lang='ko']").await;
+    ko.wait_attr("html", "lang", "ko").await;
+    ko.wait_text("#join-h", "토론 참여하기").await;
+    ko.type_into("#user", &format!("김민수{ENTER}")).await;
+    ko.wait_text("#user-error", "“김민수”은(는) 쓸 수 없습니다.")
+        .await;
+    // The error follows the language too.
+    ko.click("#lang-switch button[data-lang='en']").await;
+    ko.wait_text("#user-error", "“김민수” cannot be used").await;
+    ko.click("#lang-switch button[data-lang='ko']").await;
+    ko.type_into("#user", &format!("minsu{ENTER}")).await;
+    ko.wait_attr("#conn", "data-state", "live").await;
+    ko.wait_text("#conn", "실시간").await;
+    ko.wait_text("#me-line", "minsu 님으로 참여 중입니다.")
+        .await;
+    ko.wait_text("#count", "지금 1명 참여 중").await;
+    ko.wait_text("#tally", "찬성 0 · 반대 0 (아직 투표 없음)")
+        .await;
+    ko.click("#vote-con").await;
+    ko.wait_text("#my-vote", "반대에 투표했습니다.").await;
+    ko.type_into("#say", &format!("반말은 친구끼리만요.{ENTER}"))
+        .await;
+    ko.wait_text("#messages", "반말은 친구끼리만요.").await;
+    assert_eq!(
+        ko.eval("return document.title", json!([])).await,
+        "존댓말이냐 반말이냐? · roomstate"
+    );
+
+    // Live, every word changes at once, and the room stays live.
+    ko.click("#lang-switch button[data-lang='en']").await;
+    ko.wait_text("#count", "1 participant here now").await;
+    ko.wait_text("#tally", "Pro 0 (0%) · Con 1 (100%)").await;
+    ko.wait_text("#my-vote", "You voted con.").await;
+    ko.wait_text("#me-line", "You are minsu.").await;
+    assert_eq!(ko.text("#conn").await, "Live");
+    assert_eq!(ko.text("#vote-pro").await, "Pro");
+    assert_eq!(ko.text("#chat-h").await, "Chat");
+    assert_eq!(
+        ko.eval(
+            "return document.getElementById('vote-controls').getAttribute('aria-label')",
+            json!([])
+        )
+        .await,
+        "Your vote"
+    );
+    ko.click("#vote-pro").await;
+    ko.wait_text("#my-vote", "You voted pro.").await;
+    ko.reload().await;
+    ko.wait_attr("html", "lang", "en").await;
+    ko.wait_text("#join-h", "Join the debate").await;
+    assert_eq!(app.room(&room).await["pro"], 1);
+
+    for s in [ko, en, de] {
+        s.quit().await;
+    }
 }
 
 /// A header's value as text ("" when missing).
@@ -461,12 +870,41 @@ async fn pages_and_assets_have_types_and_cache_headers_and_shadow_no_api_route()
         .expect("conditional GET");
     assert_eq!(revalidated.status(), 304);
 
-    let (status, headers, _) = get(format!("/r/{room}")).await;
+    let (status, headers, body) = get(format!("/r/{room}")).await;
     assert_eq!(status, 200);
     assert_eq!(
         value(&headers, header::CONTENT_TYPE),
         "text/html; charset=utf-8"
     );
+
+    // The room page loads the JavaScript client of clients/js, versioned, byte for byte.
+    let html = String::from_utf8_lossy(&body).into_owned();
+    let client_url = html
+        .split('"')
+        .find(|s| s.starts_with("/assets/roomstate.js?v="))
+        .expect("a versioned link to the client")
+        .to_owned();
+    let (status, headers, served) = get(client_url).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        value(&headers, header::CONTENT_TYPE),
+        "text/javascript; charset=utf-8"
+    );
+    assert_eq!(
+        value(&headers, header::CACHE_CONTROL),
+        "public, max-age=31536000, immutable"
+    );
+    assert_eq!(&served[..], include_bytes!("../../clients/js/roomstate.js"));
+    // And the words: the strings module, with both languages.
+    let i18n = html
+        .split('"')
+        .find(|s| s.starts_with("/assets/i18n.js?v="))
+        .expect("a versioned link to i18n.js")
+        .to_owned();
+    let (status, _, words) = get(i18n).await;
+    assert_eq!(status, 200);
+    let words = String::from_utf8_lossy(&words).into_owned();
+    assert!(words.contains("const ko = {") && words.contains("const en = {"));
 
     // Everything else is still the API's JSON.
     for path in ["/assets/nope.js", "/r/not%20a%20room", "/nope", "/r"] {

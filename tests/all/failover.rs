@@ -27,10 +27,13 @@ const VOTERS: usize = 6;
 /// How long a failover (detection, election, the engine finding the new primary) may take.
 const FAILOVER_DEADLINE: Duration = Duration::from_secs(60);
 
+/// The engine on `set`, with whatever credentials and TLS the set's `Security` needs.
 fn engine_on(set: &SentinelSet, db: &TestDatabase) -> TestApp {
-    app::builder()
-        .setting("JOURNAL__KIND", "redis")
-        .setting("REDIS__SENTINELS", set.sentinels_setting())
+    let mut builder = app::builder().setting("JOURNAL__KIND", "redis");
+    for (key, value) in set.engine_settings() {
+        builder = builder.setting(&key, value);
+    }
+    builder
         .setting("REDIS__MIN_REPLICA_ACKS", 1)
         .setting("STORE__URL", db.url())
         .start()
@@ -282,7 +285,7 @@ async fn failovers_seen(app: &TestApp) -> u64 {
 }
 
 /// How a test takes the primary away.
-enum Break {
+pub(crate) enum Break {
     /// `DEBUG SLEEP` for this many seconds.
     Sleep(u64),
     /// SIGKILL.
@@ -305,8 +308,9 @@ async fn break_primary(set: &mut SentinelSet, how: Break) -> String {
 }
 
 /// Runs voters, breaks the primary, waits for the promotion and for the engine to acknowledge
-/// again, then checks the final record.
-async fn survive(set: &mut SentinelSet, how: Break) {
+/// again, then checks the final record. The set may be locked (`Security`): the engine gets its
+/// credentials and TLS settings.
+pub(crate) async fn survive(set: &mut SentinelSet, how: Break) {
     let db = TestDatabase::create();
     let app = engine_on(set, &db);
     let room = app.create_room("failover").await;

@@ -24,7 +24,7 @@ async fn health_and_readiness() {
 
 /// Every metric family the engine exports (src/metrics.rs, crates/journal/src/metrics.rs) and
 /// its Prometheus type.
-const METRIC_FAMILIES: [(&str, &str); 12] = [
+const METRIC_FAMILIES: [(&str, &str); 22] = [
     ("roomstate_mutations_total", "counter"),
     ("roomstate_refusals_total", "counter"),
     ("roomstate_rooms_open", "gauge"),
@@ -37,6 +37,17 @@ const METRIC_FAMILIES: [(&str, &str); 12] = [
     ("roomstate_journal_failovers_total", "counter"),
     ("roomstate_rooms_closed_total", "counter"),
     ("roomstate_rooms_recovered_total", "counter"),
+    ("roomstate_ws_slow_clients_total", "counter"),
+    ("roomstate_ws_send_buffer_bytes", "gauge"),
+    ("roomstate_build_info", "gauge"),
+    // The process's own, under their standard names.
+    ("process_cpu_seconds_total", "counter"),
+    ("process_max_fds", "gauge"),
+    ("process_open_fds", "gauge"),
+    ("process_resident_memory_bytes", "gauge"),
+    ("process_start_time_seconds", "gauge"),
+    ("process_threads", "gauge"),
+    ("process_virtual_memory_bytes", "gauge"),
 ];
 
 /// `/metrics` as sample -> value (`name{labels}` as written), and family -> type.

@@ -15,6 +15,7 @@
 //! - `metrics`: what they count on `/metrics`;
 //! - `memory` (feature `testing`): an in-memory journal tests can switch off, never shipped.
 
+pub mod access;
 pub mod local;
 #[cfg(feature = "testing")]
 pub mod memory;

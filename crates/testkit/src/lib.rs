@@ -8,17 +8,21 @@
 //! - `mysql`: a MariaDB database of a test's own (feature `mysql`);
 //! - Redis of a test's own: `ports` (free loopback ports), `process` (redis-server processes
 //!   that die with the test), `redis_admin` (asking servers and sentinels), `redis_server`
-//!   (a standalone Redis) and `sentinel_set` (1 primary, 2 replicas, 3 sentinels).
+//!   (a standalone Redis) and `sentinel_set` (1 primary, 2 replicas, 3 sentinels), each
+//!   optionally locked as production is (`redis_security`: passwords, an ACL user, TLS with
+//!   certificates from `certs`).
 //!
 //! Every wait has a deadline and fails saying what it waited for; a missing service is a failure
 //! that says what to run, never a skip.
 
 pub mod app;
+pub mod certs;
 pub mod engine;
 pub mod mysql;
 pub mod ports;
 pub mod process;
 pub mod redis_admin;
+pub mod redis_security;
 pub mod redis_server;
 pub mod sentinel_set;
 pub mod tcp_proxy;

@@ -3,15 +3,21 @@
 //! test's load runs on): `ROLE`, the primary the sentinels name, the replicas a primary sees, a
 //! server's setting, and the keys a journal left (strings, sets, streams) as plain Rust values,
 //! so a test needs no Redis client of its own; and polling until a condition holds.
+//!
+//! A fixture whose Redis has passwords or TLS (`redis_security`) registers, for each address it
+//! runs a process on, how its admin queries reach it (`register`; `forget` when the process
+//! goes); every query to that address then authenticates and uses TLS, so these functions keep
+//! taking a bare `host:port` whatever the set's locks. Unregistered addresses are queried plainly.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashMap},
     future::Future,
+    sync::{Mutex, OnceLock},
     time::{Duration, Instant},
 };
 
 use redis::AsyncConnectionConfig;
-use roomstate_journal::sentinel;
+use roomstate_journal::{access, access::Access, sentinel};
 
 /// Per-request timeout of the fixture's own Redis connections.
 const IO_TIMEOUT: Duration = Duration::from_secs(1);
@@ -49,19 +55,64 @@ where
     }
 }
 
+fn registry() -> &'static Mutex<HashMap<String, Access>> {
+    static ACCESS: OnceLock<Mutex<HashMap<String, Access>>> = OnceLock::new();
+    ACCESS.get_or_init(Default::default)
+}
+
+/// From now on, queries to `addr` (`host:port`) go through `access` (credentials, TLS).
+pub fn register(addr: &str, access: Access) {
+    registry()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(addr.to_owned(), access);
+}
+
+/// Queries to `addr` are plain again (its process is gone).
+pub fn forget(addr: &str) {
+    registry()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(addr);
+}
+
+/// How queries reach `addr`: as registered, else plainly.
+pub fn access_for(addr: &str) -> Access {
+    registry()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(addr)
+        .cloned()
+        .unwrap_or_else(|| Access::plain(access::Role::Server))
+}
+
 /// One command on a fresh connection with ~1 s timeouts; any failure as text.
 pub async fn query<T: redis::FromRedisValue>(addr: &str, cmd: &redis::Cmd) -> Result<T, String> {
-    let client = redis::Client::open(format!("redis://{addr}/")).map_err(|e| e.to_string())?;
+    let access = access_for(addr);
+    let client = access.client(addr).map_err(|e| e.to_string())?;
     let config = config();
     let connect = client.get_multiplexed_async_connection_with_config(&config);
     let mut con = actix_rt::time::timeout(IO_TIMEOUT * 2, connect)
         .await
         .map_err(|_| format!("connect: no answer within {:?}", IO_TIMEOUT * 2))?
-        .map_err(|e| format!("connect: {e}"))?;
+        .map_err(|e| format!("connect: {}", access.describe(&e)))?;
     actix_rt::time::timeout(IO_TIMEOUT * 2, cmd.query_async(&mut con))
         .await
         .map_err(|_| format!("no reply within {:?}", IO_TIMEOUT * 2))?
-        .map_err(|e| e.to_string())
+        .map_err(|e| access.describe(&e))
+}
+
+/// Any command given as words, for tests that have no Redis client of their own (`ACL
+/// SETUSER`, `CLIENT LIST`, `CLIENT KILL`): the reply as text (`OK`, a bulk string, a number).
+pub async fn command(addr: &str, words: &[&str]) -> Result<String, String> {
+    let (name, args) = words
+        .split_first()
+        .ok_or_else(|| "an empty command".to_owned())?;
+    let mut cmd = redis::cmd(name);
+    for arg in args {
+        cmd.arg(*arg);
+    }
+    query(addr, &cmd).await
 }
 
 #[derive(Debug)]
@@ -103,7 +154,17 @@ pub async fn role_of(addr: &str) -> Result<Role, String> {
 /// What each sentinel names as the primary of `master_name` (`ip:port`; `None`: no answer), in
 /// the order of `sentinels` — the same look-up the journal makes.
 pub async fn named_primaries(sentinels: &[String], master_name: &str) -> Vec<Option<String>> {
-    sentinel::ask_all(sentinels, master_name, &config()).await
+    let config = config();
+    let asks = sentinels.iter().map(|s| {
+        let config = &config;
+        async move {
+            sentinel::ask_via(&access_for(s), s, master_name, config)
+                .await
+                .ok()
+                .flatten()
+        }
+    });
+    futures_util::future::join_all(asks).await
 }
 
 /// The replicas that `INFO replication` on `primary` lists as online, as `ip:port`.

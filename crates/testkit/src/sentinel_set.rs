@@ -2,7 +2,9 @@
 //! sentinels (master name `roomstate`) on free loopback ports in a fresh temp dir — so failover
 //! tests can `DEBUG SLEEP`, kill and restart servers without disturbing other tests.
 //! `SentinelSet::start()` is the production-like set; `SentinelSet::builder()` changes what a test
-//! needs changed (the servers' `min-replicas-to-write`).
+//! needs changed (the servers' `min-replicas-to-write`; passwords, an ACL user and TLS through
+//! `Security`, with the fixture's own queries authenticating and using TLS too, and
+//! `engine_settings` giving the engine what it needs to get in).
 //!
 //! Every wait is on a condition with a deadline; none is a bare sleep. A missing `redis-server` is
 //! a failure that says what to run (`scripts/ensure-redis`), never a silent skip. Its processes
@@ -12,16 +14,20 @@ use std::{
     collections::BTreeMap,
     ffi::OsString,
     fs,
-    io::{Read, Write},
-    net::TcpStream,
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
+use roomstate_journal::{access, redis::RedisAccess};
+
 use crate::{
+    certs::TestCerts,
     ports::free_ports,
     process::{launch, os_args, require_redis_server, Kind, LaunchError, Proc},
-    redis_admin::{fields, missing, named_primaries, online_replicas, query, role_of, wait_until},
+    redis_admin::{
+        self, fields, missing, named_primaries, online_replicas, query, role_of, wait_until,
+    },
+    redis_security::Security,
 };
 
 /// The master name the sentinels monitor.
@@ -42,18 +48,22 @@ pub struct SentinelSet {
     root: PathBuf,
     servers: Vec<Proc>,
     sentinels: Vec<Proc>,
+    security: Security,
+    certs: Option<TestCerts>,
 }
 
 /// Configures a `SentinelSet` before it starts.
 #[derive(Debug, Clone)]
 pub struct Builder {
     min_replicas_to_write: u32,
+    security: Security,
 }
 
 impl Default for Builder {
     fn default() -> Self {
         Builder {
             min_replicas_to_write: DEFAULT_MIN_REPLICAS_TO_WRITE,
+            security: Security::none(),
         }
     }
 }
@@ -66,9 +76,16 @@ impl Builder {
         self
     }
 
+    /// Passwords, an ACL user, TLS (see `Security`).
+    pub fn security(mut self, security: Security) -> Self {
+        self.security = security;
+        self
+    }
+
     /// Starts the set and returns once it is healthy (see `SentinelSet::wait_healthy`).
     pub async fn start(self) -> SentinelSet {
         require_redis_server();
+        self.security.check();
         let begun = Instant::now();
         let mut attempt = 0;
         loop {
@@ -118,14 +135,17 @@ impl SentinelSet {
             .tempdir()
             .expect("temp dir for the sentinel set");
         let root = tmp.path().to_path_buf();
+        let security = settings.security.clone();
+        let certs = security.certs(&root.join("tls"));
         let ports = free_ports(6);
         let primary_port = ports[0];
-        let servers = (0..3)
+        let servers: Vec<Proc> = (0..3)
             .map(|i| {
                 let port = ports[i];
                 let dir = root.join(format!("redis-{i}"));
                 fs::create_dir_all(&dir).expect("server dir");
-                let args = server_args(port, &dir, settings.min_replicas_to_write);
+                let mut args = security.server_args(port, certs.as_ref());
+                args.extend(server_args(&dir, settings.min_replicas_to_write));
                 let first_args = if i == 0 {
                     vec![]
                 } else {
@@ -142,14 +162,19 @@ impl SentinelSet {
                 }
             })
             .collect();
-        let sentinels = (0..3)
+        let sentinels: Vec<Proc> = (0..3)
             .map(|i| {
                 let port = ports[3 + i];
                 let dir = root.join(format!("sentinel-{i}"));
                 fs::create_dir_all(&dir).expect("sentinel dir");
                 let conf = dir.join("sentinel.conf");
-                fs::write(&conf, sentinel_config(port, &dir, primary_port))
-                    .expect("sentinel config");
+                let config = format!(
+                    "{}{}{}",
+                    security.sentinel_lines(port, certs.as_ref()),
+                    sentinel_config(&dir, primary_port),
+                    security.sentinel_master_lines(MASTER_NAME)
+                );
+                fs::write(&conf, config).expect("sentinel config");
                 Proc {
                     kind: Kind::Sentinel,
                     name: format!("sentinel-{i}"),
@@ -161,11 +186,22 @@ impl SentinelSet {
                 }
             })
             .collect();
+        for server in &servers {
+            redis_admin::register(&server.addr(), security.admin_server_access(certs.as_ref()));
+        }
+        for sentinel in &sentinels {
+            redis_admin::register(
+                &sentinel.addr(),
+                security.admin_sentinel_access(certs.as_ref()),
+            );
+        }
         SentinelSet {
             _tmp: tmp,
             root,
             servers,
             sentinels,
+            security,
+            certs,
         }
     }
 
@@ -199,6 +235,35 @@ impl SentinelSet {
         self.sentinels().join(",")
     }
 
+    /// Everything the engine needs to use this set (keys without `ROOMSTATE__`, for
+    /// `TestApp`'s builder): `REDIS__SENTINELS`, and the credentials and TLS settings of its
+    /// `Security`. A test that wants a wrong password sets the key again after these.
+    pub fn engine_settings(&self) -> Vec<(String, String)> {
+        let mut settings = vec![("REDIS__SENTINELS".to_owned(), self.sentinels_setting())];
+        settings.extend(self.security.engine_settings(self.certs.as_ref()));
+        settings
+    }
+
+    /// How a `RedisJournal` gets into this set (`RedisJournalConfig::access`).
+    pub fn journal_access(&self) -> RedisAccess {
+        let sentinels = self.security.admin_sentinel_access(self.certs.as_ref());
+        debug_assert_eq!(sentinels.role(), access::Role::Sentinel);
+        RedisAccess {
+            servers: self.security.client_server_access(self.certs.as_ref()),
+            sentinels,
+        }
+    }
+
+    /// The locks this set runs with.
+    pub fn security(&self) -> &Security {
+        &self.security
+    }
+
+    /// The CA that signed the servers' and sentinels' certificates, with TLS.
+    pub fn tls_ca_file(&self) -> Option<&Path> {
+        self.certs.as_ref().map(|c| c.ca.as_path())
+    }
+
     /// The primary the sentinels name now: the majority's answer, else the first one's.
     /// Panics if no sentinel answers.
     pub async fn primary(&self) -> String {
@@ -218,29 +283,32 @@ impl SentinelSet {
     }
 
     /// Sends `DEBUG SLEEP secs` to the current primary without waiting for it to wake up (the
-    /// command is on the wire when this returns); returns the primary's address.
+    /// command is on the wire when this returns); returns the primary's address. The connection
+    /// authenticates (the `default` user) and uses TLS as the set does.
     pub async fn sleep_primary(&self, secs: u64) -> String {
         let primary = self.primary().await;
-        let mut stream = TcpStream::connect_timeout(
-            &primary.parse().expect("primary address"),
-            Duration::from_secs(2),
-        )
-        .unwrap_or_else(|e| panic!("connecting to the primary {primary}: {e}\n{}", self.logs()));
-        let secs = secs.to_string();
-        let command = format!(
-            "*3\r\n$5\r\nDEBUG\r\n$5\r\nSLEEP\r\n${}\r\n{secs}\r\n",
-            secs.len()
-        );
-        stream
-            .write_all(command.as_bytes())
+        let access = redis_admin::access_for(&primary);
+        let mut conn = access
+            .client(&primary)
+            .map_err(|e| e.to_string())
+            .and_then(|client| {
+                client
+                    .get_connection_with_timeout(Duration::from_secs(2))
+                    .map_err(|e| access.describe(&e))
+            })
+            .unwrap_or_else(|e| {
+                panic!("connecting to the primary {primary}: {e}\n{}", self.logs())
+            });
+        let command = redis::cmd("DEBUG")
+            .arg("SLEEP")
+            .arg(secs)
+            .get_packed_command();
+        conn.send_packed_command(&command)
             .unwrap_or_else(|e| panic!("sending DEBUG SLEEP to {primary}: {e}"));
         // Keep the connection open until the reply (or the server's death) in the background.
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(
-            secs.parse::<u64>().unwrap_or(0) + 30,
-        )));
+        let _ = conn.set_read_timeout(Some(Duration::from_secs(secs + 30)));
         std::thread::spawn(move || {
-            let mut buf = [0u8; 64];
-            let _ = stream.read(&mut buf);
+            let _ = conn.recv_response();
         });
         primary
     }
@@ -553,6 +621,7 @@ impl Drop for SentinelSet {
     fn drop(&mut self) {
         for p in self.sentinels.iter_mut().chain(self.servers.iter_mut()) {
             p.kill();
+            redis_admin::forget(&p.addr());
         }
         if std::thread::panicking() {
             eprintln!(
@@ -564,8 +633,9 @@ impl Drop for SentinelSet {
     }
 }
 
-fn server_args(port: u16, dir: &Path, min_replicas_to_write: u32) -> Vec<OsString> {
-    let mut args = os_args(&["--port", &port.to_string(), "--bind", "127.0.0.1", "--dir"]);
+/// A server's arguments after those of its port and locks (`Security::server_args`).
+fn server_args(dir: &Path, min_replicas_to_write: u32) -> Vec<OsString> {
+    let mut args = os_args(&["--bind", "127.0.0.1", "--dir"]);
     args.push(dir.as_os_str().to_owned());
     args.extend(os_args(&[
         "--daemonize",
@@ -586,12 +656,12 @@ fn server_args(port: u16, dir: &Path, min_replicas_to_write: u32) -> Vec<OsStrin
     args
 }
 
-/// A sentinel's config, written fresh (never holding a `sentinel myid` line: each sentinel
-/// generates its own id and rewrites this file).
-fn sentinel_config(port: u16, dir: &Path, primary_port: u16) -> String {
+/// A sentinel's config after its port and locks (`Security::sentinel_lines`), written fresh
+/// (never holding a `sentinel myid` line: each sentinel generates its own id and rewrites this
+/// file); the master's credentials (`Security::sentinel_master_lines`) follow it.
+fn sentinel_config(dir: &Path, primary_port: u16) -> String {
     format!(
-        "port {port}\n\
-         bind 127.0.0.1\n\
+        "bind 127.0.0.1\n\
          daemonize no\n\
          dir \"{dir}\"\n\
          sentinel monitor {MASTER_NAME} 127.0.0.1 {primary_port} 2\n\

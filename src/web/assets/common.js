@@ -1,49 +1,10 @@
-// Shared by the pages: the API calls of API.md and the pro/con bar. Nothing here keeps state.
+// Shared by the pages: the pro/con bar, user names and the tab's user token. Nothing here keeps
+// state but the token in sessionStorage. Words come from i18n.js, API calls from the client
+// (roomstate.js).
+import { t } from "./i18n.js?v={{i18n.js}}";
 
 /** User names of API.md. */
 export const USER_RE = /^[A-Za-z0-9_.-]{1,64}$/;
-
-/** An API error: `code` is the API's error code, or "network" when no answer came. */
-export class ApiError extends Error {
-  constructor(status, code, message) {
-    super(message);
-    this.status = status;
-    this.code = code;
-  }
-}
-
-/** Calls the API; resolves to the JSON body, rejects with an ApiError. `token`, if given, goes
- * along as `Authorization: Bearer` (user tokens, docs/auth.md). */
-export async function api(method, path, body, token) {
-  const init = { method, headers: { Accept: "application/json" }, cache: "no-store" };
-  if (token) init.headers.Authorization = `Bearer ${token}`;
-  if (body !== undefined) {
-    init.headers["Content-Type"] = "application/json";
-    init.body = JSON.stringify(body);
-  }
-  let response;
-  try {
-    response = await fetch(path, init);
-  } catch (e) {
-    throw new ApiError(0, "network", "The server cannot be reached.");
-  }
-  let json = null;
-  try {
-    json = await response.json();
-  } catch (e) {
-    json = null;
-  }
-  if (!response.ok) {
-    const code = (json && json.error) || "internal";
-    const message = (json && json.message) || `HTTP ${response.status}`;
-    throw new ApiError(response.status, code, message);
-  }
-  return json;
-}
-
-export function plural(n, one, many) {
-  return `${n} ${n === 1 ? one : many}`;
-}
 
 /** Fills a `.bar` element (two spans) and returns the tally in words. */
 export function renderBar(bar, pro, con) {
@@ -55,21 +16,8 @@ export function renderBar(bar, pro, con) {
   bar.dataset.pro = String(pro);
   bar.dataset.con = String(con);
   bar.classList.toggle("empty", total === 0);
-  if (total === 0) return "Pro 0 · Con 0 (no votes yet)";
-  return `Pro ${pro} (${proPct}%) · Con ${con} (${100 - proPct}%)`;
-}
-
-/** The final verdict of a closed room. */
-export function verdict(pro, con) {
-  if (pro === con) return pro === 0 ? "No votes were cast." : `A tie, ${pro}–${con}.`;
-  return pro > con ? `Pro wins, ${pro}–${con}.` : `Con wins, ${con}–${pro}.`;
-}
-
-/** A short local time for an RFC 3339 string. */
-export function clock(rfc3339) {
-  const d = new Date(rfc3339);
-  if (Number.isNaN(d.getTime())) return "";
-  return d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  if (total === 0) return t("tally.empty");
+  return t("tally", { pro, con, proPct, conPct: 100 - proPct });
 }
 
 // ---- user tokens (docs/auth.md) ----
@@ -114,25 +62,10 @@ export function dropToken() {
   }
 }
 
-/**
- * `GET /auth`: `{mode, create_rooms}`, and with a token what the engine makes of it
- * (`user`, `expires_at`, `rooms`; a refused token rejects with the 401/403 ApiError). An engine
- * without the route (404) is in open mode, the contract's default.
- */
-export async function authInfo(token, room) {
-  const query = room ? `?room=${encodeURIComponent(room)}` : "";
-  try {
-    return await api("GET", `/auth${query}`, undefined, token || undefined);
-  } catch (e) {
-    if (e.status === 404) return { mode: "open", create_rooms: "anyone" };
-    throw e;
-  }
-}
-
-/** What to tell a person whose token the engine refused (an ApiError of a 401 or 403). */
+/** What to tell a person whose token the engine refused (a RoomstateError of a 401 or 403). */
 export function tokenTrouble(e) {
-  const ask = "Ask the application that sent you here for a fresh link to this room.";
-  if (e && e.status === 403) return `This link is not for this room (${e.message}). ${ask}`;
-  if (e && /expired/.test(e.message)) return `Your link has expired. ${ask}`;
-  return `Your link is not valid (${e ? e.message : "no token"}). ${ask}`;
+  const ask = t("token.ask");
+  if (e && e.status === 403) return t("token.otherRoom", { message: e.message, ask });
+  if (e && /expired/.test(e.message)) return t("token.expired", { ask });
+  return t("token.invalid", { message: e ? e.message : "no token", ask });
 }

@@ -1,7 +1,9 @@
 // The room list: open rooms with their tallies, refreshed while the page is visible, and the
 // form that creates a room — for whoever `auth.create_rooms` lets (GET /auth): anyone, the
 // bearer of a user token (taken from the link, `/#token=...`), or only the administrator.
-import { api, authInfo, plural, renderBar, takeToken } from "./common.js";
+import { RoomstateApi } from "./roomstate.js?v={{roomstate.js}}";
+import { renderBar, takeToken } from "./common.js?v={{common.js}}";
+import { errorText, localized, t } from "./i18n.js?v={{i18n.js}}";
 
 const REFRESH_MS = 5000;
 
@@ -12,8 +14,14 @@ const title = document.getElementById("title");
 const createError = document.getElementById("create-error");
 const createNote = document.getElementById("create-note");
 
-/** Token mode: the user token POST /rooms is sent with. */
-let createToken = null;
+/** The API; in token mode it sends the user token POST /rooms needs. */
+let api = new RoomstateApi();
+/** The rooms last listed (null before the first answer), or the error of the last try. */
+let rooms = null;
+let listError = null;
+/** What the create form says: a key and its parameters, or null. */
+let createProblem = null;
+let note = null;
 
 function roomItem(room) {
   const li = document.createElement("li");
@@ -24,7 +32,7 @@ function roomItem(room) {
   link.textContent = room.title;
   const meta = document.createElement("span");
   meta.className = "muted";
-  meta.textContent = plural(room.participants, "participant", "participants");
+  meta.textContent = t("index.rooms.participants", { n: room.participants });
   const bar = document.createElement("div");
   bar.className = "bar small";
   bar.setAttribute("aria-hidden", "true");
@@ -37,50 +45,67 @@ function roomItem(room) {
   return li;
 }
 
+function renderList() {
+  if (listError) status.textContent = t("index.rooms.error", { message: errorText(listError) });
+  if (rooms === null) {
+    if (!listError) status.textContent = t("index.rooms.loading");
+    return;
+  }
+  list.replaceChildren(...rooms.map(roomItem));
+  if (listError) return;
+  status.textContent =
+    rooms.length === 0 ? t("index.rooms.none") : t("index.rooms.count", { n: rooms.length });
+}
+
 async function refresh() {
   try {
-    const { rooms } = await api("GET", "/rooms");
-    rooms.sort((a, b) => (a.created_at < b.created_at ? 1 : -1));
-    list.replaceChildren(...rooms.map(roomItem));
-    status.textContent = rooms.length === 0 ? "No open rooms yet: start one above." : plural(rooms.length, "open room", "open rooms");
+    const found = await api.listRooms();
+    found.sort((a, b) => (a.created_at < b.created_at ? 1 : -1));
+    rooms = found;
+    listError = null;
   } catch (e) {
-    status.textContent = `Could not load the rooms: ${e.message}`;
+    listError = e;
   }
+  renderList();
+}
+
+function renderCreate() {
+  createError.hidden = createProblem === null;
+  if (createProblem) createError.textContent = t(...createProblem);
+  createNote.hidden = note === null;
+  if (note) createNote.textContent = t(note);
 }
 
 form.addEventListener("submit", async (event) => {
   event.preventDefault();
   const text = title.value.trim();
   if (text.length === 0) {
-    showCreateError("Type a question for the room first.");
+    showCreateError(["index.create.empty"]);
     return;
   }
   const button = form.querySelector("button");
   button.disabled = true;
   try {
-    const room = await api("POST", "/rooms", { title: text }, createToken || undefined);
+    const room = await api.createRoom(text);
     window.location.assign(`/r/${encodeURIComponent(room.id)}`);
   } catch (e) {
-    if (e.status === 401 || e.status === 403)
-      showCreateError(
-        `The room was not created: ${e.message}. Starting a debate needs a valid personal link ` +
-          "from the application that sent you here; ask it for a fresh one.",
-      );
-    else showCreateError(`The room was not created: ${e.message}`);
+    const key = e.status === 401 || e.status === 403 ? "index.create.needLink" : "index.create.failed";
+    showCreateError([key, { message: errorText(e) }]);
   } finally {
     button.disabled = false;
   }
 });
 
-function showCreateError(message) {
-  createError.textContent = message;
-  createError.hidden = false;
+function showCreateError(problem) {
+  createProblem = problem;
+  renderCreate();
   title.setAttribute("aria-invalid", "true");
   title.focus();
 }
 
 title.addEventListener("input", () => {
-  createError.hidden = true;
+  createProblem = null;
+  renderCreate();
   title.removeAttribute("aria-invalid");
 });
 
@@ -88,25 +113,29 @@ title.addEventListener("input", () => {
 async function setUpCreating() {
   let auth;
   try {
-    auth = await authInfo();
+    auth = await api.auth({ token: null });
   } catch (e) {
     // The form stays; a create that fails says why.
     return;
   }
-  if (auth.mode === "token") createToken = takeToken();
-  let note = null;
-  if (auth.create_rooms === "admin") note = "New debates are opened by the administrator of this server.";
-  else if (auth.create_rooms === "users" && !createToken)
-    note =
-      "Starting a debate needs a personal link from the application that sent you here " +
-      "(its links end in “#token=…”).";
+  let token = null;
+  if (auth.mode === "token") {
+    token = takeToken();
+    api = new RoomstateApi({ token: token || undefined });
+  }
+  if (auth.create_rooms === "admin") note = "index.create.adminOnly";
+  else if (auth.create_rooms === "users" && !token) note = "index.create.usersOnly";
   if (note === null) return;
-  createNote.textContent = note;
-  createNote.hidden = false;
+  renderCreate();
   title.disabled = true;
   form.querySelector("button").disabled = true;
 }
 
+localized(() => {
+  document.title = t("doc.index");
+  renderList();
+  renderCreate();
+});
 setUpCreating();
 refresh();
 setInterval(() => {

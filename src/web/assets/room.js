@@ -1,32 +1,20 @@
-// One live room. The page asks the API for the room, asks for a name, then opens the room's
-// WebSocket (which joins the user). The socket's frames keep the count, the bar and the chat up
-// to date; the transcript before the socket opened comes from GET /rooms/{id}/messages. When the
-// socket drops the page reconnects with backoff, and it shows the final view once the room is
-// closed. Everything shown comes from the API of API.md; user text only ever goes through
-// textContent.
+// One live room. The page asks the API for the room, asks for a name, then hands the room to
+// the JavaScript client (roomstate.js, the same file as clients/js/roomstate.js): it opens the
+// socket (which joins the user), fetches the transcript and whatever a reconnect missed, delivers
+// every message once and in seq order, reconnects with backoff, turns votes and messages into
+// promises, and says when the room closed. This file only shows what the client reports: the
+// count, the bar and the chat, "Reconnecting…", and the final view once the room is closed.
+// Everything shown comes from the API of API.md; user text only ever goes through textContent.
+// Words come from i18n.js; a change of language re-renders from the state kept here.
 //
 // In token mode (GET /auth says so) the name is not asked for: the page takes the user token
-// from its link (`/r/{id}#token=...`, see takeToken), asks GET /auth whose it is, and opens the
-// socket with `?token=`. Without a token, or when the engine refuses it, the page says how to get
-// a fresh link instead of retrying.
-import {
-  api,
-  authInfo,
-  clock,
-  dropToken,
-  plural,
-  renderBar,
-  takeToken,
-  tokenTrouble,
-  USER_RE,
-  verdict,
-} from "./common.js";
+// from its link (`/r/{id}#token=...`, see takeToken), asks GET /auth whose it is, and the client
+// opens the socket with `?token=`. Without a token, or when the engine refuses it, the page says
+// how to get a fresh link instead of retrying.
+import { RoomClient, RoomstateApi } from "./roomstate.js?v={{roomstate.js}}";
+import { dropToken, renderBar, takeToken, tokenTrouble, USER_RE } from "./common.js?v={{common.js}}";
+import { clock, errorText, localized, t, verdict } from "./i18n.js?v={{i18n.js}}";
 
-/** Reconnect backoff: first delay, cap (both before jitter). */
-const BACKOFF_FIRST_MS = 500;
-const BACKOFF_MAX_MS = 10000;
-/** The API's largest page of messages. */
-const PAGE = 500;
 /** How long an error notice stays up. */
 const NOTICE_MS = 10000;
 
@@ -45,6 +33,8 @@ const el = {
   conn: $("conn"),
   meLine: $("me-line"),
   me: $("me"),
+  meBefore: $("me-before"),
+  meAfter: $("me-after"),
   count: $("count"),
   bar: $("bar"),
   tally: $("tally"),
@@ -63,33 +53,38 @@ const el = {
 };
 
 const roomId = decodeURIComponent(window.location.pathname.replace(/^\/r\//, ""));
-const roomPath = `/rooms/${encodeURIComponent(roomId)}`;
+/** Reads need no token. */
+const api = new RoomstateApi();
 
+/** The room's client once the user is in; null before, and after the page gave up. */
+let client = null;
 let user = null;
-/** Token mode: the user token the socket is opened with. */
+/** Token mode: the user token the client opens the socket with. */
 let token = null;
 let tokenMode = false;
-/** The token was refused: no more reconnecting until the page gets a new link. */
-let halted = false;
-/** The current socket; frames and closes of older sockets are ignored. */
-let socket = null;
-/** True once the current socket's first state frame has come. */
-let live = false;
-let closed = false;
-/** Failed connection attempts since the last good one. */
-let attempt = 0;
-let reconnectTimer = null;
-let reqCounter = 0;
-/** Requests sent and not yet answered: req -> {kind, side?, text?}. */
-const pending = new Map();
+
+// What the page shows, kept so that a change of language can show it again.
+/** The newest room view. */
+let view = null;
+/** Instead of the room's title: "room.gone.title" or "room.unavailable.title". */
+let titleKey = null;
+/** The client's status: "connecting" | "live" | "reconnecting" | "closed" | "failed". */
+let status = "connecting";
+/** The connection badge: a status, or "offline" once the page stopped trying. */
+let badge = "connecting";
+/** Milliseconds until the next reconnect, when the client said. */
+let retryDelay = null;
+/** The final view of a closed room. */
+let finalView = null;
 let myVote = null;
-/** The transcript shown is complete up to this seq. */
-let complete = 0;
-let historyDone = false;
-let maxSeen = 0;
-const seen = new Set();
-let lastViewSeq = 0;
+/** Votes and retracts sent and not yet answered. */
+let busy = 0;
+/** Functions giving the text of the notice, the name error and the sign-in card. */
+let notice = null;
 let noticeTimer = null;
+let userError = null;
+let signinText = null;
+const seen = new Set();
 
 // ---- storage (best effort: a browser may refuse it) ----
 
@@ -114,54 +109,107 @@ const voteKey = () => `roomstate:vote:${roomId}:${user}`;
 
 // ---- rendering ----
 
-function showNotice(message) {
-  el.notice.textContent = message;
-  el.notice.hidden = false;
-  clearTimeout(noticeTimer);
-  noticeTimer = setTimeout(() => {
-    el.notice.hidden = true;
-  }, NOTICE_MS);
-}
-
-function setConn(state, text) {
-  el.conn.dataset.state = state;
-  el.conn.textContent = text;
-}
-
-function applyView(view) {
-  if (view.seq < lastViewSeq) return;
-  lastViewSeq = view.seq;
+function renderTitle() {
+  if (titleKey || !view) {
+    el.title.textContent = t(titleKey || "room.loading");
+    document.title = t("doc.room");
+    return;
+  }
   el.title.textContent = view.title;
-  document.title = `${view.title} · roomstate`;
+  document.title = t(finalView ? "doc.roomClosed" : "doc.roomTitle", { title: view.title });
+}
+
+function renderView() {
+  renderTitle();
+  el.meBefore.textContent = t(finalView ? "room.me.beforeClosed" : "room.me.before");
+  el.meAfter.textContent = t(finalView ? "room.me.afterClosed" : "room.me.after");
+  if (!view) return;
   el.count.dataset.participants = String(view.participants);
   el.count.textContent =
     view.status === "closed"
-      ? `Peak: ${plural(view.participants_peak, "participant", "participants")}`
-      : `${plural(view.participants, "participant", "participants")} here now`;
+      ? t("room.count.peak", { n: view.participants_peak })
+      : t("room.count.now", { n: view.participants });
   el.tally.textContent = renderBar(el.bar, view.pro, view.con);
+}
+
+function renderConn() {
+  el.conn.dataset.state = badge === "offline" ? "closed" : badge;
+  el.conn.textContent =
+    badge === "reconnecting" && retryDelay !== null
+      ? t("conn.retryIn", { s: Math.max(1, Math.round(retryDelay / 1000)) })
+      : t(`conn.${badge}`);
+}
+
+function renderControls() {
+  const live = client !== null && status === "live";
+  el.votePro.setAttribute("aria-pressed", String(myVote === "pro"));
+  el.voteCon.setAttribute("aria-pressed", String(myVote === "con"));
+  el.votePro.disabled = !live || busy > 0;
+  el.voteCon.disabled = !live || busy > 0;
+  el.retract.disabled = !live || busy > 0 || myVote === null;
+  el.send.disabled = !live;
+  el.myVote.textContent = t(myVote ? `room.myVote.${myVote}` : "room.myVote.none");
+}
+
+function renderClosed() {
+  if (!finalView) return;
+  const v = finalView;
+  el.result.textContent = t("closed.result", { verdict: verdict(v.pro, v.con) });
+  const parts = [];
+  if (v.closed_at) parts.push(t("closed.at", { time: clock(v.closed_at) }));
+  parts.push(t("closed.tally", { pro: v.pro, con: v.con }));
+  parts.push(
+    t("closed.summary", {
+      messages: t("closed.messages", { n: v.messages }),
+      peak: t("closed.peak", { n: v.participants_peak }),
+    }),
+  );
+  if (user && myVote) parts.push(t(`room.myVote.${myVote}`));
+  el.closedDetail.textContent = parts.join(" ");
+}
+
+function renderTexts() {
+  el.notice.hidden = notice === null;
+  if (notice) el.notice.textContent = notice();
+  el.userError.hidden = userError === null;
+  if (userError) el.userError.textContent = userError();
+  if (signinText) el.signinText.textContent = signinText();
+  for (const time of el.messages.querySelectorAll("time")) time.textContent = clock(time.dateTime);
+}
+
+function render() {
+  renderView();
+  renderConn();
+  renderControls();
+  renderClosed();
+  renderTexts();
+}
+
+function showNotice(text) {
+  notice = text;
+  renderTexts();
+  clearTimeout(noticeTimer);
+  noticeTimer = setTimeout(() => {
+    notice = null;
+    renderTexts();
+  }, NOTICE_MS);
+}
+
+function applyView(v) {
+  if (view && v.seq < view.seq) return;
+  view = v;
+  renderView();
 }
 
 function setMyVote(side) {
   myVote = side;
   store(voteKey(), side);
-  updateControls();
-}
-
-function updateControls() {
-  el.votePro.setAttribute("aria-pressed", String(myVote === "pro"));
-  el.voteCon.setAttribute("aria-pressed", String(myVote === "con"));
-  const busy = [...pending.values()].some((p) => p.kind !== "say");
-  el.votePro.disabled = !live || busy;
-  el.voteCon.disabled = !live || busy;
-  el.retract.disabled = !live || busy || myVote === null;
-  el.send.disabled = !live;
-  el.myVote.textContent = myVote ? `You voted ${myVote}.` : "You have not voted.";
+  renderControls();
 }
 
 function addMessage(m) {
   if (seen.has(m.seq)) return;
   seen.add(m.seq);
-  maxSeen = Math.max(maxSeen, m.seq);
   const li = document.createElement("li");
   li.dataset.seq = String(m.seq);
   if (m.user === user) li.className = "mine";
@@ -186,230 +234,154 @@ function addMessage(m) {
   if (atBottom) list.scrollTop = list.scrollHeight;
 }
 
-/** Loads the transcript after `complete`, page by page, while `current()` holds. */
-async function loadHistory(current) {
-  let after = complete;
+function busyTranscript(active) {
   // A screen reader reads the live list once the backlog is in, not message by message.
-  el.messages.setAttribute("aria-busy", "true");
-  try {
-    for (;;) {
-      const { messages } = await api("GET", `${roomPath}/messages?after=${after}&limit=${PAGE}`);
-      if (!current()) return;
-      messages.forEach(addMessage);
-      if (messages.length < PAGE) break;
-      after = messages[messages.length - 1].seq;
-    }
-  } finally {
-    el.messages.removeAttribute("aria-busy");
-  }
-  historyDone = true;
-  // Everything up to the first state frame is in the pages, and every later message came
-  // over the socket, none skipped.
-  complete = Math.max(complete, maxSeen);
+  if (active) el.messages.setAttribute("aria-busy", "true");
+  else el.messages.removeAttribute("aria-busy");
 }
 
-function showClosed(view) {
-  closed = true;
-  live = false;
-  clearTimeout(reconnectTimer);
-  if (socket) {
-    const s = socket;
-    socket = null;
-    s.close(1000);
-  }
-  pending.clear();
-  applyView(view);
-  el.result.textContent = `Final result: ${verdict(view.pro, view.con)}`;
-  const parts = [];
-  if (view.closed_at) parts.push(`Closed at ${clock(view.closed_at)}.`);
-  parts.push(`Pro ${view.pro}, con ${view.con}.`);
-  parts.push(`${plural(view.messages, "message", "messages")}, at most ${plural(view.participants_peak, "participant", "participants")} at once.`);
-  if (user && myVote) parts.push(`You voted ${myVote}.`);
-  el.closedDetail.textContent = parts.join(" ");
+/** The final view: result, bar, transcript; no more voting or chat. */
+function showClosed(v) {
+  finalView = v;
+  badge = "closed";
+  applyView(v);
   el.closed.hidden = false;
   el.join.hidden = true;
   el.live.hidden = false;
   el.voteControls.hidden = true;
   el.sayForm.hidden = true;
-  setConn("closed", "Room closed");
-  document.title = `Closed: ${view.title} · roomstate`;
+  render();
 }
 
-/** A closed room seen on load or after a refused reconnect: its final view and transcript. */
-async function closedFromServer(view) {
-  showClosed(view);
+/** A closed room seen on load: its final view and the whole transcript, from GET alone. */
+async function closedOnLoad(v) {
+  showClosed(v);
+  busyTranscript(true);
   try {
-    await loadHistory(() => true);
+    for (const m of await api.messagesAfter(roomId, 0)) addMessage(m);
   } catch (e) {
-    showNotice(`Could not load the transcript: ${e.message}`);
+    showNotice(() => t("room.transcriptFailed", { message: errorText(e) }));
+  } finally {
+    busyTranscript(false);
   }
 }
 
-// ---- the socket ----
-
-function connect() {
-  if (closed || halted) return;
-  const proto = window.location.protocol === "https:" ? "wss:" : "ws:";
-  const who = tokenMode ? `token=${encodeURIComponent(token)}` : `user=${encodeURIComponent(user)}`;
-  const url = `${proto}//${window.location.host}${roomPath}/ws?${who}`;
-  setConn(attempt === 0 ? "connecting" : "reconnecting", attempt === 0 ? "Connecting…" : "Reconnecting…");
-  const ws = new WebSocket(url);
-  socket = ws;
-  live = false;
-  historyDone = false;
-  updateControls();
-  ws.onmessage = (event) => {
-    if (ws !== socket) return;
-    let frame;
-    try {
-      frame = JSON.parse(event.data);
-    } catch (e) {
-      return;
-    }
-    onFrame(ws, frame);
-  };
-  ws.onclose = (event) => {
-    if (ws !== socket) return;
-    socket = null;
-    live = false;
-    pending.clear();
-    updateControls();
-    // 4001: the token expired; the same token would only be refused again.
-    if (event.code === 4001) {
-      dropToken();
-      signinNeeded(tokenTrouble({ status: 401, message: "token expired" }));
-      return;
-    }
-    if (!closed) scheduleReconnect();
-  };
-}
-
-function onFrame(ws, frame) {
-  switch (frame.type) {
-    case "state":
-      if (!live) {
-        live = true;
-        attempt = 0;
-        setConn("live", "Live");
-        updateControls();
-        loadHistory(() => ws === socket).catch((e) => {
-          showNotice(`Could not load earlier messages: ${e.message}`);
-        });
-      }
-      applyView(frame);
-      break;
-    case "message":
-      addMessage(frame);
-      if (historyDone) complete = Math.max(complete, frame.seq);
-      break;
-    case "ack": {
-      const req = pending.get(frame.req);
-      pending.delete(frame.req);
-      if (req && req.kind === "vote") setMyVote(req.side);
-      else if (req && req.kind === "retract") setMyVote(null);
-      else updateControls();
-      break;
-    }
-    case "error": {
-      const req = pending.get(frame.req);
-      pending.delete(frame.req);
-      updateControls();
-      if (frame.error === "room_closed") {
-        checkRoom().catch(() => {});
-        break;
-      }
-      // The token expired: the close (4001) that follows says what to do.
-      if (frame.error === "unauthorized" && frame.req === null) break;
-      if (req && req.kind === "say" && el.say.value === "") el.say.value = req.text;
-      showNotice(`Refused: ${frame.message}`);
-      break;
-    }
-    case "closed":
-      showClosed(frame);
-      break;
-    default:
-      break;
-  }
-}
-
-function send(frame, request) {
-  if (!socket || !live || socket.readyState !== WebSocket.OPEN) {
-    showNotice("Not connected right now; try again in a moment.");
-    return false;
-  }
-  reqCounter += 1;
-  const req = `r${reqCounter}`;
-  pending.set(req, request);
-  socket.send(JSON.stringify({ ...frame, req }));
-  updateControls();
-  return true;
-}
-
-/** Asks the API about the room: false when there is nothing to reconnect to. */
-async function checkRoom() {
-  const view = await api("GET", roomPath);
-  if (view.status === "closed") {
-    if (!closed) await closedFromServer(view);
-    return false;
-  }
-  applyView(view);
-  return true;
-}
-
-function scheduleReconnect() {
-  const cap = Math.min(BACKOFF_MAX_MS, BACKOFF_FIRST_MS * 2 ** attempt);
-  const delay = Math.round(cap / 2 + (Math.random() * cap) / 2);
-  attempt += 1;
-  setConn("reconnecting", `Connection lost. Reconnecting in ${Math.max(1, Math.round(delay / 1000))} s…`);
-  clearTimeout(reconnectTimer);
-  reconnectTimer = setTimeout(async () => {
-    if (closed || halted) return;
-    try {
-      if (!(await checkRoom())) return;
-      // A refused upgrade shows no status to a page: ask about the token first.
-      if (tokenMode) await authInfo(token, roomId);
-    } catch (e) {
-      if (e.code === "not_found") {
-        roomGone();
-        return;
-      }
-      if (e.status === 401 || e.status === 403) {
-        if (e.status === 401) dropToken();
-        signinNeeded(tokenTrouble(e));
-        return;
-      }
-      // The server is not answering: wait longer.
-      scheduleReconnect();
-      return;
-    }
-    connect();
-  }, delay);
+/** Stops the client for good (no more reconnecting). */
+function stopClient() {
+  const c = client;
+  client = null;
+  if (c) c.close();
 }
 
 /** Token mode without a usable token: say how to get one, and stop trying. */
-function signinNeeded(message) {
-  halted = true;
-  live = false;
-  clearTimeout(reconnectTimer);
-  if (socket) {
-    const s = socket;
-    socket = null;
-    s.close(1000);
-  }
-  pending.clear();
+function signinNeeded(text) {
+  stopClient();
+  signinText = text;
+  badge = "offline";
   el.join.hidden = true;
   el.live.hidden = true;
-  el.signinText.textContent = message;
   el.signin.hidden = false;
-  setConn("closed", "Not connected");
+  render();
 }
 
 function roomGone() {
-  closed = true;
+  stopClient();
+  titleKey = "room.gone.title";
   el.live.hidden = true;
   el.join.hidden = true;
-  el.title.textContent = "No such room";
-  showNotice("This room does not exist (any more). Pick one from the list of rooms.");
+  renderTitle();
+  showNotice(() => t("room.gone.notice"));
+}
+
+// ---- the client ----
+
+/** Opens the room as `user` (or the token's user) through the client; its events drive the page. */
+function connectClient() {
+  const c = new RoomClient({
+    room: roomId,
+    user: tokenMode ? undefined : user,
+    token: tokenMode ? token : undefined,
+  });
+  client = c;
+  // For debugging and the browser tests: the page's client.
+  window.roomstate = { client: c };
+  const on = (type, handle) =>
+    c.addEventListener(type, (event) => {
+      if (c === client) handle(event.detail);
+    });
+  on("status", (s) => {
+    status = s;
+    if (s === "connecting" || s === "live" || s === "reconnecting") {
+      badge = s;
+      retryDelay = null;
+      renderConn();
+    }
+    renderControls();
+  });
+  on("retry", ({ delay, attempt }) => {
+    retryDelay = delay;
+    renderConn();
+    // Once the delay is over, the client is trying: "Reconnecting…".
+    setTimeout(() => {
+      if (c === client && status === "reconnecting" && c.attempt === attempt) {
+        retryDelay = null;
+        renderConn();
+      }
+    }, delay);
+  });
+  on("state", applyView);
+  on("message", addMessage);
+  on("catchup", ({ active }) => busyTranscript(active));
+  on("closed", showClosed);
+  on("failed", (e) => {
+    if (e.code === "not_found") return roomGone();
+    if (e.status === 401 || e.status === 403) {
+      if (e.status === 401) dropToken();
+      return signinNeeded(() => tokenTrouble(e));
+    }
+    stopClient();
+    badge = "offline";
+    render();
+    showNotice(() => t("room.refused", { message: errorText(e) }));
+  });
+  on("problem", (e) => {
+    // An expired token: the close (4001) follows, and the client's check after it fails with
+    // the 401 that says what to do. A lost connection shows in the badge.
+    if (e.code === "unauthorized" || e.code === "network") return;
+    if (e.status !== undefined) showNotice(() => t("room.historyFailed", { message: errorText(e) }));
+    else showNotice(() => t("room.refused", { message: errorText(e) }));
+  });
+  // Failures and the room's close come as events.
+  c.connect().catch(() => {});
+}
+
+/** What to do with a refused request. */
+function refused(e) {
+  // A closed room: the client gets the `closed` frame, or learns it before reconnecting.
+  // A stopped client: the page already says why.
+  if (e.code === "room_closed" || e.code === "disconnected") return;
+  showNotice(() => t("room.refused", { message: errorText(e) }));
+}
+
+/** The client, if it can send now; otherwise says so. */
+function liveClient() {
+  if (client && status === "live") return client;
+  showNotice(() => t("room.notConnected"));
+  return null;
+}
+
+/** Votes or retracts; the buttons wait for the answer. */
+function castVote(send, side) {
+  const c = liveClient();
+  if (!c) return;
+  busy += 1;
+  renderControls();
+  send(c)
+    .then(() => setMyVote(side), refused)
+    .finally(() => {
+      busy -= 1;
+      renderControls();
+    });
 }
 
 // ---- controls ----
@@ -417,24 +389,21 @@ function roomGone() {
 el.joinForm.addEventListener("submit", (event) => {
   event.preventDefault();
   const name = el.user.value.trim();
-  let problem = null;
-  if (name === "") problem = "Type a name first.";
-  else if (!USER_RE.test(name))
-    problem = `“${name}” cannot be used: a name is 1–64 letters, digits, “.”, “_” or “-”, with no spaces.`;
-  if (problem) {
-    el.userError.textContent = problem;
-    el.userError.hidden = false;
+  userError = null;
+  if (name === "") userError = () => t("room.name.empty");
+  else if (!USER_RE.test(name)) userError = () => t("room.name.bad", { name });
+  renderTexts();
+  if (userError) {
     el.user.setAttribute("aria-invalid", "true");
     el.user.focus();
     return;
   }
-  el.userError.hidden = true;
   el.user.removeAttribute("aria-invalid");
   store("roomstate:user", name);
   enter(name);
 });
 
-/** Goes live as `name`: opening the socket joins the room. */
+/** Goes live as `name`: the client's socket joins the room. */
 function enter(name) {
   user = name;
   myVote = stored(voteKey());
@@ -443,13 +412,14 @@ function enter(name) {
   el.meLine.hidden = false;
   el.join.hidden = true;
   el.live.hidden = false;
-  updateControls();
-  connect();
+  connectClient();
+  render();
   el.say.focus();
 }
 
 el.user.addEventListener("input", () => {
-  el.userError.hidden = true;
+  userError = null;
+  renderTexts();
   el.user.removeAttribute("aria-invalid");
 });
 
@@ -457,22 +427,24 @@ for (const [button, side] of [
   [el.votePro, "pro"],
   [el.voteCon, "con"],
 ]) {
-  button.addEventListener("click", () => {
-    // Sent even when it looks like our vote already: the remembered vote may be stale (another
-    // tab), and the same side again changes nothing on the server.
-    send({ type: "vote", side }, { kind: "vote", side });
-  });
+  // Sent even when it looks like our vote already: the remembered vote may be stale (another
+  // tab), and the same side again changes nothing on the server.
+  button.addEventListener("click", () => castVote((c) => c.vote(side), side));
 }
 
-el.retract.addEventListener("click", () => {
-  send({ type: "retract" }, { kind: "retract" });
-});
+el.retract.addEventListener("click", () => castVote((c) => c.retract(), null));
 
 el.sayForm.addEventListener("submit", (event) => {
   event.preventDefault();
   const text = el.say.value;
   if (text.trim() === "") return;
-  if (send({ type: "say", text }, { kind: "say", text })) el.say.value = "";
+  const c = liveClient();
+  if (!c) return;
+  el.say.value = "";
+  c.say(text).catch((e) => {
+    if (el.say.value === "") el.say.value = text;
+    refused(e);
+  });
 });
 
 // ---- start ----
@@ -486,27 +458,27 @@ window.addEventListener("hashchange", () => {
 });
 
 async function start() {
-  let view;
-  let auth;
+  let v;
   try {
-    auth = await authInfo();
+    const auth = await api.auth({ token: null });
     if (auth.mode === "token") {
       tokenMode = true;
       // Taken at once, so the token leaves the address bar whatever happens next.
       token = takeToken();
     }
-    view = await api("GET", roomPath);
+    v = await api.getRoom(roomId);
   } catch (e) {
     if (e.code === "not_found") roomGone();
     else {
-      el.title.textContent = "Room unavailable";
-      showNotice(`Could not load the room: ${e.message} Reload the page to try again.`);
+      titleKey = "room.unavailable.title";
+      renderTitle();
+      showNotice(() => t("room.unavailable.notice", { message: errorText(e) }));
     }
     return;
   }
-  applyView(view);
-  if (view.status === "closed") {
-    await closedFromServer(view);
+  applyView(v);
+  if (v.status === "closed") {
+    await closedOnLoad(v);
     return;
   }
   if (tokenMode) {
@@ -521,25 +493,23 @@ async function start() {
 /** Token mode: the user is whoever the engine says the token is for. */
 async function enterWithToken() {
   if (!token) {
-    signinNeeded(
-      "This room needs a personal link: open it from the application that sent you here " +
-        "(its links end in “#token=…”).",
-    );
+    signinNeeded(() => t("token.none"));
     return;
   }
   let me;
   try {
-    me = await authInfo(token, roomId);
+    me = await api.auth({ token, room: roomId });
   } catch (e) {
     if (e.status === 401 || e.status === 403) {
       if (e.status === 401) dropToken();
-      signinNeeded(tokenTrouble(e));
+      signinNeeded(() => tokenTrouble(e));
     } else {
-      showNotice(`Could not check your link: ${e.message} Reload the page to try again.`);
+      showNotice(() => t("room.checkLinkFailed", { message: errorText(e) }));
     }
     return;
   }
   enter(me.user);
 }
 
+localized(render);
 start();

@@ -1,7 +1,8 @@
 //! A real headless Chromium, driven over WebDriver: `Browser` starts Debian's `chromedriver` on a
 //! free port (in its own process group, so every Chromium it starts dies with it), and each
-//! `Session` is one browser window with a fresh profile: one user. The WebDriver protocol is
-//! spoken with awc and serde_json, nothing more.
+//! `Session` is one browser window with a fresh profile: one user, whose browser prefers English
+//! (`session`) or the languages a test names (`session_in`, e.g. Korean). The WebDriver protocol
+//! is spoken with awc and serde_json, nothing more.
 //!
 //! Waiting is always on a condition in the page (`wait_for`, `wait_text`), with a deadline; a
 //! test that times out prints what the page showed.
@@ -90,8 +91,16 @@ impl Browser {
         }
     }
 
-    /// A new browser window with a fresh profile.
+    /// A new browser window with a fresh profile, preferring English.
     pub async fn session(&self, name: &str) -> Session {
+        self.session_in(name, "en-US,en").await
+    }
+
+    /// A new browser window with a fresh profile whose preferred languages are `languages`
+    /// (Accept-Language style, e.g. "ko-KR,ko"): its UI language is the first, and
+    /// `navigator.languages` lists them all.
+    pub async fn session_in(&self, name: &str, languages: &str) -> Session {
+        let first = languages.split(',').next().unwrap_or("en-US");
         let profile = self.profiles.path().join(name);
         std::fs::create_dir_all(&profile).expect("profile dir");
         let args = [
@@ -105,6 +114,7 @@ impl Browser {
             "--disable-sync".to_owned(),
             "--disable-dev-shm-usage".to_owned(),
             "--window-size=1100,1000".to_owned(),
+            format!("--lang={first}"),
             format!("--user-data-dir={}", profile.display()),
         ];
         let body = json!({
@@ -114,6 +124,7 @@ impl Browser {
                     "goog:chromeOptions": {
                         "binary": self.chromium.display().to_string(),
                         "args": args,
+                        "prefs": { "intl": { "accept_languages": languages } },
                     },
                 },
             },
@@ -199,6 +210,11 @@ impl Session {
 
     pub async fn goto(&self, url: &str) {
         self.cmd("POST", "/url", Some(json!({ "url": url }))).await;
+    }
+
+    /// Reloads the page, as the browser's reload button does.
+    pub async fn reload(&self) {
+        self.cmd("POST", "/refresh", Some(json!({}))).await;
     }
 
     /// Runs `script` (a function body; `arguments` holds `args`) and returns what it returns.

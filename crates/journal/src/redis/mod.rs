@@ -54,6 +54,8 @@ use super::{
     writer::{self as thread, WriterThread},
     Journal, JournalError, JournalFuture, JournalMetrics, JournalStatus, RoomLog,
 };
+use crate::access::Access;
+pub use crate::access::RedisAccess;
 
 /// A batch stops taking queued requests at this many events, so one pipeline stays short.
 const MAX_BATCH_EVENTS: usize = 8192;
@@ -61,22 +63,39 @@ const MAX_BATCH_EVENTS: usize = 8192;
 const ROOMS_PER_PIPELINE: usize = 256;
 const WRITER_THREAD: &str = "roomstate-redis-journal";
 
-/// Where the primary is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where the primary is. Its `Debug` shows a URL redacted.
+#[derive(Clone, PartialEq, Eq)]
 pub enum RedisTarget {
-    /// A plain Redis, e.g. `redis://127.0.0.1:6379`.
+    /// A plain Redis, e.g. `redis://127.0.0.1:6379`, `rediss://user:pass@host:6380`.
     Url(String),
-    /// Ask these sentinels (`host:port`) for the primary named `master_name`.
+    /// Ask these sentinels (`host:port`) for the primary named `master_name`, and connect to
+    /// the `host:port` they name with the servers' access.
     Sentinels {
         addrs: Vec<String>,
         master_name: String,
     },
 }
 
+impl std::fmt::Debug for RedisTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RedisTarget::Url(url) => f.debug_tuple("Url").field(&redact::url(url)).finish(),
+            RedisTarget::Sentinels { addrs, master_name } => f
+                .debug_struct("Sentinels")
+                .field("addrs", addrs)
+                .field("master_name", master_name)
+                .finish(),
+        }
+    }
+}
+
 /// How to reach Redis and what durable means.
 #[derive(Debug, Clone)]
 pub struct RedisJournalConfig {
     pub target: RedisTarget,
+    /// Credentials and TLS for the servers (the URL's primary, or the primaries the sentinels
+    /// name) and for the sentinels.
+    pub access: RedisAccess,
     /// Replicas that must hold a batch (`WAIT`) before it is acknowledged; 0 skips `WAIT`.
     pub min_replica_acks: u32,
     /// How long `WAIT` waits for the replicas.
@@ -92,11 +111,12 @@ pub struct RedisJournalConfig {
 }
 
 impl RedisJournalConfig {
-    /// The defaults for a target: a 1 s `WAIT`, 2 s replies, 500 ms connects, the default
-    /// record of recent acknowledgements.
+    /// The defaults for a target: no credentials and no TLS (but what a URL says), a 1 s
+    /// `WAIT`, 2 s replies, 500 ms connects, the default record of recent acknowledgements.
     pub fn new(target: RedisTarget, min_replica_acks: u32) -> Self {
         Self {
             target,
+            access: RedisAccess::default(),
             min_replica_acks,
             wait_timeout: Duration::from_millis(1000),
             response_timeout: Duration::from_millis(2000),
@@ -169,6 +189,19 @@ impl RedisJournal {
                 format!("sentinels {} ({master_name})", addrs.join(","))
             }
         };
+        let (servers, sentinels) = (&config.access.servers, &config.access.sentinels);
+        if servers.tls().is_some() || sentinels.tls().is_some() {
+            crate::access::install_crypto_provider();
+        }
+        // Whether there are credentials and TLS, never the credentials.
+        let user = |access: &Access| {
+            access
+                .credentials()
+                .map(|c| c.username().unwrap_or("default").to_owned())
+        };
+        let (server_user, sentinel_user) = (user(servers), user(sentinels));
+        let tls = servers.tls().is_some()
+            || matches!(&config.target, RedisTarget::Url(url) if url.starts_with("rediss://"));
         let (requests, queue) = mpsc::unbounded_channel();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -179,7 +212,13 @@ impl RedisJournal {
             .name(WRITER_THREAD.into())
             .spawn(move || runtime.block_on(writer.run(queue)))
             .map_err(|e| JournalError::Unavailable(format!("cannot start journal thread: {e}")))?;
-        tracing::info!(redis.target = %describe, "redis journal started");
+        tracing::info!(
+            redis.target = %describe,
+            redis.tls = tls,
+            redis.user = server_user.as_deref(),
+            redis.sentinel_user = sentinel_user.as_deref(),
+            "redis journal started"
+        );
         Ok(Self {
             inner: Arc::new(Inner {
                 requests,

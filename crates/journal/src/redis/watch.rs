@@ -17,11 +17,13 @@
 //! is seen). Every event but `+switch-master` carries
 //! `<type> <name> <ip> <port> [@ <master name> <master ip> <master port>]`.
 //!
-//! Each connection reconnects with backoff (100 ms doubling to 5 s) and PINGs every second, so a
-//! sentinel that stops answering is noticed. On every (re)subscription, and every second while
-//! its sentinel has a failover under way, the watcher reads `SENTINEL MASTER <name>` (flag
-//! `failover_in_progress`) and hands it to the fence: events missed while disconnected, and an
-//! end or abort that never arrives, are made up for.
+//! Each connection goes through the sentinels' `Access` (password, TLS), like the look-ups in
+//! `sentinel`, reconnects with backoff (100 ms doubling to 5 s) and PINGs every second, so a
+//! sentinel that stops answering is noticed (and one that refuses the password says so). On
+//! every (re)subscription, and every second while its sentinel has a failover under way, the
+//! watcher reads `SENTINEL MASTER <name>` (flag `failover_in_progress`) and hands it to the
+//! fence: events missed while disconnected, and an end or abort that never arrives, are made up
+//! for.
 //!
 //! The watcher runs as tasks on the writer thread's runtime: they only await I/O and take the
 //! fence's lock for a few map operations, so they never hold the writer up, and the writer never
@@ -37,6 +39,7 @@ use redis::{AsyncConnectionConfig, Msg, Value};
 use tokio::time::{timeout, MissedTickBehavior};
 
 use super::fence::{Fences, Signal};
+use crate::access::Access;
 
 /// Channels subscribed to on every sentinel.
 const PATTERNS: [&str; 9] = [
@@ -102,6 +105,8 @@ pub(super) fn parse_event(channel: &str, payload: &str, master: &str) -> Option<
 /// How the watcher reaches the sentinels.
 pub(super) struct Settings {
     pub(super) master: String,
+    /// The sentinels' credentials and TLS.
+    pub(super) access: Access,
     pub(super) connect_timeout: Duration,
     pub(super) response_timeout: Duration,
 }
@@ -149,13 +154,14 @@ impl Watcher {
 
     /// Subscribes and handles events until the subscription fails; returns why.
     async fn listen(&self, backoff: &mut Duration, down: &mut bool) -> String {
-        let client = match redis::Client::open(format!("redis://{}", self.addr)) {
+        let access = &self.settings.access;
+        let client = match access.client(&self.addr) {
             Ok(client) => client,
             Err(e) => return e.to_string(),
         };
         let pubsub = match timeout(self.settings.connect_timeout, client.get_async_pubsub()).await {
             Ok(Ok(pubsub)) => pubsub,
-            Ok(Err(e)) => return format!("connect: {e}"),
+            Ok(Err(e)) => return format!("connect: {}", access.describe(&e)),
             Err(_) => return "connect: timed out".into(),
         };
         let (mut sink, mut events) = pubsub.split();
@@ -166,7 +172,7 @@ impl Watcher {
         .await
         {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => return format!("PSUBSCRIBE: {e}"),
+            Ok(Err(e)) => return format!("PSUBSCRIBE: {}", access.describe(&e)),
             Err(_) => return "PSUBSCRIBE: timed out".into(),
         }
         *backoff = BACKOFF_MIN;
@@ -191,7 +197,7 @@ impl Watcher {
                 _ = tick.tick() => {
                     match timeout(self.settings.response_timeout, sink.ping::<Value>()).await {
                         Ok(Ok(_)) => {}
-                        Ok(Err(e)) => return format!("PING: {e}"),
+                        Ok(Err(e)) => return format!("PING: {}", access.describe(&e)),
                         Err(_) => return "PING: no reply in time".into(),
                     }
                     if self.fences.is_marked(self.source) {
@@ -235,13 +241,12 @@ impl Watcher {
 
     /// `Some(primary)` when the sentinel has a failover of it under way.
     async fn failover_in_progress(&self) -> Result<Option<String>, String> {
-        let client =
-            redis::Client::open(format!("redis://{}", self.addr)).map_err(|e| e.to_string())?;
+        let access = &self.settings.access;
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.settings.connect_timeout))
             .set_response_timeout(Some(self.settings.response_timeout));
-        let mut conn = client
-            .get_multiplexed_async_connection_with_config(&config)
+        let mut conn = access
+            .connect(&self.addr, &config)
             .await
             .map_err(|e| format!("connect: {e}"))?;
         let reply: Vec<String> = redis::cmd("SENTINEL")
@@ -249,7 +254,7 @@ impl Watcher {
             .arg(&self.settings.master)
             .query_async(&mut conn)
             .await
-            .map_err(|e| format!("SENTINEL MASTER: {e}"))?;
+            .map_err(|e| format!("SENTINEL MASTER: {}", access.describe(&e)))?;
         Ok(master_in_failover(&reply))
     }
 }

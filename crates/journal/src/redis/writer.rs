@@ -84,6 +84,7 @@ impl Writer {
         {
             let settings = Settings {
                 master: master_name.clone(),
+                access: self.config.access.sentinels.clone(),
                 connect_timeout: self.config.connect_timeout,
                 response_timeout: self.config.response_timeout,
             };
@@ -341,7 +342,13 @@ impl Writer {
         let candidates = match &self.config.target {
             RedisTarget::Url(url) => vec![url.clone()],
             RedisTarget::Sentinels { addrs, master_name } => {
-                sentinel::primary_candidates(addrs, master_name, &self.connection_config()).await?
+                sentinel::primary_candidates_via(
+                    &self.config.access.sentinels,
+                    addrs,
+                    master_name,
+                    &self.connection_config(),
+                )
+                .await?
             }
         };
         let mut last_error = JournalError::Unavailable("no primary candidate".into());
@@ -362,23 +369,19 @@ impl Writer {
         Err(last_error)
     }
 
-    /// Connects to `target` (a URL or `host:port`) and checks that it is a primary.
+    /// Connects to `target` (a URL or `host:port`) with the servers' credentials and TLS, and
+    /// checks that it is a primary.
     async fn connect_checked(&self, target: &str) -> Result<MultiplexedConnection, JournalError> {
-        let url = if target.contains("://") {
-            target.to_owned()
-        } else {
-            format!("redis://{target}")
-        };
-        let shown = redact::url(&url);
-        let client = redis::Client::open(url.as_str()).map_err(|e| unavailable(&shown, e))?;
-        let mut conn = client
-            .get_multiplexed_async_connection_with_config(&self.connection_config())
+        let access = &self.config.access.servers;
+        let shown = redact::url(target);
+        let mut conn = access
+            .connect(target, &self.connection_config())
             .await
             .map_err(|e| unavailable(&format!("connect {shown}"), e))?;
         let role: Vec<Value> = redis::cmd("ROLE")
             .query_async(&mut conn)
             .await
-            .map_err(|e| unavailable(&format!("ROLE on {shown}"), e))?;
+            .map_err(|e| unavailable(&format!("ROLE on {shown}"), access.describe(&e)))?;
         let role: String = role
             .into_iter()
             .next()
