@@ -159,6 +159,16 @@ impl RoomActor {
     }
 
     fn batch_failed(&mut self, error: JournalError, ctx: &mut Context<Self>) {
+        if let JournalError::Fenced(why) = &error {
+            // Another node owns the room now (a newer lease): nothing this actor holds can
+            // become durable any more. It stops at once; the owner serves the room.
+            tracing::warn!(room.id = %self.state.id(), %why, "room lost to another owner; dropping it");
+            return self.give_up(
+                "the room moved to another node before this request became durable; retry it",
+                CloseReason::TryAgainLater,
+                ctx,
+            );
+        }
         let retry = self.commits.batch_failed(Instant::now());
         if retry.outage_began {
             match &error {
@@ -166,14 +176,15 @@ impl RoomActor {
                 // slowly, so nothing acknowledged or pending is dropped meanwhile.
                 JournalError::Corrupt(_) => tracing::error!(room.id = %self.state.id(), %error,
                     seq = self.state.seq(), "journal refused the room's events as corrupt"),
-                JournalError::Unavailable(_) => tracing::debug!(room.id = %self.state.id(),
-                    %error, pending = self.commits.len(), "journal append failed; retrying"),
+                JournalError::Unavailable(_) | JournalError::Fenced(_) => tracing::debug!(
+                    room.id = %self.state.id(), %error, pending = self.commits.len(),
+                    "journal append failed; retrying"),
             }
         }
         // A corrupt log needs an operator, not a quick retry: try again at the slowest pace.
         let after = match error {
             JournalError::Corrupt(_) => retry.after.max(MAX_RETRY_DELAY),
-            JournalError::Unavailable(_) => retry.after,
+            JournalError::Unavailable(_) | JournalError::Fenced(_) => retry.after,
         };
         ctx.run_later(after, |act, ctx| {
             act.commits.retry_due();
@@ -377,6 +388,39 @@ impl RoomActor {
         );
     }
 
+    /// Stops the room now, refusing with `refusal` (503) every request still waiting for the
+    /// journal — none of it became durable here — and a close in progress, and ending every
+    /// socket for `reason`.
+    fn give_up(&mut self, refusal: &str, reason: CloseReason, ctx: &mut Context<Self>) {
+        let (dropped, waiters) = self.commits.abandon();
+        if dropped > 0 {
+            tracing::warn!(room.id = %self.state.id(), events = dropped,
+                "room stopping with events not yet durable; their requests are refused");
+        }
+        self.deps.metrics.journal_pending.sub(dropped as i64);
+        let failure = || RoomFailure::Unavailable(refusal.to_owned());
+        for waiter in waiters {
+            match waiter {
+                Waiter::Reply { tx, .. } => {
+                    let _ = tx.send(Err(failure()));
+                }
+                Waiter::Attach(_, tx) => {
+                    let _ = tx.send(Err(failure()));
+                }
+            }
+        }
+        if let Some(closing) = self.closing.as_mut() {
+            closing.failed(RoomFailure::Unavailable(
+                "the room stopped here before its record was written; retry the close".into(),
+            ));
+        }
+        self.sessions.end_all(None, reason);
+        for tx in self.shutdown_waiters.drain(..) {
+            let _ = tx.send(());
+        }
+        ctx.stop();
+    }
+
     /// Lapses HTTP joins idle for longer than the configured time.
     fn sweep_idle(&mut self, ctx: &mut Context<Self>) {
         for user in self.http_idle.lapsed(Instant::now()) {
@@ -533,37 +577,11 @@ impl Handler<Abandon> for RoomActor {
     type Result = ();
 
     fn handle(&mut self, _: Abandon, ctx: &mut Self::Context) {
-        let (dropped, waiters) = self.commits.abandon();
-        if dropped > 0 {
-            tracing::warn!(room.id = %self.state.id(), events = dropped,
-                "engine stopping with events not yet durable; their requests are refused");
-        }
-        self.deps.metrics.journal_pending.sub(dropped as i64);
-        let refusal = || {
-            RoomFailure::Unavailable(
-                "the server stopped before this request became durable; retry it".into(),
-            )
-        };
-        for waiter in waiters {
-            match waiter {
-                Waiter::Reply { tx, .. } => {
-                    let _ = tx.send(Err(refusal()));
-                }
-                Waiter::Attach(_, tx) => {
-                    let _ = tx.send(Err(refusal()));
-                }
-            }
-        }
-        if let Some(closing) = self.closing.as_mut() {
-            closing.failed(RoomFailure::Unavailable(
-                "the server stopped before the room's record was written; retry the close".into(),
-            ));
-        }
-        self.sessions.end_all(None, CloseReason::ServerShutdown);
-        for tx in self.shutdown_waiters.drain(..) {
-            let _ = tx.send(());
-        }
-        ctx.stop();
+        self.give_up(
+            "the server stopped before this request became durable; retry it",
+            CloseReason::ServerShutdown,
+            ctx,
+        );
     }
 }
 

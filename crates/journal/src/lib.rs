@@ -40,9 +40,14 @@ pub enum JournalError {
     /// the failed call may be reported as durable; retrying the same events later is safe.
     #[error("durability log unavailable: {0}")]
     Unavailable(String),
-    /// The log holds something that cannot be replayed (a gap, an undecodable event).
+    /// The log holds something that cannot be replayed (a gap, an undecodable event), or that
+    /// differs from what was sent again under the same seq.
     #[error("durability log corrupt: {0}")]
     Corrupt(String),
+    /// The room has another owner now (a newer lease epoch): this writer may never write it
+    /// again. Nothing of the refused call was written.
+    #[error("the room is owned elsewhere now: {0}")]
+    Fenced(String),
 }
 
 /// The future every journal call returns.

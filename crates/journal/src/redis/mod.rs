@@ -18,9 +18,16 @@
 //! the last seconds (`recent`) and, on every new connection, re-appends whatever of it the
 //! primary lacks before it writes anything new (`repair`).
 //!
+//! Every batch is ONE call of a Redis function (`roomstate.lua`, `FCALL roomstate_batch`) plus
+//! the room index updates and the `WAIT`: per room, the function checks the writer's lease epoch
+//! against the room's owner hash and that the first event follows the log (an event sent again
+//! must be byte-identical to the stored one: a conflict is reported, never taken for "already
+//! stored"), then appends, snapshots-and-trims or deletes — all or nothing per room.
+//!
 //! Keys, all of one room under one hash tag (so they share a slot under Redis Cluster):
-//! `roomstate:{<room>}:log` (stream, entry id `<seq>-0`, field `e` = event JSON) and
-//! `roomstate:{<room>}:snap` (snapshot JSON); and the set `roomstate:rooms` of open rooms.
+//! `roomstate:{<room>}:log` (stream, entry id `<seq>-0`, field `e` = event JSON),
+//! `roomstate:{<room>}:snap` (snapshot JSON) and `roomstate:{<room>}:owner` (hash: lease `epoch`
+//! and `node`, `snap_seq`); and, apart, the set `roomstate:rooms` of open rooms.
 //!
 //! # Layout
 //! - this file: the configuration, the `Journal` handle and the requests it queues;
@@ -288,7 +295,18 @@ impl Keys<'_> {
     fn snap(&self, room: &str) -> String {
         format!("{}:{{{room}}}:snap", self.prefix)
     }
+    /// Set and deleted by every recovery, so its `WAIT` has a write to wait for.
+    fn recovery_probe(&self) -> String {
+        format!("{}:recovery-probe", self.prefix)
+    }
+    /// The room's owner hash: lease `epoch` and `node`, the last snapshot's `snap_seq`.
+    fn owner(&self, room: &str) -> String {
+        format!("{}:{{{room}}}:owner", self.prefix)
+    }
 }
+
+/// The journal's Redis function library (`roomstate_batch`): loaded on every new connection.
+const FUNCTIONS: &str = include_str!("roomstate.lua");
 
 fn unavailable(what: &str, error: impl std::fmt::Display) -> JournalError {
     JournalError::Unavailable(format!("redis {what}: {error}"))

@@ -15,47 +15,39 @@
 --   "D" <epoch>                                         forget the room (its record is in SQL)
 -- <epoch> is the writer's lease epoch for the room; 0 means "no lease" (a single engine).
 --
--- Every check of every operation runs before any write: a batch with one bad operation changes
--- nothing of the others... except that operations are independent — each one is answered on its
--- own, and only the good ones are applied (a room's refusal must not hold up other rooms). The
--- writes of one operation are all-or-nothing: nothing can fail once its checks passed (the
--- function is refused whole under OOM before it runs, as it is not `allow-oom`).
+-- Operations are independent: each is answered on its own, and only the accepted ones are applied
+-- (one room's refusal must not hold up the others). Every check runs before any write, and
+-- nothing can fail once the checks passed (a function that writes is refused whole under OOM
+-- before it runs, as this one is not `allow-oom`), so each operation is all-or-nothing.
 --
 -- Answers, one per operation: "OK", or "STALE <epoch> <node>" (the room has another owner now:
 -- the writer must stop writing it), "CONFLICT <seq>" (a stored event differs from the one sent:
 -- never "already stored"), "GAP <expected seq>" (the first event does not follow the log).
--- Each call also bumps a counter in each room's owner hash, so the WAIT after the batch covers it
--- even when every event was already stored.
+-- An append whose events were all stored already still writes (a counter in the owner hash), so
+-- the WAIT after the batch always covers the call.
 
-local function last_seq(log)
-  if redis.call('EXISTS', log) == 0 then
-    return 0
-  end
-  local info = redis.call('XINFO', 'STREAM', log)
-  for i = 1, #info, 2 do
-    if info[i] == 'last-generated-id' then
-      return tonumber((string.match(info[i + 1], '^(%d+)')))
-    end
-  end
-  return 0
+-- The owner hash's epoch, node and snapshot seq (0, '' and 0 when it does not exist).
+local function owner_of(owner)
+  local o = redis.call('HMGET', owner, 'epoch', 'node', 'snap_seq')
+  return tonumber(o[1] or '0') or 0, o[2] or '', tonumber(o[3] or '0') or 0
 end
 
-local function owner_refusal(owner, epoch)
-  local current = redis.call('HMGET', owner, 'epoch', 'node')
-  local stored = tonumber(current[1] or '0') or 0
-  if stored ~= epoch then
-    return 'STALE ' .. tostring(stored) .. ' ' .. tostring(current[2] or '')
+-- The seq of the room's last event: the top entry of its log, or — when a snapshot trimmed the
+-- log empty — the snapshot's seq (everything up to it was durable when it was taken).
+local function last_seq(log, snap_seq)
+  local top = redis.call('XREVRANGE', log, '+', '-', 'COUNT', 1)
+  if #top == 0 then
+    return snap_seq
   end
-  return nil
+  return tonumber((string.match(top[1][1], '^(%d+)')))
 end
 
 -- Checks one append; returns the refusal, or nil and the index of the first new event.
-local function check_append(log, owner, first, events)
-  local top = last_seq(log)
+local function check_append(log, snap_seq, first, events)
+  local top = last_seq(log, snap_seq)
   if first > top + 1 then
     return 'GAP ' .. tostring(top + 1)
   end
-  local snap_seq = tonumber(redis.call('HGET', owner, 'snap_seq') or '0') or 0
   -- Events at or below the top must be exactly what is stored (a re-send after a lost reply);
   -- those trimmed away by a snapshot were made durable by this room's owner before it.
   for i = 1, #events do
@@ -83,7 +75,11 @@ local function batch(keys, args)
     local op = args[a]
     local epoch = tonumber(args[a + 1])
     a = a + 2
-    local refusal = owner_refusal(owner, epoch)
+    local stored_epoch, node, snap_seq = owner_of(owner)
+    local refusal
+    if stored_epoch ~= epoch then
+      refusal = 'STALE ' .. tostring(stored_epoch) .. ' ' .. node
+    end
     if op == 'A' then
       local first = tonumber(args[a])
       local count = tonumber(args[a + 1])
@@ -94,7 +90,7 @@ local function batch(keys, args)
       a = a + 2 + count
       local from
       if not refusal then
-        refusal, from = check_append(log, owner, first, events)
+        refusal, from = check_append(log, snap_seq, first, events)
       end
       if not refusal then
         writes[#writes + 1] = { 'A', log, owner, first, events, from }
@@ -103,8 +99,11 @@ local function batch(keys, args)
       local seq = tonumber(args[a])
       local body = args[a + 1]
       a = a + 2
-      if not refusal and seq > last_seq(log) then
-        refusal = 'GAP ' .. tostring(last_seq(log) + 1)
+      if not refusal then
+        local top = last_seq(log, snap_seq)
+        if seq > top then
+          refusal = 'GAP ' .. tostring(top + 1)
+        end
       end
       if not refusal then
         writes[#writes + 1] = { 'S', log, owner, seq, body, snap }
@@ -124,13 +123,15 @@ local function batch(keys, args)
       for i = from, #events do
         redis.call('XADD', log, tostring(first + i - 1) .. '-0', 'e', events[i])
       end
-      redis.call('HINCRBY', owner, 'writes', 1)
+      if from > #events then
+        -- Every event was already stored: still write, so the batch's WAIT covers this call.
+        redis.call('HINCRBY', owner, 'resends', 1)
+      end
     elseif w[1] == 'S' then
       local log, owner, seq, body, snap = w[2], w[3], w[4], w[5], w[6]
       redis.call('SET', snap, body)
       redis.call('XTRIM', log, 'MINID', tostring(seq + 1) .. '-0')
       redis.call('HSET', owner, 'snap_seq', seq)
-      redis.call('HINCRBY', owner, 'writes', 1)
     else
       local log, owner, snap = w[2], w[3], w[4]
       redis.call('DEL', log, snap, owner)

@@ -13,20 +13,15 @@ use std::{sync::Arc, time::Instant};
 
 use parking_lot::Mutex;
 use redis::{aio::MultiplexedConnection, AsyncConnectionConfig, Value};
-use roomstate_core::{
-    redact,
-    room::{RoomId, Snapshot},
-    time,
-};
+use roomstate_core::{redact, room::RoomId, time};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    already_stored,
     fence::Fences,
     recent::Recent,
     recover, repair, unavailable,
     watch::{self, Settings},
-    Keys, Op, RedisJournalConfig, RedisTarget, Request, Status, MAX_BATCH_EVENTS,
+    Keys, Op, RedisJournalConfig, RedisTarget, Request, Status, FUNCTIONS, MAX_BATCH_EVENTS,
 };
 use crate::{sentinel, writer, JournalError, JournalMetrics, RoomLog};
 
@@ -143,7 +138,7 @@ impl Writer {
         let (ops, replies): (Vec<Op>, Vec<_>) = writes.into_iter().unzip();
         let outcome = self.execute(&ops).await;
         let answers = match outcome {
-            Ok(appended) => {
+            Ok((answers, appended)) => {
                 if !self.healthy {
                     tracing::info!(redis.primary = ?self.status.lock().primary, "redis journal writing again");
                     self.healthy = true;
@@ -151,7 +146,7 @@ impl Writer {
                 self.metrics
                     .committed(events, started.elapsed().as_secs_f64());
                 self.remember(appended, Instant::now());
-                vec![Ok(()); ops.len()]
+                answers
             }
             Err(error) => {
                 self.fail(&error);
@@ -193,98 +188,71 @@ impl Writer {
         }
     }
 
-    /// Runs every op in one pipeline plus one `WAIT`. `Ok`: the events appended, for the record;
-    /// `Err`: nothing may be acknowledged.
-    async fn execute(&mut self, ops: &[Op]) -> Result<Vec<Appended>, JournalError> {
+    /// Runs every op as one `FCALL roomstate_batch` (plus the room index updates) and one
+    /// `WAIT`, in one pipeline. `Ok`: one answer per op (the function refuses a room on its own:
+    /// another owner, a conflict, a gap) and the events appended, for the record; `Err`: nothing
+    /// may be acknowledged.
+    async fn execute(
+        &mut self,
+        ops: &[Op],
+    ) -> Result<(Vec<Result<(), JournalError>>, Vec<Appended>), JournalError> {
         let min_acks = self.config.min_replica_acks;
         let wait_ms = self.config.wait_timeout.as_millis() as u64;
-        // Every reply is checked, so errors come back per command instead of failing the read.
-        let mut pipe = redis::pipe();
-        pipe.ignore_errors();
-        // Per command: is it an event's XADD (whose "already stored" error is harmless)?
-        let mut is_append = Vec::new();
-        let mut appended = Vec::new();
-        let mut checks = 0;
-        {
-            let keys = self.keys();
-            for op in ops {
-                match op {
-                    Op::Append(events) => {
-                        for event in events {
-                            let room = event.room.as_str();
-                            let json = serde_json::to_string(event).map_err(|e| {
-                                JournalError::Corrupt(format!(
-                                    "room {room}: event not encodable: {e}"
-                                ))
-                            })?;
-                            // The entry id is the seq: re-sending a stored event fails harmlessly
-                            // ("equal or smaller than the target stream top item"), also after
-                            // the entry was trimmed (a stream keeps its last id).
-                            pipe.cmd("XADD")
-                                .arg(keys.log(room))
-                                .arg(format!("{}-0", event.seq))
-                                .arg("e")
-                                .arg(&json);
-                            is_append.push(true);
-                            if event.seq == 1 {
-                                pipe.cmd("SADD").arg(keys.rooms()).arg(room);
-                                is_append.push(false);
-                            }
-                            appended.push(Appended {
-                                room: event.room.clone(),
-                                seq: event.seq,
-                                json,
-                            });
-                        }
-                    }
-                    Op::Snapshot(snapshot) => {
-                        snapshot_commands(&mut pipe, &keys, snapshot)?;
-                        is_append.extend([false, false]);
-                    }
-                    Op::Delete(room) => {
-                        let room = room.as_str();
-                        pipe.cmd("DEL").arg(keys.log(room)).arg(keys.snap(room));
-                        pipe.cmd("SREM").arg(keys.rooms()).arg(room);
-                        is_append.extend([false, false]);
-                    }
-                    Op::Check => checks += 1,
-                }
-            }
-        }
-        let writes = ops.len() > checks;
-        if writes && min_acks > 0 {
-            pipe.cmd("WAIT").arg(min_acks).arg(wait_ms);
-        }
+        let call = batch_call(&self.keys(), ops)?;
         let conn = self.connection().await?;
-        if checks > 0 {
+        if call.checks > 0 {
             check_replicas(conn, min_acks).await?;
         }
-        if writes {
-            let mut replies: Vec<redis::RedisResult<Value>> = pipe
-                .query_async(conn)
-                .await
-                .map_err(|e| unavailable("write", e))?;
-            if min_acks > 0 {
-                let acked = match replies.pop() {
-                    Some(Ok(reply)) => redis::from_redis_value::<i64>(reply)
-                        .map_err(|e| unavailable("WAIT reply", e))?,
-                    Some(Err(e)) => return Err(unavailable("WAIT", e)),
-                    None => 0,
-                };
-                if acked < i64::from(min_acks) {
-                    return Err(JournalError::Unavailable(format!(
-                        "only {acked} of {min_acks} replicas acknowledged the batch within {wait_ms} ms"
-                    )));
-                }
+        let mut answers: Vec<Result<(), JournalError>> = vec![Ok(()); ops.len()];
+        if call.function_ops.is_empty() {
+            return Ok((answers, Vec::new()));
+        }
+        let mut pipe = redis::pipe();
+        pipe.add_command(call.fcall);
+        for index in &call.index {
+            pipe.add_command(index.clone()).ignore();
+        }
+        if min_acks > 0 {
+            pipe.cmd("WAIT").arg(min_acks).arg(wait_ms);
+        }
+        let replies: Vec<Value> = match pipe.query_async(conn).await {
+            Ok(replies) => replies,
+            Err(e) if e.to_string().contains("Function not found") => {
+                // A primary without the library (e.g. restarted empty): load it on the next
+                // connection, and retry.
+                self.conn = None;
+                return Err(unavailable("write", e));
             }
-            // Any failed write (READONLY, NOREPLICAS, OOM, ...) fails the batch; a re-sent event
-            // that is already stored is the one harmless error.
-            for (append, reply) in is_append.into_iter().zip(replies) {
-                match reply {
-                    Ok(_) => {}
-                    Err(e) if append && already_stored(&e) => {}
-                    Err(e) => return Err(unavailable("write", e)),
-                }
+            Err(e) => return Err(unavailable("write", e)),
+        };
+        let mut replies = replies.into_iter();
+        let refusals: Vec<String> = replies
+            .next()
+            .map(redis::from_redis_value)
+            .transpose()
+            .map_err(|e| unavailable("roomstate_batch reply", e))?
+            .unwrap_or_default();
+        if refusals.len() != call.function_ops.len() {
+            return Err(unavailable(
+                "roomstate_batch",
+                format!(
+                    "{} answers for {} rooms",
+                    refusals.len(),
+                    call.function_ops.len()
+                ),
+            ));
+        }
+        if min_acks > 0 {
+            let acked: i64 = replies
+                .next()
+                .map(redis::from_redis_value)
+                .transpose()
+                .map_err(|e| unavailable("WAIT reply", e))?
+                .unwrap_or(0);
+            if acked < i64::from(min_acks) {
+                return Err(JournalError::Unavailable(format!(
+                    "only {acked} of {min_acks} replicas acknowledged the batch within {wait_ms} ms"
+                )));
             }
         }
         // Checked last, right before the answer: a failover announced while the batch was in
@@ -292,7 +260,24 @@ impl Writer {
         if let Some(reason) = self.fenced() {
             return Err(JournalError::Unavailable(reason));
         }
-        Ok(appended)
+        let mut appended = Vec::new();
+        for ((op, room), answer) in call.function_ops.iter().zip(refusals) {
+            if answer == "OK" {
+                if let Op::Append(events) = &ops[*op] {
+                    appended.extend(events.iter().filter_map(|e| {
+                        let json = serde_json::to_string(e).ok()?;
+                        Some(Appended {
+                            room: e.room.clone(),
+                            seq: e.seq,
+                            json,
+                        })
+                    }));
+                }
+                continue;
+            }
+            answers[*op] = Err(refusal(room, &answer));
+        }
+        Ok((answers, appended))
     }
 
     /// The connection to the primary, (re)connecting through the sentinels when there is none
@@ -303,7 +288,8 @@ impl Writer {
             self.conn = None;
         }
         if self.conn.is_none() {
-            let (addr, conn) = self.connect_primary().await?;
+            let (addr, mut conn) = self.connect_primary().await?;
+            load_functions(&mut conn, &addr).await?;
             self.note_primary(&addr);
             if let Some(fences) = &self.fences {
                 fences.connected(&addr);
@@ -420,8 +406,16 @@ impl Writer {
     async fn recover(&mut self) -> Result<Vec<RoomLog>, JournalError> {
         let started = Instant::now();
         let prefix = self.config.key_prefix.clone();
+        let min_acks = self.config.min_replica_acks;
+        let wait_ms = self.config.wait_timeout.as_millis() as u64;
         let result = match self.connection().await {
-            Ok(conn) => recover::read_all(conn, &Keys { prefix: &prefix }).await,
+            Ok(conn) => {
+                let keys = Keys { prefix: &prefix };
+                match confirm_primary(conn, &keys, min_acks, wait_ms).await {
+                    Ok(()) => recover::read_all(conn, &keys).await,
+                    Err(error) => Err(error),
+                }
+            }
             Err(error) => Err(error),
         };
         match &result {
@@ -436,20 +430,158 @@ impl Writer {
     }
 }
 
-/// A snapshot's `SET` and the `XTRIM` of the events it covers.
-fn snapshot_commands(
-    pipe: &mut redis::Pipeline,
+/// One batch as Redis commands: the function call, the room index updates, and which op each of
+/// the function's answers belongs to.
+struct BatchCall {
+    fcall: redis::Cmd,
+    /// `SADD` of new rooms, `SREM` of deleted ones (the index is global, so outside the
+    /// function, whose keys all belong to rooms).
+    index: Vec<redis::Cmd>,
+    /// Per room operation in the call, in order: the op's index in the batch and its room.
+    function_ops: Vec<(usize, String)>,
+    /// `Check` requests in the batch.
+    checks: usize,
+}
+
+/// The lease epoch the writer holds for every room (0: a single engine, no lease).
+const EPOCH: u64 = 0;
+
+fn batch_call(keys: &Keys<'_>, ops: &[Op]) -> Result<BatchCall, JournalError> {
+    let mut room_keys: Vec<String> = Vec::new();
+    let mut args: Vec<Vec<u8>> = Vec::new();
+    let mut index = Vec::new();
+    let mut function_ops = Vec::new();
+    let mut checks = 0;
+    let keys_of = |room: &str, room_keys: &mut Vec<String>| {
+        room_keys.extend([keys.log(room), keys.snap(room), keys.owner(room)]);
+    };
+    for (i, op) in ops.iter().enumerate() {
+        match op {
+            Op::Append(events) => {
+                let Some(first) = events.first() else {
+                    continue;
+                };
+                let room = first.room.as_str();
+                keys_of(room, &mut room_keys);
+                args.push(b"A".to_vec());
+                args.push(EPOCH.to_string().into_bytes());
+                args.push(first.seq.to_string().into_bytes());
+                args.push(events.len().to_string().into_bytes());
+                for event in events {
+                    let json = serde_json::to_vec(event).map_err(|e| {
+                        JournalError::Corrupt(format!("room {room}: event not encodable: {e}"))
+                    })?;
+                    args.push(json);
+                }
+                if first.seq == 1 {
+                    let mut sadd = redis::cmd("SADD");
+                    sadd.arg(keys.rooms()).arg(room);
+                    index.push(sadd);
+                }
+                function_ops.push((i, room.to_owned()));
+            }
+            Op::Snapshot(snapshot) => {
+                let room = snapshot.room.as_str();
+                let json = serde_json::to_vec(snapshot).map_err(|e| {
+                    JournalError::Corrupt(format!("room {room}: snapshot not encodable: {e}"))
+                })?;
+                keys_of(room, &mut room_keys);
+                args.push(b"S".to_vec());
+                args.push(EPOCH.to_string().into_bytes());
+                args.push(snapshot.seq.to_string().into_bytes());
+                args.push(json);
+                function_ops.push((i, room.to_owned()));
+            }
+            Op::Delete(room) => {
+                let room = room.as_str();
+                keys_of(room, &mut room_keys);
+                args.push(b"D".to_vec());
+                args.push(EPOCH.to_string().into_bytes());
+                let mut srem = redis::cmd("SREM");
+                srem.arg(keys.rooms()).arg(room);
+                index.push(srem);
+                function_ops.push((i, room.to_owned()));
+            }
+            Op::Check => checks += 1,
+        }
+    }
+    let mut fcall = redis::cmd("FCALL");
+    fcall
+        .arg("roomstate_batch")
+        .arg(room_keys.len())
+        .arg(&room_keys)
+        .arg(&args);
+    Ok(BatchCall {
+        fcall,
+        index,
+        function_ops,
+        checks,
+    })
+}
+
+/// What the function's refusal of one room means.
+fn refusal(room: &str, answer: &str) -> JournalError {
+    match answer.split_once(' ') {
+        Some(("STALE", owner)) => {
+            JournalError::Fenced(format!("room {room}: the lease is now {owner}"))
+        }
+        Some(("CONFLICT", seq)) => JournalError::Corrupt(format!(
+            "room {room}: seq {seq} is stored with other content than was sent"
+        )),
+        Some(("GAP", next)) => {
+            JournalError::Corrupt(format!("room {room}: the log expects seq {next} next"))
+        }
+        _ => JournalError::Corrupt(format!("room {room}: unexpected answer {answer:?}")),
+    }
+}
+
+/// Loads (or replaces) the journal's function library on a new connection: a new primary after
+/// a failover may have none, or an older version.
+async fn load_functions(conn: &mut MultiplexedConnection, addr: &str) -> Result<(), JournalError> {
+    redis::cmd("FUNCTION")
+        .arg("LOAD")
+        .arg("REPLACE")
+        .arg(FUNCTIONS)
+        .query_async::<String>(conn)
+        .await
+        .map(drop)
+        .map_err(|e| {
+            unavailable(
+                &format!(
+                    "FUNCTION LOAD on {} (Redis 7 or newer is needed)",
+                    redact::url(addr)
+                ),
+                e,
+            )
+        })
+}
+
+/// Before recovery trusts what it reads: the same replicated write and `WAIT` a batch makes. A
+/// deposed primary that still answers reads (or one cut off from its replicas) fails here
+/// instead of handing back a log that is no longer the truth.
+async fn confirm_primary(
+    conn: &mut MultiplexedConnection,
     keys: &Keys<'_>,
-    snapshot: &Snapshot,
+    min_acks: u32,
+    wait_ms: u64,
 ) -> Result<(), JournalError> {
-    let room = snapshot.room.as_str();
-    let json = serde_json::to_string(snapshot)
-        .map_err(|e| JournalError::Corrupt(format!("room {room}: snapshot not encodable: {e}")))?;
-    pipe.cmd("SET").arg(keys.snap(room)).arg(json);
-    pipe.cmd("XTRIM")
-        .arg(keys.log(room))
-        .arg("MINID")
-        .arg(format!("{}-0", snapshot.seq + 1));
+    // A write that leaves nothing behind: set and delete a probe key.
+    let mut pipe = redis::pipe();
+    pipe.cmd("SET").arg(keys.recovery_probe()).arg(1).ignore();
+    pipe.cmd("DEL").arg(keys.recovery_probe()).ignore();
+    if min_acks > 0 {
+        pipe.cmd("WAIT").arg(min_acks).arg(wait_ms);
+    }
+    let replies: Vec<i64> = pipe
+        .query_async(conn)
+        .await
+        .map_err(|e| unavailable("recovery's confirming write", e))?;
+    let acked = replies.first().copied().unwrap_or(0);
+    if min_acks > 0 && acked < i64::from(min_acks) {
+        return Err(JournalError::Unavailable(format!(
+            "only {acked} of {min_acks} replicas took recovery's confirming write within {wait_ms} ms"
+        )));
+    }
     Ok(())
 }
 

@@ -1,0 +1,151 @@
+//! The one fenced append per batch (`roomstate.lua`), against a real Redis: a room whose lease
+//! another writer took (a newer epoch in its owner hash) is refused as `Fenced` and nothing of it
+//! is written; an event sent again must be byte-identical to the stored one (a different one is a
+//! conflict, never "already stored"); a batch that would leave a gap is refused; and one room's
+//! refusal does not hold up the other rooms of the same batch.
+
+use std::time::Duration;
+
+use roomstate_core::{
+    room::{Event, EventKind, RoomId, UserName},
+    time,
+};
+use roomstate_journal::{
+    redis::{RedisJournal, RedisJournalConfig, RedisTarget},
+    Journal, JournalError, JournalMetrics,
+};
+use roomstate_testkit::{redis_admin::command, redis_server::RedisServer};
+
+fn event(room: &RoomId, seq: u64, text: &str) -> Event {
+    Event {
+        room: room.clone(),
+        seq,
+        at: time::now(),
+        kind: match seq {
+            1 => EventKind::Created {
+                title: "fenced".into(),
+            },
+            _ => EventKind::Said {
+                user: UserName::parse("alice").unwrap(),
+                text: text.into(),
+                key: None,
+            },
+        },
+    }
+}
+
+fn open(redis: &RedisServer) -> RedisJournal {
+    let mut config = RedisJournalConfig::new(RedisTarget::Url(redis.url()), 0);
+    config.response_timeout = Duration::from_secs(5);
+    RedisJournal::open(config, JournalMetrics::detached().unwrap()).unwrap()
+}
+
+async fn stream_len(redis: &RedisServer, room: &RoomId) -> String {
+    command(
+        &redis.addr(),
+        &["XLEN", &format!("roomstate:{{{room}}}:log")],
+    )
+    .await
+    .unwrap()
+}
+
+#[actix_rt::test]
+async fn a_room_leased_to_another_writer_is_fenced_and_nothing_is_written() {
+    let redis = RedisServer::start().await;
+    let journal = open(&redis);
+    let room = RoomId::parse("r_fenced").unwrap();
+    journal
+        .append(vec![event(&room, 1, ""), event(&room, 2, "a")])
+        .await
+        .unwrap();
+    // Another node took the room over: its lease epoch is now 7.
+    command(
+        &redis.addr(),
+        &[
+            "HSET",
+            &format!("roomstate:{{{room}}}:owner"),
+            "epoch",
+            "7",
+            "node",
+            "n2",
+        ],
+    )
+    .await
+    .unwrap();
+    let refused = journal.append(vec![event(&room, 3, "b")]).await;
+    match refused {
+        Err(JournalError::Fenced(why)) => assert!(why.contains("7 n2"), "{why}"),
+        other => panic!("expected Fenced, got {other:?}"),
+    }
+    assert_eq!(
+        stream_len(&redis, &room).await,
+        "2",
+        "nothing of it was written"
+    );
+    let snapshot_refused = journal
+        .delete_room(room.clone())
+        .await
+        .expect_err("a fenced writer cannot delete the room either");
+    assert!(matches!(snapshot_refused, JournalError::Fenced(_)));
+}
+
+#[actix_rt::test]
+async fn a_resent_event_must_be_identical_and_a_gap_is_refused() {
+    let redis = RedisServer::start().await;
+    let journal = open(&redis);
+    let room = RoomId::parse("r_strict").unwrap();
+    let first = vec![event(&room, 1, ""), event(&room, 2, "hello")];
+    journal.append(first.clone()).await.unwrap();
+    // The same events again (a lost reply): fine, nothing duplicated.
+    journal.append(first.clone()).await.unwrap();
+    assert_eq!(stream_len(&redis, &room).await, "2");
+    // Seq 2 again with other content: a conflict, not "already stored" — even the same text at
+    // another time is other content.
+    let conflict = journal.append(vec![event(&room, 2, "other")]).await;
+    assert!(
+        matches!(&conflict, Err(JournalError::Corrupt(m)) if m.contains("seq 2")),
+        "{conflict:?}"
+    );
+    let conflict = journal.append(vec![event(&room, 2, "hello")]).await;
+    assert!(
+        matches!(&conflict, Err(JournalError::Corrupt(m)) if m.contains("seq 2")),
+        "{conflict:?}"
+    );
+    // A gap: seq 4 after 2.
+    let gap = journal.append(vec![event(&room, 4, "later")]).await;
+    assert!(
+        matches!(&gap, Err(JournalError::Corrupt(m)) if m.contains("expects seq 3")),
+        "{gap:?}"
+    );
+    assert_eq!(stream_len(&redis, &room).await, "2", "neither was written");
+    // A re-send overlapping the log, continuing it: the new part is appended.
+    journal
+        .append(vec![first[1].clone(), event(&room, 3, "next")])
+        .await
+        .unwrap();
+    assert_eq!(stream_len(&redis, &room).await, "3");
+}
+
+#[actix_rt::test]
+async fn one_rooms_refusal_does_not_hold_up_the_others_in_the_same_batch() {
+    let redis = RedisServer::start().await;
+    let journal = open(&redis);
+    let (good, bad) = (
+        RoomId::parse("r_good").unwrap(),
+        RoomId::parse("r_bad").unwrap(),
+    );
+    journal.append(vec![event(&bad, 1, "")]).await.unwrap();
+    // Both appends queued at once share a batch (group commit): one gaps, one is fine.
+    let (a, b) = futures_util::future::join(
+        journal.append(vec![event(&good, 1, ""), event(&good, 2, "ok")]),
+        journal.append(vec![event(&bad, 5, "gap")]),
+    )
+    .await;
+    assert!(a.is_ok(), "{a:?}");
+    assert!(matches!(b, Err(JournalError::Corrupt(_))), "{b:?}");
+    assert_eq!(stream_len(&redis, &good).await, "2");
+    assert_eq!(stream_len(&redis, &bad).await, "1");
+    let logs = journal.recover().await.unwrap();
+    let rooms: Vec<_> = logs.iter().map(|l| l.room.as_str().to_owned()).collect();
+    assert_eq!(rooms, ["r_bad", "r_good"], "both in the index, in order");
+}
