@@ -96,6 +96,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
                     http_ttl: settings.presence.http_ttl(),
                     snapshot_every: settings.journal.snapshot_every,
                     close_timeout: CLOSE_TIMEOUT,
+                    max_messages: settings.limits.room_messages_in_memory,
                 },
             },
             settings.rooms.threads,

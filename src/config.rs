@@ -320,6 +320,8 @@ pub(crate) struct LimitSettings {
     /// Bytes a socket's outgoing buffer may hold (written, not yet taken by the client) before
     /// the socket is dropped.
     pub(crate) ws_send_buffer_bytes: usize,
+    /// Chat messages a room keeps in memory; older ones are read from the journal.
+    pub(crate) room_messages_in_memory: usize,
 }
 
 /// Where the settings came from, for the rules that depend on it.
@@ -436,6 +438,9 @@ impl Settings {
         }
         if self.limits.ws_rate_per_s == 0 || self.limits.ws_burst == 0 {
             return invalid("limits.ws_rate_per_s and limits.ws_burst must be > 0".into());
+        }
+        if self.limits.room_messages_in_memory == 0 {
+            return invalid("limits.room_messages_in_memory must be > 0".into());
         }
         if self.limits.max_open_rooms == 0 {
             return invalid("limits.max_open_rooms must be > 0".into());

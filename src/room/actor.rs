@@ -324,16 +324,34 @@ impl RoomActor {
             return;
         }
         let committed = self.commits.committed();
-        let record = FinalRecord {
+        let mut record = FinalRecord {
             room: self.state.view(committed),
             votes: self.state.votes(),
-            messages: self.state.transcript(committed.seq),
+            messages: self.state.recent_transcript(committed.seq),
         };
+        // The messages that left memory come back from the journal for the record.
+        let older_upto = self.state.older_upto();
+        let older = (older_upto > 0).then(|| {
+            self.deps
+                .journal
+                .messages(self.state.id().clone(), 0, usize::MAX)
+        });
         let store = self.deps.store.clone();
         ctx.spawn(
-            async move { store.write_final(record).await }
-                .into_actor(self)
-                .map(|result, act, ctx| act.final_record_written(result, ctx)),
+            async move {
+                if let Some(older) = older {
+                    let older = older.await.map_err(|e| {
+                        StoreError::Unavailable(format!("reading the transcript: {e}"))
+                    })?;
+                    let mut all: Vec<ChatMessage> =
+                        older.into_iter().filter(|m| m.seq <= older_upto).collect();
+                    all.append(&mut record.messages);
+                    record.messages = all;
+                }
+                store.write_final(record).await
+            }
+            .into_actor(self)
+            .map(|result, act, ctx| act.final_record_written(result, ctx)),
         );
     }
 
@@ -500,11 +518,24 @@ impl Handler<GetView> for RoomActor {
 }
 
 impl Handler<GetMessages> for RoomActor {
-    type Result = MessageResult<GetMessages>;
+    type Result = ResponseFuture<Reply<Vec<ChatMessage>>>;
 
     fn handle(&mut self, msg: GetMessages, _: &mut Self::Context) -> Self::Result {
         let upto = self.commits.committed().seq;
-        MessageResult(self.state.messages(msg.after, upto, msg.limit))
+        if let Some(messages) = self.state.messages(msg.after, upto, msg.limit) {
+            return Box::pin(async move { Ok(messages) });
+        }
+        // Some of them left memory: the journal keeps every message of an open room.
+        let read = self
+            .deps
+            .journal
+            .messages(self.state.id().clone(), msg.after, msg.limit);
+        Box::pin(async move {
+            let messages = read
+                .await
+                .map_err(|e| RoomFailure::Unavailable(e.to_string()))?;
+            Ok(messages.into_iter().filter(|m| m.seq <= upto).collect())
+        })
     }
 }
 

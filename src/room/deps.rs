@@ -20,6 +20,8 @@ pub(crate) struct RoomSettings {
     /// before answering 503 (the room stays closed to mutations; the close can be retried). A
     /// setting rather than a constant so tests can use a short one; the engine's is in `app`.
     pub(crate) close_timeout: Duration,
+    /// Chat messages a room keeps in memory (the journal keeps them all).
+    pub(crate) max_messages: usize,
 }
 
 pub(crate) struct RoomDeps {

@@ -35,9 +35,10 @@ pub(crate) struct Mutate {
 #[rtype(result = "RoomView")]
 pub(crate) struct GetView;
 
-/// Durable chat messages with `seq > after`, oldest first, at most `limit`.
+/// Durable chat messages with `seq > after`, oldest first, at most `limit` — from memory, or
+/// from the journal for those the room no longer holds.
 #[derive(Message)]
-#[rtype(result = "Vec<ChatMessage>")]
+#[rtype(result = "Reply<Vec<ChatMessage>>")]
 pub(crate) struct GetMessages {
     pub(crate) after: u64,
     pub(crate) limit: usize,

@@ -134,7 +134,8 @@ impl Registry {
 
     /// Starts a room's actor and indexes it; a new room lets go of its `place` under the cap
     /// as it enters the index.
-    fn start(&self, state: RoomState, place: Option<Creating<'_>>) -> Addr<RoomActor> {
+    fn start(&self, mut state: RoomState, place: Option<Creating<'_>>) -> Addr<RoomActor> {
+        state.bound_messages(self.deps.settings.max_messages);
         let id = state.id().clone();
         let deps = self.deps.clone();
         let index = self.rooms.clone();
@@ -278,7 +279,7 @@ impl Registry {
         let store = &self.deps.store;
         match self.find(id).await? {
             Found::Open(room) => match room.send(GetMessages { after, limit }).await {
-                Ok(messages) => Ok(messages),
+                Ok(messages) => Ok(messages?),
                 Err(_) => Ok(store.messages(id, after, limit).await?),
             },
             Found::Closed(_) => Ok(store.messages(id, after, limit).await?),
@@ -444,6 +445,7 @@ mod tests {
                 http_ttl: Duration::from_secs(300),
                 snapshot_every: 1_000_000,
                 close_timeout: Duration::from_secs(60),
+                max_messages: 1000,
             },
         };
         Registry::new(deps, 1).with_max_open_rooms(cap)

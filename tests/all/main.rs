@@ -19,4 +19,5 @@ mod rooms;
 mod shutdown;
 mod store_outage;
 mod support;
+mod transcript;
 mod ws;

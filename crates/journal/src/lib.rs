@@ -26,7 +26,7 @@ mod writer;
 
 use futures_util::future::BoxFuture;
 use roomstate_core::{
-    room::{Event, RoomId, Snapshot},
+    room::{ChatMessage, Event, EventKind, RoomId, Snapshot},
     time::Timestamp,
 };
 use serde::Serialize;
@@ -48,6 +48,19 @@ pub enum JournalError {
     /// again. Nothing of the refused call was written.
     #[error("the room is owned elsewhere now: {0}")]
     Fenced(String),
+}
+
+/// The chat message an event posted, if it is a `Said` (for the journals' message archives).
+pub fn message_of(event: &Event) -> Option<ChatMessage> {
+    match &event.kind {
+        EventKind::Said { user, text, .. } => Some(ChatMessage {
+            seq: event.seq,
+            user: user.clone(),
+            text: text.clone(),
+            sent_at: event.at,
+        }),
+        _ => None,
+    }
 }
 
 /// The future every journal call returns.
@@ -90,6 +103,11 @@ pub trait Journal: Send + Sync + 'static {
 
     /// Every room in the log, each with its snapshot and the events after it in seq order.
     fn recover(&self) -> JournalFuture<Vec<RoomLog>>;
+
+    /// Durable chat messages of a room with `seq > after`, oldest first, at most `limit`. The
+    /// journal keeps every message of an open room (a room holds only the newest in memory), also
+    /// those whose events a snapshot trimmed away, until the room is deleted.
+    fn messages(&self, room: RoomId, after: u64, limit: usize) -> JournalFuture<Vec<ChatMessage>>;
 
     /// Forgets a room (after its final record is in the SQL store).
     fn delete_room(&self, room: RoomId) -> JournalFuture<()>;

@@ -7,11 +7,14 @@
 //! has committed, never split a batch over transactions (a crash keeps all of a batch or none), and
 //! never run SQLite work on the caller's (actix) thread.
 //!
-//! On disk (schema version 2, in `PRAGMA user_version`):
+//! On disk (schema version 3, in `PRAGMA user_version`):
 //! `events(room_id TEXT, seq INTEGER, at_ms INTEGER, kind TEXT /* EventKind JSON */,
-//! PRIMARY KEY(room_id, seq)) WITHOUT ROWID` and
-//! `snapshots(room_id TEXT PRIMARY KEY, seq INTEGER, body TEXT /* Snapshot JSON */) WITHOUT ROWID`;
-//! a room's events at or below its snapshot's seq are deleted with the snapshot's write.
+//! PRIMARY KEY(room_id, seq)) WITHOUT ROWID`,
+//! `snapshots(room_id TEXT PRIMARY KEY, seq INTEGER, body TEXT /* Snapshot JSON */) WITHOUT ROWID`
+//! and `messages(room_id TEXT, seq INTEGER, body TEXT /* ChatMessage JSON */,
+//! PRIMARY KEY(room_id, seq)) WITHOUT ROWID` — every chat message of an open room, written with
+//! its event and kept when a snapshot deletes the events before it (a room keeps only the newest
+//! messages in memory). A file of version 2 gets the table, filled from its snapshots and events.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -31,7 +34,7 @@ use diesel::{
     sqlite::SqliteConnection,
 };
 use futures_util::FutureExt;
-use roomstate_core::room::{Event, EventKind, RoomId, Snapshot};
+use roomstate_core::room::{ChatMessage, Event, EventKind, RoomId, Snapshot};
 use tokio::sync::oneshot;
 
 use super::{
@@ -40,7 +43,7 @@ use super::{
 };
 
 /// The schema this code writes and reads.
-const SCHEMA_VERSION: i32 = 2;
+const SCHEMA_VERSION: i32 = 3;
 
 /// A batch stops taking queued requests once it holds this many events (a single larger append
 /// still goes through, alone), so one commit stays short.
@@ -66,9 +69,17 @@ mod schema {
             body -> Text,
         }
     }
+
+    diesel::table! {
+        messages (room_id, seq) {
+            room_id -> Text,
+            seq -> BigInt,
+            body -> Text,
+        }
+    }
 }
 
-use schema::{events, snapshots};
+use schema::{events, messages, snapshots};
 
 /// What the writer thread is asked to do.
 enum Op {
@@ -184,6 +195,18 @@ impl Journal for LocalJournal {
         self.submit(Op::Snapshot(snapshot))
     }
 
+    fn messages(&self, room: RoomId, after: u64, limit: usize) -> JournalFuture<Vec<ChatMessage>> {
+        // A read connection of its own, on the blocking pool: under WAL it sees every committed
+        // batch and does not hold up the writer.
+        let path = self.inner.path.clone();
+        async move {
+            tokio::task::spawn_blocking(move || read_messages(&path, &room, after, limit))
+                .await
+                .map_err(|e| JournalError::Unavailable(format!("journal read: {e}")))?
+        }
+        .boxed()
+    }
+
     fn delete_room(&self, room: RoomId) -> JournalFuture<()> {
         self.submit(Op::Delete(room))
     }
@@ -266,7 +289,7 @@ fn prepare_schema(conn: &mut SqliteConnection, path: &Path) -> Result<(), Journa
         if found > SCHEMA_VERSION {
             return Ok(Some(found));
         }
-        conn.batch_execute(&format!(
+        conn.batch_execute(
             "CREATE TABLE IF NOT EXISTS events (
                 room_id TEXT NOT NULL,
                 seq INTEGER NOT NULL,
@@ -279,8 +302,17 @@ fn prepare_schema(conn: &mut SqliteConnection, path: &Path) -> Result<(), Journa
                 seq INTEGER NOT NULL,
                 body TEXT NOT NULL
             ) WITHOUT ROWID;
-            PRAGMA user_version = {SCHEMA_VERSION};"
-        ))?;
+            CREATE TABLE IF NOT EXISTS messages (
+                room_id TEXT NOT NULL,
+                seq INTEGER NOT NULL,
+                body TEXT NOT NULL,
+                PRIMARY KEY (room_id, seq)
+            ) WITHOUT ROWID;",
+        )?;
+        if found < 3 {
+            backfill_messages(conn)?;
+        }
+        conn.batch_execute(&format!("PRAGMA user_version = {SCHEMA_VERSION};"))?;
         Ok::<_, diesel::result::Error>(None)
     })
     .map_err(|e| unavailable(path, "create schema", e))?
@@ -365,6 +397,8 @@ impl Writer {
                             snapshots::table.filter(snapshots::room_id.eq(room.as_str())),
                         )
                         .execute(conn)?;
+                        diesel::delete(messages::table.filter(messages::room_id.eq(room.as_str())))
+                            .execute(conn)?;
                         Ok(Ok(()))
                     }
                     Op::Check => diesel::sql_query("SELECT 1").execute(conn).map(|_| Ok(())),
@@ -409,10 +443,20 @@ fn append(
                 event.seq
             ))));
         };
+        let message = match crate::message_of(event).map(|m| serde_json::to_string(&m)) {
+            Some(Ok(body)) => Some(body),
+            Some(Err(_)) => {
+                return Ok(Err(JournalError::Corrupt(format!(
+                    "room {room}: message seq {} cannot be stored",
+                    event.seq
+                ))))
+            }
+            None => None,
+        };
         mine.insert(room, event.seq + 1);
-        rows.push((room, seq, event.at.timestamp_millis(), kind));
+        rows.push((room, seq, event.at.timestamp_millis(), kind, message));
     }
-    for (room, seq, at_ms, kind) in rows {
+    for (room, seq, at_ms, kind, message) in rows {
         diesel::insert_or_ignore_into(events::table)
             .values((
                 events::room_id.eq(room),
@@ -421,6 +465,15 @@ fn append(
                 events::kind.eq(kind),
             ))
             .execute(conn)?;
+        if let Some(body) = message {
+            diesel::insert_or_ignore_into(messages::table)
+                .values((
+                    messages::room_id.eq(room),
+                    messages::seq.eq(seq),
+                    messages::body.eq(body),
+                ))
+                .execute(conn)?;
+        }
     }
     for (room, seq) in mine {
         next.insert(room.to_owned(), seq);
@@ -566,6 +619,83 @@ fn read_all(path: &Path) -> Result<Vec<RoomLog>, JournalError> {
     }
     logs.sort_by(|a, b| a.room.as_str().cmp(b.room.as_str()));
     Ok(logs)
+}
+
+/// Up to `limit` stored messages of `room` with `seq > after`, oldest first.
+fn read_messages(
+    path: &Path,
+    room: &RoomId,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<ChatMessage>, JournalError> {
+    let mut conn = connect(path)?;
+    let after = i64::try_from(after).unwrap_or(i64::MAX);
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows: Vec<(i64, String)> = messages::table
+        .filter(messages::room_id.eq(room.as_str()))
+        .filter(messages::seq.gt(after))
+        .order(messages::seq.asc())
+        .limit(limit)
+        .select((messages::seq, messages::body))
+        .load(&mut conn)
+        .map_err(|e| unavailable(path, "read messages", e))?;
+    rows.into_iter()
+        .map(|(seq, body)| {
+            serde_json::from_str(&body).map_err(|e| {
+                JournalError::Corrupt(format!("room {room}: message {seq} undecodable: {e}"))
+            })
+        })
+        .collect()
+}
+
+/// Fills the `messages` table of a file written before it existed: the messages of every
+/// snapshot (which then held whole transcripts) and of every `Said` event.
+fn backfill_messages(conn: &mut SqliteConnection) -> Result<(), diesel::result::Error> {
+    let snaps: Vec<(String, String)> = snapshots::table
+        .select((snapshots::room_id, snapshots::body))
+        .load(conn)?;
+    let mut rows: Vec<(String, i64, String)> = Vec::new();
+    for (room, body) in snaps {
+        if let Ok(snapshot) = serde_json::from_str::<Snapshot>(&body) {
+            for m in snapshot.messages {
+                if let (Ok(seq), Ok(body)) = (i64::try_from(m.seq), serde_json::to_string(&m)) {
+                    rows.push((room.clone(), seq, body));
+                }
+            }
+        }
+    }
+    let said: Vec<(String, i64, i64, String)> = events::table
+        .filter(events::kind.like("%\"type\":\"said\"%"))
+        .select((events::room_id, events::seq, events::at_ms, events::kind))
+        .load(conn)?;
+    for (room, seq, at_ms, kind) in said {
+        let (Ok(room_id), Ok(kind), Some(at)) = (
+            RoomId::parse(&room),
+            serde_json::from_str::<EventKind>(&kind),
+            DateTime::from_timestamp_millis(at_ms),
+        ) else {
+            continue;
+        };
+        let event = Event {
+            room: room_id,
+            seq: u64::try_from(seq).unwrap_or(0),
+            at,
+            kind,
+        };
+        if let Some(Ok(body)) = crate::message_of(&event).map(|m| serde_json::to_string(&m)) {
+            rows.push((room, seq, body));
+        }
+    }
+    for (room, seq, body) in rows {
+        diesel::insert_or_ignore_into(messages::table)
+            .values((
+                messages::room_id.eq(room),
+                messages::seq.eq(seq),
+                messages::body.eq(body),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

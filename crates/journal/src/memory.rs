@@ -15,7 +15,7 @@ use std::{
 use futures_util::FutureExt;
 use parking_lot::Mutex;
 
-use roomstate_core::room::{Event, RoomId, Snapshot};
+use roomstate_core::room::{ChatMessage, Event, RoomId, Snapshot};
 
 use super::{Journal, JournalError, JournalFuture, JournalStatus, RoomLog};
 
@@ -49,6 +49,8 @@ pub struct Batch {
 struct Log {
     snapshot: Option<Snapshot>,
     events: Vec<Event>,
+    /// Every chat message the room's events posted (snapshots do not trim it).
+    messages: Vec<ChatMessage>,
 }
 
 impl Log {
@@ -210,6 +212,7 @@ impl MemoryJournal {
             let log = rooms.entry(event.room.clone()).or_default();
             if event.seq == log.last_seq() + 1 {
                 log.events.push(event.clone());
+                log.messages.extend(crate::message_of(event));
             } // else already durable: a retry
         }
         drop(rooms);
@@ -268,6 +271,24 @@ impl Journal for MemoryJournal {
     fn delete_room(&self, room: RoomId) -> JournalFuture<()> {
         let result = self.refuse_if_down().map(|()| {
             self.inner.rooms.lock().remove(&room);
+        });
+        async move { result }.boxed()
+    }
+
+    fn messages(&self, room: RoomId, after: u64, limit: usize) -> JournalFuture<Vec<ChatMessage>> {
+        let result = self.refuse_if_down().map(|()| {
+            let rooms = self.inner.rooms.lock();
+            rooms
+                .get(&room)
+                .map(|log| {
+                    log.messages
+                        .iter()
+                        .filter(|m| m.seq > after)
+                        .take(limit)
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_default()
         });
         async move { result }.boxed()
     }
@@ -359,6 +380,8 @@ mod tests {
             participants_peak: 0,
             votes: vec![],
             messages: vec![],
+            message_count: None,
+            older_upto: 0,
             keys: vec![],
         };
         assert!(journal.snapshot(snapshot).await.is_err());
@@ -440,6 +463,8 @@ mod tests {
             participants_peak: 0,
             votes: vec![],
             messages: vec![],
+            message_count: None,
+            older_upto: 0,
             keys: vec![],
         };
         journal

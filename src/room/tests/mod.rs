@@ -13,6 +13,7 @@ mod outage;
 mod recovery;
 mod shutdown;
 mod snapshots;
+mod transcript;
 
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -67,6 +68,7 @@ fn settings() -> RoomSettings {
         http_ttl: Duration::from_secs(300),
         snapshot_every: 1_000_000,
         close_timeout: Duration::from_secs(60),
+        max_messages: 1000,
     }
 }
 

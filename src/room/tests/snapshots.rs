@@ -63,6 +63,7 @@ async fn durable_state(registry: &Registry, id: &RoomId) -> (RoomView, Vec<Strin
             limit: 1000,
         })
         .await
+        .unwrap()
         .unwrap();
     let messages = messages
         .into_iter()

@@ -20,7 +20,14 @@ pub struct Snapshot {
     pub created_at: Timestamp,
     pub participants_peak: u32,
     pub votes: Vec<(UserName, Side)>,
+    /// The newest messages (a room keeps a bounded number in memory; the journal has them all).
     pub messages: Vec<ChatMessage>,
+    /// Messages posted in all (absent in snapshots that held the whole transcript).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_count: Option<u32>,
+    /// Seq of the newest message not in `messages` (0: `messages` is the whole transcript).
+    #[serde(default)]
+    pub older_upto: u64,
     /// Idempotency keys still remembered, oldest first (absent in snapshots written before
     /// keys existed).
     #[serde(default)]

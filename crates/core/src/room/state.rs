@@ -4,7 +4,7 @@
 //! back the event to journal (if the command changed anything) together with the counters right
 //! after it. It must never do I/O or panic on any command a client can send.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use super::{
     event::{Event, EventKind, Side},
@@ -139,7 +139,14 @@ pub struct RoomState {
     pro: u32,
     con: u32,
     peak: u32,
-    messages: Vec<ChatMessage>,
+    /// The newest chat messages, oldest first: at most `max_messages` (older ones are in the
+    /// journal, or the store once the room is closed).
+    messages: VecDeque<ChatMessage>,
+    max_messages: usize,
+    /// Messages posted in all (the API's `messages` counter), in memory or not.
+    message_count: u32,
+    /// Seq of the newest message no longer in memory (0: every message is in memory).
+    older_upto: u64,
     keys: RecentKeys,
 }
 
@@ -171,7 +178,10 @@ impl RoomState {
             pro: 0,
             con: 0,
             peak: 0,
-            messages: Vec::new(),
+            messages: VecDeque::new(),
+            max_messages: usize::MAX,
+            message_count: 0,
+            older_upto: 0,
             keys: RecentKeys::default(),
         }
     }
@@ -214,7 +224,10 @@ impl RoomState {
         for (user, side) in &snapshot.votes {
             state.set_vote(user, Some(*side));
         }
-        state.messages = snapshot.messages.clone();
+        state.messages = snapshot.messages.iter().cloned().collect();
+        let count = u32::try_from(snapshot.messages.len()).unwrap_or(u32::MAX);
+        state.message_count = snapshot.message_count.unwrap_or(count);
+        state.older_upto = snapshot.older_upto;
         for k in &snapshot.keys {
             state.keys.remember(&k.user, &k.key, k.seq, k.at);
         }
@@ -234,7 +247,9 @@ impl RoomState {
             created_at: self.created_at,
             participants_peak: self.peak,
             votes: self.votes(),
-            messages: self.messages.clone(),
+            messages: self.messages.iter().cloned().collect(),
+            message_count: Some(self.message_count),
+            older_upto: self.older_upto,
             keys: self.keys.to_vec(),
         }
     }
@@ -270,7 +285,7 @@ impl RoomState {
             EventKind::Voted { user, side } => self.set_vote(user, Some(*side)),
             EventKind::Retracted { user } => self.set_vote(user, None),
             EventKind::Said { user, text, key } => {
-                self.messages.push(ChatMessage {
+                self.push_message(ChatMessage {
                     seq: event.seq,
                     user: user.clone(),
                     text: text.clone(),
@@ -340,7 +355,7 @@ impl RoomState {
             Command::Say { user, text, key } => {
                 validate_text(&text)?;
                 self.require_present(&user)?;
-                self.messages.push(ChatMessage {
+                self.push_message(ChatMessage {
                     seq: self.seq + 1,
                     user: user.clone(),
                     text: text.clone(),
@@ -425,7 +440,7 @@ impl RoomState {
             participants_peak: self.peak,
             pro: self.pro,
             con: self.con,
-            messages: u32::try_from(self.messages.len()).unwrap_or(u32::MAX),
+            messages: self.message_count,
             seq: self.seq,
         }
     }
@@ -446,20 +461,57 @@ impl RoomState {
         }
     }
 
-    /// Messages with `after < seq <= upto`, oldest first, at most `limit`.
-    pub fn messages(&self, after: u64, upto: u64, limit: usize) -> Vec<ChatMessage> {
-        let start = self.messages.partition_point(|m| m.seq <= after);
-        self.messages[start..]
-            .iter()
-            .take_while(|m| m.seq <= upto)
-            .take(limit)
-            .cloned()
-            .collect()
+    /// Keeps at most `max` chat messages in memory from now on (the oldest go first); the
+    /// journal keeps them all.
+    pub fn bound_messages(&mut self, max: usize) {
+        self.max_messages = max.max(1);
+        self.evict();
     }
 
-    /// Every message with `seq <= upto` (the transcript of the final record).
-    pub fn transcript(&self, upto: u64) -> Vec<ChatMessage> {
-        self.messages(0, upto, usize::MAX)
+    fn push_message(&mut self, message: ChatMessage) {
+        self.messages.push_back(message);
+        self.message_count = self.message_count.saturating_add(1);
+        self.evict();
+    }
+
+    fn evict(&mut self) {
+        while self.messages.len() > self.max_messages {
+            if let Some(gone) = self.messages.pop_front() {
+                self.older_upto = gone.seq;
+            }
+        }
+    }
+
+    /// Seq of the newest message no longer in memory (0: every message is in memory).
+    pub fn older_upto(&self) -> u64 {
+        self.older_upto
+    }
+
+    /// Messages with `after < seq <= upto`, oldest first, at most `limit` — `None` when some of
+    /// them are no longer in memory (`after < older_upto()`): read those from the journal.
+    pub fn messages(&self, after: u64, upto: u64, limit: usize) -> Option<Vec<ChatMessage>> {
+        if after < self.older_upto {
+            return None;
+        }
+        let start = self.messages.partition_point(|m| m.seq <= after);
+        Some(
+            self.messages
+                .range(start..)
+                .take_while(|m| m.seq <= upto)
+                .take(limit)
+                .cloned()
+                .collect(),
+        )
+    }
+
+    /// The messages still in memory with `seq <= upto`: the whole transcript when
+    /// `older_upto()` is 0, else its part after `older_upto()`.
+    pub fn recent_transcript(&self, upto: u64) -> Vec<ChatMessage> {
+        self.messages
+            .iter()
+            .take_while(|m| m.seq <= upto)
+            .cloned()
+            .collect()
     }
 
     /// Every user's current vote, sorted by user.

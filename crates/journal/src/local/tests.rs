@@ -287,6 +287,8 @@ fn snapshot_of(room: &RoomId, seq: u64) -> Snapshot {
         participants_peak: 2,
         votes: vec![(UserName::parse("alice").unwrap(), Side::Pro)],
         messages: Vec::new(),
+        message_count: None,
+        older_upto: 0,
         keys: vec![],
     }
 }
@@ -364,4 +366,84 @@ fn a_second_journal_on_the_same_file_is_refused_while_the_first_is_open() {
         LocalJournal::open(&path, JournalMetrics::detached().unwrap()).is_ok(),
         "the lock goes with the first journal"
     );
+}
+
+#[actix_rt::test]
+async fn messages_outlive_the_snapshot_that_trims_their_events_until_the_room_goes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.db");
+    let (journal, _) = open(&path);
+    let room = room("r_archive");
+    // Seq 4 and 8 are messages (`event` makes every fourth event a `Said`).
+    journal.append(events(&room, 1..=9)).await.unwrap();
+    journal.snapshot(snapshot_of(&room, 9)).await.unwrap();
+    let messages = journal.messages(room.clone(), 0, 100).await.unwrap();
+    assert_eq!(messages.iter().map(|m| m.seq).collect::<Vec<_>>(), [4, 8]);
+    assert_eq!(
+        journal.messages(room.clone(), 4, 100).await.unwrap().len(),
+        1
+    );
+    assert_eq!(journal.messages(room.clone(), 0, 1).await.unwrap().len(), 1);
+    // Re-sending stored events adds no second copy.
+    journal.append(events(&room, 8..=9)).await.unwrap();
+    assert_eq!(
+        journal.messages(room.clone(), 0, 100).await.unwrap().len(),
+        2
+    );
+    journal.delete_room(room.clone()).await.unwrap();
+    assert!(journal.messages(room, 0, 100).await.unwrap().is_empty());
+}
+
+#[actix_rt::test]
+async fn a_file_from_before_the_archive_gets_its_messages_from_snapshots_and_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.db");
+    let room = room("r_old");
+    {
+        // A version 2 file: a snapshot holding the whole transcript, and a message after it.
+        let mut conn = raw(&path);
+        conn.batch_execute(
+            "CREATE TABLE events (room_id TEXT NOT NULL, seq INTEGER NOT NULL, \
+             at_ms INTEGER NOT NULL, kind TEXT NOT NULL, PRIMARY KEY (room_id, seq)) WITHOUT ROWID;
+             CREATE TABLE snapshots (room_id TEXT NOT NULL PRIMARY KEY, seq INTEGER NOT NULL, \
+             body TEXT NOT NULL) WITHOUT ROWID;
+             PRAGMA user_version = 2;",
+        )
+        .unwrap();
+        let mut old = snapshot_of(&room, 8);
+        let Some(message) = crate::message_of(&event(&room, 4)) else {
+            panic!("event 4 is a message");
+        };
+        old.messages = vec![message];
+        old.message_count = None;
+        let mut body: serde_json::Value = serde_json::to_value(&old).unwrap();
+        body.as_object_mut().unwrap().remove("older_upto");
+        diesel::insert_into(snapshots::table)
+            .values((
+                snapshots::room_id.eq(room.as_str()),
+                snapshots::seq.eq(8),
+                snapshots::body.eq(body.to_string()),
+            ))
+            .execute(&mut conn)
+            .unwrap();
+        let said = event(&room, 12);
+        diesel::insert_into(events::table)
+            .values((
+                events::room_id.eq(room.as_str()),
+                events::seq.eq(12),
+                events::at_ms.eq(said.at.timestamp_millis()),
+                events::kind.eq(serde_json::to_string(&said.kind).unwrap()),
+            ))
+            .execute(&mut conn)
+            .unwrap();
+    }
+    let (journal, _) = open(&path);
+    let seqs: Vec<u64> = journal
+        .messages(room, 0, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.seq)
+        .collect();
+    assert_eq!(seqs, [4, 12], "from the old snapshot and from the log");
 }

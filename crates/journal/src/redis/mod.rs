@@ -26,8 +26,9 @@
 //!
 //! Keys, all of one room under one hash tag (so they share a slot under Redis Cluster):
 //! `roomstate:{<room>}:log` (stream, entry id `<seq>-0`, field `e` = event JSON),
-//! `roomstate:{<room>}:snap` (snapshot JSON) and `roomstate:{<room>}:owner` (hash: lease `epoch`
-//! and `node`, `snap_seq`); and, apart, the set `roomstate:rooms` of open rooms.
+//! `roomstate:{<room>}:snap` (snapshot JSON), `roomstate:{<room>}:owner` (hash: lease `epoch`
+//! and `node`, `snap_seq`) and `roomstate:{<room>}:msgs` (stream: every chat message of the room,
+//! field `m`, kept until the room is deleted); and, apart, the set `roomstate:rooms` of open rooms.
 //!
 //! # Layout
 //! - this file: the configuration, the `Journal` handle and the requests it queues;
@@ -50,7 +51,7 @@ use std::{sync::Arc, time::Duration};
 use parking_lot::Mutex;
 use roomstate_core::{
     redact,
-    room::{Event, RoomId, Snapshot},
+    room::{ChatMessage, Event, RoomId, Snapshot},
     time::Timestamp,
 };
 use tokio::sync::{mpsc, oneshot};
@@ -155,6 +156,14 @@ enum Request {
     },
     Recover {
         reply: oneshot::Sender<Result<Vec<RoomLog>, JournalError>>,
+    },
+    /// Read a room's archived messages (on the writer's connection, behind the writes queued
+    /// before it).
+    Messages {
+        room: RoomId,
+        after: u64,
+        limit: usize,
+        reply: oneshot::Sender<Result<Vec<ChatMessage>, JournalError>>,
     },
 }
 
@@ -262,6 +271,18 @@ impl Journal for RedisJournal {
         self.submit(Op::Delete(room))
     }
 
+    fn messages(&self, room: RoomId, after: u64, limit: usize) -> JournalFuture<Vec<ChatMessage>> {
+        let (reply, answer) = oneshot::channel();
+        let request = Request::Messages {
+            room,
+            after,
+            limit,
+            reply,
+        };
+        let sent = self.inner.requests.send(request);
+        thread::answer(sent.is_ok(), answer, WRITER_THREAD)
+    }
+
     fn check(&self) -> JournalFuture<()> {
         self.submit(Op::Check)
     }
@@ -298,6 +319,10 @@ impl Keys<'_> {
     /// Set and deleted by every recovery, so its `WAIT` has a write to wait for.
     fn recovery_probe(&self) -> String {
         format!("{}:recovery-probe", self.prefix)
+    }
+    /// The room's archive of chat messages (stream, entry id `<seq>-0`, field `m`).
+    fn msgs(&self, room: &str) -> String {
+        format!("{}:{{{room}}}:msgs", self.prefix)
     }
     /// The room's owner hash: lease `epoch` and `node`, the last snapshot's `snap_seq`.
     fn owner(&self, room: &str) -> String {

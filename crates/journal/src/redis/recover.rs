@@ -40,7 +40,59 @@ pub(super) async fn read_all(
             }
         }
     }
+    backfill_archives(conn, keys, &logs).await?;
     Ok(logs)
+}
+
+/// Journals written before the message archive existed kept whole transcripts in snapshots
+/// (which say so by having no `message_count`): put those messages, and the ones the log posts
+/// after them, into the archive, once (entry ids are seqs, so doing it twice adds nothing).
+async fn backfill_archives(
+    conn: &mut MultiplexedConnection,
+    keys: &Keys<'_>,
+    logs: &[RoomLog],
+) -> Result<(), JournalError> {
+    for log in logs {
+        let Some(snapshot) = log.snapshot.as_ref().filter(|s| s.message_count.is_none()) else {
+            continue;
+        };
+        let messages = snapshot
+            .messages
+            .iter()
+            .cloned()
+            .chain(log.events.iter().filter_map(crate::message_of));
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        let key = keys.msgs(log.room.as_str());
+        let mut writes = 0;
+        for message in messages {
+            let json = serde_json::to_string(&message).map_err(|e| {
+                JournalError::Corrupt(format!("room {}: message not encodable: {e}", log.room))
+            })?;
+            pipe.cmd("XADD")
+                .arg(&key)
+                .arg(format!("{}-0", message.seq))
+                .arg("m")
+                .arg(json);
+            writes += 1;
+        }
+        if writes == 0 {
+            continue;
+        }
+        let replies: Vec<redis::RedisResult<Value>> = pipe
+            .query_async(&mut *conn)
+            .await
+            .map_err(|e| unavailable("recover: filling the message archive", e))?;
+        for reply in replies {
+            match reply {
+                Ok(_) => {}
+                Err(e) if super::already_stored(&e) => {}
+                Err(e) => return Err(unavailable("recover: filling the message archive", e)),
+            }
+        }
+        tracing::info!(room.id = %log.room, messages = writes, "message archive filled from an older snapshot");
+    }
+    Ok(())
 }
 
 /// One room's snapshot and stream, checked for gaps. `None` for a room registered in the set

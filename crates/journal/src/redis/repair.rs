@@ -23,6 +23,14 @@ use super::{
 };
 use crate::{JournalError, JournalMetrics};
 
+/// One write of a repair: an event back in the log, its message back in the archive, or a new
+/// room back in the index.
+enum Write<'a> {
+    Event(&'a str),
+    Message(String),
+    Index,
+}
+
 /// What one room needs on a primary whose stream top for it is known.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct RoomPlan<'a> {
@@ -152,14 +160,22 @@ pub(super) async fn run(
         return Ok(Repaired::default());
     }
 
-    // Same ids and payloads as the first time; batches of at most MAX_BATCH_EVENTS, and one
-    // WAIT after the last: it covers every earlier write on the connection.
-    let mut commands: Vec<(&RoomId, u64, Option<&str>)> = Vec::new();
+    // Same ids and payloads as the first time, and a posted message back in the room's archive
+    // too; batches of at most MAX_BATCH_EVENTS, and one WAIT after the last: it covers every
+    // earlier write on the connection.
+    let mut commands: Vec<(&RoomId, u64, Write)> = Vec::new();
     for (room, events) in &missing {
         for event in events {
-            commands.push((room, event.seq, Some(event.json.as_str())));
+            commands.push((room, event.seq, Write::Event(event.json.as_str())));
+            let message = serde_json::from_str(&event.json)
+                .ok()
+                .and_then(|e| crate::message_of(&e))
+                .and_then(|m| serde_json::to_string(&m).ok());
+            if let Some(message) = message {
+                commands.push((room, event.seq, Write::Message(message)));
+            }
             if event.seq == 1 {
-                commands.push((room, 1, None));
+                commands.push((room, 1, Write::Index));
             }
         }
     }
@@ -168,16 +184,23 @@ pub(super) async fn run(
     for (i, batch) in batches.iter().enumerate() {
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
-        for (room, seq, json) in batch.iter() {
-            match json {
-                Some(json) => {
+        for (room, seq, write) in batch.iter() {
+            match write {
+                Write::Event(json) => {
                     pipe.cmd("XADD")
                         .arg(keys.log(room.as_str()))
                         .arg(format!("{seq}-0"))
                         .arg("e")
                         .arg(*json);
                 }
-                None => {
+                Write::Message(json) => {
+                    pipe.cmd("XADD")
+                        .arg(keys.msgs(room.as_str()))
+                        .arg(format!("{seq}-0"))
+                        .arg("m")
+                        .arg(json);
+                }
+                Write::Index => {
                     pipe.cmd("SADD").arg(keys.rooms()).arg(room.as_str());
                 }
             }
@@ -193,10 +216,10 @@ pub(super) async fn run(
         if wait {
             wait_reply = replies.pop();
         }
-        for ((room, seq, json), reply) in batch.iter().zip(replies) {
+        for ((room, seq, write), reply) in batch.iter().zip(replies) {
             match reply {
                 Ok(_) => {}
-                Err(e) if json.is_some() && already_stored(&e) => {}
+                Err(e) if !matches!(write, Write::Index) && already_stored(&e) => {}
                 Err(e) => return Err(unavailable(&format!("repair: room {room} seq {seq}"), e)),
             }
         }

@@ -4,13 +4,16 @@
 -- on the server (DESIGN.md "One atomic, fenced append per batch"). Loaded with FUNCTION LOAD
 -- REPLACE at connect, and again on each new primary.
 --
--- FCALL roomstate_batch <3 * rooms> <log> <snap> <owner> ... <op args...>
+-- FCALL roomstate_batch <4 * rooms> <log> <snap> <owner> <msgs> ... <op args...>
 --
--- Keys, three per operation, all under the room's hash tag (so a batch splits per slot under
--- Redis Cluster): the room's stream of events, its snapshot (a JSON string), and its owner hash
--- {node, epoch, snap_seq, writes}.
+-- Keys, four per operation, all under the room's hash tag (so a batch splits per slot under
+-- Redis Cluster): the room's stream of events, its snapshot (a JSON string), its owner hash
+-- {node, epoch, snap_seq, resends}, and its stream of chat messages (every message of the room,
+-- which a snapshot does not trim: a room keeps only the newest in memory).
 -- Arguments, per operation in key order:
---   "A" <epoch> <first seq> <count> <event json> ...   append events first..first+count-1
+--   "A" <epoch> <first seq> <count> <event json> ... <n> (<seq> <message json>) x n
+--                                                       append events first..first+count-1, and
+--                                                       the messages they post
 --   "S" <epoch> <seq> <snapshot json>                   store a snapshot, trim the log up to it
 --   "D" <epoch>                                         forget the room (its record is in SQL)
 -- <epoch> is the writer's lease epoch for the room; 0 means "no lease" (a single engine).
@@ -70,8 +73,8 @@ local function batch(keys, args)
   local answers = {}
   local writes = {}
   local a = 1
-  for k = 1, #keys, 3 do
-    local log, snap, owner = keys[k], keys[k + 1], keys[k + 2]
+  for k = 1, #keys, 4 do
+    local log, snap, owner, msgs = keys[k], keys[k + 1], keys[k + 2], keys[k + 3]
     local op = args[a]
     local epoch = tonumber(args[a + 1])
     a = a + 2
@@ -88,12 +91,18 @@ local function batch(keys, args)
         events[i] = args[a + 1 + i]
       end
       a = a + 2 + count
+      local n = tonumber(args[a])
+      local messages = {}
+      for i = 1, n do
+        messages[i] = { tonumber(args[a + 2 * i - 1]), args[a + 2 * i] }
+      end
+      a = a + 1 + 2 * n
       local from
       if not refusal then
         refusal, from = check_append(log, snap_seq, first, events)
       end
       if not refusal then
-        writes[#writes + 1] = { 'A', log, owner, first, events, from }
+        writes[#writes + 1] = { 'A', log, owner, first, events, from, msgs, messages }
       end
     elseif op == 'S' then
       local seq = tonumber(args[a])
@@ -110,7 +119,7 @@ local function batch(keys, args)
       end
     elseif op == 'D' then
       if not refusal then
-        writes[#writes + 1] = { 'D', log, owner, snap }
+        writes[#writes + 1] = { 'D', log, owner, snap, msgs }
       end
     else
       return redis.error_reply('roomstate_batch: unknown operation ' .. tostring(op))
@@ -119,9 +128,16 @@ local function batch(keys, args)
   end
   for _, w in ipairs(writes) do
     if w[1] == 'A' then
-      local log, owner, first, events, from = w[2], w[3], w[4], w[5], w[6]
+      local log, owner, first, events, from, msgs, messages = w[2], w[3], w[4], w[5], w[6], w[7], w[8]
       for i = from, #events do
         redis.call('XADD', log, tostring(first + i - 1) .. '-0', 'e', events[i])
+      end
+      -- Only the messages of events written now: the others were archived with their events.
+      local new_from = first + from - 1
+      for _, m in ipairs(messages) do
+        if m[1] >= new_from then
+          redis.call('XADD', msgs, tostring(m[1]) .. '-0', 'm', m[2])
+        end
       end
       if from > #events then
         -- Every event was already stored: still write, so the batch's WAIT covers this call.
@@ -133,8 +149,8 @@ local function batch(keys, args)
       redis.call('XTRIM', log, 'MINID', tostring(seq + 1) .. '-0')
       redis.call('HSET', owner, 'snap_seq', seq)
     else
-      local log, owner, snap = w[2], w[3], w[4]
-      redis.call('DEL', log, snap, owner)
+      local log, owner, snap, msgs = w[2], w[3], w[4], w[5]
+      redis.call('DEL', log, snap, owner, msgs)
     end
   end
   return answers

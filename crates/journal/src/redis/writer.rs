@@ -12,8 +12,12 @@
 use std::{sync::Arc, time::Instant};
 
 use parking_lot::Mutex;
-use redis::{aio::MultiplexedConnection, AsyncConnectionConfig, Value};
-use roomstate_core::{redact, room::RoomId, time};
+use redis::{aio::MultiplexedConnection, streams::StreamRangeReply, AsyncConnectionConfig, Value};
+use roomstate_core::{
+    redact,
+    room::{ChatMessage, RoomId},
+    time,
+};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
@@ -98,6 +102,14 @@ impl Writer {
                     Request::Write { op, reply } => writes.push((op, reply)),
                     Request::Recover { reply } => {
                         let _ = reply.send(self.recover().await);
+                    }
+                    Request::Messages {
+                        room,
+                        after,
+                        limit,
+                        reply,
+                    } => {
+                        let _ = reply.send(self.messages(&room, after, limit).await);
                     }
                 }
             }
@@ -403,6 +415,52 @@ impl Writer {
         }
     }
 
+    /// Up to `limit` archived messages of `room` with `seq > after`, oldest first.
+    async fn messages(
+        &mut self,
+        room: &RoomId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<ChatMessage>, JournalError> {
+        let key = self.keys().msgs(room.as_str());
+        let conn = self.connection().await?;
+        let reply: StreamRangeReply = redis::cmd("XRANGE")
+            .arg(key)
+            .arg(format!("{}-0", after.saturating_add(1)))
+            .arg("+")
+            .arg("COUNT")
+            .arg(limit.min(100_000))
+            .query_async(conn)
+            .await
+            .map_err(|e| unavailable("reading messages", e))?;
+        reply
+            .ids
+            .into_iter()
+            .map(|entry| {
+                let json: String = entry
+                    .map
+                    .get("m")
+                    .cloned()
+                    .map(redis::from_redis_value)
+                    .transpose()
+                    .ok()
+                    .flatten()
+                    .ok_or_else(|| {
+                        JournalError::Corrupt(format!(
+                            "room {room}: message {} unreadable",
+                            entry.id
+                        ))
+                    })?;
+                serde_json::from_str(&json).map_err(|e| {
+                    JournalError::Corrupt(format!(
+                        "room {room}: message {} undecodable: {e}",
+                        entry.id
+                    ))
+                })
+            })
+            .collect()
+    }
+
     async fn recover(&mut self) -> Result<Vec<RoomLog>, JournalError> {
         let started = Instant::now();
         let prefix = self.config.key_prefix.clone();
@@ -453,7 +511,12 @@ fn batch_call(keys: &Keys<'_>, ops: &[Op]) -> Result<BatchCall, JournalError> {
     let mut function_ops = Vec::new();
     let mut checks = 0;
     let keys_of = |room: &str, room_keys: &mut Vec<String>| {
-        room_keys.extend([keys.log(room), keys.snap(room), keys.owner(room)]);
+        room_keys.extend([
+            keys.log(room),
+            keys.snap(room),
+            keys.owner(room),
+            keys.msgs(room),
+        ]);
     };
     for (i, op) in ops.iter().enumerate() {
         match op {
@@ -467,10 +530,24 @@ fn batch_call(keys: &Keys<'_>, ops: &[Op]) -> Result<BatchCall, JournalError> {
                 args.push(EPOCH.to_string().into_bytes());
                 args.push(first.seq.to_string().into_bytes());
                 args.push(events.len().to_string().into_bytes());
+                let mut messages = Vec::new();
                 for event in events {
                     let json = serde_json::to_vec(event).map_err(|e| {
                         JournalError::Corrupt(format!("room {room}: event not encodable: {e}"))
                     })?;
+                    args.push(json);
+                    if let Some(message) = crate::message_of(event) {
+                        let json = serde_json::to_vec(&message).map_err(|e| {
+                            JournalError::Corrupt(format!(
+                                "room {room}: message not encodable: {e}"
+                            ))
+                        })?;
+                        messages.push((event.seq, json));
+                    }
+                }
+                args.push(messages.len().to_string().into_bytes());
+                for (seq, json) in messages {
+                    args.push(seq.to_string().into_bytes());
                     args.push(json);
                 }
                 if first.seq == 1 {

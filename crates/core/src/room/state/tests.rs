@@ -261,12 +261,16 @@ fn messages_need_presence_and_valid_text() {
     assert_eq!((c.counters.messages, c.counters.seq), (1, 3));
     let c = run(&mut s, say("again")).unwrap();
     assert_eq!(c.counters.messages, 2);
-    let all = s.messages(0, u64::MAX, 10);
+    let all = s.messages(0, u64::MAX, 10).unwrap();
     assert_eq!(all.iter().map(|m| m.seq).collect::<Vec<_>>(), [3, 4]);
-    assert_eq!(s.messages(3, u64::MAX, 10).len(), 1);
-    assert_eq!(s.messages(0, 3, 10).len(), 1, "upto bounds the listing");
+    assert_eq!(s.messages(3, u64::MAX, 10).unwrap().len(), 1);
     assert_eq!(
-        s.messages(0, u64::MAX, 1).len(),
+        s.messages(0, 3, 10).unwrap().len(),
+        1,
+        "upto bounds the listing"
+    );
+    assert_eq!(
+        s.messages(0, u64::MAX, 1).unwrap().len(),
         1,
         "limit bounds the listing"
     );
@@ -348,7 +352,10 @@ fn replay_rebuilds_what_was_acknowledged_with_nobody_present() {
     );
     assert_eq!(replayed.participants_peak, 2);
     assert_eq!(back.votes(), s.votes());
-    assert_eq!(back.transcript(u64::MAX), s.transcript(u64::MAX));
+    assert_eq!(
+        back.recent_transcript(u64::MAX),
+        s.recent_transcript(u64::MAX)
+    );
 }
 
 #[test]
@@ -394,7 +401,10 @@ fn restore_from_a_snapshot_equals_a_full_replay() {
         let restored = RoomState::restore(&snapshot, events).unwrap();
         assert_eq!(restored.counters(), full.counters());
         assert_eq!(restored.votes(), full.votes());
-        assert_eq!(restored.transcript(u64::MAX), full.transcript(u64::MAX));
+        assert_eq!(
+            restored.recent_transcript(u64::MAX),
+            full.recent_transcript(u64::MAX)
+        );
     }
     let gap = RoomState::restore(&snapshot, &log[6..]);
     assert!(matches!(
@@ -575,4 +585,52 @@ fn said_events_without_a_key_read_as_before() {
         json,
         "no key, no field"
     );
+}
+
+#[test]
+fn memory_holds_a_bounded_transcript_and_says_what_it_lacks() {
+    let mut s = room();
+    s.bound_messages(3);
+    join(&mut s, "alice", Via::Http);
+    let say = |text: &str| Command::Say {
+        user: user("alice"),
+        text: text.into(),
+        key: None,
+    };
+    for i in 0..5 {
+        run(&mut s, say(&format!("m{i}"))).unwrap();
+    }
+    // Seqs 3..=7 are the five messages; 3 and 4 left memory.
+    assert_eq!(s.counters().messages, 5, "the counter counts them all");
+    assert_eq!(s.older_upto(), 4);
+    let kept: Vec<u64> = s
+        .recent_transcript(u64::MAX)
+        .iter()
+        .map(|m| m.seq)
+        .collect();
+    assert_eq!(kept, [5, 6, 7]);
+    assert!(
+        s.messages(0, u64::MAX, 10).is_none(),
+        "older ones: ask the journal"
+    );
+    assert!(s.messages(3, u64::MAX, 10).is_none());
+    assert_eq!(s.messages(4, u64::MAX, 10).unwrap().len(), 3);
+
+    // A snapshot carries the bounded part and what is missing; restored, it says the same.
+    let snapshot = s.snapshot();
+    assert_eq!(snapshot.messages.len(), 3);
+    assert_eq!((snapshot.message_count, snapshot.older_upto), (Some(5), 4));
+    let mut back = RoomState::restore(&snapshot, []).unwrap();
+    back.bound_messages(3);
+    assert_eq!(back.counters().messages, 5);
+    assert!(back.messages(2, u64::MAX, 10).is_none());
+    assert_eq!(back.messages(4, u64::MAX, 10).unwrap().len(), 3);
+    // A snapshot from before the bound (whole transcript, no count) still reads.
+    let mut old: serde_json::Value = serde_json::to_value(&snapshot).unwrap();
+    old.as_object_mut().unwrap().remove("message_count");
+    old.as_object_mut().unwrap().remove("older_upto");
+    let old: Snapshot = serde_json::from_value(old).unwrap();
+    let restored = RoomState::restore(&old, []).unwrap();
+    assert_eq!(restored.counters().messages, 3);
+    assert_eq!(restored.older_upto(), 0);
 }

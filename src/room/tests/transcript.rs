@@ -1,0 +1,64 @@
+//! A room keeps only the newest messages in memory (`RoomSettings::max_messages`); the journal
+//! keeps them all: listings that reach back past memory read the journal, the final record holds
+//! the whole transcript, and a room recovered from a snapshot still lists everything.
+
+use roomstate_core::room::RoomStatus;
+
+use super::{say, settings, Setup};
+use crate::room::{
+    deps::RoomSettings,
+    messages::{Close, GetMessages, GetView},
+};
+
+fn bounded() -> RoomSettings {
+    RoomSettings {
+        max_messages: 3,
+        snapshot_every: 4,
+        ..settings()
+    }
+}
+
+async fn listed(room: &actix::Addr<crate::room::actor::RoomActor>, after: u64) -> Vec<String> {
+    room.send(GetMessages { after, limit: 500 })
+        .await
+        .unwrap()
+        .unwrap()
+        .into_iter()
+        .map(|m| m.text)
+        .collect()
+}
+
+#[actix_rt::test]
+async fn older_messages_come_from_the_journal_and_the_record_has_them_all() {
+    let setup = Setup::new();
+    let registry = setup.registry(bounded());
+    let (id, room) = setup.room_with_alice(&registry, "long debate").await;
+    for i in 0..10 {
+        room.send(say(&format!("m{i}"))).await.unwrap().unwrap();
+    }
+    let expected: Vec<String> = (0..10).map(|i| format!("m{i}")).collect();
+    assert_eq!(
+        listed(&room, 0).await,
+        expected,
+        "all ten, oldest from the journal"
+    );
+    // Seqs 3..=12 are the messages: after 10, only the last two, from memory.
+    assert_eq!(listed(&room, 10).await, ["m8", "m9"]);
+    assert_eq!(room.send(GetView).await.unwrap().counters.messages, 10);
+
+    // Recovery from the journal (snapshots every 4 events trimmed the log): still all ten.
+    let again = setup.registry(bounded());
+    assert_eq!(again.recover().await.unwrap(), 1);
+    let back = again.get(&id).unwrap();
+    assert_eq!(listed(&back, 0).await, expected);
+
+    let record = back.send(Close).await.unwrap().unwrap();
+    assert_eq!(record.status, RoomStatus::Closed);
+    assert_eq!(record.counters.messages, 10);
+    let stored = setup.store.messages(&id, 0, 500).await.unwrap();
+    let texts: Vec<String> = stored.into_iter().map(|m| m.text).collect();
+    assert_eq!(
+        texts, expected,
+        "the final record holds the whole transcript"
+    );
+}

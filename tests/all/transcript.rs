@@ -1,0 +1,143 @@
+//! No client can grow a room's memory without bound by talking: a room keeps only the newest
+//! `limits.room_messages_in_memory` messages, and the rest stay readable through
+//! `GET /rooms/{id}/messages` from the journal (and from the store once the room is closed),
+//! across restarts and snapshots, with the engine healthy throughout — on the local journal and on
+//! Redis.
+
+use serde_json::{json, Value};
+
+use crate::support::{
+    app::{self, TestApp},
+    sentinel::RedisServer,
+};
+
+/// Messages each room keeps in memory in these tests.
+const IN_MEMORY: usize = 20;
+/// Messages a test posts: many times what memory holds.
+const POSTED: usize = 300;
+
+fn bounded(builder: app::Builder) -> TestApp {
+    builder
+        .setting("LIMITS__ROOM_MESSAGES_IN_MEMORY", IN_MEMORY)
+        .setting("JOURNAL__SNAPSHOT_EVERY", 25)
+        .setting("LIMITS__HTTP_RATE_PER_S", 0)
+        .start()
+}
+
+/// The whole transcript through the API, page by page (pages of 37 to cross memory's edge).
+async fn transcript(app: &TestApp, room: &str) -> Vec<String> {
+    let mut texts = Vec::new();
+    let mut after = 0;
+    loop {
+        let (status, body) = app
+            .get(&format!("/rooms/{room}/messages?after={after}&limit=37"))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let page = body["messages"].as_array().cloned().unwrap_or_default();
+        let Some(last) = page.last() else { break };
+        after = last["seq"].as_u64().unwrap();
+        let seqs: Vec<u64> = page.iter().map(|m| m["seq"].as_u64().unwrap()).collect();
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "oldest first: {seqs:?}"
+        );
+        texts.extend(page.iter().map(|m| m["text"].as_str().unwrap().to_owned()));
+    }
+    texts
+}
+
+async fn talk(app: &TestApp) -> (String, Vec<String>) {
+    let room = app.create_room("a long debate").await;
+    app.join(&room, "talker").await;
+    let mut posted = Vec::new();
+    for i in 0..POSTED {
+        let text = format!("line {i} {}", "x".repeat(200));
+        let (status, body) = app.say(&room, "talker", &text).await;
+        assert_eq!(status, 201, "{body}");
+        posted.push(text);
+    }
+    let (status, health) = app.get("/healthz").await;
+    assert_eq!(status, 200, "{health}");
+    (room, posted)
+}
+
+async fn everything_stays_readable(mut app: TestApp) {
+    let (room, posted) = talk(&app).await;
+    assert_eq!(app.room(&room).await["messages"], POSTED);
+    assert_eq!(
+        transcript(&app, &room).await,
+        posted,
+        "every message, in order"
+    );
+
+    assert!(app.stop().success());
+    app.restart();
+    assert_eq!(
+        transcript(&app, &room).await,
+        posted,
+        "after a restart from snapshots"
+    );
+
+    let (status, closed) = app.close_room(&room).await;
+    assert_eq!(status, 200, "{closed}");
+    assert_eq!(closed["messages"], json!(POSTED));
+    assert_eq!(
+        transcript(&app, &room).await,
+        posted,
+        "the final record holds the whole transcript"
+    );
+}
+
+#[actix_rt::test]
+async fn a_long_transcript_stays_readable_on_the_local_journal() {
+    everything_stays_readable(bounded(app::builder())).await;
+}
+
+#[actix_rt::test]
+async fn a_long_transcript_stays_readable_on_redis() {
+    let redis = RedisServer::start().await;
+    let app = bounded(
+        app::builder()
+            .setting("JOURNAL__KIND", "redis")
+            .setting("REDIS__URL", redis.url()),
+    );
+    everything_stays_readable(app).await;
+    let left: Vec<String> = redis.keys("roomstate:{*").await;
+    assert!(left.is_empty(), "a closed room leaves no keys: {left:?}");
+}
+
+/// Resident memory of the engine, from its own `/metrics`.
+async fn rss(app: &TestApp) -> f64 {
+    let (_, text) = app.get("/metrics").await;
+    let text = text.as_str().unwrap_or_default().to_owned();
+    text.lines()
+        .find_map(|l| l.strip_prefix("process_resident_memory_bytes "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .expect("process_resident_memory_bytes")
+}
+
+/// Messages of 2000 four-byte characters: 8 KB each as JSON, so keeping them would show.
+const HEAVY: usize = 2000;
+
+#[actix_rt::test]
+async fn a_longer_transcript_takes_no_more_engine_memory() {
+    let app = bounded(app::builder());
+    let (room, _) = talk(&app).await;
+    let before = rss(&app).await;
+    let text = "ü".repeat(2000);
+    for _ in 0..HEAVY {
+        let (status, body): (_, Value) = app.say(&room, "talker", &text).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let after = rss(&app).await;
+    // Kept in memory, 2000 messages of 4000 bytes would add 8 MB at the very least; what the
+    // engine may grow by is the SQLite page cache and the allocator's slack.
+    assert!(
+        after - before < 6.0 * 1024.0 * 1024.0,
+        "resident memory grew by {:.1} MiB for {HEAVY} messages",
+        (after - before) / 1024.0 / 1024.0
+    );
+    assert_eq!(app.room(&room).await["messages"], POSTED + HEAVY);
+    let (status, health) = app.get("/healthz").await;
+    assert_eq!(status, 200, "{health}");
+}
