@@ -66,12 +66,37 @@ pub fn message_of(event: &Event) -> Option<ChatMessage> {
 /// The future every journal call returns.
 pub type JournalFuture<T> = BoxFuture<'static, Result<T, JournalError>>;
 
-/// One open room's log: its latest snapshot, if any, and the events after it, oldest first.
+/// A room's fencing epoch: the lease under which a writer may write the room. A journal refuses
+/// (`JournalError::Fenced`) a write whose epoch is not the room's current one, so a writer that
+/// lost the room (to another engine) can never make anything durable for it again.
+/// `Epoch::NONE` (0) is a room nobody ever claimed: what a single engine on the local journal
+/// always writes with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Epoch(pub u64);
+
+impl Epoch {
+    pub const NONE: Epoch = Epoch(0);
+
+    /// The epoch a claim of a room at `self` gives its new owner.
+    pub fn next(self) -> Epoch {
+        Epoch(self.0 + 1)
+    }
+}
+
+impl std::fmt::Display for Epoch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// One open room's log: its latest snapshot, if any, and the events after it, oldest first; and
+/// the epoch its reader must write it with from now on (a recovery claims each room it reads).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RoomLog {
     pub room: RoomId,
     pub snapshot: Option<Snapshot>,
     pub events: Vec<Event>,
+    pub epoch: Epoch,
 }
 
 /// What `/admin/stats` and `/readyz` show of the journal.
@@ -91,17 +116,23 @@ pub struct JournalStatus {
 ///
 /// Callers (room actors) send one room's events in seq order and wait for an append to resolve
 /// before sending that room's next one, so the journal never sees a room's events out of order.
-/// Appending an event that is already durable (same room and seq) must succeed without
-/// duplicating it: that is what makes a retry after an unclear failure safe.
+/// Appending an event that is already durable (same room and seq, same content) must succeed
+/// without duplicating it: that is what makes a retry after an unclear failure safe.
+///
+/// Every write names the writer's `Epoch` for the room; a write under any other epoch than the
+/// room's current one is refused whole with `JournalError::Fenced`.
 pub trait Journal: Send + Sync + 'static {
-    /// Makes `events` durable. `Ok` means every one of them survives a crash of the engine.
-    fn append(&self, events: Vec<Event>) -> JournalFuture<()>;
+    /// Makes `events` (of one room) durable. `Ok` means every one of them survives a crash of
+    /// the engine.
+    fn append(&self, epoch: Epoch, events: Vec<Event>) -> JournalFuture<()>;
 
     /// Makes `snapshot` durable and drops the room's events up to its seq. The caller sends it
     /// only when every event up to that seq is durable.
-    fn snapshot(&self, snapshot: Snapshot) -> JournalFuture<()>;
+    fn snapshot(&self, epoch: Epoch, snapshot: Snapshot) -> JournalFuture<()>;
 
-    /// Every room in the log, each with its snapshot and the events after it in seq order.
+    /// Every room in the log, each with its snapshot and the events after it in seq order, and
+    /// the epoch to write it with: a journal several engines can share claims each room for the
+    /// caller (a new epoch), fencing off whoever wrote it before.
     fn recover(&self) -> JournalFuture<Vec<RoomLog>>;
 
     /// Durable chat messages of a room with `seq > after`, oldest first, at most `limit`. The
@@ -110,7 +141,7 @@ pub trait Journal: Send + Sync + 'static {
     fn messages(&self, room: RoomId, after: u64, limit: usize) -> JournalFuture<Vec<ChatMessage>>;
 
     /// Forgets a room (after its final record is in the SQL store).
-    fn delete_room(&self, room: RoomId) -> JournalFuture<()>;
+    fn delete_room(&self, epoch: Epoch, room: RoomId) -> JournalFuture<()>;
 
     /// Succeeds when the journal can take writes now.
     fn check(&self) -> JournalFuture<()>;

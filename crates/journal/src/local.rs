@@ -39,7 +39,7 @@ use tokio::sync::oneshot;
 
 use super::{
     writer::{self, WriterThread},
-    Journal, JournalError, JournalFuture, JournalMetrics, JournalStatus, RoomLog,
+    Epoch, Journal, JournalError, JournalFuture, JournalMetrics, JournalStatus, RoomLog,
 };
 
 /// The schema this code writes and reads.
@@ -165,8 +165,22 @@ impl LocalJournal {
     }
 }
 
+/// The local journal has one writer (its file lock sees to that), so no leases: every room is at
+/// `Epoch::NONE`, and a write under any other epoch comes from a caller that mixed journals up.
+fn check_epoch(epoch: Epoch) -> Result<(), JournalError> {
+    if epoch == Epoch::NONE {
+        return Ok(());
+    }
+    Err(JournalError::Fenced(format!(
+        "the local journal has no leases; epoch {epoch} was never given out"
+    )))
+}
+
 impl Journal for LocalJournal {
-    fn append(&self, events: Vec<Event>) -> JournalFuture<()> {
+    fn append(&self, epoch: Epoch, events: Vec<Event>) -> JournalFuture<()> {
+        if let Err(error) = check_epoch(epoch) {
+            return futures_util::future::ready(Err(error)).boxed();
+        }
         self.submit(Op::Append(events))
     }
 
@@ -191,7 +205,10 @@ impl Journal for LocalJournal {
         .boxed()
     }
 
-    fn snapshot(&self, snapshot: Snapshot) -> JournalFuture<()> {
+    fn snapshot(&self, epoch: Epoch, snapshot: Snapshot) -> JournalFuture<()> {
+        if let Err(error) = check_epoch(epoch) {
+            return futures_util::future::ready(Err(error)).boxed();
+        }
         self.submit(Op::Snapshot(snapshot))
     }
 
@@ -207,7 +224,10 @@ impl Journal for LocalJournal {
         .boxed()
     }
 
-    fn delete_room(&self, room: RoomId) -> JournalFuture<()> {
+    fn delete_room(&self, epoch: Epoch, room: RoomId) -> JournalFuture<()> {
+        if let Err(error) = check_epoch(epoch) {
+            return futures_util::future::ready(Err(error)).boxed();
+        }
         self.submit(Op::Delete(room))
     }
 
@@ -579,6 +599,7 @@ fn read_all(path: &Path) -> Result<Vec<RoomLog>, JournalError> {
                 room: id,
                 snapshot: snapshots.remove(&room),
                 events: Vec::new(),
+                epoch: Epoch::NONE,
             });
         }
         let Some(log) = logs.last_mut() else {
@@ -614,6 +635,7 @@ fn read_all(path: &Path) -> Result<Vec<RoomLog>, JournalError> {
             room: snapshot.room.clone(),
             snapshot: Some(snapshot),
             events: Vec::new(),
+            epoch: Epoch::NONE,
         });
         tracing::trace!(room.id = %room, "room recovered from its snapshot alone");
     }

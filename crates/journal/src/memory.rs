@@ -17,7 +17,7 @@ use parking_lot::Mutex;
 
 use roomstate_core::room::{ChatMessage, Event, RoomId, Snapshot};
 
-use super::{Journal, JournalError, JournalFuture, JournalStatus, RoomLog};
+use super::{Epoch, Journal, JournalError, JournalFuture, JournalStatus, RoomLog};
 
 /// How the journal misbehaves now (see [`MemoryJournal::set_fault`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -51,6 +51,8 @@ struct Log {
     events: Vec<Event>,
     /// Every chat message the room's events posted (snapshots do not trim it).
     messages: Vec<ChatMessage>,
+    /// The room's lease epoch: writes under any other are refused as `Fenced`.
+    epoch: Epoch,
 }
 
 impl Log {
@@ -148,6 +150,29 @@ impl MemoryJournal {
         rooms.get(room)?.snapshot.as_ref().map(|s| s.seq)
     }
 
+    /// Takes `room` over as another engine would: a new epoch, which fences every writer holding
+    /// the old one. Returns the new epoch.
+    pub fn claim(&self, room: &RoomId) -> Epoch {
+        let mut rooms = self.inner.rooms.lock();
+        let log = rooms.entry(room.clone()).or_default();
+        log.epoch = log.epoch.next();
+        log.epoch
+    }
+
+    /// The room's current epoch (`NONE` for a room it does not hold).
+    pub fn epoch(&self, room: &RoomId) -> Epoch {
+        self.inner
+            .rooms
+            .lock()
+            .get(room)
+            .map_or(Epoch::NONE, |log| log.epoch)
+    }
+
+    /// The rooms it holds a log for (reading them claims nothing, unlike `recover`).
+    pub fn room_ids(&self) -> Vec<RoomId> {
+        self.inner.rooms.lock().keys().cloned().collect()
+    }
+
     /// Whether the journal holds a log (events or a snapshot) for `room`.
     pub fn has_room(&self, room: &RoomId) -> bool {
         self.inner.rooms.lock().contains_key(room)
@@ -180,7 +205,7 @@ impl MemoryJournal {
         }
     }
 
-    fn write(&self, events: &[Event]) -> Result<(), JournalError> {
+    fn write(&self, epoch: Epoch, events: &[Event]) -> Result<(), JournalError> {
         // Read once, so a test flipping the switch mid-call cannot get half of each behaviour.
         let fault = self.fault();
         match fault {
@@ -197,6 +222,7 @@ impl MemoryJournal {
         // that would leave a gap writes nothing.
         let mut next: BTreeMap<&RoomId, u64> = BTreeMap::new();
         for event in events {
+            fenced(&rooms, &event.room, epoch)?;
             let expected = next
                 .entry(&event.room)
                 .or_insert_with(|| rooms.get(&event.room).map_or(0, Log::last_seq) + 1);
@@ -226,30 +252,47 @@ impl MemoryJournal {
     }
 }
 
+/// Refuses a write to `room` under an epoch that is not its current one.
+fn fenced(rooms: &BTreeMap<RoomId, Log>, room: &RoomId, epoch: Epoch) -> Result<(), JournalError> {
+    let current = rooms.get(room).map_or(Epoch::NONE, |log| log.epoch);
+    if current == epoch {
+        return Ok(());
+    }
+    Err(JournalError::Fenced(format!(
+        "room {room}: written under epoch {epoch}, the room is at {current}"
+    )))
+}
+
 impl Journal for MemoryJournal {
-    fn append(&self, events: Vec<Event>) -> JournalFuture<()> {
-        let result = self.write(&events);
+    fn append(&self, epoch: Epoch, events: Vec<Event>) -> JournalFuture<()> {
+        let result = self.write(epoch, &events);
         self.record(&events, result.is_ok());
         async move { result }.boxed()
     }
 
     fn recover(&self) -> JournalFuture<Vec<RoomLog>> {
+        // Like a journal several engines share: the reader claims every room it reads.
         let result = self.refuse_if_down().map(|()| {
             self.inner
                 .rooms
                 .lock()
-                .iter()
-                .map(|(room, log)| RoomLog {
-                    room: room.clone(),
-                    snapshot: log.snapshot.clone(),
-                    events: log.events.clone(),
+                .iter_mut()
+                .filter(|(_, log)| log.snapshot.is_some() || !log.events.is_empty())
+                .map(|(room, log)| {
+                    log.epoch = log.epoch.next();
+                    RoomLog {
+                        room: room.clone(),
+                        snapshot: log.snapshot.clone(),
+                        events: log.events.clone(),
+                        epoch: log.epoch,
+                    }
                 })
                 .collect()
         });
         async move { result }.boxed()
     }
 
-    fn snapshot(&self, snapshot: Snapshot) -> JournalFuture<()> {
+    fn snapshot(&self, epoch: Epoch, snapshot: Snapshot) -> JournalFuture<()> {
         let result = self.refuse_if_down().and_then(|()| {
             if *self.inner.failing_snapshots.lock() {
                 return Err(JournalError::Unavailable(
@@ -257,6 +300,7 @@ impl Journal for MemoryJournal {
                 ));
             }
             let mut rooms = self.inner.rooms.lock();
+            fenced(&rooms, &snapshot.room, epoch)?;
             let log = rooms.entry(snapshot.room.clone()).or_default();
             log.events.retain(|e| e.seq > snapshot.seq);
             log.snapshot = Some(snapshot);
@@ -268,9 +312,12 @@ impl Journal for MemoryJournal {
         async move { result }.boxed()
     }
 
-    fn delete_room(&self, room: RoomId) -> JournalFuture<()> {
-        let result = self.refuse_if_down().map(|()| {
-            self.inner.rooms.lock().remove(&room);
+    fn delete_room(&self, epoch: Epoch, room: RoomId) -> JournalFuture<()> {
+        let result = self.refuse_if_down().and_then(|()| {
+            let mut rooms = self.inner.rooms.lock();
+            fenced(&rooms, &room, epoch)?;
+            rooms.remove(&room);
+            Ok(())
         });
         async move { result }.boxed()
     }
@@ -333,17 +380,22 @@ mod tests {
         let journal = MemoryJournal::new();
         let room = RoomId::parse("r_m").unwrap();
         journal
-            .append(vec![event(&room, 1), event(&room, 2)])
+            .append(Epoch::NONE, vec![event(&room, 1), event(&room, 2)])
             .await
             .unwrap();
         journal
-            .append(vec![event(&room, 2), event(&room, 3)])
+            .append(Epoch::NONE, vec![event(&room, 2), event(&room, 3)])
             .await
             .unwrap();
         assert_eq!(journal.events(&room).len(), 3);
-        assert!(journal.append(vec![event(&room, 5)]).await.is_err());
+        assert!(journal
+            .append(Epoch::NONE, vec![event(&room, 5)])
+            .await
+            .is_err());
         // A batch with a gap in it writes nothing, not even the events before the gap.
-        let gap = journal.append(vec![event(&room, 4), event(&room, 6)]).await;
+        let gap = journal
+            .append(Epoch::NONE, vec![event(&room, 4), event(&room, 6)])
+            .await;
         assert!(matches!(gap, Err(JournalError::Corrupt(_))), "{gap:?}");
         assert_eq!(seqs(&journal.events(&room)), [1, 2, 3]);
     }
@@ -353,7 +405,10 @@ mod tests {
         let journal = MemoryJournal::new();
         let room = RoomId::parse("r_d").unwrap();
         journal.set_down(true);
-        assert!(journal.append(vec![event(&room, 1)]).await.is_err());
+        assert!(journal
+            .append(Epoch::NONE, vec![event(&room, 1)])
+            .await
+            .is_err());
         journal.set_down(false);
         assert!(journal.events(&room).is_empty());
         assert_eq!(journal.recover().await.unwrap(), vec![]);
@@ -367,11 +422,17 @@ mod tests {
     async fn down_refuses_every_call_and_clearing_it_restores_them() {
         let journal = MemoryJournal::new();
         let room = RoomId::parse("r_all").unwrap();
-        journal.append(vec![event(&room, 1)]).await.unwrap();
+        journal
+            .append(Epoch::NONE, vec![event(&room, 1)])
+            .await
+            .unwrap();
         journal.set_fault(Fault::Down);
         assert!(journal.check().await.is_err());
         assert!(journal.recover().await.is_err());
-        assert!(journal.delete_room(room.clone()).await.is_err());
+        assert!(journal
+            .delete_room(Epoch::NONE, room.clone())
+            .await
+            .is_err());
         let snapshot = Snapshot {
             room: room.clone(),
             seq: 1,
@@ -384,12 +445,15 @@ mod tests {
             older_upto: 0,
             keys: vec![],
         };
-        assert!(journal.snapshot(snapshot).await.is_err());
+        assert!(journal.snapshot(Epoch::NONE, snapshot).await.is_err());
         assert_eq!(journal.refused_snapshots(), 1);
         journal.set_down(false);
         journal.check().await.unwrap();
         assert!(journal.has_room(&room), "nothing was deleted while down");
-        journal.delete_room(room.clone()).await.unwrap();
+        journal
+            .delete_room(Epoch::NONE, room.clone())
+            .await
+            .unwrap();
         assert!(!journal.has_room(&room));
     }
 
@@ -398,7 +462,9 @@ mod tests {
         let journal = MemoryJournal::new();
         let room = RoomId::parse("r_lost").unwrap();
         journal.set_fault(Fault::WriteThenFail);
-        let lost = journal.append(vec![event(&room, 1), event(&room, 2)]).await;
+        let lost = journal
+            .append(Epoch::NONE, vec![event(&room, 1), event(&room, 2)])
+            .await;
         assert!(
             matches!(lost, Err(JournalError::Unavailable(_))),
             "{lost:?}"
@@ -407,7 +473,10 @@ mod tests {
         assert_eq!(journal.appends(), 0, "not counted as a success");
         journal.set_fault(Fault::None);
         journal
-            .append(vec![event(&room, 1), event(&room, 2), event(&room, 3)])
+            .append(
+                Epoch::NONE,
+                vec![event(&room, 1), event(&room, 2), event(&room, 3)],
+            )
             .await
             .unwrap();
         assert_eq!(
@@ -437,7 +506,7 @@ mod tests {
         let room = RoomId::parse("r_bad").unwrap();
         journal.set_fault(Fault::Corrupt);
         for _ in 0..2 {
-            let refused = journal.append(vec![event(&room, 1)]).await;
+            let refused = journal.append(Epoch::NONE, vec![event(&room, 1)]).await;
             assert!(
                 matches!(refused, Err(JournalError::Corrupt(_))),
                 "{refused:?}"
@@ -447,7 +516,10 @@ mod tests {
         journal.check().await.unwrap();
         assert_eq!(journal.refused_appends(&room), 2);
         journal.set_fault(Fault::None);
-        journal.append(vec![event(&room, 1)]).await.unwrap();
+        journal
+            .append(Epoch::NONE, vec![event(&room, 1)])
+            .await
+            .unwrap();
         assert_eq!(seqs(&journal.events(&room)), [1]);
     }
 
@@ -468,17 +540,20 @@ mod tests {
             keys: vec![],
         };
         journal
-            .append(vec![event(&room, 1), event(&room, 2)])
+            .append(Epoch::NONE, vec![event(&room, 1), event(&room, 2)])
             .await
             .unwrap();
         journal.set_snapshots_failing(true);
-        assert!(journal.snapshot(snapshot(2)).await.is_err());
+        assert!(journal.snapshot(Epoch::NONE, snapshot(2)).await.is_err());
         assert_eq!(journal.refused_snapshots(), 1);
         assert_eq!(journal.snapshot_seq(&room), None);
         assert_eq!(seqs(&journal.events(&room)), [1, 2], "nothing trimmed");
-        journal.append(vec![event(&room, 3)]).await.unwrap();
+        journal
+            .append(Epoch::NONE, vec![event(&room, 3)])
+            .await
+            .unwrap();
         journal.set_snapshots_failing(false);
-        journal.snapshot(snapshot(2)).await.unwrap();
+        journal.snapshot(Epoch::NONE, snapshot(2)).await.unwrap();
         assert_eq!(journal.snapshot_seq(&room), Some(2));
         assert_eq!(seqs(&journal.events(&room)), [3]);
     }
@@ -488,11 +563,14 @@ mod tests {
         let journal = MemoryJournal::new();
         let (a, b) = (RoomId::parse("r_a").unwrap(), RoomId::parse("r_b").unwrap());
         journal
-            .append(vec![event(&a, 1), event(&b, 1), event(&a, 2)])
+            .append(Epoch::NONE, vec![event(&a, 1), event(&b, 1), event(&a, 2)])
             .await
             .unwrap();
         journal.set_down(true);
-        assert!(journal.append(vec![event(&b, 2)]).await.is_err());
+        assert!(journal
+            .append(Epoch::NONE, vec![event(&b, 2)])
+            .await
+            .is_err());
         let sizes = |room| -> Vec<(usize, bool)> {
             journal
                 .batches(room)

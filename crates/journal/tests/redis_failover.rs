@@ -17,7 +17,7 @@ use roomstate_core::{
 };
 use roomstate_journal::{
     redis::{RecentBounds, RedisJournal, RedisJournalConfig, RedisTarget},
-    Journal, JournalError, JournalMetrics,
+    Epoch, Journal, JournalError, JournalMetrics,
 };
 use roomstate_testkit::{
     redis_admin::{query, stream_ids, stream_last_id, wait_until},
@@ -77,7 +77,7 @@ fn spaced(addr: &str) -> String {
 async fn append_until_acknowledged(journal: &RedisJournal, set: &SentinelSet, events: &[Event]) {
     let result = wait_until("the journal to acknowledge", DEADLINE, || async {
         journal
-            .append(events.to_vec())
+            .append(Epoch::NONE, events.to_vec())
             .await
             .map_err(|e| e.to_string())
     })
@@ -102,7 +102,10 @@ async fn a_failover_announced_by_a_sentinel_stops_acknowledgements_until_it_is_a
     let (journal, _metrics) = open(addrs, RecentBounds::default());
     let room = RoomId::parse("fenced").unwrap();
     let primary = set.primary().await;
-    journal.append(events(&room, 1..=1)).await.unwrap();
+    journal
+        .append(Epoch::NONE, events(&room, 1..=1))
+        .await
+        .unwrap();
     wait_until(
         "the watcher to subscribe to the herald",
         DEADLINE,
@@ -136,7 +139,10 @@ async fn a_failover_announced_by_a_sentinel_stops_acknowledgements_until_it_is_a
     let begun = Instant::now();
     let mut next = 2;
     let refusal = loop {
-        match journal.append(events(&room, next..=next)).await {
+        match journal
+            .append(Epoch::NONE, events(&room, next..=next))
+            .await
+        {
             Ok(()) => next += 1,
             Err(error) => break error,
         }
@@ -150,7 +156,7 @@ async fn a_failover_announced_by_a_sentinel_stops_acknowledgements_until_it_is_a
     // The primary and both replicas are fine (WAIT would succeed): only the fence says no.
     for _ in 0..3 {
         let error = journal
-            .append(events(&room, next..=next))
+            .append(Epoch::NONE, events(&room, next..=next))
             .await
             .expect_err("acknowledged during the failover");
         assert!(fenced(&error), "{error}");
@@ -187,8 +193,14 @@ async fn lose_the_tail_in_a_failover(
     let room = RoomId::parse("repaired").unwrap();
     let key = log_key(&room);
     let appended = events(&room, 1..=10);
-    journal.append(appended[..5].to_vec()).await.unwrap();
-    journal.append(appended[5..].to_vec()).await.unwrap();
+    journal
+        .append(Epoch::NONE, appended[..5].to_vec())
+        .await
+        .unwrap();
+    journal
+        .append(Epoch::NONE, appended[5..].to_vec())
+        .await
+        .unwrap();
     let old = set.primary().await;
     for replica in set.replicas().await {
         wait_until(&format!("{replica} to hold seq 10"), DEADLINE, || async {

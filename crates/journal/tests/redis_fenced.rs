@@ -12,7 +12,7 @@ use roomstate_core::{
 };
 use roomstate_journal::{
     redis::{RedisJournal, RedisJournalConfig, RedisTarget},
-    Journal, JournalError, JournalMetrics,
+    Epoch, Journal, JournalError, JournalMetrics,
 };
 use roomstate_testkit::{redis_admin::command, redis_server::RedisServer};
 
@@ -55,7 +55,7 @@ async fn a_room_leased_to_another_writer_is_fenced_and_nothing_is_written() {
     let journal = open(&redis);
     let room = RoomId::parse("r_fenced").unwrap();
     journal
-        .append(vec![event(&room, 1, ""), event(&room, 2, "a")])
+        .append(Epoch::NONE, vec![event(&room, 1, ""), event(&room, 2, "a")])
         .await
         .unwrap();
     // Another node took the room over: its lease epoch is now 7.
@@ -72,7 +72,9 @@ async fn a_room_leased_to_another_writer_is_fenced_and_nothing_is_written() {
     )
     .await
     .unwrap();
-    let refused = journal.append(vec![event(&room, 3, "b")]).await;
+    let refused = journal
+        .append(Epoch::NONE, vec![event(&room, 3, "b")])
+        .await;
     match refused {
         Err(JournalError::Fenced(why)) => assert!(why.contains("7 n2"), "{why}"),
         other => panic!("expected Fenced, got {other:?}"),
@@ -83,7 +85,7 @@ async fn a_room_leased_to_another_writer_is_fenced_and_nothing_is_written() {
         "nothing of it was written"
     );
     let snapshot_refused = journal
-        .delete_room(room.clone())
+        .delete_room(Epoch::NONE, room.clone())
         .await
         .expect_err("a fenced writer cannot delete the room either");
     assert!(matches!(snapshot_refused, JournalError::Fenced(_)));
@@ -95,24 +97,30 @@ async fn a_resent_event_must_be_identical_and_a_gap_is_refused() {
     let journal = open(&redis);
     let room = RoomId::parse("r_strict").unwrap();
     let first = vec![event(&room, 1, ""), event(&room, 2, "hello")];
-    journal.append(first.clone()).await.unwrap();
+    journal.append(Epoch::NONE, first.clone()).await.unwrap();
     // The same events again (a lost reply): fine, nothing duplicated.
-    journal.append(first.clone()).await.unwrap();
+    journal.append(Epoch::NONE, first.clone()).await.unwrap();
     assert_eq!(stream_len(&redis, &room).await, "2");
     // Seq 2 again with other content: a conflict, not "already stored" — even the same text at
     // another time is other content.
-    let conflict = journal.append(vec![event(&room, 2, "other")]).await;
+    let conflict = journal
+        .append(Epoch::NONE, vec![event(&room, 2, "other")])
+        .await;
     assert!(
         matches!(&conflict, Err(JournalError::Corrupt(m)) if m.contains("seq 2")),
         "{conflict:?}"
     );
-    let conflict = journal.append(vec![event(&room, 2, "hello")]).await;
+    let conflict = journal
+        .append(Epoch::NONE, vec![event(&room, 2, "hello")])
+        .await;
     assert!(
         matches!(&conflict, Err(JournalError::Corrupt(m)) if m.contains("seq 2")),
         "{conflict:?}"
     );
     // A gap: seq 4 after 2.
-    let gap = journal.append(vec![event(&room, 4, "later")]).await;
+    let gap = journal
+        .append(Epoch::NONE, vec![event(&room, 4, "later")])
+        .await;
     assert!(
         matches!(&gap, Err(JournalError::Corrupt(m)) if m.contains("expects seq 3")),
         "{gap:?}"
@@ -120,7 +128,7 @@ async fn a_resent_event_must_be_identical_and_a_gap_is_refused() {
     assert_eq!(stream_len(&redis, &room).await, "2", "neither was written");
     // A re-send overlapping the log, continuing it: the new part is appended.
     journal
-        .append(vec![first[1].clone(), event(&room, 3, "next")])
+        .append(Epoch::NONE, vec![first[1].clone(), event(&room, 3, "next")])
         .await
         .unwrap();
     assert_eq!(stream_len(&redis, &room).await, "3");
@@ -134,11 +142,17 @@ async fn one_rooms_refusal_does_not_hold_up_the_others_in_the_same_batch() {
         RoomId::parse("r_good").unwrap(),
         RoomId::parse("r_bad").unwrap(),
     );
-    journal.append(vec![event(&bad, 1, "")]).await.unwrap();
+    journal
+        .append(Epoch::NONE, vec![event(&bad, 1, "")])
+        .await
+        .unwrap();
     // Both appends queued at once share a batch (group commit): one gaps, one is fine.
     let (a, b) = futures_util::future::join(
-        journal.append(vec![event(&good, 1, ""), event(&good, 2, "ok")]),
-        journal.append(vec![event(&bad, 5, "gap")]),
+        journal.append(
+            Epoch::NONE,
+            vec![event(&good, 1, ""), event(&good, 2, "ok")],
+        ),
+        journal.append(Epoch::NONE, vec![event(&bad, 5, "gap")]),
     )
     .await;
     assert!(a.is_ok(), "{a:?}");

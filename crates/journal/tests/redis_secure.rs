@@ -13,7 +13,7 @@ use roomstate_core::{
 use roomstate_journal::{
     access::{Access, Credentials, Role},
     redis::{RedisJournal, RedisJournalConfig, RedisTarget},
-    Journal, JournalMetrics,
+    Epoch, Journal, JournalMetrics,
 };
 use roomstate_testkit::{
     redis_admin::{command, wait_until},
@@ -69,7 +69,7 @@ async fn on_a_locked_tls_set_the_journal_writes_reads_and_watches_every_sentinel
         .await;
     let journal = open(&set, set.journal_access().sentinels);
     let room = RoomId::parse("locked").unwrap();
-    journal.append(events(&room, 3)).await.unwrap();
+    journal.append(Epoch::NONE, events(&room, 3)).await.unwrap();
     journal.check().await.unwrap();
     let logs = journal.recover().await.unwrap();
     assert_eq!(logs.len(), 1);

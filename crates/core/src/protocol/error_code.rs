@@ -1,15 +1,18 @@
 //! The error codes of API.md: every refusal a client can see, over HTTP or in a WebSocket `error`
 //! frame, is one of these, with the HTTP status the contract gives it.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// An API error code (`{"error": CODE, ...}`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     BadRequest,
     Unauthorized,
-    /// A valid user token for another user or room (token mode only).
+    // A valid user token for another user or room (token mode only). (A plain comment: a doc
+    // comment here would split the schemas' enum of codes.)
     Forbidden,
     NotFound,
     NotJoined,

@@ -10,19 +10,30 @@ use crate::room::{ChatMessage, RoomView, Side};
 
 /// A request from a client.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ClientFrame {
+    /// Vote for a side (or move the vote); answered with `ack` or `error`.
     Vote {
         side: Side,
+        /// Any JSON value the client chooses, echoed in the answer; a string that is a valid
+        /// idempotency key also makes a `say` safe to repeat.
         #[serde(default)]
         req: Value,
     },
+    /// Take the vote back.
     Retract {
+        /// Echoed in the answer.
         #[serde(default)]
         req: Value,
     },
+    /// Post a chat message.
     Say {
+        /// 1 to 2000 characters, not blank.
+        #[cfg_attr(feature = "json-schema", schemars(length(min = 1, max = crate::room::state::MAX_TEXT_CHARS)))]
         text: String,
+        /// Echoed in the answer; a string of 1 to 64 characters of `[A-Za-z0-9_.:-]` is also
+        /// the message's idempotency key.
         #[serde(default)]
         req: Value,
     },
@@ -62,21 +73,42 @@ pub fn parse(text: &str) -> Result<ClientFrame, BadFrame> {
     })
 }
 
+/// A frame from the server.
 #[derive(Serialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum ServerFrame<'a> {
+    /// The room view: first after the upgrade, then whenever the counters change.
     State(&'a RoomView),
+    /// A chat message, in seq order, none skipped.
     Message(&'a ChatMessage),
+    /// The final room view; the server then closes the socket with code 1000.
     Closed(&'a RoomView),
-    Ack {
-        req: &'a Value,
-        seq: u64,
-    },
+    /// The request `req` is durable with seq `seq`.
+    Ack { req: &'a Value, seq: u64 },
+    /// The request `req` was refused (`req` is null when the frame could not be parsed).
     Error {
         req: &'a Value,
         error: ErrorCode,
         message: &'a str,
     },
+}
+
+/// The JSON Schemas (draft 2020-12) of the WebSocket frames, by file name: `client-frames`
+/// (what a client may send) and `server-frames` (what the server sends). docs/schemas/ holds
+/// them as committed files, checked against these by the engine's tests.
+#[cfg(feature = "json-schema")]
+pub fn json_schemas() -> [(&'static str, Value); 2] {
+    [
+        (
+            "client-frames",
+            schemars::schema_for!(ClientFrame).to_value(),
+        ),
+        (
+            "server-frames",
+            schemars::schema_for!(ServerFrame<'static>).to_value(),
+        ),
+    ]
 }
 
 /// Sent instead of a frame that could not be encoded.

@@ -35,7 +35,9 @@ fn check(
 }
 
 macro_rules! name_type {
-    ($(#[$doc:meta])* $name:ident, $what:literal, $allowed:literal, $ok:expr) => {
+    (
+        $(#[$doc:meta])* $name:ident, $what:literal, $allowed:literal, $pattern:literal, $ok:expr
+    ) => {
         $(#[$doc])*
         #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub struct $name(Arc<str>);
@@ -82,7 +84,57 @@ macro_rules! name_type {
                 Self::parse(&text).map_err(serde::de::Error::custom)
             }
         }
+
+        #[cfg(any(feature = "openapi", feature = "json-schema"))]
+        impl $name {
+            /// What `parse` accepts, as a schema's regular expression.
+            const PATTERN: &'static str = $pattern;
+        }
+
+        /// A string of the allowed characters and length.
+        #[cfg(feature = "openapi")]
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                use utoipa::openapi::schema::{ObjectBuilder, Type};
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .description(Some(name_description($what, $allowed)))
+                    .min_length(Some(1))
+                    .max_length(Some(MAX_NAME_LEN))
+                    .pattern(Some(Self::PATTERN))
+                    .into()
+            }
+        }
+
+        #[cfg(feature = "openapi")]
+        impl utoipa::ToSchema for $name {}
+
+        #[cfg(feature = "json-schema")]
+        impl schemars::JsonSchema for $name {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                stringify!($name).into()
+            }
+
+            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                schemars::json_schema!({
+                    "type": "string",
+                    "description": name_description($what, $allowed),
+                    "minLength": 1,
+                    "maxLength": MAX_NAME_LEN,
+                    "pattern": Self::PATTERN,
+                })
+            }
+        }
     };
+}
+
+/// What a name's schema says of it.
+#[cfg(any(feature = "openapi", feature = "json-schema"))]
+fn name_description(what: &str, allowed: &str) -> String {
+    let mut chars = what.chars();
+    let first = chars.next().map(|c| c.to_ascii_uppercase());
+    let what: String = first.into_iter().chain(chars).collect();
+    format!("{what}: 1 to {MAX_NAME_LEN} characters, only {allowed}.")
 }
 
 name_type!(
@@ -90,6 +142,7 @@ name_type!(
     RoomId,
     "room id",
     "letters, digits, '_' and '-'",
+    "^[A-Za-z0-9_-]{1,64}$",
     |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'
 );
 
@@ -98,6 +151,7 @@ name_type!(
     UserName,
     "user",
     "letters, digits, '_', '.' and '-'",
+    "^[A-Za-z0-9_.-]{1,64}$",
     |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-'
 );
 
@@ -107,6 +161,7 @@ name_type!(
     IdempotencyKey,
     "idempotency key",
     "letters, digits, '_', '.', ':' and '-'",
+    "^[A-Za-z0-9_.:-]{1,64}$",
     |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-')
 );
 
@@ -170,6 +225,39 @@ mod tests {
     fn room_ids_refuse_dots() {
         assert!(RoomId::parse("r_1.2").is_err());
         assert!(RoomId::parse("r_ok-1").is_ok());
+    }
+
+    /// The schemas' patterns (`^[CLASS]{1,64}$`) accept exactly the characters `parse` does.
+    #[cfg(any(feature = "openapi", feature = "json-schema"))]
+    #[test]
+    fn schema_patterns_say_what_parse_accepts() {
+        fn check(pattern: &str, parse: impl Fn(&str) -> bool) {
+            let class = pattern
+                .strip_prefix("^[")
+                .and_then(|p| p.strip_suffix(&format!("]{{1,{MAX_NAME_LEN}}}$")))
+                .unwrap_or_else(|| panic!("{pattern} is ^[CLASS]{{1,{MAX_NAME_LEN}}}$"));
+            let mut allowed = std::collections::BTreeSet::new();
+            let bytes = class.as_bytes();
+            let mut i = 0;
+            while i < bytes.len() {
+                if i + 2 < bytes.len() && bytes[i + 1] == b'-' {
+                    allowed.extend(bytes[i]..=bytes[i + 2]);
+                    i += 3;
+                } else {
+                    allowed.insert(bytes[i]);
+                    i += 1;
+                }
+            }
+            for b in 0u8..128 {
+                let text = (b as char).to_string();
+                assert_eq!(parse(&text), allowed.contains(&b), "{pattern} and {text:?}");
+            }
+        }
+        check(RoomId::PATTERN, |t| RoomId::parse(t).is_ok());
+        check(UserName::PATTERN, |t| UserName::parse(t).is_ok());
+        check(IdempotencyKey::PATTERN, |t| {
+            IdempotencyKey::parse(t).is_ok()
+        });
     }
 
     #[test]

@@ -254,6 +254,13 @@ impl RoomState {
         }
     }
 
+    /// Applies one durable event written by the room's owner elsewhere (a mirror of the room
+    /// follows its log): the same as replay, presence aside — the log does not say who is
+    /// present, only who arrived and left (`Follower` counts them).
+    pub fn follow(&mut self, event: &Event) -> Result<(), ReplayError> {
+        self.replay_one(event)
+    }
+
     fn replay_one(&mut self, event: &Event) -> Result<(), ReplayError> {
         if event.room != self.id {
             return Err(ReplayError::WrongRoom {

@@ -7,6 +7,8 @@ use crate::time::{self, Timestamp};
 
 /// Open or closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum RoomStatus {
     Open,
@@ -16,6 +18,8 @@ pub enum RoomStatus {
 /// The counters of a room at one seq. Cheap to copy, so every pending event can carry the counters
 /// it produced and a commit can publish exactly the state as of its last durable event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 pub struct Counters {
     pub participants: u32,
     pub participants_peak: u32,
@@ -27,6 +31,8 @@ pub struct Counters {
 
 /// The room view of API.md.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 pub struct RoomView {
     pub id: RoomId,
     pub title: String,
@@ -34,18 +40,38 @@ pub struct RoomView {
     #[serde(flatten)]
     pub counters: Counters,
     #[serde(with = "time::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    #[cfg_attr(
+        feature = "json-schema",
+        schemars(with = "String", extend("format" = "date-time"))
+    )]
     pub created_at: Timestamp,
     #[serde(with = "time::rfc3339_opt")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(value_type = Option<String>, format = DateTime, required = true)
+    )]
+    #[cfg_attr(
+        feature = "json-schema",
+        schemars(with = "Option<String>", required, extend("format" = "date-time"))
+    )]
     pub closed_at: Option<Timestamp>,
 }
 
 /// A chat message of API.md.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 pub struct ChatMessage {
     pub seq: u64,
     pub user: UserName,
     pub text: String,
     #[serde(with = "time::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    #[cfg_attr(
+        feature = "json-schema",
+        schemars(with = "String", extend("format" = "date-time"))
+    )]
     pub sent_at: Timestamp,
 }
 

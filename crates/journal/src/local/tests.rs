@@ -67,9 +67,15 @@ async fn events_survive_close_and_reopen_unchanged() {
         assert_eq!(journal.status().kind, "local");
         assert_eq!(journal.status().target, path.display().to_string());
         journal.check().await.unwrap();
-        journal.append(sent_a[..3].to_vec()).await.unwrap();
-        journal.append(sent_b.clone()).await.unwrap();
-        journal.append(sent_a[3..].to_vec()).await.unwrap();
+        journal
+            .append(Epoch::NONE, sent_a[..3].to_vec())
+            .await
+            .unwrap();
+        journal.append(Epoch::NONE, sent_b.clone()).await.unwrap();
+        journal
+            .append(Epoch::NONE, sent_a[3..].to_vec())
+            .await
+            .unwrap();
     }
     let (journal, _) = open(&path);
     let expected = vec![
@@ -77,11 +83,13 @@ async fn events_survive_close_and_reopen_unchanged() {
             room: a,
             snapshot: None,
             events: sent_a,
+            epoch: Epoch::NONE,
         },
         RoomLog {
             room: b,
             snapshot: None,
             events: sent_b,
+            epoch: Epoch::NONE,
         },
     ];
     assert_eq!(journal.recover().await.unwrap(), expected);
@@ -93,11 +101,11 @@ async fn re_appending_stored_events_does_not_duplicate() {
     let (journal, _) = open(&dir.path().join("journal.db"));
     let r = room("r_retry");
     let first = events(&r, 1..=3);
-    journal.append(first.clone()).await.unwrap();
-    journal.append(first.clone()).await.unwrap();
+    journal.append(Epoch::NONE, first.clone()).await.unwrap();
+    journal.append(Epoch::NONE, first.clone()).await.unwrap();
     let mut retry = first[1..].to_vec();
     retry.push(event(&r, 4));
-    journal.append(retry).await.unwrap();
+    journal.append(Epoch::NONE, retry).await.unwrap();
     let logs = journal.recover().await.unwrap();
     assert_eq!(logs.len(), 1);
     let seqs: Vec<u64> = logs[0].events.iter().map(|e| e.seq).collect();
@@ -110,13 +118,21 @@ async fn an_append_that_leaves_a_gap_is_refused_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (journal, _) = open(&dir.path().join("journal.db"));
     let r = room("r_gap");
-    journal.append(events(&r, 1..=2)).await.unwrap();
-    let refused = journal.append(vec![event(&r, 3), event(&r, 5)]).await;
+    journal
+        .append(Epoch::NONE, events(&r, 1..=2))
+        .await
+        .unwrap();
+    let refused = journal
+        .append(Epoch::NONE, vec![event(&r, 3), event(&r, 5)])
+        .await;
     assert!(
         matches!(refused, Err(JournalError::Corrupt(_))),
         "{refused:?}"
     );
-    journal.append(events(&r, 3..=3)).await.unwrap();
+    journal
+        .append(Epoch::NONE, events(&r, 3..=3))
+        .await
+        .unwrap();
     let logs = journal.recover().await.unwrap();
     assert_eq!(logs[0].events.len(), 3);
 }
@@ -126,15 +142,27 @@ async fn delete_room_removes_only_that_room() {
     let dir = tempfile::tempdir().unwrap();
     let (journal, _) = open(&dir.path().join("journal.db"));
     let (gone, kept) = (room("r_gone"), room("r_kept"));
-    journal.append(events(&gone, 1..=4)).await.unwrap();
-    journal.append(events(&kept, 1..=2)).await.unwrap();
-    journal.delete_room(gone.clone()).await.unwrap();
+    journal
+        .append(Epoch::NONE, events(&gone, 1..=4))
+        .await
+        .unwrap();
+    journal
+        .append(Epoch::NONE, events(&kept, 1..=2))
+        .await
+        .unwrap();
+    journal
+        .delete_room(Epoch::NONE, gone.clone())
+        .await
+        .unwrap();
     let logs = journal.recover().await.unwrap();
     assert_eq!(logs.len(), 1);
     assert_eq!(logs[0].room, kept);
     assert_eq!(logs[0].events.len(), 2);
     // A deleted room's id starts again from seq 1.
-    journal.append(events(&gone, 1..=1)).await.unwrap();
+    journal
+        .append(Epoch::NONE, events(&gone, 1..=1))
+        .await
+        .unwrap();
     assert_eq!(journal.recover().await.unwrap().len(), 2);
 }
 
@@ -151,7 +179,10 @@ async fn concurrent_appends_are_durable_and_group_committed() {
         actix_rt::spawn(async move {
             let r = room(&format!("r_{t}"));
             for seq in 1..=APPENDS {
-                journal.append(vec![event(&r, seq)]).await.unwrap();
+                journal
+                    .append(Epoch::NONE, vec![event(&r, seq)])
+                    .await
+                    .unwrap();
             }
         })
     });
@@ -179,7 +210,7 @@ async fn dropping_the_last_handle_finishes_queued_appends() {
     let path = dir.path().join("journal.db");
     let (journal, _) = open(&path);
     let pending: Vec<_> = (0..10)
-        .map(|i| journal.append(events(&room(&format!("r_q{i}")), 1..=3)))
+        .map(|i| journal.append(Epoch::NONE, events(&room(&format!("r_q{i}")), 1..=3)))
         .collect();
     drop(journal); // joins the writer thread
     for result in join_all(pending).await {
@@ -203,7 +234,7 @@ async fn a_failed_batch_writes_nothing_and_the_next_one_succeeds() {
     .unwrap();
     let mut both = events(&good, 1..=2);
     both.extend(events(&bad, 1..=1));
-    let failed = journal.append(both).await;
+    let failed = journal.append(Epoch::NONE, both).await;
     assert!(
         matches!(failed, Err(JournalError::Unavailable(_))),
         "{failed:?}"
@@ -212,7 +243,10 @@ async fn a_failed_batch_writes_nothing_and_the_next_one_succeeds() {
     assert_eq!(journal.recover().await.unwrap(), vec![]);
 
     conn.batch_execute("DROP TRIGGER fail").unwrap();
-    journal.append(events(&good, 1..=2)).await.unwrap();
+    journal
+        .append(Epoch::NONE, events(&good, 1..=2))
+        .await
+        .unwrap();
     journal.check().await.unwrap();
     assert_eq!(journal.recover().await.unwrap()[0].events.len(), 2);
 }
@@ -223,7 +257,10 @@ async fn an_undecodable_row_is_reported_as_corrupt() {
     let path = dir.path().join("journal.db");
     let (journal, _) = open(&path);
     let r = room("r_bent");
-    journal.append(events(&r, 1..=2)).await.unwrap();
+    journal
+        .append(Epoch::NONE, events(&r, 1..=2))
+        .await
+        .unwrap();
     raw(&path)
         .batch_execute("INSERT INTO events VALUES ('r_bent', 3, 0, '{not json')")
         .unwrap();
@@ -244,7 +281,10 @@ async fn a_gap_in_a_stored_log_is_reported_as_corrupt() {
     let path = dir.path().join("journal.db");
     let (journal, _) = open(&path);
     let r = room("r_holey");
-    journal.append(events(&r, 1..=2)).await.unwrap();
+    journal
+        .append(Epoch::NONE, events(&r, 1..=2))
+        .await
+        .unwrap();
     raw(&path)
         .batch_execute("DELETE FROM events WHERE room_id = 'r_holey' AND seq = 1")
         .unwrap();
@@ -300,16 +340,31 @@ async fn snapshots_trim_the_log_and_come_back_with_the_tail() {
     let (a, b) = (room("r_snap_a"), room("r_snap_b"));
     {
         let (journal, _) = open(&path);
-        journal.append(events(&a, 1..=6)).await.unwrap();
-        journal.snapshot(snapshot_of(&a, 4)).await.unwrap();
-        journal.append(events(&b, 1..=3)).await.unwrap();
-        journal.snapshot(snapshot_of(&b, 3)).await.unwrap();
+        journal
+            .append(Epoch::NONE, events(&a, 1..=6))
+            .await
+            .unwrap();
+        journal
+            .snapshot(Epoch::NONE, snapshot_of(&a, 4))
+            .await
+            .unwrap();
+        journal
+            .append(Epoch::NONE, events(&b, 1..=3))
+            .await
+            .unwrap();
+        journal
+            .snapshot(Epoch::NONE, snapshot_of(&b, 3))
+            .await
+            .unwrap();
         // Every event of b is covered: the next append must still follow seq 3.
         assert!(matches!(
-            journal.append(events(&b, 5..=5)).await,
+            journal.append(Epoch::NONE, events(&b, 5..=5)).await,
             Err(JournalError::Corrupt(_))
         ));
-        journal.append(events(&b, 3..=4)).await.unwrap();
+        journal
+            .append(Epoch::NONE, events(&b, 3..=4))
+            .await
+            .unwrap();
     }
     let (journal, _) = open(&path);
     let logs = journal.recover().await.unwrap();
@@ -329,7 +384,7 @@ async fn snapshots_trim_the_log_and_come_back_with_the_tail() {
         [4]
     );
 
-    journal.delete_room(a.clone()).await.unwrap();
+    journal.delete_room(Epoch::NONE, a.clone()).await.unwrap();
     let logs = journal.recover().await.unwrap();
     assert_eq!(logs.len(), 1, "deleting a room deletes its snapshot too");
 }
@@ -339,8 +394,14 @@ async fn a_room_covered_entirely_by_its_snapshot_is_recovered() {
     let dir = tempfile::tempdir().unwrap();
     let (journal, _) = open(&dir.path().join("journal.db"));
     let r = room("r_only_snap");
-    journal.append(events(&r, 1..=3)).await.unwrap();
-    journal.snapshot(snapshot_of(&r, 3)).await.unwrap();
+    journal
+        .append(Epoch::NONE, events(&r, 1..=3))
+        .await
+        .unwrap();
+    journal
+        .snapshot(Epoch::NONE, snapshot_of(&r, 3))
+        .await
+        .unwrap();
     let logs = journal.recover().await.unwrap();
     assert_eq!(logs.len(), 1);
     assert!(logs[0].events.is_empty());
@@ -375,8 +436,14 @@ async fn messages_outlive_the_snapshot_that_trims_their_events_until_the_room_go
     let (journal, _) = open(&path);
     let room = room("r_archive");
     // Seq 4 and 8 are messages (`event` makes every fourth event a `Said`).
-    journal.append(events(&room, 1..=9)).await.unwrap();
-    journal.snapshot(snapshot_of(&room, 9)).await.unwrap();
+    journal
+        .append(Epoch::NONE, events(&room, 1..=9))
+        .await
+        .unwrap();
+    journal
+        .snapshot(Epoch::NONE, snapshot_of(&room, 9))
+        .await
+        .unwrap();
     let messages = journal.messages(room.clone(), 0, 100).await.unwrap();
     assert_eq!(messages.iter().map(|m| m.seq).collect::<Vec<_>>(), [4, 8]);
     assert_eq!(
@@ -385,12 +452,18 @@ async fn messages_outlive_the_snapshot_that_trims_their_events_until_the_room_go
     );
     assert_eq!(journal.messages(room.clone(), 0, 1).await.unwrap().len(), 1);
     // Re-sending stored events adds no second copy.
-    journal.append(events(&room, 8..=9)).await.unwrap();
+    journal
+        .append(Epoch::NONE, events(&room, 8..=9))
+        .await
+        .unwrap();
     assert_eq!(
         journal.messages(room.clone(), 0, 100).await.unwrap().len(),
         2
     );
-    journal.delete_room(room.clone()).await.unwrap();
+    journal
+        .delete_room(Epoch::NONE, room.clone())
+        .await
+        .unwrap();
     assert!(journal.messages(room, 0, 100).await.unwrap().is_empty());
 }
 

@@ -33,21 +33,35 @@
 //! # Layout
 //! - this file: the configuration, the `Journal` handle and the requests it queues;
 //! - `writer`: the writer thread's loop: group commit, connecting, acknowledging;
-//! - `recover`: reading every open room back at start;
+//! - `recover`: reading open rooms back (all at start; some when a cluster node takes them);
 //! - `watch`: listening to the sentinels' failover events;
 //! - `fence`: which primaries the writer must not write to, from what the watcher heard;
 //! - `recent`: the bounded record of events acknowledged in the last seconds;
-//! - `repair`: re-appending recently acknowledged events a primary lacks.
+//! - `repair`: re-appending recently acknowledged events a primary lacks;
+//! - `primary`: finding and connecting to the current primary;
+//! - `cluster`: what a cluster of engines keeps beside the logs: node heartbeats, room owners;
+//! - `tail`: following rooms' durable events on a connection of its own (a cluster node's
+//!   mirrors of rooms other nodes own).
+//!
+//! Leases: each room's owner hash holds the `epoch` its owner writes under; the function refuses
+//! any write under another, and `RedisJournal::claim` / `adopt` take a room under the next epoch
+//! (compare-and-set on the one seen), so of two claimers only one wins and the loser, or any
+//! writer before it, can never make anything durable for the room again. A single engine claims
+//! every room it recovers; a cluster node claims the rooms it creates or takes over.
 
+mod cluster;
 mod fence;
+mod primary;
 mod recent;
 mod recover;
 mod repair;
+mod tail;
 mod watch;
 mod writer;
 
 use std::{sync::Arc, time::Duration};
 
+use futures_util::{FutureExt, TryFutureExt};
 use parking_lot::Mutex;
 use roomstate_core::{
     redact,
@@ -56,11 +70,15 @@ use roomstate_core::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-pub use self::recent::RecentBounds;
+pub use self::tail::{Cursor, RedisTail, TailUpdate};
 use self::writer::Writer;
+pub use self::{
+    cluster::{NodeRecord, Owner},
+    recent::RecentBounds,
+};
 use super::{
     writer::{self as thread, WriterThread},
-    Journal, JournalError, JournalFuture, JournalMetrics, JournalStatus, RoomLog,
+    Epoch, Journal, JournalError, JournalFuture, JournalMetrics, JournalStatus, RoomLog,
 };
 use crate::access::Access;
 pub use crate::access::RedisAccess;
@@ -113,6 +131,8 @@ pub struct RedisJournalConfig {
     pub connect_timeout: Duration,
     /// Prefix of every key.
     pub key_prefix: String,
+    /// The name this engine's claims record as the rooms' owner (`cluster.node_id`).
+    pub node: String,
     /// How much of what it acknowledged the journal remembers, to put it back on a primary that
     /// lacks it.
     pub recent: RecentBounds,
@@ -130,6 +150,7 @@ impl RedisJournalConfig {
             response_timeout: Duration::from_millis(2000),
             connect_timeout: Duration::from_millis(500),
             key_prefix: "roomstate".into(),
+            node: "roomstate".into(),
             recent: RecentBounds::default(),
         }
     }
@@ -143,19 +164,51 @@ struct Status {
 }
 
 enum Op {
-    Append(Vec<Event>),
-    Snapshot(Snapshot),
-    Delete(RoomId),
+    Append(Epoch, Vec<Event>),
+    Snapshot(Epoch, Snapshot),
+    Delete(Epoch, RoomId),
+    Claim(Claim),
+    Release(Epoch, RoomId),
     Check,
+}
+
+/// A claim of one room for a node (see `RedisJournal::claim`).
+struct Claim {
+    room: RoomId,
+    /// The epoch the claimer saw; `None`: whatever it is now.
+    seen: Option<Epoch>,
+    node: String,
+    /// A room that has no log yet (a creation) rather than one that has.
+    new: bool,
+}
+
+/// What a write answers: for a claim, the epoch it won.
+type Granted = Option<Epoch>;
+
+/// What became of one room an adoption tried to claim.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Adopted {
+    /// Claimed: its log, with the epoch to write it with.
+    Won(RoomLog),
+    /// Someone claimed it first, or it was closed: why.
+    Lost { room: RoomId, why: String },
 }
 
 enum Request {
     Write {
         op: Op,
-        reply: oneshot::Sender<Result<(), JournalError>>,
+        reply: oneshot::Sender<Result<Granted, JournalError>>,
     },
     Recover {
         reply: oneshot::Sender<Result<Vec<RoomLog>, JournalError>>,
+    },
+    /// Something a cluster of engines keeps beside the logs (`cluster`).
+    Cluster(cluster::Call),
+    /// Claim rooms from the epochs the caller saw, and read the ones won.
+    Adopt {
+        rooms: Vec<(RoomId, Epoch)>,
+        node: String,
+        reply: oneshot::Sender<Result<Vec<Adopted>, JournalError>>,
     },
     /// Read a room's archived messages (on the writer's connection, behind the writes queued
     /// before it).
@@ -171,7 +224,7 @@ impl Request {
     fn events(&self) -> usize {
         match self {
             Request::Write {
-                op: Op::Append(events),
+                op: Op::Append(_, events),
                 ..
             } => events.len(),
             _ => 0,
@@ -245,20 +298,98 @@ impl RedisJournal {
         })
     }
 
-    fn submit(&self, op: Op) -> JournalFuture<()> {
+    fn submit(&self, op: Op) -> JournalFuture<Granted> {
         let (reply, answer) = oneshot::channel();
         let sent = self.inner.requests.send(Request::Write { op, reply });
+        thread::answer(sent.is_ok(), answer, WRITER_THREAD)
+    }
+
+    fn write(&self, op: Op) -> JournalFuture<()> {
+        self.submit(op).map_ok(drop).boxed()
+    }
+
+    /// Claims `room` for `node`, fencing off its owner until now: `seen` is the epoch the caller
+    /// saw (the claim fails with `Fenced` if the room moved on since: someone else claimed it
+    /// first); `new` claims a room that has no log yet (a creation: the claim comes first, so
+    /// the room's owner is known before anything is written). Answers the epoch to write the
+    /// room with. `Corrupt` when the room has no log ("take") or already has one ("new").
+    pub fn claim(
+        &self,
+        room: RoomId,
+        seen: Option<Epoch>,
+        node: &str,
+        new: bool,
+    ) -> JournalFuture<Epoch> {
+        let claim = Claim {
+            room,
+            seen,
+            node: node.to_owned(),
+            new,
+        };
+        self.submit(Op::Claim(claim))
+            .and_then(|granted| async move {
+                granted.ok_or_else(|| JournalError::Corrupt("a claim answered no epoch".into()))
+            })
+            .boxed()
+    }
+
+    /// Gives `room` up (a hand-off): nobody owns it until the next claim of `epoch`. The caller
+    /// writes nothing more under `epoch`.
+    pub fn release(&self, epoch: Epoch, room: RoomId) -> JournalFuture<()> {
+        self.write(Op::Release(epoch, room))
+    }
+
+    /// Claims each room from the epoch the caller saw it at, for `node`, and reads the logs of
+    /// those it won (as at recovery), each with its new epoch. A room someone else claimed
+    /// first, or that was closed meanwhile, is `Adopted::Lost` — not an error.
+    pub fn adopt(&self, rooms: Vec<(RoomId, Epoch)>, node: &str) -> JournalFuture<Vec<Adopted>> {
+        let (reply, answer) = oneshot::channel();
+        let request = Request::Adopt {
+            rooms,
+            node: node.to_owned(),
+            reply,
+        };
+        let sent = self.inner.requests.send(request);
+        thread::answer(sent.is_ok(), answer, WRITER_THREAD)
+    }
+
+    /// Writes this node's heartbeat record; answers every node's record, by id.
+    pub fn heartbeat(&self, me: NodeRecord) -> JournalFuture<Vec<NodeRecord>> {
+        self.call(|reply| cluster::Call::Heartbeat { me, reply })
+    }
+
+    /// Removes a node's record.
+    pub fn forget_node(&self, node: String) -> JournalFuture<()> {
+        self.call(|reply| cluster::Call::Forget { node, reply })
+    }
+
+    /// The owners of `rooms`, in order (`None`: the room has never been claimed, or is closed).
+    pub fn owners(&self, rooms: Vec<RoomId>) -> JournalFuture<Vec<Option<Owner>>> {
+        self.call(|reply| cluster::Call::Owners { rooms, reply })
+    }
+
+    /// Every open room of the journal, with its owner.
+    pub fn open_rooms(&self) -> JournalFuture<Vec<(RoomId, Option<Owner>)>> {
+        self.call(|reply| cluster::Call::OpenRooms { reply })
+    }
+
+    fn call<T: Send + 'static>(
+        &self,
+        call: impl FnOnce(oneshot::Sender<Result<T, JournalError>>) -> cluster::Call,
+    ) -> JournalFuture<T> {
+        let (reply, answer) = oneshot::channel();
+        let sent = self.inner.requests.send(Request::Cluster(call(reply)));
         thread::answer(sent.is_ok(), answer, WRITER_THREAD)
     }
 }
 
 impl Journal for RedisJournal {
-    fn append(&self, events: Vec<Event>) -> JournalFuture<()> {
-        self.submit(Op::Append(events))
+    fn append(&self, epoch: Epoch, events: Vec<Event>) -> JournalFuture<()> {
+        self.write(Op::Append(epoch, events))
     }
 
-    fn snapshot(&self, snapshot: Snapshot) -> JournalFuture<()> {
-        self.submit(Op::Snapshot(snapshot))
+    fn snapshot(&self, epoch: Epoch, snapshot: Snapshot) -> JournalFuture<()> {
+        self.write(Op::Snapshot(epoch, snapshot))
     }
 
     fn recover(&self) -> JournalFuture<Vec<RoomLog>> {
@@ -267,8 +398,8 @@ impl Journal for RedisJournal {
         thread::answer(sent.is_ok(), answer, WRITER_THREAD)
     }
 
-    fn delete_room(&self, room: RoomId) -> JournalFuture<()> {
-        self.submit(Op::Delete(room))
+    fn delete_room(&self, epoch: Epoch, room: RoomId) -> JournalFuture<()> {
+        self.write(Op::Delete(epoch, room))
     }
 
     fn messages(&self, room: RoomId, after: u64, limit: usize) -> JournalFuture<Vec<ChatMessage>> {
@@ -284,7 +415,7 @@ impl Journal for RedisJournal {
     }
 
     fn check(&self) -> JournalFuture<()> {
-        self.submit(Op::Check)
+        self.write(Op::Check)
     }
 
     fn status(&self) -> JournalStatus {
@@ -309,6 +440,10 @@ struct Keys<'a> {
 impl Keys<'_> {
     fn rooms(&self) -> String {
         format!("{}:rooms", self.prefix)
+    }
+    /// The cluster's nodes (hash: node id -> `NodeRecord` JSON).
+    fn nodes(&self) -> String {
+        format!("{}:nodes", self.prefix)
     }
     fn log(&self, room: &str) -> String {
         format!("{}:{{{room}}}:log", self.prefix)

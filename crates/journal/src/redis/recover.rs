@@ -1,28 +1,39 @@
-//! Reading every open room back at start: the set `roomstate:rooms`, then per room its snapshot
-//! and its stream (pipelined, 256 rooms per round trip), each log checked for gaps. A gap is
-//! reported as corruption, never papered over.
+//! Reading open rooms back: the set `roomstate:rooms` of every open room, then per room its
+//! snapshot and its stream (pipelined, 256 rooms per round trip), each log checked for gaps. A
+//! gap is reported as corruption, never papered over. The writer claims the rooms before it
+//! reads them (`writer`), so nobody else writes them meanwhile.
 
 use redis::{aio::MultiplexedConnection, streams::StreamRangeReply, Value};
 use roomstate_core::room::{Event, RoomId, Snapshot};
 
 use super::{unavailable, Keys, ROOMS_PER_PIPELINE};
-use crate::{JournalError, RoomLog};
+use crate::{Epoch, JournalError, RoomLog};
 
-/// Every open room's log, from the primary behind `conn`.
-pub(super) async fn read_all(
+/// Every open room in the index, sorted.
+pub(super) async fn list_rooms(
     conn: &mut MultiplexedConnection,
     keys: &Keys<'_>,
-) -> Result<Vec<RoomLog>, JournalError> {
+) -> Result<Vec<String>, JournalError> {
     let mut rooms: Vec<String> = redis::cmd("SMEMBERS")
         .arg(keys.rooms())
         .query_async(&mut *conn)
         .await
         .map_err(|e| unavailable("recover", e))?;
     rooms.sort();
+    Ok(rooms)
+}
+
+/// The logs of `rooms` (each with the epoch its reader claimed it under), from the primary
+/// behind `conn`. A room with no log at all is left out.
+pub(super) async fn read_rooms(
+    conn: &mut MultiplexedConnection,
+    keys: &Keys<'_>,
+    rooms: &[(String, Epoch)],
+) -> Result<Vec<RoomLog>, JournalError> {
     let mut logs = Vec::with_capacity(rooms.len());
     for chunk in rooms.chunks(ROOMS_PER_PIPELINE) {
         let mut pipe = redis::pipe();
-        for room in chunk {
+        for (room, _) in chunk {
             pipe.cmd("GET").arg(keys.snap(room));
             pipe.cmd("XRANGE").arg(keys.log(room)).arg("-").arg("+");
         }
@@ -31,11 +42,11 @@ pub(super) async fn read_all(
             .await
             .map_err(|e| unavailable("recover", e))?;
         let mut replies = replies.into_iter();
-        for room in chunk {
+        for (room, epoch) in chunk {
             let (Some(snap), Some(log)) = (replies.next(), replies.next()) else {
                 return Err(unavailable("recover", "short pipeline reply"));
             };
-            if let Some(log) = parse_room(room, snap, log)? {
+            if let Some(log) = parse_room(room, snap, log, *epoch)? {
                 logs.push(log);
             }
         }
@@ -97,7 +108,12 @@ async fn backfill_archives(
 
 /// One room's snapshot and stream, checked for gaps. `None` for a room registered in the set
 /// with no log at all (its creation never became durable, or its close was cut short).
-fn parse_room(room: &str, snap: Value, log: Value) -> Result<Option<RoomLog>, JournalError> {
+pub(super) fn parse_room(
+    room: &str,
+    snap: Value,
+    log: Value,
+    epoch: Epoch,
+) -> Result<Option<RoomLog>, JournalError> {
     let corrupt = |what: String| JournalError::Corrupt(format!("room {room}: {what}"));
     let id = RoomId::parse(room).map_err(|e| corrupt(format!("bad room id: {e}")))?;
     let snapshot: Option<String> =
@@ -150,5 +166,6 @@ fn parse_room(room: &str, snap: Value, log: Value) -> Result<Option<RoomLog>, Jo
         room: id,
         snapshot,
         events,
+        epoch,
     }))
 }

@@ -16,16 +16,27 @@
 --                                                       the messages they post
 --   "S" <epoch> <seq> <snapshot json>                   store a snapshot, trim the log up to it
 --   "D" <epoch>                                         forget the room (its record is in SQL)
--- <epoch> is the writer's lease epoch for the room; 0 means "no lease" (a single engine).
+--   "C" <epoch> <node> <"new"|"take">                   claim the room for <node>: its epoch
+--                                                       becomes <epoch> + 1. "new": a room that
+--                                                       has no log yet; "take": one that has
+--   "R" <epoch>                                         release the room (hand-off): no node
+--                                                       owns it; the next claim of <epoch> wins
+-- <epoch> is the writer's lease epoch for the room (for "C": the epoch it saw, so of two nodes
+-- claiming one room only the first wins); 0 means "never claimed". "C" may give "*" instead:
+-- claim whatever the epoch is (a single engine taking every room at start).
 --
 -- Operations are independent: each is answered on its own, and only the accepted ones are applied
 -- (one room's refusal must not hold up the others). Every check runs before any write, and
 -- nothing can fail once the checks passed (a function that writes is refused whole under OOM
 -- before it runs, as this one is not `allow-oom`), so each operation is all-or-nothing.
 --
--- Answers, one per operation: "OK", or "STALE <epoch> <node>" (the room has another owner now:
--- the writer must stop writing it), "CONFLICT <seq>" (a stored event differs from the one sent:
--- never "already stored"), "GAP <expected seq>" (the first event does not follow the log).
+-- Answers, one per operation: "OK" ("OK <epoch>" for a claim), or "STALE <epoch> <node>" (the
+-- room has another owner now: the writer must stop writing it), "CONFLICT <seq>" (a stored event
+-- differs from the one sent: never "already stored"), "GAP <expected seq>" (the first event does
+-- not follow the log), "GONE" (a "take" of a room with no log: it was closed) or "EXISTS" (a
+-- "new" claim of a room that has a log).
+-- Events appended under an epoch above 0 carry it in their entry (field "o"), so a reader of the
+-- log sees where an owner took over: the new owner replayed the room with nobody present.
 -- An append whose events were all stored already still writes (a counter in the owner hash), so
 -- the WAIT after the batch always covers the call.
 
@@ -80,9 +91,13 @@ local function batch(keys, args)
     a = a + 2
     local stored_epoch, node, snap_seq = owner_of(owner)
     local refusal
+    if args[a - 1] == '*' and op == 'C' then
+      epoch = stored_epoch
+    end
     if stored_epoch ~= epoch then
       refusal = 'STALE ' .. tostring(stored_epoch) .. ' ' .. node
     end
+    local answer = 'OK'
     if op == 'A' then
       local first = tonumber(args[a])
       local count = tonumber(args[a + 1])
@@ -102,7 +117,7 @@ local function batch(keys, args)
         refusal, from = check_append(log, snap_seq, first, events)
       end
       if not refusal then
-        writes[#writes + 1] = { 'A', log, owner, first, events, from, msgs, messages }
+        writes[#writes + 1] = { 'A', log, owner, first, events, from, msgs, messages, epoch }
       end
     elseif op == 'S' then
       local seq = tonumber(args[a])
@@ -121,16 +136,40 @@ local function batch(keys, args)
       if not refusal then
         writes[#writes + 1] = { 'D', log, owner, snap, msgs }
       end
+    elseif op == 'C' then
+      local claimer, mode = args[a], args[a + 1]
+      a = a + 2
+      -- Whether the room exists comes first: a closed room has no owner hash left either.
+      local exists = redis.call('EXISTS', log, snap) > 0
+      if mode == 'new' and exists then
+        refusal = 'EXISTS'
+      elseif mode ~= 'new' and not exists then
+        refusal = 'GONE'
+      end
+      if not refusal then
+        answer = 'OK ' .. tostring(epoch + 1)
+        writes[#writes + 1] = { 'C', owner, epoch + 1, claimer }
+      end
+    elseif op == 'R' then
+      if not refusal then
+        writes[#writes + 1] = { 'R', owner }
+      end
     else
       return redis.error_reply('roomstate_batch: unknown operation ' .. tostring(op))
     end
-    answers[#answers + 1] = refusal or 'OK'
+    answers[#answers + 1] = refusal or answer
   end
   for _, w in ipairs(writes) do
     if w[1] == 'A' then
       local log, owner, first, events, from, msgs, messages = w[2], w[3], w[4], w[5], w[6], w[7], w[8]
+      local epoch = w[9]
       for i = from, #events do
-        redis.call('XADD', log, tostring(first + i - 1) .. '-0', 'e', events[i])
+        local id = tostring(first + i - 1) .. '-0'
+        if epoch > 0 then
+          redis.call('XADD', log, id, 'e', events[i], 'o', epoch)
+        else
+          redis.call('XADD', log, id, 'e', events[i])
+        end
       end
       -- Only the messages of events written now: the others were archived with their events.
       local new_from = first + from - 1
@@ -148,9 +187,13 @@ local function batch(keys, args)
       redis.call('SET', snap, body)
       redis.call('XTRIM', log, 'MINID', tostring(seq + 1) .. '-0')
       redis.call('HSET', owner, 'snap_seq', seq)
-    else
+    elseif w[1] == 'D' then
       local log, owner, snap, msgs = w[2], w[3], w[4], w[5]
       redis.call('DEL', log, snap, owner, msgs)
+    elseif w[1] == 'C' then
+      redis.call('HSET', w[2], 'epoch', w[3], 'node', w[4])
+    else
+      redis.call('HSET', w[2], 'node', '')
     end
   end
   return answers

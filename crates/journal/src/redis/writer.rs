@@ -12,7 +12,7 @@
 use std::{sync::Arc, time::Instant};
 
 use parking_lot::Mutex;
-use redis::{aio::MultiplexedConnection, streams::StreamRangeReply, AsyncConnectionConfig, Value};
+use redis::{aio::MultiplexedConnection, streams::StreamRangeReply, Value};
 use roomstate_core::{
     redact,
     room::{ChatMessage, RoomId},
@@ -21,13 +21,16 @@ use roomstate_core::{
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
+    cluster,
     fence::Fences,
+    primary,
     recent::Recent,
     recover, repair, unavailable,
     watch::{self, Settings},
-    Keys, Op, RedisJournalConfig, RedisTarget, Request, Status, FUNCTIONS, MAX_BATCH_EVENTS,
+    Adopted, Claim, Granted, Keys, Op, RedisJournalConfig, RedisTarget, Request, Status, FUNCTIONS,
+    MAX_BATCH_EVENTS, ROOMS_PER_PIPELINE,
 };
-use crate::{sentinel, writer, JournalError, JournalMetrics, RoomLog};
+use crate::{writer, Epoch, JournalError, JournalMetrics, RoomLog};
 
 /// An event a batch appended: kept until the batch is acknowledged, then recorded.
 struct Appended {
@@ -111,6 +114,19 @@ impl Writer {
                     } => {
                         let _ = reply.send(self.messages(&room, after, limit).await);
                     }
+                    Request::Cluster(call) => {
+                        let prefix = self.config.key_prefix.clone();
+                        match self.connection().await {
+                            Ok(conn) => cluster::serve(conn, &Keys { prefix: &prefix }, call).await,
+                            Err(error) => {
+                                self.fail(&error);
+                                cluster::refuse(call, error);
+                            }
+                        }
+                    }
+                    Request::Adopt { rooms, node, reply } => {
+                        let _ = reply.send(self.adopt(rooms, node).await);
+                    }
                 }
             }
             if !writes.is_empty() {
@@ -143,7 +159,7 @@ impl Writer {
 
     async fn write(
         &mut self,
-        writes: Vec<(Op, oneshot::Sender<Result<(), JournalError>>)>,
+        writes: Vec<(Op, oneshot::Sender<Result<Granted, JournalError>>)>,
         events: usize,
     ) {
         let started = Instant::now();
@@ -169,7 +185,7 @@ impl Writer {
         // Whatever became of the batch, a room whose log is being deleted has its final record
         // in the store: its events must never be re-appended.
         for op in &ops {
-            if let Op::Delete(room) = op {
+            if let Op::Delete(_, room) = op {
                 self.recent.forget(room);
             }
         }
@@ -207,7 +223,7 @@ impl Writer {
     async fn execute(
         &mut self,
         ops: &[Op],
-    ) -> Result<(Vec<Result<(), JournalError>>, Vec<Appended>), JournalError> {
+    ) -> Result<(Vec<Result<Granted, JournalError>>, Vec<Appended>), JournalError> {
         let min_acks = self.config.min_replica_acks;
         let wait_ms = self.config.wait_timeout.as_millis() as u64;
         let call = batch_call(&self.keys(), ops)?;
@@ -215,7 +231,7 @@ impl Writer {
         if call.checks > 0 {
             check_replicas(conn, min_acks).await?;
         }
-        let mut answers: Vec<Result<(), JournalError>> = vec![Ok(()); ops.len()];
+        let mut answers: Vec<Result<Granted, JournalError>> = vec![Ok(None); ops.len()];
         if call.function_ops.is_empty() {
             return Ok((answers, Vec::new()));
         }
@@ -274,8 +290,14 @@ impl Writer {
         }
         let mut appended = Vec::new();
         for ((op, room), answer) in call.function_ops.iter().zip(refusals) {
+            if let Some(epoch) = answer.strip_prefix("OK ") {
+                answers[*op] = epoch.parse().map(|e| Some(Epoch(e))).map_err(|_| {
+                    JournalError::Corrupt(format!("room {room}: claim answered {answer:?}"))
+                });
+                continue;
+            }
             if answer == "OK" {
-                if let Op::Append(events) = &ops[*op] {
+                if let Op::Append(_, events) = &ops[*op] {
                     appended.extend(events.iter().filter_map(|e| {
                         let json = serde_json::to_string(e).ok()?;
                         Some(Appended {
@@ -330,69 +352,12 @@ impl Writer {
         Ok(conn)
     }
 
-    fn connection_config(&self) -> AsyncConnectionConfig {
-        AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.config.connect_timeout))
-            .set_response_timeout(Some(self.config.response_timeout))
-    }
-
     async fn connect_primary(&self) -> Result<(String, MultiplexedConnection), JournalError> {
-        let candidates = match &self.config.target {
-            RedisTarget::Url(url) => vec![url.clone()],
-            RedisTarget::Sentinels { addrs, master_name } => {
-                sentinel::primary_candidates_via(
-                    &self.config.access.sentinels,
-                    addrs,
-                    master_name,
-                    &self.connection_config(),
-                )
-                .await?
-            }
+        let timeouts = primary::Timeouts {
+            connect: self.config.connect_timeout,
+            response: self.config.response_timeout,
         };
-        let mut last_error = JournalError::Unavailable("no primary candidate".into());
-        for candidate in candidates {
-            let fenced = self
-                .fences
-                .as_ref()
-                .and_then(|f| f.blocks(&candidate, Instant::now()));
-            if let Some(reason) = fenced {
-                last_error = JournalError::Unavailable(reason);
-                continue;
-            }
-            match self.connect_checked(&candidate).await {
-                Ok(conn) => return Ok((candidate, conn)),
-                Err(error) => last_error = error,
-            }
-        }
-        Err(last_error)
-    }
-
-    /// Connects to `target` (a URL or `host:port`) with the servers' credentials and TLS, and
-    /// checks that it is a primary.
-    async fn connect_checked(&self, target: &str) -> Result<MultiplexedConnection, JournalError> {
-        let access = &self.config.access.servers;
-        let shown = redact::url(target);
-        let mut conn = access
-            .connect(target, &self.connection_config())
-            .await
-            .map_err(|e| unavailable(&format!("connect {shown}"), e))?;
-        let role: Vec<Value> = redis::cmd("ROLE")
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| unavailable(&format!("ROLE on {shown}"), access.describe(&e)))?;
-        let role: String = role
-            .into_iter()
-            .next()
-            .map(redis::from_redis_value)
-            .transpose()
-            .map_err(|e| unavailable("ROLE reply", e))?
-            .unwrap_or_default();
-        if role != "master" {
-            return Err(JournalError::Unavailable(format!(
-                "{shown} is a {role}, not the primary (a failover may be under way)"
-            )));
-        }
-        Ok(conn)
+        primary::connect(&self.config, timeouts, self.fences.as_deref()).await
     }
 
     /// Logs and counts a switch to a new primary.
@@ -466,16 +431,7 @@ impl Writer {
         let prefix = self.config.key_prefix.clone();
         let min_acks = self.config.min_replica_acks;
         let wait_ms = self.config.wait_timeout.as_millis() as u64;
-        let result = match self.connection().await {
-            Ok(conn) => {
-                let keys = Keys { prefix: &prefix };
-                match confirm_primary(conn, &keys, min_acks, wait_ms).await {
-                    Ok(()) => recover::read_all(conn, &keys).await,
-                    Err(error) => Err(error),
-                }
-            }
-            Err(error) => Err(error),
-        };
+        let result = self.claim_and_read(&prefix, min_acks, wait_ms).await;
         match &result {
             Ok(logs) => tracing::info!(
                 recover.rooms = logs.len(),
@@ -485,6 +441,108 @@ impl Writer {
             Err(error) => self.fail(error),
         }
         result
+    }
+}
+
+impl Writer {
+    /// Claims `rooms` for `node` from the epochs given, then reads those won.
+    async fn adopt(
+        &mut self,
+        rooms: Vec<(RoomId, Epoch)>,
+        node: String,
+    ) -> Result<Vec<Adopted>, JournalError> {
+        let mut adopted = Vec::with_capacity(rooms.len());
+        let mut won = Vec::new();
+        for chunk in rooms.chunks(ROOMS_PER_PIPELINE) {
+            let claims: Vec<Op> = chunk
+                .iter()
+                .map(|(room, seen)| {
+                    Op::Claim(Claim {
+                        room: room.clone(),
+                        seen: Some(*seen),
+                        node: node.clone(),
+                        new: false,
+                    })
+                })
+                .collect();
+            let (answers, _) = match self.execute(&claims).await {
+                Ok(answers) => answers,
+                Err(error) => {
+                    self.fail(&error);
+                    return Err(error);
+                }
+            };
+            for ((room, _), answer) in chunk.iter().zip(answers) {
+                match answer {
+                    Ok(Some(epoch)) => won.push((room.as_str().to_owned(), epoch)),
+                    Ok(None) => adopted.push(Adopted::Lost {
+                        room: room.clone(),
+                        why: "the claim answered no epoch".into(),
+                    }),
+                    Err(JournalError::Unavailable(e)) => return Err(JournalError::Unavailable(e)),
+                    Err(error) => adopted.push(Adopted::Lost {
+                        room: room.clone(),
+                        why: error.to_string(),
+                    }),
+                }
+            }
+        }
+        let prefix = self.config.key_prefix.clone();
+        let conn = self.connection().await?;
+        let logs = recover::read_rooms(conn, &Keys { prefix: &prefix }, &won).await;
+        let logs = match logs {
+            Ok(logs) => logs,
+            Err(error) => {
+                self.fail(&error);
+                return Err(error);
+            }
+        };
+        adopted.extend(logs.into_iter().map(Adopted::Won));
+        Ok(adopted)
+    }
+
+    /// Recovery: confirms the primary, claims every open room for this engine (so whoever wrote
+    /// them before is fenced off from now on), then reads them. A room whose log is gone by the
+    /// time of the claim (closed meanwhile) is left out.
+    async fn claim_and_read(
+        &mut self,
+        prefix: &str,
+        min_acks: u32,
+        wait_ms: u64,
+    ) -> Result<Vec<RoomLog>, JournalError> {
+        let keys = Keys { prefix };
+        let conn = self.connection().await?;
+        confirm_primary(conn, &keys, min_acks, wait_ms).await?;
+        let rooms = recover::list_rooms(conn, &keys).await?;
+        let mut claimed = Vec::with_capacity(rooms.len());
+        for chunk in rooms.chunks(ROOMS_PER_PIPELINE) {
+            let claims: Vec<Op> = chunk
+                .iter()
+                .filter_map(|room| RoomId::parse(room).ok())
+                .map(|room| {
+                    Op::Claim(Claim {
+                        room,
+                        seen: None,
+                        node: self.config.node.clone(),
+                        new: false,
+                    })
+                })
+                .collect();
+            let (answers, _) = self.execute(&claims).await?;
+            for (op, answer) in claims.iter().zip(answers) {
+                let Op::Claim(claim) = op else { continue };
+                match answer {
+                    Ok(Some(epoch)) => claimed.push((claim.room.as_str().to_owned(), epoch)),
+                    Ok(None) => {}
+                    Err(JournalError::Unavailable(e)) => return Err(JournalError::Unavailable(e)),
+                    Err(error) => {
+                        tracing::info!(room.id = %claim.room, %error, "room not claimed at recovery");
+                    }
+                }
+            }
+        }
+        let conn = self.connection().await?;
+        recover::read_rooms(conn, &Keys { prefix }, &claimed).await
     }
 }
 
@@ -500,9 +558,6 @@ struct BatchCall {
     /// `Check` requests in the batch.
     checks: usize,
 }
-
-/// The lease epoch the writer holds for every room (0: a single engine, no lease).
-const EPOCH: u64 = 0;
 
 fn batch_call(keys: &Keys<'_>, ops: &[Op]) -> Result<BatchCall, JournalError> {
     let mut room_keys: Vec<String> = Vec::new();
@@ -520,14 +575,14 @@ fn batch_call(keys: &Keys<'_>, ops: &[Op]) -> Result<BatchCall, JournalError> {
     };
     for (i, op) in ops.iter().enumerate() {
         match op {
-            Op::Append(events) => {
+            Op::Append(epoch, events) => {
                 let Some(first) = events.first() else {
                     continue;
                 };
                 let room = first.room.as_str();
                 keys_of(room, &mut room_keys);
                 args.push(b"A".to_vec());
-                args.push(EPOCH.to_string().into_bytes());
+                args.push(epoch.0.to_string().into_bytes());
                 args.push(first.seq.to_string().into_bytes());
                 args.push(events.len().to_string().into_bytes());
                 let mut messages = Vec::new();
@@ -557,26 +612,45 @@ fn batch_call(keys: &Keys<'_>, ops: &[Op]) -> Result<BatchCall, JournalError> {
                 }
                 function_ops.push((i, room.to_owned()));
             }
-            Op::Snapshot(snapshot) => {
+            Op::Snapshot(epoch, snapshot) => {
                 let room = snapshot.room.as_str();
                 let json = serde_json::to_vec(snapshot).map_err(|e| {
                     JournalError::Corrupt(format!("room {room}: snapshot not encodable: {e}"))
                 })?;
                 keys_of(room, &mut room_keys);
                 args.push(b"S".to_vec());
-                args.push(EPOCH.to_string().into_bytes());
+                args.push(epoch.0.to_string().into_bytes());
                 args.push(snapshot.seq.to_string().into_bytes());
                 args.push(json);
                 function_ops.push((i, room.to_owned()));
             }
-            Op::Delete(room) => {
+            Op::Delete(epoch, room) => {
                 let room = room.as_str();
                 keys_of(room, &mut room_keys);
                 args.push(b"D".to_vec());
-                args.push(EPOCH.to_string().into_bytes());
+                args.push(epoch.0.to_string().into_bytes());
                 let mut srem = redis::cmd("SREM");
                 srem.arg(keys.rooms()).arg(room);
                 index.push(srem);
+                function_ops.push((i, room.to_owned()));
+            }
+            Op::Claim(claim) => {
+                let room = claim.room.as_str();
+                keys_of(room, &mut room_keys);
+                args.push(b"C".to_vec());
+                args.push(match claim.seen {
+                    Some(epoch) => epoch.0.to_string().into_bytes(),
+                    None => b"*".to_vec(),
+                });
+                args.push(claim.node.clone().into_bytes());
+                args.push(if claim.new { &b"new"[..] } else { b"take" }.to_vec());
+                function_ops.push((i, room.to_owned()));
+            }
+            Op::Release(epoch, room) => {
+                let room = room.as_str();
+                keys_of(room, &mut room_keys);
+                args.push(b"R".to_vec());
+                args.push(epoch.0.to_string().into_bytes());
                 function_ops.push((i, room.to_owned()));
             }
             Op::Check => checks += 1,
@@ -608,6 +682,10 @@ fn refusal(room: &str, answer: &str) -> JournalError {
         Some(("GAP", next)) => {
             JournalError::Corrupt(format!("room {room}: the log expects seq {next} next"))
         }
+        None if answer == "GONE" => {
+            JournalError::Corrupt(format!("room {room}: has no log (it was closed)"))
+        }
+        None if answer == "EXISTS" => JournalError::Corrupt(format!("room {room}: exists already")),
         _ => JournalError::Corrupt(format!("room {room}: unexpected answer {answer:?}")),
     }
 }
