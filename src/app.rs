@@ -4,19 +4,26 @@
 
 use std::{sync::Arc, time::Duration};
 
-use actix_web::{web, App, HttpServer};
+use actix::Arbiter;
+use actix_web::{
+    dev::{Server, ServerHandle},
+    web, App, HttpServer,
+};
 use anyhow::Context as _;
 use roomstate_core::banner;
 use roomstate_journal::{
     local::LocalJournal,
-    redis::{RedisJournal, RedisJournalConfig, RedisTarget},
+    redis::{RedisJournal, RedisJournalConfig, RedisTail, RedisTarget},
     Journal,
 };
 use roomstate_store::Store;
 
 use crate::{
-    config::{JournalKind, Loaded, Origin},
-    http::{self, AppState},
+    cluster::{
+        self, metrics::ClusterMetrics, mirrors::Mirrors, router::Router, Cluster, ClusterSettings,
+    },
+    config::{ClusterPlan, JournalKind, Loaded, Origin},
+    http::{self, AppState, DocumentScope, Listener},
     metrics::Metrics,
     ratelimit::AddressLimiter,
     room::{
@@ -32,15 +39,29 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 /// before answering 503 (the room stays closed to mutations; the close can be retried).
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// How often a cluster node's journal tail reads (the longest a mirror waits for a new room's
+/// first updates, and how often it checks its rooms' owners).
+const TAIL_POLL: Duration = Duration::from_millis(250);
+
+/// The journal the settings name; the Redis journal also as itself (a cluster needs more of it
+/// than the `Journal` trait), with the configuration it was opened with.
+struct Opened {
+    journal: Arc<dyn Journal>,
+    redis: Option<(RedisJournal, RedisJournalConfig)>,
+}
+
 /// Opens the journal the settings name.
-fn open_journal(loaded: &Loaded, metrics: &Metrics) -> anyhow::Result<Arc<dyn Journal>> {
+fn open_journal(loaded: &Loaded, metrics: &Metrics) -> anyhow::Result<Opened> {
     let settings = &loaded.settings;
     match settings.journal.kind {
         JournalKind::Local => {
             let path = settings.data_dir.join("journal.db");
             let journal = LocalJournal::open(&path, metrics.journal.clone())
                 .with_context(|| format!("opening the local journal at {}", path.display()))?;
-            Ok(Arc::new(journal))
+            Ok(Opened {
+                journal: Arc::new(journal),
+                redis: None,
+            })
         }
         JournalKind::Redis => {
             let redis = &settings.redis;
@@ -54,9 +75,13 @@ fn open_journal(loaded: &Loaded, metrics: &Metrics) -> anyhow::Result<Arc<dyn Jo
             };
             let mut config = RedisJournalConfig::new(target, redis.min_replica_acks);
             config.access = loaded.redis_access.clone();
-            let journal = RedisJournal::open(config, metrics.journal.clone())
+            config.node = loaded.node_id.clone();
+            let journal = RedisJournal::open(config.clone(), metrics.journal.clone())
                 .context("starting the redis journal")?;
-            Ok(Arc::new(journal))
+            Ok(Opened {
+                journal: Arc::new(journal.clone()),
+                redis: Some((journal, config)),
+            })
         }
     }
 }
@@ -81,7 +106,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("creating data_dir {}", settings.data_dir.display()))?;
     let metrics = Metrics::new().context("setting up metrics")?;
-    let journal = open_journal(&loaded, &metrics)?;
+    let Opened { journal, redis } = open_journal(&loaded, &metrics)?;
     let store = Store::open(&loaded.store_url).context("opening the SQL store")?;
     tracing::info!(journal = ?journal.status(), store = store.backend(), "durability set up");
 
@@ -103,12 +128,45 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         )
         .with_max_open_rooms(settings.limits.max_open_rooms),
     );
-    let recovered = registry.recover().await.context("recovering open rooms")?;
-    tracing::info!(rooms = recovered, "open rooms recovered from the journal");
+    let cluster = match (&loaded.cluster, redis) {
+        (Some(plan), Some((journal, config))) => Some(join_cluster(
+            plan, journal, config, &registry, &metrics, &settings,
+        )?),
+        _ => None,
+    };
+    match &cluster {
+        // A node takes rooms as the cluster gives them: its own (from a run that ended), orphans,
+        // and new ones; it never takes every room of the journal.
+        Some((cluster, arbiter)) => cluster.start(&arbiter.handle()),
+        None => {
+            let recovered = registry.recover().await.context("recovering open rooms")?;
+            tracing::info!(rooms = recovered, "open rooms recovered from the journal");
+        }
+    }
+    let router = Router::new(registry.clone(), cluster.as_ref().map(|(c, _)| c.clone()));
+
+    // The internal listener is bound first: the document names its address.
+    let http = &settings.http;
+    let internal = match &http.internal_bind {
+        None => None,
+        Some(bind) => {
+            Some(std::net::TcpListener::bind(bind).with_context(|| format!("binding {bind}"))?)
+        }
+    };
+    let internal_addr = match &internal {
+        Some(listener) => Some(listener.local_addr().context("the internal listener")?),
+        None => None,
+    };
+    let openapi = http::openapi_document(&DocumentScope {
+        token_mode: loaded.auth.verifier.is_some(),
+        admin: loaded.admin_token.is_some(),
+        internal: internal_addr.map(|addr| format!("http://{addr}")),
+    });
 
     let limits = &settings.limits;
     let state = web::Data::new(AppState {
         registry: registry.clone(),
+        router,
         metrics,
         admin_token: loaded.admin_token.as_ref().map(|t| t.token.clone()),
         auth: loaded.auth.clone(),
@@ -122,17 +180,147 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         },
         max_body_bytes: limits.max_body_bytes,
         edge: loaded.edge.clone(),
+        openapi,
+        node_id: loaded.node_id.clone(),
+        node_url: loaded.cluster.as_ref().map_or_else(
+            || format!("http://{}", http.bind),
+            |c| c.advertise_url.clone(),
+        ),
     });
     let workers = match settings.http.workers {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n,
     };
+    let public = match internal {
+        None => Listener::All,
+        Some(_) => Listener::Public,
+    };
+    let bind = Bind::Address(&http.bind);
+    let (addrs, public) = serve(&state, public, bind, workers, http.shutdown_timeout_s)?;
+    for addr in addrs {
+        println!("{}", banner::listening_line(addr));
+    }
+    // The internal listener (`/metrics`, `/admin`) is small: one worker.
+    let internal = match internal {
+        None => None,
+        Some(listener) => {
+            let bind = Bind::Listener(listener);
+            let (addrs, server) =
+                serve(&state, Listener::Internal, bind, 1, http.shutdown_timeout_s)?;
+            for addr in addrs {
+                println!("{}", internal_listening_line(addr));
+            }
+            Some(server)
+        }
+    };
+    if let Some(token) = loaded.admin_token.as_ref().filter(|t| t.generated) {
+        println!("admin token (generated for this dev run): {}", token.token);
+    }
+    let handles: Vec<ServerHandle> = std::iter::once(public.handle())
+        .chain(internal.as_ref().map(Server::handle))
+        .collect();
+    actix_web::rt::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("signal received; shutting down");
+        for handle in &handles {
+            handle.pause().await;
+        }
+        match &cluster {
+            Some((cluster, arbiter)) => {
+                cluster::hand_off(cluster, DRAIN_DEADLINE).await;
+                cluster.mirrors().end_all();
+                arbiter.stop();
+            }
+            None => {
+                registry.shutdown(DRAIN_DEADLINE).await;
+            }
+        }
+        for handle in &handles {
+            handle.stop(true).await;
+        }
+    });
+    match internal {
+        None => public.await.context("HTTP server")?,
+        Some(internal) => {
+            let (public, internal) = futures_util::future::join(public, internal).await;
+            public.context("HTTP server")?;
+            internal.context("internal HTTP server")?;
+        }
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Joins the cluster `plan` describes: the journal tail and the mirrors it feeds, and this node's
+/// part (started by the caller), all on an arbiter of their own.
+fn join_cluster(
+    plan: &ClusterPlan,
+    journal: RedisJournal,
+    config: RedisJournalConfig,
+    registry: &Arc<Registry>,
+    metrics: &Metrics,
+    settings: &crate::config::Settings,
+) -> anyhow::Result<(Arc<Cluster>, Arbiter)> {
+    let cluster_metrics =
+        ClusterMetrics::register(metrics.registry()).context("setting up cluster metrics")?;
+    let (tail, updates) =
+        RedisTail::open(config, TAIL_POLL).context("starting the journal tail for mirrors")?;
+    let arbiter = Arbiter::new();
+    let mirrors = Mirrors::start(
+        arbiter.handle(),
+        tail,
+        updates,
+        cluster_metrics.clone(),
+        settings.limits.room_messages_in_memory,
+    );
+    let cluster = Cluster::new(
+        ClusterSettings {
+            node_id: plan.node_id.clone(),
+            advertise_url: plan.advertise_url.clone(),
+            secret: plan.secret.clone(),
+            lease: plan.lease,
+        },
+        journal,
+        registry.clone(),
+        mirrors,
+        cluster_metrics,
+    );
+    tracing::info!(node.id = %plan.node_id, advertise_url = %plan.advertise_url,
+        lease_ms = plan.lease.as_millis() as u64, "cluster enabled");
+    Ok((cluster, arbiter))
+}
+
+/// What the engine prints for each address of its internal listener (`http.internal_bind`),
+/// after the public listening lines (whose format, `banner::listening_line`, tools read).
+fn internal_listening_line(addr: impl std::fmt::Display) -> String {
+    format!("roomstate internal listener (/metrics, /admin) on http://{addr}")
+}
+
+/// Where a server listens.
+enum Bind<'a> {
+    /// An address to bind (`http.bind`).
+    Address(&'a str),
+    /// A socket bound already.
+    Listener(std::net::TcpListener),
+}
+
+/// An HTTP server for `listener` on `bind`, running once awaited, with the addresses it got.
+fn serve(
+    state: &web::Data<AppState>,
+    listener: Listener,
+    bind: Bind<'_>,
+    workers: usize,
+    shutdown_timeout_s: u64,
+) -> anyhow::Result<(Vec<std::net::SocketAddr>, Server)> {
+    let state = state.clone();
     let server = HttpServer::new(move || {
         let state = state.clone();
         App::new()
             .wrap(actix_web::middleware::from_fn(http::allow_origin))
             .wrap(actix_web::middleware::from_fn(http::count_refusals))
-            .configure(move |cfg| http::config(cfg, state))
+            // Outermost: times the whole answer, whatever the layers inside decide.
+            .wrap(actix_web::middleware::from_fn(http::measure))
+            .configure(move |cfg| http::config(cfg, state, listener))
     })
     // Small frames (acks, states) must go out at once, not wait for Nagle's algorithm to meet
     // the client's delayed ACK (40 ms per request on loopback without this).
@@ -145,27 +333,17 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     })
     .workers(workers)
     .disable_signals()
-    .shutdown_timeout(settings.http.shutdown_timeout_s)
-    .bind(&settings.http.bind)
-    .with_context(|| format!("binding {}", settings.http.bind))?;
-    for addr in server.addrs() {
-        println!("{}", banner::listening_line(addr));
-    }
-    if let Some(token) = loaded.admin_token.as_ref().filter(|t| t.generated) {
-        println!("admin token (generated for this dev run): {}", token.token);
-    }
-    let server = server.run();
-    let handle = server.handle();
-    actix_web::rt::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("signal received; shutting down");
-        handle.pause().await;
-        registry.shutdown(DRAIN_DEADLINE).await;
-        handle.stop(true).await;
-    });
-    server.await.context("HTTP server")?;
-    tracing::info!("stopped");
-    Ok(())
+    .shutdown_timeout(shutdown_timeout_s);
+    let server = match bind {
+        Bind::Address(addr) => server
+            .bind(addr)
+            .with_context(|| format!("binding {addr}"))?,
+        Bind::Listener(socket) => server
+            .listen(socket)
+            .context("serving the internal listener")?,
+    };
+    let addrs = server.addrs();
+    Ok((addrs, server.run()))
 }
 
 async fn wait_for_signal() {

@@ -48,6 +48,170 @@ pub struct Settings {
     pub(crate) rooms: RoomThreadSettings,
     pub(crate) auth: AuthSettings,
     pub(crate) log: LogSettings,
+    pub(crate) cluster: ClusterConfig,
+}
+
+/// `[cluster]`: several engines sharing one Redis journal and one store (API.md "A cluster of
+/// engines").
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ClusterConfig {
+    /// Join the cluster on the configured Redis journal.
+    pub(crate) enabled: bool,
+    /// Unique per node; default: the host name and the `http.bind` port.
+    #[serde(default, deserialize_with = "empty_as_none")]
+    pub(crate) node_id: Option<String>,
+    /// Where other nodes reach this one; default `http://` + `http.bind`.
+    #[serde(default, deserialize_with = "empty_as_none")]
+    pub(crate) advertise_url: Option<String>,
+    /// Authenticates node-to-node calls; required when enabled.
+    #[serde(default, deserialize_with = "empty_as_none")]
+    pub(crate) secret: Option<String>,
+    /// How long a silent node keeps its rooms, in milliseconds.
+    pub(crate) lease_ms: u64,
+}
+
+impl std::fmt::Debug for ClusterConfig {
+    /// Never prints the secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterConfig")
+            .field("enabled", &self.enabled)
+            .field("node_id", &self.node_id)
+            .field("advertise_url", &self.advertise_url)
+            .field("secret", &self.secret.as_ref().map(|_| "***"))
+            .field("lease_ms", &self.lease_ms)
+            .finish()
+    }
+}
+
+/// The cluster settings after validation, defaults filled in.
+#[derive(Clone)]
+pub(crate) struct ClusterPlan {
+    pub(crate) node_id: String,
+    pub(crate) advertise_url: String,
+    pub(crate) secret: String,
+    pub(crate) lease: std::time::Duration,
+}
+
+impl std::fmt::Debug for ClusterPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterPlan")
+            .field("node_id", &self.node_id)
+            .field("advertise_url", &self.advertise_url)
+            .field("secret", &"***")
+            .field("lease", &self.lease)
+            .finish()
+    }
+}
+
+/// The shortest secret a cluster takes: node-to-node calls can close rooms.
+const MIN_CLUSTER_SECRET_BYTES: usize = 16;
+/// `cluster.lease_ms` bounds: shorter than a heartbeat round trip under load makes nodes look
+/// dead; longer than ten minutes leaves a dead node's rooms unserved for that long.
+const LEASE_MS_RANGE: std::ops::RangeInclusive<u64> = 200..=600_000;
+
+impl ClusterConfig {
+    /// This node's id (given, or the host name and the bind port), checked either way: the
+    /// Redis journal records it as the owner of the rooms this engine claims, in a cluster or
+    /// not.
+    fn node_id(&self, bind: &SocketAddr) -> Result<String, ConfigError> {
+        let id = match &self.node_id {
+            Some(id) => id.clone(),
+            None => format!("{}:{}", host_name(), bind.port()),
+        };
+        let fine = !id.is_empty()
+            && id.len() <= 64
+            && id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c));
+        if !fine {
+            return Err(ConfigError::Invalid(format!(
+                "cluster.node_id {id:?} must be 1 to 64 characters of A-Z a-z 0-9 - _ . :"
+            )));
+        }
+        Ok(id)
+    }
+
+    /// The plan of an enabled cluster, or why it cannot run.
+    fn plan(
+        &self,
+        node_id: String,
+        bind: &SocketAddr,
+        journal: JournalKind,
+    ) -> Result<Option<ClusterPlan>, ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if !self.enabled {
+            return Ok(None);
+        }
+        if journal != JournalKind::Redis {
+            return invalid(
+                "cluster.enabled needs journal.kind = \"redis\": the nodes share one Redis \
+                 journal (and one SQL store)"
+                    .into(),
+            );
+        }
+        let Some(secret) = self.secret.clone() else {
+            return invalid(
+                "cluster.enabled needs cluster.secret (ROOMSTATE__CLUSTER__SECRET), the same on \
+                 every node: it authenticates node-to-node calls"
+                    .into(),
+            );
+        };
+        if secret.len() < MIN_CLUSTER_SECRET_BYTES {
+            return invalid(format!(
+                "cluster.secret must be at least {MIN_CLUSTER_SECRET_BYTES} bytes (e.g. \
+                 `openssl rand -base64 24`)"
+            ));
+        }
+        if !LEASE_MS_RANGE.contains(&self.lease_ms) {
+            return invalid(format!(
+                "cluster.lease_ms must be {} to {}, got {}",
+                LEASE_MS_RANGE.start(),
+                LEASE_MS_RANGE.end(),
+                self.lease_ms
+            ));
+        }
+        let advertise_url = match &self.advertise_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://{bind}"),
+        };
+        let scheme_ok =
+            advertise_url.starts_with("http://") || advertise_url.starts_with("https://");
+        if !scheme_ok || advertise_url.len() <= "https://".len() {
+            return invalid(format!(
+                "cluster.advertise_url {advertise_url:?} must be an http:// or https:// URL other \
+                 nodes reach this one at"
+            ));
+        }
+        if self.advertise_url.is_none() && bind.ip().is_unspecified() {
+            return invalid(format!(
+                "http.bind {bind} listens on every address, so other nodes cannot be told one: \
+                 set cluster.advertise_url"
+            ));
+        }
+        if self.advertise_url.is_none() && bind.port() == 0 {
+            return invalid(format!(
+                "http.bind {bind} takes any free port, so other nodes cannot be told which: set \
+                 cluster.advertise_url (or a fixed port)"
+            ));
+        }
+        Ok(Some(ClusterPlan {
+            node_id,
+            advertise_url,
+            secret,
+            lease: std::time::Duration::from_millis(self.lease_ms),
+        }))
+    }
+}
+
+/// The machine's host name (for the default node id).
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".into())
 }
 
 /// How the engine writes its log (stderr).
@@ -79,6 +243,10 @@ pub(crate) struct RoomThreadSettings {
 pub(crate) struct HttpSettings {
     /// Listen address.
     pub(crate) bind: String,
+    /// A second listen address that alone serves `/metrics` and `/admin/*` (the public one then
+    /// answers them 404); none: `bind` serves everything. An empty value counts as unset.
+    #[serde(default, deserialize_with = "empty_as_none")]
+    pub(crate) internal_bind: Option<String>,
     /// HTTP worker threads; 0 means one per core.
     pub(crate) workers: usize,
     /// Seconds to wait for in-flight requests at shutdown.
@@ -347,6 +515,10 @@ pub struct Loaded {
     pub(crate) auth: Policy,
     /// Trusted proxies and allowed origins, parsed.
     pub(crate) edge: EdgePolicy,
+    /// This engine's node id (recorded as the owner of the rooms it claims in Redis).
+    pub(crate) node_id: String,
+    /// With `cluster.enabled`: the cluster settings.
+    pub(crate) cluster: Option<ClusterPlan>,
 }
 
 #[derive(Debug, Clone)]
@@ -430,6 +602,19 @@ impl Settings {
                 self.http.bind
             ));
         }
+        if let Some(internal) = &self.http.internal_bind {
+            let Ok(addr) = internal.parse::<SocketAddr>() else {
+                return invalid(format!(
+                    "http.internal_bind {internal:?} is not an address like 127.0.0.1:9090"
+                ));
+            };
+            if addr.port() != 0 && self.http.bind.parse::<SocketAddr>().ok() == Some(addr) {
+                return invalid(format!(
+                    "http.internal_bind is http.bind ({addr}): the internal listener needs an \
+                     address of its own (or leave it unset to serve everything on http.bind)"
+                ));
+            }
+        }
         if self.presence.http_ttl_s == 0 || self.presence.ws_timeout_s == 0 {
             return invalid("presence.http_ttl_s and presence.ws_timeout_s must be > 0".into());
         }
@@ -491,6 +676,15 @@ impl Settings {
             format!("sqlite://{}", self.data_dir.join("roomstate.db").display())
         });
         let auth = self.auth.policy(&origin, admin_token.is_some())?;
+        let bind: SocketAddr = self
+            .http
+            .bind
+            .parse()
+            .map_err(|_| ConfigError::Invalid("http.bind is not an address".into()))?;
+        let node_id = self.cluster.node_id(&bind)?;
+        let cluster = self
+            .cluster
+            .plan(node_id.clone(), &bind, self.journal.kind)?;
         Ok(Loaded {
             settings: self,
             origin,
@@ -499,6 +693,8 @@ impl Settings {
             redis_access,
             auth,
             edge,
+            node_id,
+            cluster,
         })
     }
 }
@@ -648,6 +844,12 @@ fn redact_secrets(value: &mut toml::Value) {
             }
         }
     }
+}
+
+/// An optional string where an empty one (how an environment unsets a key) is none.
+fn empty_as_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let value = Option::<String>::deserialize(d)?;
+    Ok(value.filter(|v| !v.trim().is_empty()))
 }
 
 fn string_or_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {

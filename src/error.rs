@@ -18,11 +18,13 @@ use serde::Serialize;
 
 use crate::room::failure::{RegistryFailure, RoomFailure};
 
-/// An error as a client sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+/// Every 4xx and 5xx body: an API error code and a message for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error, utoipa::ToSchema)]
+#[schema(as = Error)]
 #[error("{error:?}: {message}")]
 pub(crate) struct ApiError {
     pub(crate) error: ErrorCode,
+    /// What went wrong, in words.
     pub(crate) message: String,
     /// A 401 about a token that was given: the `error_description` of the challenge, a few
     /// words with no quotes or backslashes (not in the body: the body has two fields).
@@ -153,6 +155,7 @@ impl From<RoomFailure> for ApiError {
         match e {
             RoomFailure::Rule(e) => e.into(),
             RoomFailure::Unavailable(m) => Self::new(ErrorCode::Unavailable, m),
+            RoomFailure::Refused { code, message } => Self::new(code, message),
         }
     }
 }

@@ -1,7 +1,10 @@
 //! Prometheus metrics, one registry per engine (so several engines can share a test process).
 
+use std::time::Duration;
+
 use prometheus::{
-    Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use roomstate_journal::JournalMetrics;
 
@@ -25,6 +28,10 @@ pub(crate) struct Metrics {
     pub(crate) ws_slow_clients: IntCounter,
     /// Bytes written to sockets and not yet taken by their clients' connections.
     pub(crate) ws_send_buffer: IntGauge,
+    /// HTTP requests by method, route pattern (never the raw path) and status.
+    http_requests: IntCounterVec,
+    /// HTTP request durations (to the response head) by method and route pattern.
+    http_seconds: HistogramVec,
     /// Batches, batch sizes, commit time, failures, failovers: counted by the journal itself.
     pub(crate) journal: JournalMetrics,
 }
@@ -98,15 +105,56 @@ impl Metrics {
                     "Bytes written to sockets and not yet taken by their connections",
                 )?,
             )?,
+            http_requests: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "http_requests_total",
+                        "HTTP requests by method, route pattern and status",
+                    ),
+                    &["method", "route", "status"],
+                )?,
+            )?,
+            http_seconds: register(
+                r,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "http_request_seconds",
+                        "Time to answer an HTTP request (the response head), by method and \
+                         route pattern",
+                    )
+                    .buckets(vec![
+                        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                        5.0, 10.0, 30.0,
+                    ]),
+                    &["method", "route"],
+                )?,
+            )?,
             journal: JournalMetrics::register(r)?,
             registry,
             process,
         })
     }
 
+    /// The registry every `roomstate_*` metric is in (for parts that register their own).
+    pub(crate) fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// Counts a refusal with the API error code `code`.
     pub(crate) fn refused(&self, code: &str) {
         self.refusals.with_label_values(&[code]).inc();
+    }
+
+    /// Counts and times one HTTP request; `route` is its pattern (`/rooms/{id}`), never its path.
+    pub(crate) fn http_request(&self, method: &str, route: &str, status: u16, took: Duration) {
+        let status = status.to_string();
+        self.http_requests
+            .with_label_values(&[method, route, status.as_str()])
+            .inc();
+        self.http_seconds
+            .with_label_values(&[method, route])
+            .observe(took.as_secs_f64());
     }
 
     /// The Prometheus text exposition of every metric.

@@ -487,3 +487,153 @@ fn redis_passwords_never_show_in_the_settings_debug_output() {
         "{shown}"
     );
 }
+
+#[test]
+fn the_internal_listener_is_off_by_default_and_an_address_of_its_own() {
+    let loaded = Settings::load_from(None, env(&[])).unwrap();
+    assert_eq!(loaded.settings.http.internal_bind, None);
+    let loaded = Settings::load_from(
+        None,
+        env(&[("ROOMSTATE__HTTP__INTERNAL_BIND", "127.0.0.1:9090")]),
+    )
+    .unwrap();
+    assert_eq!(
+        loaded.settings.http.internal_bind.as_deref(),
+        Some("127.0.0.1:9090")
+    );
+    // An empty value unsets it, as for the other keys.
+    let loaded = Settings::load_from(None, env(&[("ROOMSTATE__HTTP__INTERNAL_BIND", "")])).unwrap();
+    assert_eq!(loaded.settings.http.internal_bind, None);
+    let err = refusal(&[("ROOMSTATE__HTTP__INTERNAL_BIND", "metrics-host")]);
+    assert!(err.contains("http.internal_bind"), "{err}");
+    let err = refusal(&[
+        ("ROOMSTATE__HTTP__BIND", "127.0.0.1:8080"),
+        ("ROOMSTATE__HTTP__INTERNAL_BIND", "127.0.0.1:8080"),
+    ]);
+    assert!(err.contains("http.internal_bind"), "{err}");
+    // Both on port 0 is fine: each gets a port of its own.
+    Settings::load_from(
+        None,
+        env(&[
+            ("ROOMSTATE__HTTP__BIND", "127.0.0.1:0"),
+            ("ROOMSTATE__HTTP__INTERNAL_BIND", "127.0.0.1:0"),
+        ]),
+    )
+    .unwrap();
+}
+
+/// Loads with the Redis journal and the cluster on, and `pairs` (keys after
+/// `ROOMSTATE__CLUSTER__`, plus whole `ROOMSTATE__...` keys).
+fn cluster_with(pairs: &[(&str, &str)]) -> Result<Loaded, ConfigError> {
+    let mut all = env(&[
+        ("ROOMSTATE__JOURNAL__KIND", "redis"),
+        ("ROOMSTATE__REDIS__SENTINELS", "127.0.0.1:26379"),
+        ("ROOMSTATE__CLUSTER__ENABLED", "true"),
+    ]);
+    all.extend(pairs.iter().map(|(k, v)| {
+        let key = if k.starts_with("ROOMSTATE__") {
+            k.to_string()
+        } else {
+            format!("ROOMSTATE__CLUSTER__{k}")
+        };
+        (key, v.to_string())
+    }));
+    Settings::load_from(None, all)
+}
+
+#[test]
+fn the_cluster_is_off_by_default_and_a_node_id_is_still_recorded() {
+    let loaded = Settings::load_from(None, env(&[])).unwrap();
+    assert!(loaded.cluster.is_none());
+    assert!(
+        loaded.node_id.ends_with(":8080"),
+        "host name and bind port: {}",
+        loaded.node_id
+    );
+}
+
+#[test]
+fn an_enabled_cluster_takes_its_settings_and_defaults_its_url_from_the_bind_address() {
+    let plan = cluster_with(&[("SECRET", SECRET), ("NODE_ID", "node-a")])
+        .unwrap()
+        .cluster
+        .expect("enabled");
+    assert_eq!(plan.node_id, "node-a");
+    assert_eq!(plan.advertise_url, "http://127.0.0.1:8080");
+    assert_eq!(plan.lease, std::time::Duration::from_millis(3000));
+    assert!(
+        !format!("{plan:?}").contains(SECRET),
+        "the secret is redacted"
+    );
+
+    let plan = cluster_with(&[
+        ("SECRET", SECRET),
+        ("ADVERTISE_URL", "https://node-a.internal:8443/"),
+        ("LEASE_MS", "200"),
+        ("ROOMSTATE__HTTP__BIND", "0.0.0.0:8443"),
+    ])
+    .unwrap()
+    .cluster
+    .expect("enabled");
+    assert_eq!(plan.advertise_url, "https://node-a.internal:8443");
+    assert_eq!(plan.lease, std::time::Duration::from_millis(200));
+}
+
+#[test]
+fn cluster_settings_that_cannot_work_are_refused_saying_why() {
+    let refused = |pairs: &[(&str, &str)], why: &str| {
+        let err = match cluster_with(pairs) {
+            Ok(_) => panic!("{pairs:?} was taken"),
+            Err(err) => err.to_string(),
+        };
+        assert!(err.contains(why), "{pairs:?}: {err}");
+    };
+    let local = Settings::load_from(
+        None,
+        env(&[
+            ("ROOMSTATE__CLUSTER__ENABLED", "true"),
+            ("ROOMSTATE__CLUSTER__SECRET", SECRET),
+        ]),
+    )
+    .unwrap_err();
+    assert!(local.to_string().contains("journal.kind"), "{local}");
+    refused(&[], "cluster.secret");
+    refused(&[("SECRET", "short")], "at least 16 bytes");
+    refused(
+        &[("SECRET", SECRET), ("LEASE_MS", "199")],
+        "cluster.lease_ms",
+    );
+    refused(
+        &[("SECRET", SECRET), ("LEASE_MS", "600001")],
+        "cluster.lease_ms",
+    );
+    refused(&[("SECRET", SECRET), ("LEASE_MS", "soon")], "lease_ms");
+    refused(
+        &[("SECRET", SECRET), ("ADVERTISE_URL", "node-a:8080")],
+        "cluster.advertise_url",
+    );
+    refused(
+        &[("SECRET", SECRET), ("ADVERTISE_URL", "https://")],
+        "cluster.advertise_url",
+    );
+    refused(
+        &[
+            ("SECRET", SECRET),
+            ("ROOMSTATE__HTTP__BIND", "0.0.0.0:8080"),
+        ],
+        "every address",
+    );
+    refused(
+        &[("SECRET", SECRET), ("ROOMSTATE__HTTP__BIND", "127.0.0.1:0")],
+        "any free port",
+    );
+    refused(
+        &[("SECRET", SECRET), ("NODE_ID", "node a")],
+        "cluster.node_id",
+    );
+    refused(
+        &[("SECRET", SECRET), ("NODE_ID", &"n".repeat(65))],
+        "cluster.node_id",
+    );
+    refused(&[("SECRET", SECRET), ("LEADER", "yes")], "leader");
+}

@@ -10,10 +10,13 @@
 use actix_web::{dev::Payload, http::header, web, FromRequest, HttpRequest, HttpResponse};
 use futures_util::future::{ready, Ready};
 use roomstate_core::{protocol::ErrorCode, room::UserName, time};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
-use super::AppState;
+use super::{
+    responses::{BadRequest, Forbidden, Unauthorized},
+    AppState,
+};
 use crate::{
     auth::{Claims, CreateRooms, Policy, TokenError},
     error::ApiError,
@@ -156,26 +159,106 @@ impl FromRequest for RoomCreator {
 }
 
 /// Unknown query parameters are ignored.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct AuthQuery {
+    /// Token mode, with a token: also check that the token is good for this room (`403` if not).
     room: Option<String>,
+}
+
+/// What `GET /auth` answers.
+#[derive(Serialize, ToSchema)]
+pub(super) struct AuthInfo {
+    /// `open`: clients name their user and are believed; `token`: user calls carry a JWT.
+    #[schema(value_type = AuthMode)]
+    mode: &'static str,
+    /// Who may create rooms (`auth.create_rooms`).
+    #[schema(value_type = CreateRoomsBy)]
+    create_rooms: &'static str,
+    /// Token mode only: the one algorithm user tokens are signed with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<TokenAlgorithm>)]
+    algorithm: Option<&'static str>,
+    /// Token mode, with a valid token in `Authorization`: its `sub` (with `expires_at` and
+    /// `rooms`, which come with it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<UserName>,
+    /// With `user`: when the token expires (`exp`, RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    expires_at: Option<Option<String>>,
+    /// With `user`: the rooms the token is good for, or null for every room.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<String>>)]
+    rooms: Option<Option<Vec<String>>>,
+}
+
+/// `auth.mode` (only its schema is used: the value is `Policy::mode`).
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub(super) enum AuthMode {
+    Open,
+    Token,
+}
+
+/// `auth.create_rooms` (only its schema is used: the value is `CreateRooms::as_str`).
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub(super) enum CreateRoomsBy {
+    Anyone,
+    Users,
+    Admin,
+}
+
+/// The user tokens' algorithm (only its schema is used: the value is the verifier's).
+#[derive(ToSchema)]
+#[schema(rename_all = "UPPERCASE")]
+#[allow(dead_code)]
+pub(super) enum TokenAlgorithm {
+    Hs256,
+    Rs256,
+    Es256,
 }
 
 /// `GET /auth`: the mode, and in token mode what the engine makes of the request's token
 /// (401/403 exactly as a user call would get them). Public and side-effect free.
+#[utoipa::path(
+    get,
+    path = "/auth",
+    tag = "auth",
+    operation_id = "get_auth",
+    description = "The auth mode and who may create rooms; in token mode, with \
+                   `Authorization: Bearer <jwt>`, the token judged exactly as a user call would \
+                   judge it (in open mode a token is ignored).",
+    params(AuthQuery),
+    security((), ("user_token" = [])),
+    responses(
+        (
+            status = 200,
+            description = "The mode, and the token's user, expiry and rooms",
+            body = AuthInfo
+        ),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+    )
+)]
 pub(super) async fn describe(
     state: web::Data<AppState>,
     req: HttpRequest,
     query: web::Query<AuthQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let policy = &state.auth;
-    let mut body = json!({
-        "mode": policy.mode(),
-        "create_rooms": policy.create_rooms.as_str(),
-    });
-    if let Some(verifier) = &policy.verifier {
-        body["algorithm"] = json!(verifier.algorithm_name());
-    }
+    let mut body = AuthInfo {
+        mode: policy.mode(),
+        create_rooms: policy.create_rooms.as_str(),
+        algorithm: policy.verifier.as_ref().map(|v| v.algorithm_name()),
+        user: None,
+        expires_at: None,
+        rooms: None,
+    };
     if let Some(token) = bearer(&req).filter(|_| policy.verifier.is_some()) {
         if let Some(claims) = verify(policy, Some(token))? {
             if let Some(room) = &query.room {
@@ -189,9 +272,9 @@ pub(super) async fn describe(
                 .ok()
                 .and_then(|s| time::Timestamp::from_timestamp(s, 0))
                 .map(|t| time::format(&t));
-            body["user"] = json!(claims.user.as_str());
-            body["expires_at"] = json!(expires_at);
-            body["rooms"] = json!(claims.rooms);
+            body.user = Some(claims.user);
+            body.expires_at = Some(expires_at);
+            body.rooms = Some(claims.rooms);
         }
     }
     Ok(HttpResponse::Ok().json(body))
@@ -200,6 +283,30 @@ pub(super) async fn describe(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The schema's enums name every value `GET /auth` can show.
+    #[test]
+    fn auth_info_enums_name_every_value() {
+        use utoipa::PartialSchema;
+        let values = |schema: utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>| {
+            let schema = serde_json::to_value(schema).unwrap();
+            serde_json::from_value::<Vec<String>>(schema["enum"].clone()).unwrap()
+        };
+        let modes = values(AuthMode::schema());
+        assert_eq!(modes, ["open", "token"]);
+        let open = Policy::open(CreateRooms::Anyone, false);
+        assert!(modes.contains(&open.mode().to_owned()));
+        let create = values(CreateRoomsBy::schema());
+        for by in [CreateRooms::Anyone, CreateRooms::Users, CreateRooms::Admin] {
+            assert!(create.contains(&by.as_str().to_owned()), "{by:?}");
+        }
+        assert_eq!(
+            values(TokenAlgorithm::schema()),
+            ["HS256", "RS256", "ES256"]
+        );
+        let verifier = crate::auth::Verifier::hs256(&"s".repeat(32)).unwrap();
+        assert_eq!(verifier.algorithm_name(), "HS256");
+    }
 
     #[test]
     fn token_comparison() {

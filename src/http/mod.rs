@@ -1,14 +1,23 @@
-//! The HTTP API of API.md: every route in one screen, the shared application state, and the
-//! extractor settings that turn bad input into API errors. Every public API route also answers
-//! CORS preflights (`OPTIONS`, `origin.rs`); `/admin` does not.
+//! The HTTP API of API.md: the router, built from the route table (`routes.rs`, every route in
+//! one screen), the shared application state, and the extractor settings that turn bad input
+//! into API errors. Every public API route also answers CORS preflights (`OPTIONS`,
+//! `origin.rs`); `/admin` does not. `GET /openapi.json` describes it all (`openapi.rs`), and
+//! every request is counted and timed by its route pattern (`measure.rs`).
 
 mod admin;
 mod bearer;
 mod extract;
+mod internal;
+mod measure;
+mod openapi;
 mod ops;
 mod origin;
+mod responses;
 mod rooms;
+mod routes;
 
+pub(crate) use measure::measure;
+pub(crate) use openapi::{document as openapi_document, Scope as DocumentScope};
 pub(crate) use origin::allow_origin;
 
 use std::sync::Arc;
@@ -16,19 +25,24 @@ use std::sync::Arc;
 use actix_web::{
     body::MessageBody,
     dev::{ServiceRequest, ServiceResponse},
+    http::Method,
     middleware::Next,
     web,
 };
 use roomstate_core::protocol::ErrorCode;
+use routes::{Endpoint, Kind, ROUTES};
 
 use crate::{
-    auth::Policy, edge::EdgePolicy, error::no_route, metrics::Metrics, ratelimit::AddressLimiter,
-    room::registry::Registry, ws::session::SessionSettings,
+    auth::Policy, cluster::router::Router, edge::EdgePolicy, error::no_route, metrics::Metrics,
+    ratelimit::AddressLimiter, room::registry::Registry, ws::session::SessionSettings,
 };
 
 /// What every handler can reach (`web::Data<AppState>`).
 pub(crate) struct AppState {
+    /// The rooms open on this node (stats, readiness).
     pub(crate) registry: Arc<Registry>,
+    /// Rooms wherever they are: this node's, or (in a cluster) another node's.
+    pub(crate) router: Router,
     pub(crate) metrics: Metrics,
     /// `None` when the admin routes are off.
     pub(crate) admin_token: Option<String>,
@@ -40,47 +54,109 @@ pub(crate) struct AppState {
     pub(crate) max_body_bytes: usize,
     /// Whose `X-Forwarded-For` is believed; which pages may use the engine from a browser.
     pub(crate) edge: EdgePolicy,
+    /// `GET /openapi.json`, made for these settings (`openapi::document`).
+    pub(crate) openapi: web::Bytes,
+    /// This engine's node id and where it is reached (`/admin/cluster` of a single engine).
+    pub(crate) node_id: String,
+    pub(crate) node_url: String,
 }
 
-/// Registers every route.
-pub(crate) fn config(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
+/// Which routes a listener serves (`http.internal_bind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Listener {
+    /// The only listener: every route.
+    All,
+    /// The public listener next to an internal one: everything but `/metrics` and `/admin`.
+    Public,
+    /// The internal listener: only `/metrics` and `/admin`.
+    Internal,
+}
+
+impl Listener {
+    fn serves(self, kind: Kind) -> bool {
+        match self {
+            Listener::All => true,
+            Listener::Public => !kind.internal(),
+            Listener::Internal => kind.internal(),
+        }
+    }
+}
+
+/// Registers every route of the table that `listener` serves (admin routes only with an admin
+/// token), then the web page's, then the JSON 404 for everything else.
+pub(crate) fn config(cfg: &mut web::ServiceConfig, state: web::Data<AppState>, listener: Listener) {
     let admin_enabled = state.admin_token.is_some();
     let max_body = state.max_body_bytes;
     cfg.app_data(state)
         .app_data(extract::json_config(max_body))
         .app_data(extract::path_config())
         .app_data(extract::query_config())
-        .app_data(web::PayloadConfig::new(max_body))
-        .service(public("/healthz").route(web::get().to(ops::healthz)))
-        .service(public("/readyz").route(web::get().to(ops::readyz)))
-        .service(public("/metrics").route(web::get().to(ops::metrics)))
-        .service(public("/auth").route(web::get().to(bearer::describe)))
-        .service(
-            public("/rooms")
-                .route(web::post().to(rooms::create))
-                .route(web::get().to(rooms::list)),
-        )
-        .service(public("/rooms/{id}").route(web::get().to(rooms::get)))
-        .service(public("/rooms/{id}/join").route(web::post().to(rooms::join)))
-        .service(public("/rooms/{id}/leave").route(web::post().to(rooms::leave)))
-        .service(
-            public("/rooms/{id}/votes/{user}")
-                .route(web::put().to(rooms::vote))
-                .route(web::delete().to(rooms::retract)),
-        )
-        .service(
-            public("/rooms/{id}/messages")
-                .route(web::post().to(rooms::say))
-                .route(web::get().to(rooms::messages)),
-        )
-        // No preflight: browsers open WebSockets without CORS (the upgrade checks `Origin`).
-        .service(resource("/rooms/{id}/ws").route(web::get().to(rooms::websocket)));
-    if admin_enabled {
-        cfg.service(resource("/admin/rooms/{id}/close").route(web::post().to(admin::close)))
-            .service(resource("/admin/stats").route(web::get().to(admin::stats)));
+        .app_data(web::PayloadConfig::new(max_body));
+    let served = |kind: Kind| listener.serves(kind) && (kind != Kind::Admin || admin_enabled);
+    let mut paths: Vec<&'static str> = Vec::new();
+    for route in ROUTES {
+        if route.kind != Kind::Page && served(route.kind) && !paths.contains(&route.path) {
+            paths.push(route.path);
+        }
     }
-    cfg.configure(crate::web::config)
-        .default_service(web::to(no_route));
+    for path in paths {
+        let rows = ROUTES.iter().filter(|r| r.path == path);
+        let mut resource = resource(path);
+        if ROUTES.iter().any(|r| r.path == path && r.kind.preflight()) {
+            resource = resource.route(web::method(Method::OPTIONS).to(origin::preflight));
+        }
+        for row in rows {
+            resource = resource.route(handler(row.endpoint, web::method(method(row.method))));
+        }
+        cfg.service(resource);
+    }
+    if served(Kind::Page) {
+        cfg.configure(crate::web::config);
+    }
+    cfg.default_service(web::to(no_route));
+}
+
+/// A route table method as actix's.
+fn method(name: &'static str) -> Method {
+    Method::from_bytes(name.as_bytes())
+        .unwrap_or_else(|_| panic!("route table method {name:?} is not an HTTP method"))
+}
+
+/// `route` (method guard set) answered by `endpoint`'s handler.
+fn handler(endpoint: Endpoint, route: actix_web::Route) -> actix_web::Route {
+    match endpoint {
+        Endpoint::Healthz => route.to(ops::healthz),
+        Endpoint::Readyz => route.to(ops::readyz),
+        Endpoint::Metrics => route.to(ops::metrics),
+        Endpoint::Auth => route.to(bearer::describe),
+        Endpoint::OpenApi => route.to(openapi::serve),
+        Endpoint::CreateRoom => route.to(rooms::create),
+        Endpoint::ListRooms => route.to(rooms::list),
+        Endpoint::GetRoom => route.to(rooms::get),
+        Endpoint::Join => route.to(rooms::join),
+        Endpoint::Leave => route.to(rooms::leave),
+        Endpoint::Vote => route.to(rooms::vote),
+        Endpoint::Retract => route.to(rooms::retract),
+        Endpoint::Say => route.to(rooms::say),
+        Endpoint::Messages => route.to(rooms::messages),
+        Endpoint::Socket => route.to(rooms::websocket),
+        Endpoint::CloseRoom => route.to(admin::close),
+        Endpoint::Stats => route.to(admin::stats),
+        Endpoint::ClusterInfo => route.to(admin::cluster),
+        Endpoint::RoomOwner => route.to(admin::owner),
+        Endpoint::NodeCreate => route.to(internal::create),
+        Endpoint::NodeRooms => route.to(internal::list),
+        Endpoint::NodeRoom => route.to(internal::get),
+        Endpoint::NodeCommand => route.to(internal::command),
+        Endpoint::NodeMessages => route.to(internal::messages),
+        Endpoint::NodeClose => route.to(internal::close),
+        Endpoint::NodeAttach => route.to(internal::attach),
+        Endpoint::NodeDetach => route.to(internal::detach),
+        Endpoint::NodeSync => route.to(internal::sync),
+        Endpoint::NodeAdopt => route.to(internal::adopt),
+        // Registered by `crate::web::config`; never asked for (`config` skips page rows).
+        Endpoint::Page => route.to(no_route),
+    }
 }
 
 /// Counts every HTTP error answer in `roomstate_refusals_total` by its API code (sockets count
@@ -102,11 +178,42 @@ pub(crate) async fn count_refusals(
 }
 
 /// A resource whose unmatched methods answer like an unknown route.
-fn resource(path: &str) -> actix_web::Resource {
+fn resource(path: &'static str) -> actix_web::Resource {
     web::resource(path).default_service(web::to(no_route))
 }
 
-/// A public API resource: it also answers CORS preflights.
-fn public(path: &str) -> actix_web::Resource {
-    resource(path).route(web::method(actix_web::http::Method::OPTIONS).to(origin::preflight))
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_route_table_is_well_formed() {
+        for (i, route) in ROUTES.iter().enumerate() {
+            method(route.method);
+            assert!(route.path.starts_with('/'), "{route:?}");
+            for other in &ROUTES[..i] {
+                assert!(
+                    (other.method, other.path) != (route.method, route.path),
+                    "{route:?} twice"
+                );
+                if other.path == route.path {
+                    assert_eq!(other.kind, route.kind, "one kind per path: {route:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn listeners_split_the_routes() {
+        for route in ROUTES {
+            assert!(Listener::All.serves(route.kind));
+            assert_ne!(
+                Listener::Public.serves(route.kind),
+                Listener::Internal.serves(route.kind),
+                "{route:?} is served by exactly one of two listeners"
+            );
+            let internal = route.path == "/metrics" || route.path.starts_with("/admin/");
+            assert_eq!(Listener::Internal.serves(route.kind), internal, "{route:?}");
+        }
+    }
 }

@@ -14,11 +14,12 @@ use parking_lot::RwLock;
 use roomstate_core::{
     protocol::CloseReason,
     room::{
-        ChatMessage, Command, Counters, EventKind, RoomId, RoomState, RoomStatus, RoomView, Via,
+        ChatMessage, Command, Counters, EventKind, RoomId, RoomState, RoomStatus, RoomView,
+        UserName, Via,
     },
     time,
 };
-use roomstate_journal::JournalError;
+use roomstate_journal::{Epoch, JournalError};
 use roomstate_store::{FinalRecord, StoreError};
 use tokio::sync::oneshot;
 
@@ -29,9 +30,11 @@ use super::{
     failure::{Reply, RoomFailure},
     http_idle::HttpIdle,
     messages::{
-        Abandon, Applied, Close, Connect, Disconnect, GetMessages, GetView, Mutate, Shutdown,
+        Abandon, Applied, AttachRemote, Close, Connect, DetachRemote, Disconnect, Fence,
+        ForgetNode, GetEpoch, GetMessages, GetView, Mutate, RemoteMutate, Shutdown, SyncRemote,
     },
     outbound::{Outbound, SessionId, Shared},
+    remote_sessions::RemoteSessions,
     sessions::Sessions,
     snapshots::SnapshotSchedule,
     throttle::{Publish, StateThrottle},
@@ -56,6 +59,8 @@ pub(crate) struct RoomActor {
     state: RoomState,
     commits: CommitQueue<Waiter>,
     sessions: Sessions,
+    /// Sockets other nodes of a cluster hold (they mirror the room; their users are present).
+    remote: RemoteSessions,
     throttle: StateThrottle,
     snapshots: SnapshotSchedule,
     http_idle: HttpIdle,
@@ -63,23 +68,34 @@ pub(crate) struct RoomActor {
     /// Set once the final record is stored: the room answers with it until it stops.
     final_view: Option<RoomView>,
     shutdown_waiters: Vec<oneshot::Sender<()>>,
+    /// The room's lease epoch: every journal write names it, and is refused once another engine
+    /// has claimed the room.
+    epoch: Epoch,
     deps: Arc<RoomDeps>,
     index: Arc<RoomIndex>,
 }
 
 impl RoomActor {
-    /// A room whose state is entirely durable (just created, or replayed from the journal).
-    pub(crate) fn new(state: RoomState, deps: Arc<RoomDeps>, index: Arc<RoomIndex>) -> Self {
+    /// A room whose state is entirely durable (just created, or replayed from the journal), held
+    /// under `epoch`.
+    pub(crate) fn new(
+        state: RoomState,
+        epoch: Epoch,
+        deps: Arc<RoomDeps>,
+        index: Arc<RoomIndex>,
+    ) -> Self {
         let settings = &deps.settings;
         Self {
             commits: CommitQueue::new(state.counters(), settings.max_pending),
             sessions: Sessions::default(),
+            remote: RemoteSessions::default(),
             throttle: StateThrottle::new(state.seq(), Instant::now()),
             snapshots: SnapshotSchedule::new(settings.snapshot_every, state.seq()),
             http_idle: HttpIdle::new(settings.http_ttl),
             closing: None,
             final_view: None,
             shutdown_waiters: Vec::new(),
+            epoch,
             state,
             deps,
             index,
@@ -147,7 +163,7 @@ impl RoomActor {
         let Some(batch) = self.commits.next_batch() else {
             return;
         };
-        let append = self.deps.journal.append(batch);
+        let append = self.deps.journal.append(self.epoch, batch);
         ctx.spawn(
             append
                 .into_actor(self)
@@ -239,7 +255,10 @@ impl RoomActor {
         }
         self.snapshots.started();
         let seq = committed.seq;
-        let write = self.deps.journal.snapshot(self.state.snapshot());
+        let write = self
+            .deps
+            .journal
+            .snapshot(self.epoch, self.state.snapshot());
         ctx.spawn(write.into_actor(self).map(move |result, act, _| match result {
             Ok(()) => {
                 tracing::debug!(room.id = %act.state.id(), seq, "snapshot written");
@@ -387,7 +406,7 @@ impl RoomActor {
         // Only now, with the record in SQL, may the log go. If this fails, recovery at the next
         // start finds the record in SQL and deletes the log then.
         let room = self.state.id().clone();
-        let delete = self.deps.journal.delete_room(room.clone());
+        let delete = self.deps.journal.delete_room(self.epoch, room.clone());
         // Answered below, once the log is gone; a shutdown meanwhile just waits for that.
         let shutdown_waiters = std::mem::take(&mut self.shutdown_waiters);
         ctx.spawn(
@@ -617,7 +636,7 @@ impl Handler<Abandon> for RoomActor {
 }
 
 impl Handler<Shutdown> for RoomActor {
-    type Result = ResponseFuture<()>;
+    type Result = ResponseFuture<Epoch>;
 
     fn handle(&mut self, _: Shutdown, ctx: &mut Self::Context) -> Self::Result {
         let (tx, rx) = oneshot::channel();
@@ -625,8 +644,148 @@ impl Handler<Shutdown> for RoomActor {
         if self.commits.is_empty() {
             self.on_drained(ctx);
         }
+        let epoch = self.epoch;
         Box::pin(async move {
             let _ = rx.await;
+            epoch
         })
+    }
+}
+
+impl RoomActor {
+    /// The user of a socket that arrived (here or on another node) joins.
+    fn socket_joins(&mut self, user: UserName, ctx: &mut Context<Self>) {
+        if self.state.is_closed() {
+            return;
+        }
+        let join = Command::Join {
+            user,
+            via: Via::Socket,
+        };
+        if let Err(error) = self.submit(join, None, ctx) {
+            tracing::debug!(room.id = %self.state.id(), %error, "remote socket join refused");
+        }
+    }
+
+    /// The user of a socket that went (here or on another node) leaves if it was their last.
+    fn socket_leaves(&mut self, user: UserName, ctx: &mut Context<Self>) {
+        if self.state.is_closed() {
+            return;
+        }
+        let leave = Command::Leave {
+            user,
+            via: Via::Socket,
+        };
+        if let Err(error) = self.submit(leave, None, ctx) {
+            tracing::debug!(room.id = %self.state.id(), %error, "remote socket leave refused");
+        }
+    }
+}
+
+impl Handler<AttachRemote> for RoomActor {
+    type Result = ResponseFuture<Reply<Applied>>;
+
+    fn handle(&mut self, msg: AttachRemote, ctx: &mut Self::Context) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        let waiter = Waiter::Reply { tx, seq: None };
+        let submitted = self.check_backlog().and_then(|()| {
+            if !self.remote.add(&msg.node, msg.session, msg.user.clone()) {
+                // Attached already (a retry): answered as of everything pending now.
+                if let Err(waiter) = self.commits.wait_for_pending(waiter) {
+                    self.release(waiter, self.commits.committed());
+                }
+                return Ok(());
+            }
+            let join = Command::Join {
+                user: msg.user,
+                via: Via::Socket,
+            };
+            let submitted = self.submit(join, Some(waiter), ctx);
+            if submitted.is_err() {
+                self.remote.remove(&msg.node, msg.session);
+            }
+            submitted
+        });
+        Box::pin(answer(submitted, rx))
+    }
+}
+
+impl Handler<DetachRemote> for RoomActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: DetachRemote, ctx: &mut Self::Context) {
+        if let Some(user) = self.remote.remove(&msg.node, msg.session) {
+            self.socket_leaves(user, ctx);
+        }
+    }
+}
+
+impl Handler<SyncRemote> for RoomActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: SyncRemote, ctx: &mut Self::Context) {
+        let (added, removed) = self.remote.sync(&msg.node, msg.sessions);
+        for user in added {
+            self.socket_joins(user, ctx);
+        }
+        for user in removed {
+            self.socket_leaves(user, ctx);
+        }
+    }
+}
+
+impl Handler<GetEpoch> for RoomActor {
+    type Result = MessageResult<GetEpoch>;
+
+    fn handle(&mut self, _: GetEpoch, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.epoch)
+    }
+}
+
+impl Handler<Fence> for RoomActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Fence, ctx: &mut Self::Context) {
+        if msg.epoch == self.epoch || self.final_view.is_some() {
+            return;
+        }
+        tracing::warn!(room.id = %self.state.id(), epoch = %self.epoch, now = %msg.epoch,
+            "room taken over by another node while this one was away; dropping it");
+        self.give_up(
+            "the room moved to another node; retry",
+            CloseReason::TryAgainLater,
+            ctx,
+        );
+    }
+}
+
+impl Handler<ForgetNode> for RoomActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ForgetNode, ctx: &mut Self::Context) {
+        let users = self.remote.remove_node(&msg.node);
+        if !users.is_empty() {
+            tracing::info!(room.id = %self.state.id(), node.id = %msg.node, sockets = users.len(),
+                "a node's sockets are gone with it");
+        }
+        for user in users {
+            self.socket_leaves(user, ctx);
+        }
+    }
+}
+
+impl Handler<RemoteMutate> for RoomActor {
+    type Result = ResponseFuture<Reply<Applied>>;
+
+    fn handle(&mut self, msg: RemoteMutate, ctx: &mut Self::Context) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        let submitted = self.check_backlog().and_then(|()| {
+            let user = msg.command.user().clone();
+            if self.remote.add(&msg.node, msg.session, user.clone()) {
+                self.socket_joins(user, ctx);
+            }
+            self.submit(msg.command, Some(Waiter::Reply { tx, seq: None }), ctx)
+        });
+        Box::pin(answer(submitted, rx))
     }
 }

@@ -1,7 +1,7 @@
 //! Why a room or the registry could not do what was asked. The one mapping of these onto API
 //! error codes is `crate::error`.
 
-use roomstate_core::room::RoomError;
+use roomstate_core::{protocol::ErrorCode, room::RoomError};
 use roomstate_store::StoreError;
 
 /// Why a room refused a request.
@@ -14,6 +14,10 @@ pub(crate) enum RoomFailure {
     /// applied.
     #[error("{0}")]
     Unavailable(String),
+    /// The room's owner (another node of a cluster) refused it with this API error: passed on
+    /// as it came.
+    #[error("{message}")]
+    Refused { code: ErrorCode, message: String },
 }
 
 /// What a room answers.

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use roomstate_core::room::{ChatMessage, Command, RoomView, UserName, Via};
+use roomstate_journal::Epoch;
 
 use super::{
     failure::Reply,
@@ -28,6 +29,8 @@ pub(crate) struct Mutate {
     /// How the command came: over HTTP it also refreshes the user's HTTP presence (see the idle
     /// lapse); from a socket it does not.
     pub(crate) via: Via,
+    /// The socket it came from, if any (a mirror tells the room's owner which socket asks).
+    pub(crate) session: Option<SessionId>,
 }
 
 /// The room view as of the last durable event.
@@ -68,9 +71,68 @@ pub(crate) struct Disconnect {
 pub(crate) struct Close;
 
 /// Engine shutdown: answer once every pending event is durable, then end every socket and stop.
+/// Answers the epoch the room was held under (a cluster node hands the room over with it).
+#[derive(Message)]
+#[rtype(result = "Epoch")]
+pub(crate) struct Shutdown;
+
+/// The lease epoch the room is held under.
+#[derive(Message)]
+#[rtype(result = "Epoch")]
+pub(crate) struct GetEpoch;
+
+/// The journal says the room is at `epoch` now: an actor holding another epoch lost the room
+/// (taken over while this node was paused or cut off) and stops.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub(crate) struct Shutdown;
+pub(crate) struct Fence {
+    pub(crate) epoch: Epoch,
+}
+
+/// A socket of `user` on another node of the cluster opened (that node mirrors the room): the
+/// user joins. Answers once the join is durable (a socket recorded already: at once).
+#[derive(Message)]
+#[rtype(result = "Reply<Applied>")]
+pub(crate) struct AttachRemote {
+    pub(crate) node: String,
+    pub(crate) session: SessionId,
+    pub(crate) user: UserName,
+}
+
+/// A socket on another node closed: its user leaves if it was their last one.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct DetachRemote {
+    pub(crate) node: String,
+    pub(crate) session: SessionId,
+}
+
+/// `node` holds exactly these sockets of the room (sent now and then, and after an owner change,
+/// so a lost attach or detach does not stay wrong).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct SyncRemote {
+    pub(crate) node: String,
+    pub(crate) sessions: Vec<(SessionId, UserName)>,
+}
+
+/// `node` left the cluster or died: its sockets are gone.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct ForgetNode {
+    pub(crate) node: String,
+}
+
+/// A command from a socket on another node: like `Mutate` from a socket, and the socket is
+/// recorded (its user joins) first if it is not yet — after an owner change, the new owner
+/// learns of a socket from its first request.
+#[derive(Message)]
+#[rtype(result = "Reply<Applied>")]
+pub(crate) struct RemoteMutate {
+    pub(crate) node: String,
+    pub(crate) session: SessionId,
+    pub(crate) command: Command,
+}
 
 /// Engine shutdown past its drain deadline: answer every request still waiting for the journal
 /// with `unavailable` (it was not made durable), end every socket, and stop now.

@@ -3,9 +3,11 @@
 //! The rules of a room are `roomstate_core::room` (pure); this module runs them. Each concept has
 //! its file: `actor` (the glue), `commit_queue` (what is pending, in flight, retried), `throttle`
 //! (how often state is broadcast), `snapshots` (when to snapshot), `http_idle` (when an HTTP join
-//! lapses), `sessions` (the sockets of a room), `closing` (a close in progress), `outbound` (what a
-//! room tells a socket, as typed protocol), `messages` (what a room answers), `failure` (why it
-//! refuses), `deps` (what every room shares), `registry` (id -> room; recovery and shutdown).
+//! lapses), `sessions` (the sockets of a room), `remote_sessions` (its sockets on other nodes of
+//! a cluster), `closing` (a close in progress), `outbound` (what a room tells a socket, as typed
+//! protocol), `link` (what a socket talks to: the room, or a cluster node's mirror of it),
+//! `messages` (what a room answers), `failure` (why it refuses), `deps` (what every room shares),
+//! `registry` (id -> room; recovery and shutdown).
 //!
 //! Nothing here knows WebSocket frames, close codes or HTTP: the edges (`ws`, `http`) import
 //! rooms, never the reverse.
@@ -16,12 +18,14 @@ mod commit_queue;
 pub(crate) mod deps;
 pub(crate) mod failure;
 mod http_idle;
+pub(crate) mod link;
 pub(crate) mod messages;
 pub(crate) mod outbound;
 pub(crate) mod registry;
+mod remote_sessions;
 mod sessions;
 mod snapshots;
-mod throttle;
+pub(crate) mod throttle;
 
 #[cfg(test)]
 mod tests;

@@ -19,20 +19,26 @@ use std::{
 };
 
 use actix::prelude::*;
-use futures_util::future::join_all;
+use futures_util::{future::join_all, FutureExt};
 use parking_lot::RwLock;
 use roomstate_core::{
-    room::{ChatMessage, Command, ReplayError, RoomError, RoomId, RoomState, RoomView, Via},
+    room::{
+        ChatMessage, Command, ReplayError, RoomError, RoomId, RoomState, RoomView, UserName, Via,
+    },
     time,
 };
-use roomstate_journal::{JournalError, JournalStatus};
+use roomstate_journal::{Epoch, JournalError, JournalStatus, RoomLog};
 use roomstate_store::StoreError;
 
 use super::{
     actor::{RoomActor, RoomIndex},
     deps::RoomDeps,
     failure::{RegistryFailure, RoomFailure},
-    messages::{Abandon, Applied, Close, GetMessages, GetView, Mutate, Shutdown},
+    messages::{
+        Abandon, Applied, AttachRemote, Close, DetachRemote, Fence, ForgetNode, GetEpoch,
+        GetMessages, GetView, Mutate, RemoteMutate, Shutdown, SyncRemote,
+    },
+    outbound::SessionId,
 };
 
 /// How long a readiness probe waits for each dependency.
@@ -134,14 +140,19 @@ impl Registry {
 
     /// Starts a room's actor and indexes it; a new room lets go of its `place` under the cap
     /// as it enters the index.
-    fn start(&self, mut state: RoomState, place: Option<Creating<'_>>) -> Addr<RoomActor> {
+    fn start(
+        &self,
+        mut state: RoomState,
+        epoch: Epoch,
+        place: Option<Creating<'_>>,
+    ) -> Addr<RoomActor> {
         state.bound_messages(self.deps.settings.max_messages);
         let id = state.id().clone();
         let deps = self.deps.clone();
         let index = self.rooms.clone();
         let n = self.next_arbiter.fetch_add(1, Ordering::Relaxed) % self.arbiters.len();
         let addr = RoomActor::start_in_arbiter(&self.arbiters[n].handle(), move |_| {
-            RoomActor::new(state, deps, index)
+            RoomActor::new(state, epoch, deps, index)
         });
         let mut rooms = self.rooms.write();
         rooms.insert(id, addr.clone());
@@ -151,17 +162,29 @@ impl Registry {
 
     /// Opens a room; answers once its creation is durable.
     pub(crate) async fn create(&self, title: String) -> Result<RoomView, RoomFailure> {
+        self.create_claimed(RoomId::generate(), title, Epoch::NONE)
+            .await
+    }
+
+    /// Opens room `id`, which the caller claimed under `epoch` (a cluster claims a room before
+    /// anything of it is written); answers once its creation is durable.
+    pub(crate) async fn create_claimed(
+        &self,
+        id: RoomId,
+        title: String,
+        epoch: Epoch,
+    ) -> Result<RoomView, RoomFailure> {
         if self.is_stopping() {
             return Err(shutting_down());
         }
         let place = self.reserve()?;
-        let (state, event) = RoomState::create(RoomId::generate(), title, time::now())?;
-        if let Err(error) = self.deps.journal.append(vec![event]).await {
+        let (state, event) = RoomState::create(id, title, time::now())?;
+        if let Err(error) = self.deps.journal.append(epoch, vec![event]).await {
             // The client is told nothing was applied, so nothing may stay: an append that
             // failed unclearly (e.g. written on the primary, short of replicas) could leave the
             // room in the log, to come back at the next start. Its id is new and never handed
             // out, so deleting it once the journal answers again is always safe.
-            self.forget_half_created(state.id().clone());
+            self.forget_half_created(state.id().clone(), epoch);
             return Err(RoomFailure::Unavailable(error.to_string()));
         }
         self.deps
@@ -170,20 +193,20 @@ impl Registry {
             .with_label_values(&["created"])
             .inc();
         let view = state.view(state.counters());
-        tracing::info!(room.id = %view.id, "room created");
-        self.start(state, Some(place));
+        tracing::info!(room.id = %view.id, %epoch, "room created");
+        self.start(state, epoch, Some(place));
         Ok(view)
     }
 
     /// Deletes the log of a room whose creation was refused, retrying in the background until
     /// the journal takes it (for `ORPHAN_CLEANUP` at most).
-    fn forget_half_created(&self, id: RoomId) {
+    fn forget_half_created(&self, id: RoomId, epoch: Epoch) {
         let journal = self.deps.journal.clone();
         actix_rt::spawn(async move {
             let started = std::time::Instant::now();
             let mut delay = Duration::from_millis(100);
             while started.elapsed() < ORPHAN_CLEANUP {
-                match journal.delete_room(id.clone()).await {
+                match journal.delete_room(epoch, id.clone()).await {
                     Ok(()) => return,
                     Err(_) => {
                         actix_rt::time::sleep(delay).await;
@@ -228,7 +251,14 @@ impl Registry {
         via: Via,
     ) -> Result<Applied, RegistryFailure> {
         match self.find(id).await? {
-            Found::Open(room) => match room.send(Mutate { command, via }).await {
+            Found::Open(room) => match room
+                .send(Mutate {
+                    command,
+                    via,
+                    session: None,
+                })
+                .await
+            {
                 Ok(reply) => Ok(reply?),
                 Err(_) => Err(self.gone()),
             },
@@ -375,7 +405,8 @@ impl Registry {
                 tracing::info!(room.id = %log.room, "room already closed in the store; deleting its log");
                 // A leftover log is harmless (the store's record wins, and the next start tries
                 // again); it must not keep every other room from coming back.
-                if let Err(error) = self.deps.journal.delete_room(log.room.clone()).await {
+                let delete = self.deps.journal.delete_room(log.epoch, log.room.clone());
+                if let Err(error) = delete.await {
                     tracing::warn!(room.id = %log.room, %error, "log of a closed room not deleted");
                 }
                 continue;
@@ -385,7 +416,7 @@ impl Registry {
                 None => RoomState::replay(&log.room, &log.events)?,
             };
             tracing::debug!(room.id = %log.room, seq = state.seq(), "room recovered");
-            self.start(state, None);
+            self.start(state, log.epoch, None);
             recovered += 1;
         }
         self.deps.metrics.rooms_recovered.inc_by(recovered as u64);
@@ -401,27 +432,166 @@ impl Registry {
     }
 
     /// Makes every pending event durable (waiting at most `deadline`), ends every socket, and
-    /// stops the rooms and their arbiters.
-    pub(crate) async fn shutdown(&self, deadline: Duration) {
+    /// stops the rooms and their arbiters. Answers the rooms that stopped with nothing pending,
+    /// each with the epoch it was held under (a cluster node hands them over).
+    pub(crate) async fn shutdown(&self, deadline: Duration) -> Vec<(RoomId, Epoch)> {
         self.stopping.store(true, Ordering::SeqCst);
         // The rooms leave the map themselves as they stop.
-        let addrs: Vec<_> = self.rooms.read().values().cloned().collect();
-        let drained = join_all(addrs.iter().map(|a| a.send(Shutdown)));
-        if tokio::time::timeout(deadline, drained).await.is_err() {
-            tracing::warn!("shutdown deadline passed with events not yet durable");
-            // The rooms still waiting for the journal refuse what they hold (503: not durable)
-            // and end their sockets, instead of being dropped with their requests unanswered.
-            let left: Vec<_> = self.rooms.read().values().cloned().collect();
-            let abandoned = join_all(left.iter().map(|a| a.send(Abandon)));
-            if tokio::time::timeout(ABANDON_DEADLINE, abandoned)
-                .await
-                .is_err()
-            {
-                tracing::warn!("rooms did not stop within {ABANDON_DEADLINE:?}; stopping them");
+        let rooms: Vec<(RoomId, Addr<RoomActor>)> = self
+            .rooms
+            .read()
+            .iter()
+            .map(|(id, addr)| (id.clone(), addr.clone()))
+            .collect();
+        let drained = join_all(rooms.iter().map(|(id, addr)| {
+            let id = id.clone();
+            addr.send(Shutdown)
+                .map(move |epoch| epoch.ok().map(|epoch| (id, epoch)))
+        }));
+        let mut handed = Vec::new();
+        match tokio::time::timeout(deadline, drained).await {
+            Ok(drained) => handed.extend(drained.into_iter().flatten()),
+            Err(_) => {
+                tracing::warn!("shutdown deadline passed with events not yet durable");
+                // The rooms still waiting for the journal refuse what they hold (503: not durable)
+                // and end their sockets, instead of being dropped with their requests unanswered.
+                let left: Vec<_> = self.rooms.read().values().cloned().collect();
+                let abandoned = join_all(left.iter().map(|a| a.send(Abandon)));
+                if tokio::time::timeout(ABANDON_DEADLINE, abandoned)
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!("rooms did not stop within {ABANDON_DEADLINE:?}; stopping them");
+                }
             }
         }
         for arbiter in &self.arbiters {
             arbiter.stop();
+        }
+        handed
+    }
+
+    /// Starts a room taken over from another node (or from a run of this node that ended),
+    /// replayed from `log` under the epoch the claim won. A room whose final record is already
+    /// in the store only has its log deleted.
+    pub(crate) async fn adopt(&self, log: RoomLog) -> Result<(), RecoveryError> {
+        let closed = self.deps.store.stored_among(vec![log.room.clone()]).await?;
+        if !closed.is_empty() {
+            tracing::info!(room.id = %log.room, "room taken over is closed in the store; deleting its log");
+            if let Err(error) = self
+                .deps
+                .journal
+                .delete_room(log.epoch, log.room.clone())
+                .await
+            {
+                tracing::warn!(room.id = %log.room, %error, "log of a closed room not deleted");
+            }
+            return Ok(());
+        }
+        let state = match &log.snapshot {
+            Some(snapshot) => RoomState::restore(snapshot, &log.events)?,
+            None => RoomState::replay(&log.room, &log.events)?,
+        };
+        tracing::debug!(room.id = %log.room, seq = state.seq(), epoch = %log.epoch, "room adopted");
+        self.start(state, log.epoch, None);
+        self.deps.metrics.rooms_recovered.inc();
+        Ok(())
+    }
+
+    /// The journal says `room` is at `epoch` now: if its actor here holds another, the room was
+    /// taken over meanwhile (this node was paused or cut off), and the actor stops.
+    pub(crate) fn fence(&self, room: &RoomId, epoch: Epoch) {
+        if let Some(addr) = self.get(room) {
+            addr.do_send(Fence { epoch });
+        }
+    }
+
+    /// The epoch the room is held under here, if it is open here.
+    pub(crate) async fn epoch_of(&self, id: &RoomId) -> Option<Epoch> {
+        self.get(id)?.send(GetEpoch).await.ok()
+    }
+
+    /// Every open room here, with its actor (a cluster node checks its leases).
+    pub(crate) fn open_room_ids(&self) -> Vec<RoomId> {
+        self.rooms.read().keys().cloned().collect()
+    }
+
+    /// `node` left the cluster or died: every room here forgets its sockets.
+    pub(crate) fn forget_node(&self, node: &str) {
+        for addr in self.rooms.read().values() {
+            addr.do_send(ForgetNode {
+                node: node.to_owned(),
+            });
+        }
+    }
+
+    /// The open room's actor here, or `UnknownRoom` (a call for a room another node owns).
+    fn here(&self, id: &RoomId) -> Result<Addr<RoomActor>, RegistryFailure> {
+        if self.is_stopping() {
+            return Err(shutting_down().into());
+        }
+        self.get(id)
+            .filter(Addr::connected)
+            .ok_or(RegistryFailure::UnknownRoom)
+    }
+
+    /// A socket on another node opened (see `AttachRemote`).
+    pub(crate) async fn attach_remote(
+        &self,
+        id: &RoomId,
+        node: String,
+        session: SessionId,
+        user: UserName,
+    ) -> Result<Applied, RegistryFailure> {
+        let room = self.here(id)?;
+        match room
+            .send(AttachRemote {
+                node,
+                session,
+                user,
+            })
+            .await
+        {
+            Ok(reply) => Ok(reply?),
+            Err(_) => Err(self.gone()),
+        }
+    }
+
+    /// A socket on another node closed.
+    pub(crate) fn detach_remote(&self, id: &RoomId, node: String, session: SessionId) {
+        if let Ok(room) = self.here(id) {
+            room.do_send(DetachRemote { node, session });
+        }
+    }
+
+    /// Every socket `node` holds of the room (see `SyncRemote`).
+    pub(crate) fn sync_remote(
+        &self,
+        id: &RoomId,
+        node: String,
+        sessions: Vec<(SessionId, UserName)>,
+    ) -> Result<(), RegistryFailure> {
+        self.here(id)?.do_send(SyncRemote { node, sessions });
+        Ok(())
+    }
+
+    /// A command from a socket on another node (see `RemoteMutate`).
+    pub(crate) async fn remote_mutate(
+        &self,
+        id: &RoomId,
+        node: String,
+        session: SessionId,
+        command: Command,
+    ) -> Result<Applied, RegistryFailure> {
+        let room = self.here(id)?;
+        let request = RemoteMutate {
+            node,
+            session,
+            command,
+        };
+        match room.send(request).await {
+            Ok(reply) => Ok(reply?),
+            Err(_) => Err(self.gone()),
         }
     }
 }

@@ -29,7 +29,7 @@ use crate::{
     metrics::Metrics,
     ratelimit::TokenBucket,
     room::{
-        actor::RoomActor,
+        link::RoomLink,
         messages::{Connect, Disconnect, Mutate},
         outbound::{Outbound, SessionId},
     },
@@ -64,7 +64,8 @@ pub(crate) struct SessionSettings {
 pub(crate) struct Opening {
     pub(crate) user: UserName,
     pub(crate) room_id: RoomId,
-    pub(crate) room: Addr<RoomActor>,
+    /// The room, or this node's mirror of it.
+    pub(crate) room: RoomLink,
     /// How long the user token stays valid (`None`: open mode).
     pub(crate) token_ttl: Option<Duration>,
     /// The client's address (the peer, or what a trusted proxy says), for the logs.
@@ -90,7 +91,7 @@ pub(crate) struct WsSession {
     user: UserName,
     room_id: RoomId,
     client: IpAddr,
-    room: Addr<RoomActor>,
+    room: RoomLink,
     heard: Instant,
     bucket: TokenBucket,
     strikes: u32,
@@ -293,9 +294,10 @@ impl WsSession {
                 )
             }
         };
-        let request = self.room.send(Mutate {
+        let request = self.room.mutate.send(Mutate {
             command,
             via: Via::Socket,
+            session: Some(self.id),
         });
         self.in_flight += 1;
         ctx.spawn(request.into_actor(self).map(move |result, act, ctx| {
@@ -338,7 +340,7 @@ impl Actor for WsSession {
         self.metrics.ws_connections.inc();
         self.heartbeat(ctx);
         self.watch_token(ctx);
-        let connect = self.room.send(Connect {
+        let connect = self.room.connect.send(Connect {
             id: self.id,
             user: self.user.clone(),
             session: ctx.address().recipient(),
@@ -364,7 +366,7 @@ impl Actor for WsSession {
 
     fn stopped(&mut self, _: &mut Self::Context) {
         self.metrics.ws_connections.dec();
-        self.room.do_send(Disconnect { id: self.id });
+        self.room.disconnect.do_send(Disconnect { id: self.id });
     }
 }
 

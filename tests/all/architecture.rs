@@ -14,6 +14,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "app",
         &[
             "auth",
+            "cluster",
             "config",
             "http",
             "metrics",
@@ -29,6 +30,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "http",
         &[
             "auth",
+            "cluster",
             "edge",
             "error",
             "metrics",
@@ -42,6 +44,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("web", &["error"]),
     ("error", &["room"]),
     ("room", &["metrics"]),
+    // A cluster of engines routes to rooms here or on other nodes, and mirrors rooms owned
+    // elsewhere for the sockets here: above the rooms, below the edges.
+    ("cluster", &["room"]),
     // `config` reads and checks the user tokens' key at start, through `auth`, and parses the
     // trusted proxies and allowed origins through `edge`.
     ("config", &["auth", "edge"]),

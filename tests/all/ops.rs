@@ -24,7 +24,7 @@ async fn health_and_readiness() {
 
 /// Every metric family the engine exports (src/metrics.rs, crates/journal/src/metrics.rs) and
 /// its Prometheus type.
-const METRIC_FAMILIES: [(&str, &str); 22] = [
+const METRIC_FAMILIES: [(&str, &str); 24] = [
     ("roomstate_mutations_total", "counter"),
     ("roomstate_refusals_total", "counter"),
     ("roomstate_rooms_open", "gauge"),
@@ -40,6 +40,9 @@ const METRIC_FAMILIES: [(&str, &str); 22] = [
     ("roomstate_ws_slow_clients_total", "counter"),
     ("roomstate_ws_send_buffer_bytes", "gauge"),
     ("roomstate_build_info", "gauge"),
+    // Every HTTP request, by method, route pattern (and status).
+    ("roomstate_http_requests_total", "counter"),
+    ("roomstate_http_request_seconds", "histogram"),
     // The process's own, under their standard names.
     ("process_cpu_seconds_total", "counter"),
     ("process_max_fds", "gauge"),

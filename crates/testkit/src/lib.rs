@@ -17,6 +17,7 @@
 
 pub mod app;
 pub mod certs;
+pub mod cluster;
 pub mod engine;
 pub mod mysql;
 pub mod ports;

@@ -83,7 +83,7 @@ async fn a_close_that_outlasts_its_timeout_answers_unavailable_and_can_be_retrie
         "the close answered after {waited:?}"
     );
 
-    let Mutate { command, via } = say("too late");
+    let Mutate { command, via, .. } = say("too late");
     let late = registry.mutate(&id, command, via).await;
     assert!(
         matches!(

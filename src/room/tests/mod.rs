@@ -47,6 +47,7 @@ fn say(text: &str) -> Mutate {
             key: None,
         },
         via: Via::Http,
+        session: None,
     }
 }
 
@@ -57,6 +58,7 @@ fn join_alice() -> Mutate {
             via: Via::Http,
         },
         via: Via::Http,
+        session: None,
     }
 }
 
@@ -110,6 +112,7 @@ fn probe() -> Mutate {
             key: None,
         },
         via: Via::Socket,
+        session: None,
     }
 }
 

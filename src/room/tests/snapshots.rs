@@ -1,13 +1,13 @@
 //! Snapshots: a written one trims the log and recovery starts from it; a failed one changes
 //! nothing the room or recovery depends on (the log stays whole), and a later commit tries again.
 
-use roomstate_core::room::{RoomId, RoomView};
+use roomstate_core::room::{Command, RoomId, RoomView, Side, UserName, Via};
 use roomstate_testkit::eventually;
 
 use super::{join_alice, log_seqs, say, settings, Setup, PATIENCE};
 use crate::room::{
     deps::RoomSettings,
-    messages::{GetMessages, GetView},
+    messages::{GetMessages, GetView, Mutate},
     registry::Registry,
 };
 
@@ -105,14 +105,30 @@ async fn a_failed_snapshot_keeps_the_room_serving_and_the_log_whole() {
     assert_eq!(recovered, before, "the log alone rebuilds the room");
     assert_eq!(recovered.1.len(), 25);
 
+    // The second registry claimed the room (as a second engine would): it serves it now, and
+    // snapshots on its own schedule: as many events after seq 27 as the room has messages (26).
     journal.set_snapshots_failing(false);
     let refused = journal.refused_snapshots();
+    let room = again.get(&id).unwrap();
+    room.send(join_alice()).await.unwrap().unwrap();
     room.send(say("after")).await.unwrap().unwrap();
-    let snapshot_seq = eventually("a snapshot after the next commit", PATIENCE, || async {
+    for i in 0..24 {
+        let side = if i % 2 == 0 { Side::Pro } else { Side::Con };
+        let vote = Mutate {
+            command: Command::Vote {
+                user: UserName::parse("alice").unwrap(),
+                side,
+            },
+            via: Via::Http,
+            session: None,
+        };
+        room.send(vote).await.unwrap().unwrap();
+    }
+    let snapshot_seq = eventually("a snapshot once one is due", PATIENCE, || async {
         journal.snapshot_seq(&id)
     })
     .await;
-    assert_eq!(snapshot_seq, 28);
+    assert_eq!(snapshot_seq, 53, "26 events after seq 27");
     assert_eq!(journal.refused_snapshots(), refused);
     assert!(
         journal.events(&id).iter().all(|e| e.seq > snapshot_seq),

@@ -12,7 +12,7 @@ use roomstate_core::{
 };
 use roomstate_journal::{
     redis::{RedisJournal, RedisJournalConfig, RedisTarget},
-    Journal, JournalMetrics,
+    Epoch, Journal, JournalMetrics,
 };
 use serde::Serialize;
 
@@ -82,7 +82,10 @@ pub async fn measure(
             let journal = journal.clone();
             async move {
                 let log = room_events(*i, events)?;
-                journal.append(log).await.context("filling the journal")
+                journal
+                    .append(Epoch::NONE, log)
+                    .await
+                    .context("filling the journal")
             }
         });
         for result in join_all(appends).await {

@@ -172,6 +172,14 @@ impl RoomId {
     }
 }
 
+impl IdempotencyKey {
+    /// A fresh, unique key such as `s:01JDX3...`, for a request the server itself may have to
+    /// send more than once on a client's behalf.
+    pub fn generate() -> Self {
+        Self(Arc::from(format!("s:{}", ulid::Ulid::new())))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,6 +263,7 @@ mod tests {
         }
         check(RoomId::PATTERN, |t| RoomId::parse(t).is_ok());
         check(UserName::PATTERN, |t| UserName::parse(t).is_ok());
+        assert!(IdempotencyKey::parse(IdempotencyKey::generate().as_str()).is_ok());
         check(IdempotencyKey::PATTERN, |t| {
             IdempotencyKey::parse(t).is_ok()
         });

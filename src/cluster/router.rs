@@ -1,0 +1,563 @@
+//! `Router`: what the HTTP and socket edges call for rooms. Without a cluster it is the
+//! registry. In a cluster, a room open here goes to the registry; a room another node owns goes
+//! to that node (the answer, refusals included, comes back as the owner gave it); a socket for
+//! such a room goes to this node's mirror of it; and a room whose owner is being replaced is
+//! `503` with a retry hint until the takeover is done.
+//!
+//! An owner is read from the journal once and cached; a call that finds it wrong (the node does
+//! not answer, or says it does not own the room) reads it again and retries, a few times.
+
+use std::sync::Arc;
+
+use actix_web::http::Method;
+use futures_util::future::join_all;
+use roomstate_core::room::{ChatMessage, Command, IdempotencyKey, RoomId, RoomView, UserName, Via};
+
+use super::{
+    client::CallError,
+    wire::{
+        AppliedAnswer, AttachCall, CommandCall, CreateCall, MessagesAnswer, RoomsAnswer, SyncCall,
+        SyncedSocket, WireSocket,
+    },
+    Cluster,
+};
+use crate::room::{
+    failure::{RegistryFailure, RoomFailure},
+    link::RoomLink,
+    messages::Applied,
+    outbound::SessionId,
+    registry::Registry,
+};
+
+/// Tries per call: the owner may move once (or the cache be stale) between two tries.
+const TRIES: usize = 3;
+
+/// Where a room's calls go.
+enum Route {
+    /// Open here, or not open anywhere (the registry answers from the store).
+    Here,
+    /// Owned by a live node elsewhere.
+    Remote { node: String, url: String },
+    /// Its owner is gone or being replaced: a takeover is due.
+    Moving,
+}
+
+/// The command as it is forwarded to an owner: a message without an idempotency key gets one.
+/// A forward whose answer was lost is sent again (to the same owner, or to the next one, which
+/// knows the keys from the journal), and must not post the message twice.
+fn keyed(command: Command) -> Command {
+    match command {
+        Command::Say {
+            user,
+            text,
+            key: None,
+        } => Command::Say {
+            user,
+            text,
+            key: Some(IdempotencyKey::generate()),
+        },
+        command => command,
+    }
+}
+
+fn moving() -> RegistryFailure {
+    RoomFailure::Unavailable(
+        "the room is moving to another node of the cluster; retry in a moment".into(),
+    )
+    .into()
+}
+
+/// Rooms, wherever they are.
+#[derive(Clone)]
+pub(crate) struct Router {
+    registry: Arc<Registry>,
+    cluster: Option<Arc<Cluster>>,
+}
+
+impl Router {
+    pub(crate) fn new(registry: Arc<Registry>, cluster: Option<Arc<Cluster>>) -> Self {
+        Self { registry, cluster }
+    }
+
+    /// The rooms open on this node.
+    pub(crate) fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    pub(crate) fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.cluster.as_ref()
+    }
+
+    async fn route(&self, cluster: &Cluster, id: &RoomId) -> Result<Route, RegistryFailure> {
+        if self.registry.get(id).is_some() {
+            return Ok(Route::Here);
+        }
+        let Some(mut owner) = cluster.owner(id).await? else {
+            return Ok(Route::Here);
+        };
+        if owner.node == cluster.me() {
+            // Cached from when this node opened it: it may have closed or moved since.
+            match cluster.owner_now(id).await? {
+                Some(now) => owner = now,
+                None => return Ok(Route::Here),
+            }
+        }
+        if owner.node == cluster.me() {
+            // Owned by this node's id and not open here: being created or taken over right
+            // now, or held by a run of this node that ended (the next scan takes it back).
+            cluster.forget_owner(id);
+            return Ok(Route::Moving);
+        }
+        match cluster.url_of_live(&owner.node) {
+            Some(url) => Ok(Route::Remote {
+                node: owner.node,
+                url,
+            }),
+            None => {
+                cluster.forget_owner(id);
+                Ok(Route::Moving)
+            }
+        }
+    }
+
+    /// Runs `remote` against the room's owner, or `here` when the room is open here (or
+    /// nowhere), re-reading the owner when a try finds it wrong.
+    async fn routed<T, H, HF, R, RF>(
+        &self,
+        id: &RoomId,
+        kind: &'static str,
+        here: H,
+        remote: R,
+    ) -> Result<T, RegistryFailure>
+    where
+        H: Fn() -> HF,
+        HF: std::future::Future<Output = Result<T, RegistryFailure>>,
+        R: Fn(String, String) -> RF,
+        RF: std::future::Future<Output = Result<T, CallError>>,
+    {
+        let Some(cluster) = &self.cluster else {
+            return here().await;
+        };
+        for _ in 0..TRIES {
+            match self.route(cluster, id).await? {
+                Route::Here => return here().await,
+                Route::Moving => return Err(moving()),
+                Route::Remote { node, url } => {
+                    cluster.metrics().forwarded(kind);
+                    match remote(node, url).await {
+                        Ok(answer) => return Ok(answer),
+                        Err(CallError::Refused { code, message }) => {
+                            return Err(RoomFailure::Refused { code, message }.into())
+                        }
+                        Err(error) => {
+                            tracing::debug!(room.id = %id, %error, "the room's owner did not answer the call; reading the owner again");
+                            cluster.forget_owner(id);
+                        }
+                    }
+                }
+            }
+        }
+        Err(moving())
+    }
+
+    /// Opens a room, on the least-loaded live node.
+    pub(crate) async fn create(&self, title: String) -> Result<RoomView, RoomFailure> {
+        let Some(cluster) = &self.cluster else {
+            return self.registry.create(title).await;
+        };
+        roomstate_core::room::validate_title(&title)?;
+        if self.registry.is_stopping() {
+            return Err(RoomFailure::Unavailable(
+                "the server is shutting down".into(),
+            ));
+        }
+        let (node, url) = cluster.place_new_room();
+        if node != cluster.me() {
+            cluster.metrics().forwarded("create");
+            let call = CreateCall {
+                title: title.clone(),
+            };
+            let created = cluster
+                .client()
+                .call::<_, RoomView>(
+                    &node,
+                    &url,
+                    Method::POST,
+                    "/internal/cluster/rooms",
+                    Some(&call),
+                )
+                .await;
+            match created {
+                Ok(view) => return Ok(view),
+                Err(CallError::Refused { code, message }) => {
+                    return Err(RoomFailure::Refused { code, message })
+                }
+                // That node cannot take it now: this one does.
+                Err(error) => {
+                    tracing::debug!(node.id = %node, %error, "new room not placed on its node; opening it here")
+                }
+            }
+        }
+        self.create_here(cluster, title).await
+    }
+
+    /// Opens a room on this node: claims it first, so its owner is known before it exists.
+    pub(crate) async fn create_here(
+        &self,
+        cluster: &Cluster,
+        title: String,
+    ) -> Result<RoomView, RoomFailure> {
+        let id = RoomId::generate();
+        let claim = cluster.claim_new(&id).await?;
+        self.registry.create_claimed(id, title, claim.epoch).await
+    }
+
+    /// Applies a client's command, wherever its room is.
+    pub(crate) async fn mutate(
+        &self,
+        id: &RoomId,
+        command: Command,
+        via: Via,
+    ) -> Result<Applied, RegistryFailure> {
+        let path = format!("/internal/cluster/rooms/{id}/commands");
+        let forwarded = keyed(command.clone());
+        self.routed(
+            id,
+            "command",
+            || self.registry.mutate(id, command.clone(), via),
+            |node, url| {
+                let call = CommandCall {
+                    command: forwarded.clone().into(),
+                    socket: None,
+                };
+                let path = path.clone();
+                async move { self.call_applied(&node, &url, &path, &call).await }
+            },
+        )
+        .await
+    }
+
+    /// A `POST` to the owner whose answer is an applied command (a seq and the view).
+    async fn call_applied<B: serde::Serialize>(
+        &self,
+        node: &str,
+        url: &str,
+        path: &str,
+        call: &B,
+    ) -> Result<Applied, CallError> {
+        let answer: AppliedAnswer = self
+            .client()
+            .call(node, url, Method::POST, path, Some(call))
+            .await?;
+        Ok(Applied {
+            seq: answer.seq,
+            view: answer.view,
+        })
+    }
+
+    fn client(&self) -> super::client::NodeClient {
+        match &self.cluster {
+            Some(cluster) => cluster.client().clone(),
+            None => super::client::NodeClient::new(String::new()),
+        }
+    }
+
+    /// The room's view: from its owner, or from the store once it is closed.
+    pub(crate) async fn view(&self, id: &RoomId) -> Result<RoomView, RegistryFailure> {
+        let path = format!("/internal/cluster/rooms/{id}");
+        self.routed(
+            id,
+            "view",
+            || self.registry.view(id),
+            |node, url| {
+                let path = path.clone();
+                async move {
+                    self.client()
+                        .call::<(), RoomView>(&node, &url, Method::GET, &path, None)
+                        .await
+                }
+            },
+        )
+        .await
+    }
+
+    /// Durable messages with `seq > after`, oldest first, at most `limit`.
+    pub(crate) async fn messages(
+        &self,
+        id: &RoomId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<ChatMessage>, RegistryFailure> {
+        let path = format!("/internal/cluster/rooms/{id}/messages?after={after}&limit={limit}");
+        self.routed(
+            id,
+            "messages",
+            || self.registry.messages(id, after, limit),
+            |node, url| {
+                let path = path.clone();
+                async move {
+                    let answer: MessagesAnswer = self
+                        .client()
+                        .call::<(), _>(&node, &url, Method::GET, &path, None)
+                        .await?;
+                    Ok(answer.messages)
+                }
+            },
+        )
+        .await
+    }
+
+    /// Closes a room, wherever it is; closing a closed room answers its final view again.
+    pub(crate) async fn close(&self, id: &RoomId) -> Result<RoomView, RegistryFailure> {
+        let path = format!("/internal/cluster/rooms/{id}/close");
+        self.routed(
+            id,
+            "close",
+            || self.registry.close(id),
+            |node, url| {
+                let path = path.clone();
+                async move {
+                    self.client()
+                        .call::<(), RoomView>(&node, &url, Method::POST, &path, None)
+                        .await
+                }
+            },
+        )
+        .await
+    }
+
+    /// Views of every open room of the cluster, newest first. A node that does not answer in
+    /// time is left out (its rooms are being taken over).
+    pub(crate) async fn views(&self) -> Vec<RoomView> {
+        let mut views = self.registry.views().await;
+        let Some(cluster) = &self.cluster else {
+            return views;
+        };
+        let peers = cluster.live_peers();
+        let client = cluster.client().clone();
+        let asked = join_all(peers.iter().map(|(node, url)| {
+            let client = client.clone();
+            async move {
+                cluster.metrics().forwarded("rooms");
+                let answer = client
+                    .call::<(), RoomsAnswer>(
+                        node,
+                        url,
+                        Method::GET,
+                        "/internal/cluster/rooms",
+                        None,
+                    )
+                    .await;
+                (node, answer)
+            }
+        }))
+        .await;
+        for (node, answer) in asked {
+            match answer {
+                Ok(answer) => views.extend(answer.rooms),
+                Err(error) => {
+                    tracing::debug!(node.id = %node, %error, "a node's rooms are left out of the list")
+                }
+            }
+        }
+        views.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+        views.dedup_by(|a, b| a.id == b.id);
+        views
+    }
+
+    /// What a new socket for the room talks to: the room here, or this node's mirror of it.
+    pub(crate) async fn socket_link(&self, id: &RoomId) -> Result<RoomLink, RegistryFailure> {
+        let Some(cluster) = &self.cluster else {
+            let room = self.registry.room_for_socket(id).await?;
+            return Ok(RoomLink::to(&room));
+        };
+        match self.route(cluster, id).await? {
+            Route::Here => {
+                let room = self.registry.room_for_socket(id).await?;
+                Ok(RoomLink::to(&room))
+            }
+            Route::Moving => Err(moving()),
+            Route::Remote { .. } => {
+                if self.registry.is_stopping() {
+                    return Err(
+                        RoomFailure::Unavailable("the server is shutting down".into()).into(),
+                    );
+                }
+                let mirror = cluster.mirrors().mirror(id, self.clone());
+                Ok(RoomLink::to(&mirror))
+            }
+        }
+    }
+
+    /// A socket on this node for a room this node mirrors opened: its user joins at the owner.
+    pub(crate) async fn attach_socket(
+        &self,
+        id: &RoomId,
+        session: SessionId,
+        user: &UserName,
+    ) -> Result<Applied, RegistryFailure> {
+        let me = self.me();
+        let path = format!("/internal/cluster/rooms/{id}/sockets");
+        self.routed(
+            id,
+            "socket",
+            || {
+                self.registry
+                    .attach_remote(id, me.clone(), session, user.clone())
+            },
+            |node, url| {
+                let call = AttachCall {
+                    node: me.clone(),
+                    session,
+                    user: user.clone(),
+                };
+                let path = path.clone();
+                async move { self.call_applied(&node, &url, &path, &call).await }
+            },
+        )
+        .await
+    }
+
+    /// A command from a socket on this node for a room this node mirrors.
+    pub(crate) async fn socket_mutate(
+        &self,
+        id: &RoomId,
+        session: SessionId,
+        command: Command,
+    ) -> Result<Applied, RegistryFailure> {
+        let me = self.me();
+        let path = format!("/internal/cluster/rooms/{id}/commands");
+        let forwarded = keyed(command.clone());
+        self.routed(
+            id,
+            "command",
+            || {
+                self.registry
+                    .remote_mutate(id, me.clone(), session, command.clone())
+            },
+            |node, url| {
+                let call = CommandCall {
+                    command: forwarded.clone().into(),
+                    socket: Some(WireSocket {
+                        node: me.clone(),
+                        session,
+                    }),
+                };
+                let path = path.clone();
+                async move { self.call_applied(&node, &url, &path, &call).await }
+            },
+        )
+        .await
+    }
+
+    /// A socket on this node for a room this node mirrors closed.
+    pub(crate) async fn detach_socket(&self, id: &RoomId, session: SessionId) {
+        let me = self.me();
+        let path = format!("/internal/cluster/rooms/{id}/sockets/{me}/{session}");
+        let detached = self
+            .routed(
+                id,
+                "socket",
+                || async {
+                    self.registry.detach_remote(id, me.clone(), session);
+                    Ok(())
+                },
+                |node, url| {
+                    let path = path.clone();
+                    async move {
+                        self.client()
+                            .send::<()>(&node, &url, Method::DELETE, &path, None)
+                            .await
+                    }
+                },
+            )
+            .await;
+        if let Err(error) = detached {
+            // The owner is gone or moving: the next owner never learnt of the socket, or the
+            // next sync sets it right.
+            tracing::debug!(room.id = %id, %error, "socket departure not told to the owner");
+        }
+    }
+
+    /// Every socket this node holds of a room it mirrors, told to the owner.
+    pub(crate) async fn sync_sockets(
+        &self,
+        id: &RoomId,
+        sockets: Vec<(SessionId, UserName)>,
+    ) -> Result<(), RegistryFailure> {
+        let me = self.me();
+        let path = format!("/internal/cluster/rooms/{id}/sockets/{me}");
+        self.routed(
+            id,
+            "socket",
+            || async { self.registry.sync_remote(id, me.clone(), sockets.clone()) },
+            |node, url| {
+                let call = SyncCall {
+                    sockets: sockets
+                        .iter()
+                        .map(|(session, user)| SyncedSocket {
+                            session: *session,
+                            user: user.clone(),
+                        })
+                        .collect(),
+                };
+                let path = path.clone();
+                async move {
+                    self.client()
+                        .send(&node, &url, Method::PUT, &path, Some(&call))
+                        .await
+                }
+            },
+        )
+        .await
+    }
+
+    fn me(&self) -> String {
+        self.cluster
+            .as_ref()
+            .map(|c| c.me().to_owned())
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user() -> UserName {
+        UserName::parse("ann").expect("a valid name")
+    }
+
+    #[test]
+    fn a_forwarded_message_always_carries_a_key_and_a_clients_key_is_kept() {
+        let keyless = Command::Say {
+            user: user(),
+            text: "hi".into(),
+            key: None,
+        };
+        let Command::Say { key: Some(key), .. } = keyed(keyless) else {
+            panic!("a forwarded message without a key gets one");
+        };
+        assert!(IdempotencyKey::parse(key.as_str()).is_ok());
+
+        let own = IdempotencyKey::parse("client-1").expect("a valid key");
+        let keyed_by_client = Command::Say {
+            user: user(),
+            text: "hi".into(),
+            key: Some(own.clone()),
+        };
+        assert_eq!(
+            keyed(keyed_by_client),
+            Command::Say {
+                user: user(),
+                text: "hi".into(),
+                key: Some(own),
+            }
+        );
+        let vote = Command::Vote {
+            user: user(),
+            side: roomstate_core::room::Side::Pro,
+        };
+        assert_eq!(keyed(vote.clone()), vote);
+    }
+}

@@ -1,0 +1,22 @@
+//! A cluster of engines (issue 9; API.md "A cluster of engines"): several engine processes on
+//! free ports share one Redis sentinel set of the test's own (the journal, leases and fencing
+//! epochs) and one MariaDB database (the store), and serve as one. The tests drive real clients
+//! through every node, break nodes the ways production does (SIGKILL, SIGSTOP past the lease then
+//! SIGCONT, SIGTERM, a Redis primary failover during a takeover, bad input on the node-to-node
+//! route), and hold every acknowledgement against the final record in MariaDB.
+//!
+//! One scenario per file; `setup` starts the pieces, `voters` and `watchers` are the clients,
+//! `record` is the final-record check.
+
+mod admin;
+mod handoff;
+mod internal_bad_input;
+mod kill;
+mod local_dir;
+mod record;
+mod redis_failover;
+mod setup;
+mod two_nodes;
+mod voters;
+mod watchers;
+mod zombie;
