@@ -1,8 +1,8 @@
-//! User tokens (API.md "Users and tokens", docs/auth.md): the key an application's login service
-//! signs with, and the verification of the JWTs it mints. One key, one algorithm: an HS256 shared
-//! secret, or a PEM public key whose kind says RS256 or ES256. A token signed any other way (no
-//! signature, `alg: none`, HS256 with the public key's bytes as the secret) is refused before its
-//! claims are read. All cryptography is the `jsonwebtoken` crate's (RustCrypto backend); this
+//! User tokens (docs/api.md "Users and tokens", docs/auth.md): the key an application's login
+//! service signs with, and the verification of the JWTs it mints. One key, one algorithm: an HS256
+//! shared secret, or a PEM public key whose kind says RS256 or ES256. A token signed any other way
+//! (no signature, `alg: none`, HS256 with the public key's bytes as the secret) is refused before
+//! its claims are read. All cryptography is the `jsonwebtoken` crate's (RustCrypto backend); this
 //! module only chooses the algorithm, reads the claims the contract gives meaning to, and names
 //! what is wrong with a token in a few words a client can show.
 //!

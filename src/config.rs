@@ -32,7 +32,7 @@ pub enum ConfigError {
     Invalid(String),
 }
 
-/// Everything configurable, as in API.md's "Running it" plus documented extensions.
+/// Everything configurable: every key of docs/api.md "Settings".
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
@@ -51,8 +51,8 @@ pub struct Settings {
     pub(crate) cluster: ClusterConfig,
 }
 
-/// `[cluster]`: several engines sharing one Redis journal and one store (API.md "A cluster of
-/// engines").
+/// `[cluster]`: several engines sharing one Redis journal and one store (docs/api.md, "A cluster
+/// of engines").
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ClusterConfig {
@@ -278,8 +278,8 @@ pub(crate) enum AuthMode {
     Token,
 }
 
-/// API.md "Users and tokens". `mode` has no embedded default, so that the engine can tell a file
-/// (or an environment) that chose it from one that never thought about it.
+/// docs/api.md "Users and tokens". `mode` has no embedded default, so that the engine can tell a
+/// file (or an environment) that chose it from one that never thought about it.
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct AuthSettings {

@@ -1,7 +1,7 @@
-//! A cluster of engines (API.md "A cluster of engines", DESIGN.md): several nodes share one
-//! Redis journal and one SQL store and serve as one. Each open room has one owner, under a lease
-//! (node, epoch) kept in the room's owner hash; the journal's fenced append refuses any write
-//! under an older epoch, so a node that lost a room can make nothing durable for it.
+//! A cluster of engines (docs/api.md and docs/architecture.md, "A cluster of engines"): several
+//! nodes share one Redis journal and one SQL store and serve as one. Each open room has one owner,
+//! under a lease (node, epoch) kept in the room's owner hash; the journal's fenced append refuses
+//! any write under an older epoch, so a node that lost a room can make nothing durable for it.
 //!
 //! This module is the cluster's half of the engine; the rooms (`room`) know nothing of it:
 //! - `membership`: who is alive, judged from heartbeat progress alone (pure);

@@ -1,4 +1,4 @@
-//! The HTTP API of API.md: the router, built from the route table (`routes.rs`, every route in
+//! The HTTP API of docs/api.md: the router, built from the route table (`routes.rs`, every route in
 //! one screen), the shared application state, and the extractor settings that turn bad input
 //! into API errors. Every public API route also answers CORS preflights (`OPTIONS`,
 //! `origin.rs`); `/admin` does not. `GET /openapi.json` describes it all (`openapi.rs`), and

@@ -43,9 +43,9 @@ const NOT_BLANK: &str =
     info(
         title = "roomstate",
         description = "Live debate chat rooms: the HTTP API of roomstate's engine. The client \
-                       contract is API.md; docs/api.md records the choices made where it is \
-                       silent. WebSocket frames: docs/schemas/client-frames.json and \
-                       server-frames.json (JSON Schema 2020-12).\n\n\
+                       contract is docs/api.md in the repository. WebSocket frames: \
+                       docs/schemas/client-frames.json and server-frames.json (JSON Schema \
+                       2020-12).\n\n\
                        Every 4xx/5xx body is `{\"error\": CODE, \"message\": \"...\"}`; every 401 \
                        carries `WWW-Authenticate`, every 429 and 503 `Retry-After` (seconds). \
                        Unknown paths, and known paths with a method they do not have, are the \

@@ -1,5 +1,6 @@
 //! `HttpIdle`: when each user last made an HTTP request in a room, so an HTTP join lapses after
-//! `presence.http_ttl_s` without one (API.md: no ghosts). Sockets have their own heartbeat.
+//! `presence.http_ttl_s` without one (docs/api.md "Presence": no ghosts). Sockets have their own
+//! heartbeat.
 
 use std::{
     collections::HashMap,

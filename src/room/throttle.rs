@@ -1,6 +1,7 @@
-//! `StateThrottle`: how often a room broadcasts its state. API.md lets a room skip intermediate
-//! states under load but wants the latest within 100 ms; a room sends at most one `state` per
-//! `STATE_INTERVAL`, always the newest durable one, and a change in a quiet room goes out at once.
+//! `StateThrottle`: how often a room broadcasts its state. docs/api.md lets a room skip
+//! intermediate states under load but wants the latest within 100 ms; a room sends at most one
+//! `state` per `STATE_INTERVAL`, always the newest durable one, and a change in a quiet room goes
+//! out at once.
 
 use std::time::{Duration, Instant};
 

@@ -1,6 +1,6 @@
 //! The web page: `/` lists the open rooms and creates one, `/r/{id}` is a live room. Both are
 //! static files embedded in the binary; everything they show comes from the public API of
-//! API.md, called by the page's own JavaScript — the room through the JavaScript client of
+//! docs/api.md, called by the page's own JavaScript — the room through the JavaScript client of
 //! `clients/js/roomstate.js`, served as `/assets/roomstate.js` — so this module must never reach
 //! into rooms, journals or stores.
 //!

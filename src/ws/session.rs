@@ -281,7 +281,7 @@ impl WsSession {
                 },
             ),
             ClientFrame::Say { text, req } => {
-                // A `req` that is a valid idempotency key is one (API.md): a repeat of it gets
+                // A `req` that is a valid idempotency key is one (docs/api.md): a repeat of it gets
                 // the first message's seq. Any other `req` is only echoed.
                 let key = req.as_str().and_then(|r| IdempotencyKey::parse(r).ok());
                 (

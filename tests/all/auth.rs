@@ -1,4 +1,4 @@
-//! User tokens (API.md "Users and tokens"), through the real binary: every way a token is
+//! User tokens (docs/api.md "Users and tokens"), through the real binary: every way a token is
 //! refused over HTTP and over the WebSocket — with its status, body code and `WWW-Authenticate`,
 //! and no change to the room — the right token, a socket whose token expires (error frame, close
 //! 4001), the admin token and user tokens kept apart, `auth.create_rooms`, RS256 and ES256 keys,

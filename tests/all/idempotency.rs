@@ -1,5 +1,5 @@
-//! Idempotent retries (API.md): a `POST /messages` with an `Idempotency-Key`, or a socket `say`
-//! whose `req` is a valid key, repeated by the same user in the same room, answers like the
+//! Idempotent retries (docs/api.md): a `POST /messages` with an `Idempotency-Key`, or a socket
+//! `say` whose `req` is a valid key, repeated by the same user in the same room, answers like the
 //! first time and adds nothing — over HTTP and WebSocket, after the user left, after an engine
 //! crash and restart, and after a Redis primary failover. Another user's same key is another
 //! message; a malformed key is refused and harms nothing.

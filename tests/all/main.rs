@@ -8,6 +8,7 @@ mod browser;
 mod cli;
 mod close;
 mod cluster;
+mod docs;
 mod edges;
 mod failover;
 mod idempotency;

@@ -1,7 +1,8 @@
-//! `TestCluster`: several `roomstate` engines run as one cluster (API.md "A cluster of engines")
-//! on a sentinel set of the test's own and one SQL store — each node an `EngineProcess` on a free
-//! loopback port of its own (its advertise URL), with its own data dir and log, the cluster's
-//! settings (a per-test secret, a short lease) and nothing else of the caller's environment.
+//! `TestCluster`: several `roomstate` engines run as one cluster (docs/api.md "A cluster of
+//! engines") on a sentinel set of the test's own and one SQL store — each node an `EngineProcess`
+//! on a free loopback port of its own (its advertise URL), with its own data dir and log, the
+//! cluster's settings (a per-test secret, a short lease) and nothing else of the caller's
+//! environment.
 //!
 //! The test breaks nodes the ways production does: `kill` (SIGKILL), `pause` / `resume`
 //! (SIGSTOP / SIGCONT), `terminate` (SIGTERM, waiting for the exit status), and `restart` on the

@@ -3,7 +3,7 @@
 // (roomstate.js).
 import { t } from "./i18n.js?v={{i18n.js}}";
 
-/** User names of API.md. */
+/** User names (docs/api.md "Names"). */
 export const USER_RE = /^[A-Za-z0-9_.-]{1,64}$/;
 
 /** Fills a `.bar` element (two spans) and returns the tally in words. */

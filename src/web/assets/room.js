@@ -4,7 +4,8 @@
 // every message once and in seq order, reconnects with backoff, turns votes and messages into
 // promises, and says when the room closed. This file only shows what the client reports: the
 // count, the bar and the chat, "Reconnecting…", and the final view once the room is closed.
-// Everything shown comes from the API of API.md; user text only ever goes through textContent.
+// Everything shown comes from the public API (docs/api.md); user text only ever goes through
+// textContent.
 // Words come from i18n.js; a change of language re-renders from the state kept here.
 //
 // In token mode (GET /auth says so) the name is not asked for: the page takes the user token

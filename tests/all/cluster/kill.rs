@@ -1,7 +1,7 @@
 //! The owner of a room is SIGKILLed under load: voters on every node, each sticking to its node;
-//! the killed node's voters move to a survivor. The room must serve again on the survivors
-//! within `lease_ms` + 2 s (DESIGN.md "Targets"), every voter must get on, the sockets on the
-//! survivors must stay open and see every message in order, and the final record must hold
+//! the killed node's voters move to a survivor. The room must serve again on the survivors within
+//! `lease_ms` + 2 s (docs/cluster.md "The cluster demo"), every voter must get on, the sockets on
+//! the survivors must stay open and see every message in order, and the final record must hold
 //! every acknowledged vote and message, none twice.
 
 use std::time::{Duration, Instant};

@@ -1,4 +1,4 @@
-//! A cluster of engines (issue 9; API.md "A cluster of engines"): several engine processes on
+//! A cluster of engines (issue 9; docs/api.md "A cluster of engines"): several engine processes on
 //! free ports share one Redis sentinel set of the test's own (the journal, leases and fencing
 //! epochs) and one MariaDB database (the store), and serve as one. The tests drive real clients
 //! through every node, break nodes the ways production does (SIGKILL, SIGSTOP past the lease then

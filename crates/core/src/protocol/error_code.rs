@@ -1,5 +1,5 @@
-//! The error codes of API.md: every refusal a client can see, over HTTP or in a WebSocket `error`
-//! frame, is one of these, with the HTTP status the contract gives it.
+//! The error codes of docs/api.md: every refusal a client can see, over HTTP or in a WebSocket
+//! `error` frame, is one of these, with the HTTP status the contract gives it.
 
 use serde::{Deserialize, Serialize};
 

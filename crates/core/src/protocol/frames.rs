@@ -1,4 +1,4 @@
-//! The WebSocket frames of API.md: client request frames in, server frames out, as JSON text.
+//! The WebSocket frames of docs/api.md: client request frames in, server frames out, as JSON text.
 //!
 //! Pure (de)serialization: what a frame looks like, never when or to whom it is sent.
 

@@ -1,5 +1,5 @@
 //! `RecentKeys`: the idempotency keys a room remembers, so a client that lost an answer can send
-//! the same `say` again without it counting twice (API.md "Idempotent retries").
+//! the same `say` again without it counting twice (docs/api.md "Idempotent retries").
 //!
 //! A key is remembered per user for `KEY_TTL` after the message it came with. Memory is bounded
 //! whatever clients send: at most `MAX_KEYS_PER_USER` keys per user and `MAX_KEYS_PER_ROOM` per

@@ -1,4 +1,4 @@
-//! `RoomState`: the pure state machine of one room, every rule of API.md and nothing else.
+//! `RoomState`: the pure state machine of one room, every rule of docs/api.md and nothing else.
 //!
 //! It knows nothing of actors, journals, SQL or time sources: callers pass the time in, and get
 //! back the event to journal (if the command changed anything) together with the counters right
@@ -313,7 +313,7 @@ impl RoomState {
             return Err(RoomError::Closed);
         }
         // A repeat is recognised before any other rule: its first answer stands, whether or not
-        // the user is still present (API.md "Idempotent retries").
+        // the user is still present (docs/api.md "Idempotent retries").
         if let Command::Say {
             user,
             key: Some(key),

@@ -1,4 +1,4 @@
-//! What clients see of a room: the room view and chat messages, shaped exactly as API.md says.
+//! What clients see of a room: the room view and chat messages, shaped exactly as docs/api.md says.
 
 use serde::{Deserialize, Serialize};
 
@@ -29,7 +29,7 @@ pub struct Counters {
     pub seq: u64,
 }
 
-/// The room view of API.md.
+/// The room view of docs/api.md.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
@@ -58,7 +58,7 @@ pub struct RoomView {
     pub closed_at: Option<Timestamp>,
 }
 
-/// A chat message of API.md.
+/// A chat message of docs/api.md.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]

@@ -1,7 +1,7 @@
 #!lua name=roomstate
 
 -- The Redis journal's one write: a batch of room operations, checked and applied all-or-nothing
--- on the server (DESIGN.md "One atomic, fenced append per batch"). Loaded with FUNCTION LOAD
+-- on the server (docs/architecture.md "The Redis journal"). Loaded with FUNCTION LOAD
 -- REPLACE at connect, and again on each new primary.
 --
 -- FCALL roomstate_batch <4 * rooms> <log> <snap> <owner> <msgs> ... <op args...>

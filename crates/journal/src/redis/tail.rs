@@ -1,7 +1,7 @@
-//! Following rooms' durable events, for the WebSocket mirrors of a cluster node that does not own
-//! a room (DESIGN.md "A cluster of engines": edges tail the journal). A `RedisTail` follows a
-//! changing set of rooms from the primary and hands out, per room and in order, only what is
-//! durable: the room's events after a follower's cursor (`Events`), the whole room when the
+//! Following rooms' durable events, for the WebSocket mirrors of a cluster node that does not own a
+//! room (docs/architecture.md "A cluster of engines": edges tail the journal). A `RedisTail`
+//! follows a changing set of rooms from the primary and hands out, per room and in order, only what
+//! is durable: the room's events after a follower's cursor (`Events`), the whole room when the
 //! events after the cursor are gone (`Reload`), who owns it (`Owner`), and that it was closed
 //! (`Gone`).
 //!
