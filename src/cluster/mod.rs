@@ -247,6 +247,17 @@ impl Cluster {
         membership.url_of(node).map(str::to_owned)
     }
 
+    /// Whether a call to `node` for `room` is still worth waiting for: the node is alive as far
+    /// as this node can tell, and the room has not been opened here meanwhile (taken over).
+    pub(crate) fn still_owner(&self, room: &RoomId, node: &str) -> bool {
+        self.registry.get(room).is_none() && self.url_of_live(node).is_some()
+    }
+
+    /// How often a call waiting on another node checks that it is `still_owner`.
+    pub(crate) fn owner_check_every(&self) -> Duration {
+        self.settings.lease / 4
+    }
+
     /// Every live node other than this one, with its URL (`GET /rooms` asks them all).
     pub(crate) fn live_peers(&self) -> Vec<(String, String)> {
         let now = Instant::now();

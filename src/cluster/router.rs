@@ -7,10 +7,10 @@
 //! An owner is read from the journal once and cached; a call that finds it wrong (the node does
 //! not answer, or says it does not own the room) reads it again and retries, a few times.
 
-use std::sync::Arc;
+use std::{pin::pin, sync::Arc};
 
 use actix_web::http::Method;
-use futures_util::future::join_all;
+use futures_util::future::{join_all, select, Either};
 use roomstate_core::room::{ChatMessage, Command, IdempotencyKey, RoomId, RoomView, UserName, Via};
 
 use super::{
@@ -57,6 +57,31 @@ fn keyed(command: Command) -> Command {
             key: Some(IdempotencyKey::generate()),
         },
         command => command,
+    }
+}
+
+/// `call`'s outcome, or `None` once `node` stops being the room's owner as far as this node can
+/// tell (judged dead, or the room taken over here) while the call still waits: a paused owner
+/// would otherwise hold its callers until the call's timeout. Calling the new owner instead is
+/// safe: the old one can make nothing durable any more (fenced), whatever it already made
+/// durable the new one replayed, and every forwarded command is idempotent (see `keyed`).
+async fn while_owner<T>(
+    cluster: &Cluster,
+    room: &RoomId,
+    node: &str,
+    call: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    let replaced = async {
+        loop {
+            actix_rt::time::sleep(cluster.owner_check_every()).await;
+            if !cluster.still_owner(room, node) {
+                return;
+            }
+        }
+    };
+    match select(pin!(call), pin!(replaced)).await {
+        Either::Left((answer, _)) => Some(answer),
+        Either::Right(((), _)) => None,
     }
 }
 
@@ -144,7 +169,14 @@ impl Router {
                 Route::Moving => return Err(moving()),
                 Route::Remote { node, url } => {
                     cluster.metrics().forwarded(kind);
-                    match remote(node, url).await {
+                    let Some(answered) =
+                        while_owner(cluster, id, &node, remote(node.clone(), url)).await
+                    else {
+                        tracing::debug!(room.id = %id, node.id = %node, "the room's owner was replaced while a call waited on it; calling the new one");
+                        cluster.forget_owner(id);
+                        continue;
+                    };
+                    match answered {
                         Ok(answer) => return Ok(answer),
                         Err(CallError::Refused { code, message }) => {
                             return Err(RoomFailure::Refused { code, message }.into())

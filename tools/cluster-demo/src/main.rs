@@ -706,7 +706,7 @@ struct Link {
 }
 
 /// A socket for `user` on the first node that is up from `from` on, retrying while nodes answer
-/// the upgrade with 503 or close the new socket.
+/// the upgrade with 503, refuse the join as `unavailable` or close the new socket.
 async fn connect(
     roster: &Roster,
     room: &str,
@@ -730,6 +730,12 @@ async fn connect(
                     Some(Incoming::Json(frame)) if frame["type"] == "state" => {
                         ws.deadline = deadline;
                         return Ok(Link { node, ws });
+                    }
+                    // The room is between owners: the node says so and closes with 1013.
+                    Some(Incoming::Json(frame))
+                        if frame["type"] == "error" && frame["error"] == "unavailable" =>
+                    {
+                        last = format!("{} refused the new socket: {frame}", roster.id(node))
                     }
                     Some(Incoming::Json(frame)) => {
                         return Err(format!("the first frame is not `state`: {frame}"))
