@@ -1,49 +1,58 @@
 """Renders target/bench/*.json (written by scripts/bench) as the tables and the plot of
-docs/benchmarks.md. Prints Markdown to stdout; writes the plot to the path given."""
+docs/benchmarks.md. Prints Markdown to stdout; writes the plot to the path given.
+
+Each part is rendered when its file is there: runs.jsonl (throughput, latency and the plot),
+memory.json, recovery.json, and cluster.jsonl (one engine vs a cluster and the takeover times,
+from `roomstate-load cluster`). A directory that holds only cluster.jsonl renders that part alone
+and needs no matplotlib."""
 
 import json
+import statistics
 import sys
 from pathlib import Path
-
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 
 out = Path(sys.argv[1] if len(sys.argv) > 1 else "target/bench")
 plot_path = Path(sys.argv[2] if len(sys.argv) > 2 else "docs/bench-latency.png")
 
-runs = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines() if line.strip()]
+
+def json_lines(path):
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+runs = json_lines(out / "runs.jsonl")
 closed = {r["target"]: r for r in runs if r["mode"] == "closed"}
 opened = [r for r in runs if r["mode"] == "open"]
 
 def ms(x):
     return f"{x:.2f}"
 
-print("### Throughput, closed loop (each client sends its next request when the last is acknowledged)\n")
-print("| target | clients | acks/s | p50 ms | p90 ms | p99 ms | max ms | engine ÷ target | engine-1-user-rooms ÷ target |")
-print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-engine = closed.get("engine")
-solo = closed.get("engine-1-user-rooms")
-
 def ratio(a, b):
     return f"{a['throughput'] / b['throughput']:.2f}x" if a and b and b["throughput"] else "–"
 
-for name in ["engine", "engine-1-user-rooms", "engine-http", "redis-per-mutation", "mysql-per-mutation"]:
-    r = closed.get(name)
-    if not r:
-        continue
-    lat = r["latency_ms"]
-    print(f"| {name} | {r['clients']} | {r['throughput']:.0f} | {ms(lat['p50'])} | {ms(lat['p90'])} | "
-          f"{ms(lat['p99'])} | {ms(lat['max'])} | {ratio(engine, r)} | {ratio(solo, r)} |")
+if runs:
+    print("### Throughput, closed loop (each client sends its next request when the last is acknowledged)\n")
+    print("| target | clients | acks/s | p50 ms | p90 ms | p99 ms | max ms | engine ÷ target | engine-1-user-rooms ÷ target |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    engine = closed.get("engine")
+    solo = closed.get("engine-1-user-rooms")
 
-print("\n### Latency vs offered load, open loop (latency counted from when each request was due)\n")
-print("| target | offered/s | acks/s | p50 ms | p99 ms | max ms |")
-print("| --- | ---: | ---: | ---: | ---: | ---: |")
-for r in sorted(opened, key=lambda r: (r["target"], r["offered_rate"])):
-    lat = r["latency_ms"]
-    print(f"| {r['target']} | {r['offered_rate']:.0f} | {r['throughput']:.0f} | {ms(lat['p50'])} | "
-          f"{ms(lat['p99'])} | {ms(lat['max'])} |")
+    for name in ["engine", "engine-1-user-rooms", "engine-http", "redis-per-mutation", "mysql-per-mutation"]:
+        r = closed.get(name)
+        if not r:
+            continue
+        lat = r["latency_ms"]
+        print(f"| {name} | {r['clients']} | {r['throughput']:.0f} | {ms(lat['p50'])} | {ms(lat['p90'])} | "
+              f"{ms(lat['p99'])} | {ms(lat['max'])} | {ratio(engine, r)} | {ratio(solo, r)} |")
+
+    print("\n### Latency vs offered load, open loop (latency counted from when each request was due)\n")
+    print("| target | offered/s | acks/s | p50 ms | p99 ms | max ms |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for r in sorted(opened, key=lambda r: (r["target"], r["offered_rate"])):
+        lat = r["latency_ms"]
+        print(f"| {r['target']} | {r['offered_rate']:.0f} | {r['throughput']:.0f} | {ms(lat['p50'])} | "
+              f"{ms(lat['p99'])} | {ms(lat['max'])} |")
 
 mem_path = out / "memory.json"
 if mem_path.exists():
@@ -63,27 +72,84 @@ if rec_path.exists():
     print(f"{r['rooms']} open rooms × {r['events_per_room']} events in the sentinel journal: "
           f"restart to serving in **{r['restart_s']:.2f} s** ({r['rooms_after']} rooms open).")
 
-fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
-styles = {"engine": ("tab:blue", "o"), "engine-1-user-rooms": ("tab:cyan", "D"),
-          "redis-per-mutation": ("tab:orange", "s"), "mysql-per-mutation": ("tab:red", "^")}
-for target, (color, marker) in styles.items():
-    points = sorted((r["offered_rate"], r["latency_ms"]["p99"], r["latency_ms"]["p50"])
-                    for r in opened if r["target"] == target)
-    if not points:
-        continue
-    xs = [p[0] for p in points]
-    ax.plot(xs, [p[1] for p in points], color=color, marker=marker, label=f"{target} p99")
-    ax.plot(xs, [p[2] for p in points], color=color, marker=marker, linestyle=":", alpha=0.6,
-            label=f"{target} p50")
-ax.set_xscale("log")
-ax.set_yscale("log")
-ax.set_xlabel("offered load (acknowledged mutations per second, log)")
-ax.set_ylabel("ack latency (ms, log)")
-ax.set_title("roomstate vs per-mutation designs: latency vs offered load (2 cores, loopback)")
-ax.axhline(10, color="grey", linewidth=0.8, linestyle="--")
-ax.text(ax.get_xlim()[0] * 1.1, 10.5, "10 ms target", color="grey", fontsize=8)
-ax.grid(True, which="both", alpha=0.3)
-ax.legend(fontsize=8)
-fig.tight_layout()
-fig.savefig(plot_path)
-print(f"\n![latency vs offered load]({plot_path.name})")
+def median_of(rows, value):
+    return statistics.median(value(r) for r in rows)
+
+cluster = json_lines(out / "cluster.jsonl")
+through = [r for r in cluster if r.get("kind") == "throughput"]
+takeovers = [r for r in cluster if r.get("kind") == "takeover"]
+if through:
+    print("\n### One engine vs a cluster (closed loop, the same clients and mix)\n")
+    print("| deployment | transport | acks/s per round | acks/s (median) | ÷ one engine | p99 ms (median) "
+          "| engine µs/ack, all nodes | Redis primary µs/ack | load generator µs/ack | forwarded |")
+    print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    transports = list(dict.fromkeys(r["transport"] for r in through))
+    shapes = sorted({(r["deployment"], r["nodes"]) for r in through},
+                    key=lambda s: (s[0] != "single", s[1]))
+    for transport in transports:
+        base = None
+        for deployment, nodes in shapes:
+            rows = [r for r in through if r["transport"] == transport
+                    and r["deployment"] == deployment and r["nodes"] == nodes]
+            if not rows:
+                continue
+            acks = median_of(rows, lambda r: r["throughput"])
+            base = base or acks
+            per_round = ", ".join(f"{r['throughput']:.0f}" for r in rows)
+            forwarded = "–"
+            if rows[0]["forwarded_share"] is not None:
+                forwarded = f"{median_of(rows, lambda r: r['forwarded_share']) * 100:.0f} %"
+            print(f"| {rows[0]['target']} | {'WebSocket' if transport == 'ws' else 'HTTP'} | {per_round} | "
+                  f"{acks:.0f} | {acks / base:.2f}x | {median_of(rows, lambda r: r['latency_ms']['p99']):.1f} | "
+                  f"{median_of(rows, lambda r: r['engine_us_per_ack']):.1f} | "
+                  f"{median_of(rows, lambda r: r['redis_us_per_ack']):.1f} | "
+                  f"{median_of(rows, lambda r: r['load_us_per_ack']):.1f} | {forwarded} |")
+
+if takeovers:
+    print("\n### Takeover: the owner of some rooms killed (SIGKILL) under a steady load\n")
+    print("| nodes | `cluster.lease_ms` | kills | rooms moved | kill → first ack, per kill (median of its rooms) "
+          "| over all rooms: min | median | max | median ÷ lease | not resumed |")
+    print("| ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |")
+
+    def seconds(v):
+        return "–" if v is None else f"{v / 1000:.2f} s"
+
+    for nodes, lease in sorted({(r["nodes"], r["lease_ms"]) for r in takeovers}):
+        rows = [r for r in takeovers if r["nodes"] == nodes and r["lease_ms"] == lease]
+        every = [ms for r in rows for ms in r["takeover_ms"]]
+        middle = statistics.median(every) if every else None
+        per_kill = ", ".join(seconds(r["median_ms"]) for r in rows)
+        print(f"| {nodes} | {lease} | {len(rows)} | {sum(r['rooms_moved'] for r in rows)} | {per_kill} | "
+              f"{seconds(min(every, default=None))} | {seconds(middle)} | {seconds(max(every, default=None))} | "
+              f"{'–' if middle is None else f'{middle / lease:.2f}x'} | {sum(r['not_resumed'] for r in rows)} |")
+
+if opened:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
+    styles = {"engine": ("tab:blue", "o"), "engine-1-user-rooms": ("tab:cyan", "D"),
+              "redis-per-mutation": ("tab:orange", "s"), "mysql-per-mutation": ("tab:red", "^")}
+    for target, (color, marker) in styles.items():
+        points = sorted((r["offered_rate"], r["latency_ms"]["p99"], r["latency_ms"]["p50"])
+                        for r in opened if r["target"] == target)
+        if not points:
+            continue
+        xs = [p[0] for p in points]
+        ax.plot(xs, [p[1] for p in points], color=color, marker=marker, label=f"{target} p99")
+        ax.plot(xs, [p[2] for p in points], color=color, marker=marker, linestyle=":", alpha=0.6,
+                label=f"{target} p50")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("offered load (acknowledged mutations per second, log)")
+    ax.set_ylabel("ack latency (ms, log)")
+    ax.set_title("roomstate vs per-mutation designs: latency vs offered load (2 cores, loopback)")
+    ax.axhline(10, color="grey", linewidth=0.8, linestyle="--")
+    ax.text(ax.get_xlim()[0] * 1.1, 10.5, "10 ms target", color="grey", fontsize=8)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(plot_path)
+    print(f"\n![latency vs offered load]({plot_path.name})")

@@ -1,5 +1,6 @@
 //! Drives a roomstate engine the way clients use it: real WebSockets (a `vote`/`say` frame, then
-//! its `ack`) or real HTTP (`PUT /votes`, `POST /messages`), closed or open loop.
+//! its `ack`) or real HTTP (`PUT /votes`, `POST /messages`), closed or open loop; one engine, or
+//! the nodes of a cluster with each client on one of them.
 
 use std::{
     collections::HashMap,
@@ -27,6 +28,16 @@ const ANSWER_GRACE: Duration = Duration::from_secs(30);
 pub enum Transport {
     Ws,
     Http,
+}
+
+impl Transport {
+    /// `ws` or `http`, as the JSON summaries name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Ws => "ws",
+            Transport::Http => "http",
+        }
+    }
 }
 
 fn client() -> Client {
@@ -64,12 +75,36 @@ pub async fn create_rooms(base: &str, rooms: usize) -> anyhow::Result<Vec<String
     Ok(ids)
 }
 
-/// Runs the workload against the engine at `base` (e.g. `http://127.0.0.1:8080`).
-pub async fn run(base: &str, transport: Transport, w: &Workload, run: &Run) -> anyhow::Result<()> {
-    let rooms = create_rooms(base, w.rooms).await?;
+/// Runs the workload against the engine at `base` (e.g. `http://127.0.0.1:8080`), or against
+/// several nodes of a cluster: the rooms are created through the first, and each client sticks
+/// to one node, taking them in turn (so every room has clients on every node).
+pub async fn run(
+    bases: &[String],
+    transport: Transport,
+    w: &Workload,
+    run: &Run,
+) -> anyhow::Result<()> {
+    let first = bases.first().context("no engine URL")?;
+    let rooms = create_rooms(first, w.rooms).await?;
+    drive(bases, &rooms, transport, w, run).await
+}
+
+/// Drives `rooms` (created already) with `w.users` clients each; client `k` (room by room)
+/// talks to `bases[k % bases.len()]` for the whole run.
+pub async fn drive(
+    bases: &[String],
+    rooms: &[String],
+    transport: Transport,
+    w: &Workload,
+    run: &Run,
+) -> anyhow::Result<()> {
+    if bases.is_empty() {
+        bail!("no engine URL");
+    }
     let mut tasks = Vec::new();
     for (r, room) in rooms.iter().enumerate() {
         for u in 0..w.users {
+            let base = &bases[(r * w.users + u) % bases.len()];
             let user = format!("u{u}");
             let seed = w.seed ^ ((r as u64) << 20) ^ u as u64;
             let mixer = Mixer::new(seed, w.message_percent);
@@ -82,6 +117,7 @@ pub async fn run(base: &str, transport: Transport, w: &Workload, run: &Run) -> a
                     let framed = connect(&url).await?;
                     tasks.push(actix_rt::spawn(ws_client(
                         framed,
+                        r,
                         mixer,
                         w.client_interval(),
                         run.clone(),
@@ -98,6 +134,7 @@ pub async fn run(base: &str, transport: Transport, w: &Workload, run: &Run) -> a
                         bail!("join answered {}: {:?}", resp.status(), resp.body().await);
                     }
                     let urls = HttpUrls {
+                        room: r,
                         vote: format!("{base}/rooms/{room}/votes/{user}"),
                         say: format!("{base}/rooms/{room}/messages"),
                         user,
@@ -143,9 +180,11 @@ fn frame_of(op: &Op, req: u64) -> Value {
 }
 
 /// One socket: in closed loop one request at a time; in open loop a request every `interval`,
-/// however many are outstanding (latency counts from when each was due).
+/// however many are outstanding (latency counts from when each was due). `room` is the index of
+/// its room in the run.
 async fn ws_client(
     mut framed: Framed<BoxedSocket, Codec>,
+    room: usize,
     mut mixer: Mixer,
     interval: Option<Duration>,
     run: Run,
@@ -220,10 +259,15 @@ async fn ws_client(
             continue;
         };
         run.answered(due, kind, ok);
+        if ok {
+            run.room_acked(room, due);
+        }
     }
 }
 
 struct HttpUrls {
+    /// The room's index in the run.
+    room: usize,
     vote: String,
     say: String,
     user: String,
@@ -265,7 +309,12 @@ async fn http_client(
             None => {
                 let sent = Instant::now();
                 match http_request(&http, &urls, &op).await {
-                    Ok(ok) => run.answered(sent, op.kind(), ok),
+                    Ok(ok) => {
+                        run.answered(sent, op.kind(), ok);
+                        if ok {
+                            run.room_acked(urls.room, sent);
+                        }
+                    }
                     Err(()) => run.failed(sent),
                 }
             }
@@ -276,7 +325,12 @@ async fn http_client(
                 let (http, urls, run) = (http.clone(), urls.clone(), run.clone());
                 inflight.push(actix_rt::spawn(async move {
                     match http_request(&http, &urls, &op).await {
-                        Ok(ok) => run.answered(due, op.kind(), ok),
+                        Ok(ok) => {
+                            run.answered(due, op.kind(), ok);
+                            if ok {
+                                run.room_acked(urls.room, due);
+                            }
+                        }
                         Err(()) => run.failed(due),
                     }
                 }));

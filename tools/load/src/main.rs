@@ -1,17 +1,20 @@
 //! `roomstate-load`: the project's benchmark. Drives a roomstate engine over real WebSockets and
 //! HTTP, and the two designs it replaces (one MariaDB transaction per mutation; one Redis round
 //! trip + `WAIT` per mutation) with the same clients and mutation mix; measures ack throughput
-//! and latency (HDR histogram), memory per room and per socket, and recovery time. Prints a
-//! summary line per run and writes JSON for `docs/benchmarks.md`.
+//! and latency (HDR histogram), memory per room and per socket, recovery time, and one engine
+//! against a cluster of engines (throughput, CPU per ack, takeover time). Prints a summary line
+//! per run and writes JSON for `docs/benchmarks.md`.
 
 mod baseline_mysql;
 mod baseline_redis;
+mod cluster;
 mod cpu;
 mod engine;
 mod memory;
 mod mix;
 mod process;
 mod recovery;
+mod room_acks;
 mod stats;
 mod workload;
 
@@ -28,7 +31,7 @@ use serde::Serialize;
 
 use crate::{
     engine::Transport,
-    stats::{Recorder, Summary},
+    stats::Summary,
     workload::{Run, Workload},
 };
 
@@ -71,6 +74,9 @@ enum Cmd {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// One engine vs a cluster of engines side by side (acks/s, CPU per ack, forwarded share),
+    /// and the takeover time of a killed owner per lease.
+    Cluster(cluster::ClusterArgs),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -99,9 +105,10 @@ struct RedisArgs {
 struct RunArgs {
     #[arg(long, value_enum)]
     target: Target,
-    /// Engine base URL.
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
-    url: String,
+    /// Engine base URL; several (comma-separated) for the nodes of a cluster: the rooms are
+    /// created through the first, and each client sticks to one node, taking them in turn.
+    #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:8080")]
+    url: Vec<String>,
     #[arg(long, value_enum, default_value = "ws")]
     transport: Transport,
     #[command(flatten)]
@@ -236,33 +243,13 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     };
     bar.finish_and_clear();
-    let mut summary = summarize(&label, &w, transport, clients, &recorder);
+    let mut summary = Summary::new(&label, &w, transport, clients, &recorder);
     if let Some(window) = cpu_window {
         let used = window.await.context("CPU sampler")??;
         summary.cpu = cpu::per_ack(used, summary.acked);
     }
     println!("{}", summary.line());
     write_json(&args.json, &summary)
-}
-
-fn summarize(label: &str, w: &Workload, transport: &str, clients: usize, r: &Recorder) -> Summary {
-    let seconds = w.duration.as_secs_f64();
-    Summary {
-        target: label.to_owned(),
-        mode: w.mode().to_owned(),
-        transport: transport.to_owned(),
-        clients,
-        rooms: w.rooms,
-        duration_s: seconds,
-        offered_rate: w.rate,
-        acked: r.acked,
-        refused: r.refused,
-        failed: r.failed,
-        throughput: r.acked as f64 / seconds,
-        latency_ms: r.latency(),
-        mix: r.mix,
-        cpu: Default::default(),
-    }
 }
 
 /// Advances the progress bar every 100 ms, showing acks per second.
@@ -305,6 +292,7 @@ fn main() -> anyhow::Result<()> {
     actix_rt::System::new().block_on(async move {
         match cli.command {
             Cmd::Run(args) => run(args).await,
+            Cmd::Cluster(args) => cluster::run(args).await,
             Cmd::Memory {
                 engine_bin,
                 rooms,

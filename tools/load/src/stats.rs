@@ -6,7 +6,10 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::mix::{Kind, MixCount};
+use crate::{
+    mix::{Kind, MixCount},
+    workload::Workload,
+};
 
 /// Collects one client's (or one run's) results.
 pub struct Recorder {
@@ -77,6 +80,17 @@ impl Recorder {
     }
 }
 
+/// The median of `values` (in any order); `None` when there are none.
+pub fn median(values: &[f64]) -> Option<f64> {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(sorted[n / 2]),
+        n => Some((sorted[n / 2 - 1] + sorted[n / 2]) / 2.0),
+    }
+}
+
 /// Ack latency percentiles in milliseconds.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct LatencyMs {
@@ -110,6 +124,27 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// The summary of a run of `w` against one target, from what `r` recorded.
+    pub fn new(label: &str, w: &Workload, transport: &str, clients: usize, r: &Recorder) -> Self {
+        let seconds = w.duration.as_secs_f64();
+        Summary {
+            target: label.to_owned(),
+            mode: w.mode().to_owned(),
+            transport: transport.to_owned(),
+            clients,
+            rooms: w.rooms,
+            duration_s: seconds,
+            offered_rate: w.rate,
+            acked: r.acked,
+            refused: r.refused,
+            failed: r.failed,
+            throughput: r.acked as f64 / seconds,
+            latency_ms: r.latency(),
+            mix: r.mix,
+            cpu: Default::default(),
+        }
+    }
+
     pub fn line(&self) -> String {
         let offered = self
             .offered_rate
@@ -133,5 +168,17 @@ impl Summary {
             self.refused,
             self.failed
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn median_of_odd_even_and_none() {
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[9.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 9.0, 2.0]), Some(3.0));
     }
 }

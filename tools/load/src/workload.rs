@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::stats::Recorder;
+use crate::{room_acks::RoomAcks, stats::Recorder};
 
 #[derive(Debug, Clone)]
 pub struct Workload {
@@ -51,6 +51,8 @@ pub struct Run {
     pub recorder: Rc<RefCell<Recorder>>,
     /// Acks so far, for the progress bar.
     pub acks: Rc<Cell<u64>>,
+    /// Per room, when it took writes again after a mark (only runs that ask for it).
+    pub room_acks: Option<RoomAcks>,
 }
 
 impl Run {
@@ -61,7 +63,14 @@ impl Run {
             end: now + w.warmup + w.duration,
             recorder: Rc::new(RefCell::new(Recorder::new())),
             acks: Rc::new(Cell::new(0)),
+            room_acks: None,
         }
+    }
+
+    /// Also keeps, per room, when it first acknowledged a request sent after a mark.
+    pub fn with_room_acks(mut self, room_acks: RoomAcks) -> Self {
+        self.room_acks = Some(room_acks);
+        self
     }
 
     pub fn over(&self) -> bool {
@@ -79,6 +88,13 @@ impl Run {
             recorder.ack(kind, sent.elapsed());
         } else {
             recorder.refuse();
+        }
+    }
+
+    /// Records that room `room` (its index in the run) acknowledged a request sent at `sent`.
+    pub fn room_acked(&self, room: usize, sent: Instant) {
+        if let Some(room_acks) = &self.room_acks {
+            room_acks.acked(room, sent);
         }
     }
 

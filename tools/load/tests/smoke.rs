@@ -1,5 +1,6 @@
-//! A few seconds of the benchmark's load generator against each target, so it cannot rot. (The
-//! benchmark itself is `scripts/bench`; its numbers are in docs/benchmarks.md, never asserted.)
+//! A few seconds of the benchmark's load generator against each target, and of its comparison of
+//! one engine with a cluster, so they cannot rot. (The benchmark itself is `scripts/bench`; its
+//! numbers are in docs/benchmarks.md, never asserted.)
 
 use std::process::Command;
 
@@ -101,4 +102,66 @@ async fn the_load_generator_drives_both_baselines() {
     let db = TestDatabase::create();
     let summary = load(&["--target", "mysql-per-mutation", "--mysql-url", &db.url()]);
     assert_eq!(summary["target"], "mysql-per-mutation");
+}
+
+/// `roomstate-load cluster` for a few seconds: one engine and a 2-node cluster under the same
+/// load, then a takeover, each as a JSON line with the figures docs/benchmarks.md reports.
+#[test]
+fn the_cluster_benchmark_compares_one_engine_with_a_cluster_and_times_a_takeover() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("cluster.jsonl");
+    let db = TestDatabase::create();
+    let engine = workspace_binary("roomstate").unwrap_or_else(|e| panic!("{e}"));
+    let out = Command::new(env!("CARGO_BIN_EXE_roomstate-load"))
+        .arg("cluster")
+        .arg("--engine-bin")
+        .arg(&engine)
+        .args(["--store-url", &db.url()])
+        .args([
+            "--rounds",
+            "1",
+            "--transports",
+            "ws",
+            "--rooms",
+            "2",
+            "--users",
+            "2",
+        ])
+        .args(["--duration", "1", "--warmup", "0.5"])
+        .args(["--takeover-lease-ms", "1500", "--takeover-rate", "100"])
+        .arg("--work-dir")
+        .arg(dir.path().join("work"))
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .expect("running roomstate-load cluster");
+    assert!(
+        out.status.success(),
+        "roomstate-load cluster failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Value> = std::fs::read_to_string(&json)
+        .expect("JSON written")
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect();
+    let of = |kind: &str, deployment: Option<&str>| {
+        lines
+            .iter()
+            .find(|l| l["kind"] == kind && deployment.is_none_or(|d| l["deployment"] == d))
+            .unwrap_or_else(|| panic!("no {kind} {deployment:?} line in {lines:?}"))
+    };
+    let single = of("throughput", Some("single"));
+    let cluster = of("throughput", Some("cluster"));
+    for run in [single, cluster] {
+        assert!(run["acked"].as_u64() > Some(0), "{run}");
+        assert!(run["engine_us_per_ack"].as_f64() > Some(0.0), "{run}");
+    }
+    assert!(single["forwarded_share"].is_null(), "{single}");
+    assert!(cluster["forwarded_share"].as_f64().is_some(), "{cluster}");
+    assert_eq!(cluster["nodes"], 2, "{cluster}");
+    let takeover = of("takeover", None);
+    assert_eq!(takeover["lease_ms"], 1500, "{takeover}");
+    assert!(takeover["rooms_moved"].as_u64() > Some(0), "{takeover}");
 }
