@@ -5,6 +5,7 @@
 //!   listening line, killed with its owner);
 //! - `app`: `TestApp`, an engine with a data dir of its own and HTTP helpers, for the tests;
 //! - `ws`: a WebSocket client that reads JSON frames with deadlines;
+//! - `final_record`: checks of a room's final record against what its clients were told;
 //! - `mysql`: a MariaDB database of a test's own (feature `mysql`);
 //! - Redis of a test's own: `ports` (free loopback ports), `process` (redis-server processes
 //!   that die with the test), `redis_admin` (asking servers and sentinels), `redis_server`
@@ -19,6 +20,7 @@ pub mod app;
 pub mod certs;
 pub mod cluster;
 pub mod engine;
+pub mod final_record;
 pub mod mysql;
 pub mod ports;
 pub mod process;

@@ -31,6 +31,7 @@ use roomstate_store::Store;
 use roomstate_testkit::{
     cluster::{Roster, TestCluster},
     engine::{workspace_binary, DropPolicy},
+    final_record,
     mysql::TestDatabase,
     sentinel_set::SentinelSet,
     ws::{Incoming, WsClient},
@@ -663,34 +664,11 @@ fn compare(
         problems.push("the transcript holds a message twice".to_owned());
     }
 
-    let pro = stored.values().filter(|s| *s == "pro").count() as u64;
-    let con = stored.len() as u64 - pro;
-    if (final_view["pro"].as_u64(), final_view["con"].as_u64()) != (Some(pro), Some(con)) {
-        problems.push(format!(
-            "final tally pro {} con {}, stored votes pro {pro} con {con}",
-            final_view["pro"], final_view["con"]
-        ));
-    }
-    let mut seqs: Vec<u64> = logs
-        .iter()
-        .flat_map(|l| l.own_seqs.iter().copied())
-        .collect();
-    seqs.sort_unstable();
-    let total = seqs.len();
-    seqs.dedup();
-    if seqs.len() != total {
-        problems.push(format!(
-            "{} acknowledgements repeat a seq",
-            total - seqs.len()
-        ));
-    }
-    if let (Some(max), Some(final_seq)) = (seqs.last(), final_view["seq"].as_u64()) {
-        if *max > final_seq {
-            problems.push(format!(
-                "seq {max} was acknowledged but the final seq is {final_seq}"
-            ));
-        }
-    }
+    problems.extend(final_record::tally_mismatch(stored, final_view));
+    problems.extend(final_record::seq_problems(
+        logs.iter().flat_map(|l| l.own_seqs.iter().copied()),
+        final_view,
+    ));
     Check {
         matching,
         missing_messages: missing.len(),

@@ -32,6 +32,7 @@ use redis::{aio::MultiplexedConnection, AsyncConnectionConfig};
 use roomstate_core::{redact, room::RoomId};
 use roomstate_journal::sentinel;
 use roomstate_store::Store;
+use roomstate_testkit::final_record;
 use serde_json::{json, Value};
 
 /// Pause after each answer, so one socket stays well under the engine's per-socket frame rate
@@ -520,7 +521,7 @@ async fn engine_failovers(http: &awc::Client, engine: &str, token: &str) -> Opti
     stats["failovers"].as_u64()
 }
 
-/// `mysql://user:pass@host` -> `mysql://user:***@host`.
+/// How the final record compares with the acknowledgements.
 struct Check {
     matching: usize,
     problems: Vec<String>,
@@ -554,31 +555,11 @@ fn compare(logs: &[VoterLog], stored: &BTreeMap<String, String>, final_view: &Va
     for user in stored.keys().filter(|u| !known.contains(u.as_str())) {
         problems.push(format!("{user}: in the final record but not a voter"));
     }
-    let pro = stored.values().filter(|s| *s == "pro").count() as u64;
-    let con = stored.len() as u64 - pro;
-    if (final_view["pro"].as_u64(), final_view["con"].as_u64()) != (Some(pro), Some(con)) {
-        problems.push(format!(
-            "final tally pro {} con {}, stored votes pro {pro} con {con}",
-            final_view["pro"], final_view["con"]
-        ));
-    }
-    let mut seqs: Vec<u64> = logs.iter().flat_map(|l| l.seqs.iter().copied()).collect();
-    seqs.sort_unstable();
-    let total = seqs.len();
-    seqs.dedup();
-    if seqs.len() != total {
-        problems.push(format!(
-            "{} acknowledgements repeat a seq",
-            total - seqs.len()
-        ));
-    }
-    if let (Some(max), Some(final_seq)) = (seqs.last(), final_view["seq"].as_u64()) {
-        if *max > final_seq {
-            problems.push(format!(
-                "seq {max} was acknowledged but the final seq is {final_seq}"
-            ));
-        }
-    }
+    problems.extend(final_record::tally_mismatch(stored, final_view));
+    problems.extend(final_record::seq_problems(
+        logs.iter().flat_map(|l| l.seqs.iter().copied()),
+        final_view,
+    ));
     Check { matching, problems }
 }
 
