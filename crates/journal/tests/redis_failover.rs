@@ -138,13 +138,13 @@ async fn a_failover_announced_by_a_sentinel_stops_acknowledgements_until_it_is_a
     // batch already on its way may still be acknowledged, none after it.
     let begun = Instant::now();
     let mut next = 2;
-    let refusal = loop {
-        match journal
-            .append(Epoch::NONE, events(&room, next..=next))
-            .await
-        {
+    // The refused batch may have been written before the fence stopped it: it is sent again
+    // unchanged, as the rooms do (a different event under a stored seq is a conflict).
+    let (refusal, refused) = loop {
+        let batch = events(&room, next..=next);
+        match journal.append(Epoch::NONE, batch.clone()).await {
             Ok(()) => next += 1,
-            Err(error) => break error,
+            Err(error) => break (error, batch),
         }
         assert!(
             begun.elapsed() < DEADLINE,
@@ -156,7 +156,7 @@ async fn a_failover_announced_by_a_sentinel_stops_acknowledgements_until_it_is_a
     // The primary and both replicas are fine (WAIT would succeed): only the fence says no.
     for _ in 0..3 {
         let error = journal
-            .append(Epoch::NONE, events(&room, next..=next))
+            .append(Epoch::NONE, refused.clone())
             .await
             .expect_err("acknowledged during the failover");
         assert!(fenced(&error), "{error}");
@@ -172,7 +172,7 @@ async fn a_failover_announced_by_a_sentinel_stops_acknowledgements_until_it_is_a
         format!("master {MASTER_NAME} {}", spaced(&primary)),
     )
     .await;
-    append_until_acknowledged(&journal, &set, &events(&room, next..=next)).await;
+    append_until_acknowledged(&journal, &set, &refused).await;
     journal.check().await.unwrap();
     assert_eq!(
         stream_ids(&primary, &log_key(&room)).await.unwrap(),
