@@ -1,0 +1,90 @@
+//! The floor answers the part of the contract the load generator uses with the engine's shapes:
+//! the same statuses and bodies over HTTP, the same first `state` frame and `ack` frames over a
+//! WebSocket, the same error body. (That `roomstate-load` drives it is
+//! `tools/load/tests/smoke.rs`.)
+
+use roomstate_testkit::{app::TestApp, ws::WsClient};
+use serde_json::{json, Value};
+
+fn floor() -> TestApp {
+    TestApp::builder(env!("CARGO_BIN_EXE_roomstate-floor")).start()
+}
+
+#[actix_rt::test]
+async fn http_answers_with_the_contract_shapes() {
+    let app = floor();
+    let room = app.create_room("floor").await;
+    let view = app.join(&room, "alice").await;
+    assert_eq!(
+        (view["seq"].as_u64(), view["participants"].as_u64()),
+        (Some(2), Some(1))
+    );
+    let (status, count) = app.vote(&room, "alice", "pro").await;
+    assert_eq!(status, 200);
+    assert_eq!(count, json!({"seq": 3, "pro": 1, "con": 0}));
+    let (status, said) = app.say(&room, "alice", "hi").await;
+    assert_eq!((status.as_u16(), said), (201, json!({"seq": 4})));
+
+    let (status, refused) = app.vote(&room, "bob", "con").await;
+    assert_eq!(
+        (status.as_u16(), &refused["error"]),
+        (409, &json!("not_joined"))
+    );
+    let (status, refused) = app
+        .put(&format!("/rooms/{room}/votes/alice"), json!({"sid": "pro"}))
+        .await;
+    assert_eq!(
+        (status.as_u16(), &refused["error"]),
+        (400, &json!("bad_request"))
+    );
+    let (status, refused) = app.get("/rooms/r_nope").await;
+    assert_eq!(
+        (status.as_u16(), &refused["error"]),
+        (404, &json!("not_found"))
+    );
+    let keys: Vec<&String> = refused
+        .as_object()
+        .map(|o| o.keys().collect())
+        .unwrap_or_default();
+    assert_eq!(keys, ["error", "message"]);
+}
+
+#[actix_rt::test]
+async fn a_socket_joins_gets_its_state_and_acks() {
+    let app = floor();
+    let room = app.create_room("floor").await;
+    let mut socket = WsClient::connect(&app.ws_url(&format!("/rooms/{room}/ws?user=bob")))
+        .await
+        .unwrap_or_else(|(status, _)| panic!("upgrade refused: {status}"));
+    let state = socket.next_json().await;
+    assert_eq!(
+        (&state["type"], &state["participants"]),
+        (&json!("state"), &json!(1))
+    );
+    assert_eq!(state["id"], room);
+
+    socket
+        .send_json(&json!({"type": "vote", "side": "con", "req": "r1"}))
+        .await;
+    let ack = socket.answer_to("r1").await;
+    assert_eq!(ack, Some(json!({"type": "ack", "req": "r1", "seq": 3})));
+    socket
+        .send_json(&json!({"type": "say", "text": "hi", "req": 7}))
+        .await;
+    let ack: Value = socket.next_json().await;
+    assert_eq!(ack, json!({"type": "ack", "req": 7, "seq": 4}));
+    socket.send_text("{nope".to_owned()).await;
+    let error = socket.next_json().await;
+    assert_eq!(
+        (&error["type"], &error["error"]),
+        (&json!("error"), &json!("bad_request"))
+    );
+
+    let (status, _) = app.get(&format!("/rooms/{room}")).await;
+    assert_eq!(status, 200);
+    let refused = WsClient::connect(&app.ws_url("/rooms/r_nope/ws?user=bob")).await;
+    assert!(
+        matches!(refused, Err((404, _))),
+        "unknown room before the upgrade"
+    );
+}
