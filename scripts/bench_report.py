@@ -1,8 +1,8 @@
 """Renders target/bench/*.json (written by scripts/bench) as the tables and the plot of
 docs/benchmarks.md. Prints Markdown to stdout; writes the plot to the path given.
 
-Each part is rendered when its file is there: runs.jsonl (throughput, latency and the plot),
-memory.json, recovery.json, and cluster.jsonl (one engine vs a cluster and the takeover times,
+Each part is rendered when its file is there: runs.jsonl (throughput, latency, the engine beside
+the bare-handler floor, and the plot), memory.json, recovery.json, and cluster.jsonl (one engine vs a cluster and the takeover times,
 from `roomstate-load cluster`). A directory that holds only cluster.jsonl renders that part alone
 and needs no matplotlib."""
 
@@ -31,20 +31,47 @@ def ms(x):
 def ratio(a, b):
     return f"{a['throughput'] / b['throughput']:.2f}x" if a and b and b["throughput"] else "–"
 
+def us_per_ack(r, process="engine"):
+    """CPU µs per ack of the process serving the run (`--cpu engine=PID`), if it was measured."""
+    cpu = (r or {}).get("cpu", {}).get(process)
+    return cpu["us_per_ack"] if cpu else None
+
+def us(x):
+    return "–" if x is None else f"{x:.1f}"
+
 if runs:
     print("### Throughput, closed loop (each client sends its next request when the last is acknowledged)\n")
-    print("| target | clients | acks/s | p50 ms | p90 ms | p99 ms | max ms | engine ÷ target | engine-1-user-rooms ÷ target |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| target | clients | acks/s | p50 ms | p90 ms | p99 ms | max ms | server CPU µs/ack | engine ÷ target | engine-1-user-rooms ÷ target |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     engine = closed.get("engine")
     solo = closed.get("engine-1-user-rooms")
 
-    for name in ["engine", "engine-1-user-rooms", "engine-http", "redis-per-mutation", "mysql-per-mutation"]:
+    for name in ["engine", "engine-1-user-rooms", "engine-http", "floor", "floor-http",
+                 "redis-per-mutation", "mysql-per-mutation"]:
         r = closed.get(name)
         if not r:
             continue
         lat = r["latency_ms"]
         print(f"| {name} | {r['clients']} | {r['throughput']:.0f} | {ms(lat['p50'])} | {ms(lat['p90'])} | "
-              f"{ms(lat['p99'])} | {ms(lat['max'])} | {ratio(engine, r)} | {ratio(solo, r)} |")
+              f"{ms(lat['p99'])} | {ms(lat['max'])} | {us(us_per_ack(r))} | {ratio(engine, r)} | {ratio(solo, r)} |")
+
+    floors = [(t, closed.get(e), closed.get(f)) for t, e, f in
+              [("WebSocket", "engine", "floor"), ("HTTP", "engine-http", "floor-http")]]
+    if any(f for _, _, f in floors):
+        print("\n### The engine beside the bare-handler floor (closed loop, the same clients and mix)\n")
+        print("The floor (`roomstate-floor`) parses each request, applies it to an in-memory tally and "
+              "answers: the HTTP/WebSocket edge alone, no journal, no fan-out. CPU of the serving process "
+              "per acknowledged mutation, over the same measured window.\n")
+        print("| transport | engine µs/ack | floor µs/ack | engine ÷ floor | engine − floor µs | engine acks/s | floor acks/s | Redis primary µs/ack (engine) |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for transport, e, f in floors:
+            if not (e and f):
+                continue
+            eu, fu = us_per_ack(e), us_per_ack(f)
+            times = f"{eu / fu:.1f}x" if eu and fu else "–"
+            gap = us(eu - fu) if eu is not None and fu is not None else "–"
+            print(f"| {transport} | {us(eu)} | {us(fu)} | {times} | {gap} | {e['throughput']:.0f} | "
+                  f"{f['throughput']:.0f} | {us(us_per_ack(e, 'redis-primary'))} |")
 
     print("\n### Latency vs offered load, open loop (latency counted from when each request was due)\n")
     print("| target | offered/s | acks/s | p50 ms | p99 ms | max ms |")

@@ -1,5 +1,5 @@
-//! A few seconds of the benchmark's load generator against each target, and of its comparison of
-//! one engine with a cluster, so they cannot rot. (The benchmark itself is `scripts/bench`; its
+//! A few seconds of the benchmark's load generator against each target and the bare-handler
+//! floor, and of its comparison of one engine with a cluster, so they cannot rot. (The benchmark itself is `scripts/bench`; its
 //! numbers are in docs/benchmarks.md, never asserted.)
 
 use std::process::Command;
@@ -80,6 +80,32 @@ async fn the_load_generator_drives_the_engine_closed_and_open_loop() {
         mix["switches"].as_u64() > Some(0) && mix["messages"].as_u64() > Some(0),
         "{mix}"
     );
+}
+
+/// The bare-handler floor (`roomstate-floor`) takes the engine's load over WebSocket and HTTP, so
+/// `scripts/bench` can put its CPU per ack beside the engine's.
+#[actix_rt::test]
+async fn the_load_generator_drives_the_floor_like_the_engine() {
+    let floor =
+        TestApp::builder(workspace_binary("roomstate-floor").unwrap_or_else(|e| panic!("{e}")))
+            .start();
+    let pid = format!("engine={}", floor.pid());
+    let ws = load(&["--target", "engine", "--url", &floor.base, "--cpu", &pid]);
+    assert_eq!(ws["transport"], "ws");
+    assert!(
+        ws["cpu"]["engine"]["us_per_ack"].as_f64() > Some(0.0),
+        "{ws}"
+    );
+    assert!(ws["mix"]["messages"].as_u64() > Some(0), "{ws}");
+    let http = load(&[
+        "--target",
+        "engine",
+        "--url",
+        &floor.base,
+        "--transport",
+        "http",
+    ]);
+    assert_eq!(http["refused"], 0, "{http}");
 }
 
 #[actix_rt::test]
