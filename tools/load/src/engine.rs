@@ -156,7 +156,8 @@ pub async fn drive(
     Ok(())
 }
 
-async fn connect(url: &str) -> anyhow::Result<Framed<BoxedSocket, Codec>> {
+/// Opens a WebSocket and waits for its first frame (the room's state).
+pub async fn connect(url: &str) -> anyhow::Result<Framed<BoxedSocket, Codec>> {
     let (_, mut framed) = client()
         .ws(url)
         .max_frame_size(1 << 20)

@@ -2,11 +2,13 @@
 //! HTTP, and the two designs it replaces (one MariaDB transaction per mutation; one Redis round
 //! trip + `WAIT` per mutation) with the same clients and mutation mix; measures ack throughput
 //! and latency (HDR histogram), memory per room and per socket, recovery time, and one engine
-//! against a cluster of engines (throughput, CPU per ack, takeover time). Prints a summary line
-//! per run and writes JSON for `docs/benchmarks.md`.
+//! against a cluster of engines (throughput, CPU per ack, takeover time), and one big room (state
+//! visibility and message delivery to 2000 sockets, CPU per delivered frame). Prints a summary
+//! line per run and writes JSON for `docs/benchmarks.md`.
 
 mod baseline_mysql;
 mod baseline_redis;
+mod big_room;
 mod cluster;
 mod cpu;
 mod engine;
@@ -77,6 +79,9 @@ enum Cmd {
     /// One engine vs a cluster of engines side by side (acks/s, CPU per ack, forwarded share),
     /// and the takeover time of a killed owner per lease.
     Cluster(cluster::ClusterArgs),
+    /// One room with many sockets under a steady vote rate: how soon each socket sees each new
+    /// state, whether every socket gets every message, and CPU per delivered frame.
+    BigRoom(big_room::BigRoomArgs),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -293,6 +298,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Cmd::Run(args) => run(args).await,
             Cmd::Cluster(args) => cluster::run(args).await,
+            Cmd::BigRoom(args) => big_room::run(args).await,
             Cmd::Memory {
                 engine_bin,
                 rooms,

@@ -69,14 +69,7 @@ impl Recorder {
     }
 
     pub fn latency(&self) -> LatencyMs {
-        let ms = |micros: u64| micros as f64 / 1000.0;
-        LatencyMs {
-            p50: ms(self.latency.value_at_quantile(0.50)),
-            p90: ms(self.latency.value_at_quantile(0.90)),
-            p99: ms(self.latency.value_at_quantile(0.99)),
-            max: ms(self.latency.max()),
-            mean: self.latency.mean() / 1000.0,
-        }
+        LatencyMs::of(&self.latency)
     }
 }
 
@@ -99,6 +92,20 @@ pub struct LatencyMs {
     pub p99: f64,
     pub max: f64,
     pub mean: f64,
+}
+
+impl LatencyMs {
+    /// The percentiles of a histogram of microseconds.
+    pub fn of(micros: &Histogram<u64>) -> Self {
+        let ms = |micros: u64| micros as f64 / 1000.0;
+        LatencyMs {
+            p50: ms(micros.value_at_quantile(0.50)),
+            p90: ms(micros.value_at_quantile(0.90)),
+            p99: ms(micros.value_at_quantile(0.99)),
+            max: ms(micros.max()),
+            mean: micros.mean() / 1000.0,
+        }
+    }
 }
 
 /// The machine-readable summary of one run.

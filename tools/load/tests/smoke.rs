@@ -1,5 +1,5 @@
-//! A few seconds of the benchmark's load generator against each target and the bare-handler
-//! floor, and of its comparison of one engine with a cluster, so they cannot rot. (The benchmark itself is `scripts/bench`; its
+//! A few seconds of the benchmark's load generator against each target, the bare-handler floor
+//! and a big room, and of its comparison of one engine with a cluster, so they cannot rot. (The benchmark itself is `scripts/bench`; its
 //! numbers are in docs/benchmarks.md, never asserted.)
 
 use std::process::Command;
@@ -106,6 +106,58 @@ async fn the_load_generator_drives_the_floor_like_the_engine() {
         "http",
     ]);
     assert_eq!(http["refused"], 0, "{http}");
+}
+
+/// `roomstate-load big-room` with a few sockets for a second: every vote shows up in every
+/// socket's state, every message reaches every socket, and the CPU per delivered frame is there.
+#[actix_rt::test]
+async fn the_big_room_measures_visibility_delivery_and_cpu_per_frame() {
+    let app = engine().setting("LIMITS__HTTP_RATE_PER_S", 0).start();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("big-room.jsonl");
+    let out = Command::new(env!("CARGO_BIN_EXE_roomstate-load"))
+        .args(["big-room", "--url", &app.base, "--sockets", "20"])
+        .args(["--rate", "100", "--messages-per-s", "10"])
+        .args(["--duration", "1", "--warmup", "0.3"])
+        .args(["--cpu", &format!("engine={}", app.pid())])
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .expect("running roomstate-load big-room");
+    assert!(
+        out.status.success(),
+        "roomstate-load big-room failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&json).expect("summary written");
+    let run: Value = serde_json::from_str(text.trim()).expect("one JSON summary");
+    assert_eq!(run["kind"], "big-room", "{run}");
+    assert!(run["votes_acked"].as_u64() > Some(50), "{run}");
+    assert!(run["messages_acked"].as_u64() > Some(0), "{run}");
+    assert_eq!(
+        (run["failed"].as_u64(), run["sockets_lost"].as_u64()),
+        (Some(0), Some(0)),
+        "{run}"
+    );
+    let states = &run["state_visibility"];
+    assert!(states["pairs"].as_u64() > Some(20 * 50), "{run}");
+    assert_eq!(states["missing"], 0, "{run}");
+    assert!(states["p99_ms"].as_f64() > Some(0.0), "{run}");
+    assert_eq!(run["message_delivery"]["missing"], 0, "{run}");
+    assert_eq!(run["state_regressions"], 0, "{run}");
+    assert!(
+        run["frames_delivered"].as_u64() > run["acked_in_window"].as_u64(),
+        "{run}"
+    );
+    assert!(
+        run["cpu"]["engine"]["us_per_frame"].as_f64() > Some(0.0),
+        "{run}"
+    );
+    assert!(
+        run["cpu"]["load-generator"]["cpu_s"].as_f64().is_some(),
+        "{run}"
+    );
 }
 
 #[actix_rt::test]
