@@ -2,7 +2,8 @@
 docs/benchmarks.md. Prints Markdown to stdout; writes the plot to the path given.
 
 Each part is rendered when its file is there: runs.jsonl (throughput, latency, the engine beside
-the bare-handler floor, and the plot), memory.json, recovery.json, and cluster.jsonl (one engine vs a cluster and the takeover times,
+the bare-handler floor, and the plot), memory.json, recovery.json, big-room.jsonl (one room, many
+sockets: state visibility, message delivery, CPU per delivered frame), and cluster.jsonl (one engine vs a cluster and the takeover times,
 from `roomstate-load cluster`). A directory that holds only cluster.jsonl renders that part alone
 and needs no matplotlib."""
 
@@ -98,6 +99,28 @@ if rec_path.exists():
     print("\n### Recovery\n")
     print(f"{r['rooms']} open rooms × {r['events_per_room']} events in the sentinel journal: "
           f"restart to serving in **{r['restart_s']:.2f} s** ({r['rooms_after']} rooms open).")
+
+big = json_lines(out / "big-room.jsonl")
+if big:
+    print("\n### Big room: one room, many sockets, a steady vote rate (open loop)\n")
+    print("Visibility: from a vote's ack to the first `state` frame showing it, at each socket, over "
+          "every (vote, socket) pair (the contract: the newest state within 100 ms). Delivery: from a "
+          "chat message's ack to its `message` frame at each socket. CPU per delivered frame: the "
+          "engine's CPU over the window ÷ every frame the sockets received in it.\n")
+    print("| sockets | votes/s + msgs/s offered | acked/s | state visibility p50 / p99 / max ms | over 100 ms "
+          "| never seen | message delivery p50 / p99 ms | messages missing | frames/s delivered "
+          "| engine µs/frame | engine µs/ack | engine cores | load generator cores |")
+    print("| ---: | --- | ---: | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for r in big:
+        v, m = r["state_visibility"], r["message_delivery"]
+        e = r["cpu"].get("engine", {})
+        load = r["cpu"].get("load-generator", {})
+        acked = (r["votes_acked"] + r["messages_acked"]) / r["duration_s"]
+        cores = lambda c: f"{c['cores']:.2f}" if c else "–"
+        print(f"| {r['sockets']} | {r['vote_rate']:.0f} + {r['message_rate']:.0f} | {acked:.0f} | "
+              f"{v['p50_ms']:.1f} / {v['p99_ms']:.1f} / {v['max_ms']:.1f} | {v['over_100ms_share'] * 100:.1f} % | "
+              f"{v['missing']} | {m['p50_ms']:.1f} / {m['p99_ms']:.1f} | {m['missing']} | {r['frames_per_s']:.0f} | "
+              f"{us(e.get('us_per_frame'))} | {us(e.get('us_per_ack'))} | {cores(e)} | {cores(load)} |")
 
 def median_of(rows, value):
     return statistics.median(value(r) for r in rows)
