@@ -41,7 +41,7 @@ use self::{
     client::{FrameCount, Progress, Seen, Window},
     report::{BigRoomSummary, CpuShare},
     schedule::Rates,
-    visibility::Match,
+    visibility::{Match, Since},
 };
 use crate::{cpu, engine, stats::LatencyMs};
 
@@ -232,18 +232,13 @@ fn summarize(
     seen: &[Seen],
     used: BTreeMap<String, (u32, f64)>,
 ) -> BigRoomSummary {
-    let visibility = visibility::measure(
-        &acks.votes,
-        seen.iter().map(|s| s.states.as_slice()),
-        Match::AtLeast,
-        window,
-    );
-    let delivery = visibility::measure(
-        &acks.messages,
-        seen.iter().map(|s| s.messages.as_slice()),
-        Match::Exactly,
-        window,
-    );
+    let states = || seen.iter().map(|s| s.states.as_slice());
+    let messages = || seen.iter().map(|s| s.messages.as_slice());
+    let visibility =
+        |since| visibility::measure(&acks.votes, states(), Match::AtLeast, since, window).summary();
+    let delivery = |since| {
+        visibility::measure(&acks.messages, messages(), Match::Exactly, since, window).summary()
+    };
     let mut frames = FrameCount::default();
     for s in seen {
         frames.add(&s.frames);
@@ -289,8 +284,10 @@ fn summarize(
         refused: acks.refused,
         failed: acks.failed,
         ack_latency_ms: LatencyMs::of(&acks.latency),
-        state_visibility: visibility.summary(),
-        message_delivery: delivery.summary(),
+        state_visibility: visibility(Since::Ack),
+        state_visibility_since_request: visibility(Since::Request),
+        message_delivery: delivery(Since::Ack),
+        message_delivery_since_request: delivery(Since::Request),
         state_regressions: seen.iter().map(|s| s.regressions).sum(),
         sockets_lost: lost.len(),
         frames,

@@ -44,8 +44,12 @@ pub struct BigRoomSummary {
     pub ack_latency_ms: LatencyMs,
     /// Vote ack → the first `state` at a socket showing it, over every (vote, socket) pair.
     pub state_visibility: DelaySummary,
+    /// The same from when the vote was due (an upper bound: the change became durable between).
+    pub state_visibility_since_request: DelaySummary,
     /// Message ack → its `message` frame at a socket, over every (message, socket) pair.
     pub message_delivery: DelaySummary,
+    /// The same from when the message was due.
+    pub message_delivery_since_request: DelaySummary,
     /// `state` frames older than one a socket had already (the contract says never).
     pub state_regressions: u64,
     /// Sockets that ended before the run did (closed by the server, or broken).
@@ -71,11 +75,13 @@ impl BigRoomSummary {
             })
             .collect();
         let v = &self.state_visibility;
+        let vr = &self.state_visibility_since_request;
         let m = &self.message_delivery;
+        let mr = &self.message_delivery_since_request;
         format!(
             "{}: {} sockets, {:.0} votes/s + {:.0} messages/s offered ({} + {} acked, {} refused, {} failed; ack p50 {:.2} ms p99 {:.2} ms)\n  \
-             state visibility over {} (vote, socket) pairs: p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms  ({:.2} % over 100 ms, {} never seen, {} regressions)\n  \
-             message delivery over {} (message, socket) pairs: p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms  ({} missing on {} sockets)\n  \
+             state visibility over {} (vote, socket) pairs: p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms  ({:.2} % over 100 ms, {} never seen, {} regressions); since the request: p50 {:.2} ms  p99 {:.2} ms\n  \
+             message delivery over {} (message, socket) pairs: p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms  ({} missing on {} sockets); since the request: p50 {:.2} ms  p99 {:.2} ms\n  \
              {} frames delivered ({:.0}/s: {} state, {} message, {} ack); {} sockets lost; connected in {:.1} s{cpu}",
             self.target,
             self.sockets,
@@ -94,12 +100,16 @@ impl BigRoomSummary {
             v.over_100ms_share * 100.0,
             v.missing,
             self.state_regressions,
+            vr.p50_ms,
+            vr.p99_ms,
             m.pairs,
             m.p50_ms,
             m.p99_ms,
             m.max_ms,
             m.missing,
             m.sockets_missing,
+            mr.p50_ms,
+            mr.p99_ms,
             self.frames_delivered,
             self.frames_per_s,
             self.frames.state,

@@ -3,6 +3,10 @@
 //! of at least `s` at that socket (intermediate states may be skipped: a newer one shows the vote
 //! too); for a chat message, the `message` frame with its very seq (none may be skipped). Both
 //! lists of a socket are in seq order, so each socket is one merge over the acks sorted by seq.
+//!
+//! The change became durable somewhere between the request and its ack, so the delay is measured
+//! from both: from the ack (what the issue asks; a frame that beats the ack to its sender counts
+//! as 0) and from when the request was due (an upper bound, including the request's own path).
 
 use std::time::{Duration, Instant};
 
@@ -14,13 +18,22 @@ use super::{acks::Acked, client::Window};
 /// What the contract promises for the newest state: out within 100 ms of the change.
 pub const STATE_PROMISE: Duration = Duration::from_millis(100);
 
+/// Where a delay counts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Since {
+    /// The ack's arrival at the sender.
+    Ack,
+    /// The moment the request was due.
+    Request,
+}
+
 /// Delays over (change, socket) pairs.
 pub struct Delays {
-    /// Ack → arrival, microseconds, for the changes due in the window.
+    /// Start (`Since`) → arrival, microseconds, for the changes due in the window.
     histogram: Histogram<u64>,
     /// Pairs of changes due in the window whose frame arrived.
     pub pairs: u64,
-    /// Of those, the frame came before the ack reached its sender (recorded as 0).
+    /// Of those, the frame came before the start (the ack reached its sender; recorded as 0).
     pub before_ack: u64,
     /// Of those, later than `STATE_PROMISE`.
     pub over_promise: u64,
@@ -61,12 +74,12 @@ impl Delays {
         }
     }
 
-    fn record(&mut self, acked: Instant, arrived: Instant) {
+    fn record(&mut self, start: Instant, arrived: Instant) {
         self.pairs += 1;
-        if arrived < acked {
+        if arrived < start {
             self.before_ack += 1;
         }
-        let delay = arrived.saturating_duration_since(acked);
+        let delay = arrived.saturating_duration_since(start);
         if delay > STATE_PROMISE {
             self.over_promise += 1;
         }
@@ -106,11 +119,13 @@ pub enum Match {
 }
 
 /// Delays of every change in `changes` (any order) at every socket of `sockets` (each in seq
-/// order: (seq, arrival)); the histogram holds the changes due in `window`.
+/// order: (seq, arrival)), counted `since` its ack or its request; the histogram holds the changes
+/// due in `window`.
 pub fn measure<'a>(
     changes: &[Acked],
     sockets: impl IntoIterator<Item = &'a [(u64, Instant)]>,
     how: Match,
+    since: Since,
     window: Window,
 ) -> Delays {
     let mut changes = changes.to_vec();
@@ -129,7 +144,11 @@ pub fn measure<'a>(
             });
             match found {
                 Some(&(_, arrived)) if window.holds(change.due) => {
-                    delays.record(change.at, arrived)
+                    let start = match since {
+                        Since::Ack => change.at,
+                        Since::Request => change.due,
+                    };
+                    delays.record(start, arrived)
                 }
                 Some(_) => {}
                 None => missing += 1,
@@ -172,19 +191,20 @@ mod tests {
         ];
         // Socket a: one state carrying 12, then 14 late. Socket b: saw only up to 12.
         let a = vec![(12, ms(30)), (14, ms(170))];
-        let b = vec![(9, ms(1)), (12, ms(3))];
+        let b = vec![(9, ms(1)), (12, ms(7))];
         let states = measure(
             &changes,
             [a.as_slice(), b.as_slice()],
             Match::AtLeast,
+            Since::Ack,
             window,
         );
         assert_eq!(states.pairs, 5);
         assert_eq!(states.missing, 1, "b never saw 14");
         assert_eq!(states.sockets_missing, 1);
         assert_eq!(
-            states.before_ack, 2,
-            "b saw 10 and 12 (at 3 ms) before their acks"
+            states.before_ack, 1,
+            "b saw 12 (at 7 ms) before its ack (10 ms)"
         );
         assert_eq!(states.over_promise, 1, "14 reached a 150 ms after its ack");
         let summary = states.summary();
@@ -194,10 +214,25 @@ mod tests {
             &changes,
             [a.as_slice(), b.as_slice()],
             Match::Exactly,
+            Since::Ack,
             window,
         );
         assert_eq!(messages.missing, 1 + 2, "a lacks 10; b lacks 10 and 14");
         assert_eq!(messages.pairs, 3);
         assert_eq!(messages.sockets_missing, 2);
+
+        let from_requests = measure(
+            &changes,
+            [a.as_slice(), b.as_slice()],
+            Match::AtLeast,
+            Since::Request,
+            window,
+        );
+        assert_eq!(from_requests.before_ack, 0);
+        let summary = from_requests.summary();
+        assert!(
+            (161.0..163.0).contains(&summary.max_ms),
+            "14 due at 8 ms, seen at 170 ms"
+        );
     }
 }
