@@ -14,6 +14,10 @@
 //! others), idempotency keys, presence timeouts and pings, rate limits, auth, origins, CORS and
 //! metrics. It is the floor of the edge, not a competing engine.
 //!
+//! With `--raw-sockets` the sockets leave the HTTP dispatcher at the upgrade and run on small
+//! buffers of their own (`raw`): the experiment behind the next design step of
+//! docs/benchmarks.md, measured beside the default (actix-web-actors, as the engine).
+//!
 //! Like the engine it prints `roomstate listening on http://ADDR` on stdout, binds
 //! `ROOMSTATE__HTTP__BIND` (default here `127.0.0.1:0`) and runs `ROOMSTATE__HTTP__WORKERS`
 //! workers (0: one per core), so the scripts and tools that start an engine start it the same
@@ -21,11 +25,15 @@
 
 mod error;
 mod http;
+mod raw;
 mod rooms;
 mod socket;
 mod tally;
 
-use actix_web::{web, App, HttpServer};
+use actix_codec::Framed;
+use actix_http::{h1, HttpService, Request};
+use actix_service::{fn_service, map_config};
+use actix_web::{dev::AppConfig, rt::net::TcpStream, web, App, HttpServer};
 use anyhow::Context as _;
 use clap::Parser;
 use roomstate_core::banner;
@@ -44,6 +52,11 @@ struct Cli {
     /// HTTP worker threads, 0 for one per core (default: `ROOMSTATE__HTTP__WORKERS`, else 0).
     #[arg(long)]
     workers: Option<usize>,
+    /// Take each socket out of the HTTP dispatcher at the upgrade and serve it on buffers of
+    /// its own (an experiment; the default is actix-web-actors, as the engine). Also
+    /// `ROOMSTATE__FLOOR__RAW_SOCKETS=true`.
+    #[arg(long)]
+    raw_sockets: bool,
 }
 
 /// A setting from the command line, else the engine's environment variable, else `default`.
@@ -75,7 +88,11 @@ fn main() -> anyhow::Result<()> {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n,
     };
-    actix_web::rt::System::new().block_on(serve(bind, workers))
+    if cli.raw_sockets || setting(None, "ROOMSTATE__FLOOR__RAW_SOCKETS", false)? {
+        actix_web::rt::System::new().block_on(serve_raw(bind, workers))
+    } else {
+        actix_web::rt::System::new().block_on(serve(bind, workers))
+    }
 }
 
 async fn serve(bind: String, workers: usize) -> anyhow::Result<()> {
@@ -102,4 +119,42 @@ async fn serve(bind: String, workers: usize) -> anyhow::Result<()> {
         "roomstate-floor: the bare-handler floor (parse, in-memory tally, answer; no journal, no fan-out)"
     );
     server.run().await.context("HTTP server")
+}
+
+/// The same routes, served through actix-http directly so that upgrades go to `raw::upgrade`.
+async fn serve_raw(bind: String, workers: usize) -> anyhow::Result<()> {
+    let rooms = web::Data::new(Rooms::default());
+    let listener = std::net::TcpListener::bind(&bind).with_context(|| format!("binding {bind}"))?;
+    let addr = listener.local_addr().context("the listener's address")?;
+    let server = actix_server::Server::build()
+        .listen("roomstate-floor", listener, move || {
+            let upgrade_rooms = rooms.clone();
+            let app = App::new().app_data(rooms.clone()).configure(http::config);
+            HttpService::build()
+                .tcp_nodelay(true)
+                .upgrade(fn_service(
+                    move |(req, framed): (Request, Framed<TcpStream, h1::Codec>)| {
+                        let rooms = upgrade_rooms.clone();
+                        async move {
+                            // The socket is over either way; how it ended is only logged.
+                            if let Err(error) = raw::upgrade(rooms, req, framed).await {
+                                tracing::debug!(%error, "raw socket ended");
+                            }
+                            Ok::<(), actix_web::Error>(())
+                        }
+                    },
+                ))
+                .finish(map_config(app, |_| AppConfig::default()))
+                .tcp()
+        })
+        .context("serving the listener")?
+        .workers(workers)
+        .shutdown_timeout(1)
+        .run();
+    println!("{}", banner::listening_line(addr));
+    tracing::info!(
+        workers,
+        "roomstate-floor: the bare-handler floor with raw sockets (parse, in-memory tally, answer; no journal, no fan-out)"
+    );
+    server.await.context("HTTP server")
 }

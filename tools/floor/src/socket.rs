@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::{rooms::Rooms, tally::Refusal};
 
 /// The engine's default `limits.max_frame_bytes`.
-const MAX_FRAME_BYTES: usize = 64 * 1024;
+pub const MAX_FRAME_BYTES: usize = 64 * 1024;
 
 pub struct Socket {
     rooms: web::Data<Rooms>,
@@ -38,27 +38,34 @@ pub fn start(
         .start()
 }
 
-impl Socket {
-    fn answer(&self, frame: ClientFrame) -> String {
-        let user = &self.user;
-        let (req, applied) = match frame {
-            ClientFrame::Vote { side, req } => {
-                let applied = self.rooms.with(&self.room, |t| t.vote(user, side));
-                (req, applied.map(|count| count.seq))
-            }
-            ClientFrame::Retract { req } => {
-                let applied = self.rooms.with(&self.room, |t| t.retract(user));
-                (req, applied.map(|count| count.seq))
-            }
-            ClientFrame::Say { text, req } => {
-                let applied = self.rooms.with(&self.room, |t| t.say(user, &text));
-                (req, applied)
-            }
-        };
-        match applied {
-            Ok(seq) => frames::ack(&req, seq),
-            Err(refusal) => frames::error(&req, refusal.code, &refusal.message),
+/// The answer to one client frame of `user` in `room`: an `ack`, or an `error` (shared by the
+/// actor socket and the raw one, `raw`).
+pub fn answer(rooms: &Rooms, room: &RoomId, user: &UserName, frame: ClientFrame) -> String {
+    let (req, applied) = match frame {
+        ClientFrame::Vote { side, req } => {
+            let applied = rooms.with(room, |t| t.vote(user, side));
+            (req, applied.map(|count| count.seq))
         }
+        ClientFrame::Retract { req } => {
+            let applied = rooms.with(room, |t| t.retract(user));
+            (req, applied.map(|count| count.seq))
+        }
+        ClientFrame::Say { text, req } => {
+            let applied = rooms.with(room, |t| t.say(user, &text));
+            (req, applied)
+        }
+    };
+    match applied {
+        Ok(seq) => frames::ack(&req, seq),
+        Err(refusal) => frames::error(&req, refusal.code, &refusal.message),
+    }
+}
+
+/// The answer to one text frame: parsed, then `answer`ed, or `bad_request`.
+pub fn answer_text(rooms: &Rooms, room: &RoomId, user: &UserName, text: &str) -> String {
+    match frames::parse(text) {
+        Ok(frame) => answer(rooms, room, user, frame),
+        Err(bad) => frames::error(&bad.req, ErrorCode::BadRequest, &bad.message),
     }
 }
 
@@ -96,11 +103,7 @@ impl StreamHandler<Result<ws::Message, ProtocolError>> for Socket {
     fn handle(&mut self, msg: Result<ws::Message, ProtocolError>, ctx: &mut Self::Context) {
         match msg {
             Ok(ws::Message::Text(text)) => {
-                let answer = match frames::parse(&text) {
-                    Ok(frame) => self.answer(frame),
-                    Err(bad) => frames::error(&bad.req, ErrorCode::BadRequest, &bad.message),
-                };
-                ctx.text(answer);
+                ctx.text(answer_text(&self.rooms, &self.room, &self.user, &text));
             }
             Ok(ws::Message::Ping(bytes)) => ctx.pong(&bytes),
             Ok(ws::Message::Pong(_) | ws::Message::Nop) => {}

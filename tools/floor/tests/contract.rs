@@ -1,18 +1,73 @@
 //! The floor answers the part of the contract the load generator uses with the engine's shapes:
 //! the same statuses and bodies over HTTP, the same first `state` frame and `ack` frames over a
-//! WebSocket, the same error body. (That `roomstate-load` drives it is
-//! `tools/load/tests/smoke.rs`.)
+//! WebSocket, the same error body — with its sockets on actix-web-actors (the default) and taken
+//! out of the HTTP dispatcher at the upgrade (`--raw-sockets`). (That `roomstate-load` drives it
+//! is `tools/load/tests/smoke.rs`.)
 
 use roomstate_testkit::{app::TestApp, ws::WsClient};
 use serde_json::{json, Value};
 
-fn floor() -> TestApp {
-    TestApp::builder(env!("CARGO_BIN_EXE_roomstate-floor")).start()
+fn floor(raw_sockets: bool) -> TestApp {
+    TestApp::builder(env!("CARGO_BIN_EXE_roomstate-floor"))
+        .setting("FLOOR__RAW_SOCKETS", raw_sockets)
+        .start()
 }
 
 #[actix_rt::test]
 async fn http_answers_with_the_contract_shapes() {
-    let app = floor();
+    http_contract(floor(false)).await;
+}
+
+#[actix_rt::test]
+async fn http_answers_with_the_contract_shapes_with_raw_sockets() {
+    http_contract(floor(true)).await;
+}
+
+#[actix_rt::test]
+async fn a_socket_joins_gets_its_state_and_acks() {
+    socket_contract(floor(false)).await;
+}
+
+#[actix_rt::test]
+async fn a_raw_socket_joins_gets_its_state_and_acks() {
+    socket_contract(floor(true)).await;
+}
+
+/// Upgrades for anything but a room's socket are refused with the contract's error body, and the
+/// floor goes on serving.
+#[actix_rt::test]
+async fn raw_sockets_refuse_other_upgrades_and_bad_frames() {
+    let app = floor(true);
+    let room = app.create_room("floor").await;
+    for (path, status) in [
+        ("/elsewhere/ws?user=bob".to_owned(), 404),
+        (format!("/rooms/{room}/ws"), 400),
+        (format!("/rooms/{room}/ws?user=no%20spaces"), 400),
+        ("/rooms/r_nope/ws?user=bob".to_owned(), 404),
+    ] {
+        let refused = WsClient::connect(&app.ws_url(&path)).await;
+        assert!(
+            matches!(refused, Err((s, _)) if s == status),
+            "{path}: expected {status}"
+        );
+    }
+    let mut socket = WsClient::connect(&app.ws_url(&format!("/rooms/{room}/ws?user=bob")))
+        .await
+        .unwrap_or_else(|(status, _)| panic!("upgrade refused: {status}"));
+    assert_eq!(socket.next_json().await["type"], json!("state"));
+    socket
+        .send_json(&json!({"type": "vote", "side": "maybe", "req": "r1"}))
+        .await;
+    let error = socket.next_json().await;
+    assert_eq!(
+        (&error["error"], &error["req"]),
+        (&json!("bad_request"), &json!("r1"))
+    );
+    let (status, _) = app.get(&format!("/rooms/{room}")).await;
+    assert_eq!(status, 200);
+}
+
+async fn http_contract(app: TestApp) {
     let room = app.create_room("floor").await;
     let view = app.join(&room, "alice").await;
     assert_eq!(
@@ -49,9 +104,7 @@ async fn http_answers_with_the_contract_shapes() {
     assert_eq!(keys, ["error", "message"]);
 }
 
-#[actix_rt::test]
-async fn a_socket_joins_gets_its_state_and_acks() {
-    let app = floor();
+async fn socket_contract(app: TestApp) {
     let room = app.create_room("floor").await;
     let mut socket = WsClient::connect(&app.ws_url(&format!("/rooms/{room}/ws?user=bob")))
         .await
