@@ -115,7 +115,9 @@ if big:
     print("| ---: | --- | ---: | --- | --- | ---: | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in big:
         v, m = r["state_visibility"], r["message_delivery"]
-        vr, lat = r["state_visibility_since_request"], r["ack_latency_ms"]
+        # Runs recorded before the since-the-request figures existed have none.
+        vr, lat = r.get("state_visibility_since_request"), r["ack_latency_ms"]
+        since = f"{vr['p50_ms']:.1f} / {vr['p99_ms']:.1f}" if vr else "–"
         e = r["cpu"].get("engine", {})
         load = r["cpu"].get("load-generator", {})
         acked = (r["votes_acked"] + r["messages_acked"]) / r["duration_s"]
@@ -123,7 +125,7 @@ if big:
         print(f"| {r['sockets']} | {r['vote_rate']:.0f} + {r['message_rate']:.0f} | {acked:.0f} | "
               f"{lat['p50']:.1f} / {lat['p99']:.1f} | "
               f"{v['p50_ms']:.1f} / {v['p99_ms']:.1f} / {v['max_ms']:.1f} | {v['over_100ms_share'] * 100:.2f} % | "
-              f"{v['missing']} | {vr['p50_ms']:.1f} / {vr['p99_ms']:.1f} | "
+              f"{v['missing']} | {since} | "
               f"{m['p50_ms']:.1f} / {m['p99_ms']:.1f} | {m['missing']} | {r['frames_per_s']:.0f} | "
               f"{us(e.get('us_per_frame'))} | {us(e.get('us_per_ack'))} | {cores(e)} | {cores(load)} |")
 
