@@ -12,10 +12,17 @@ impl ResponseError for Refusal {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code()).json(serde_json::json!({
+        HttpResponse::build(self.status_code()).json(self.body())
+    }
+}
+
+impl Refusal {
+    /// The contract's error body (also written by raw sockets' refused upgrades).
+    pub fn body(&self) -> serde_json::Value {
+        serde_json::json!({
             "error": self.code,
             "message": self.message,
-        }))
+        })
     }
 }
 

@@ -61,17 +61,14 @@ pub async fn upgrade(
     let (room, user) = match target(&rooms, &req) {
         Ok(target) => target,
         Err(refusal) => {
-            let body = serde_json::json!({ "error": { "code": refusal.code, "message": refusal.message } });
-            let status = match refusal.code {
-                ErrorCode::NotFound => actix_http::StatusCode::NOT_FOUND,
-                _ => actix_http::StatusCode::BAD_REQUEST,
-            };
+            let status = actix_http::StatusCode::from_u16(refusal.code.http_status())
+                .unwrap_or(actix_http::StatusCode::INTERNAL_SERVER_ERROR);
             let response = Response::build(status)
                 .insert_header((actix_http::header::CONTENT_TYPE, "application/json"))
                 .insert_header((actix_http::header::CONNECTION, "close"))
                 .finish()
                 .drop_body();
-            let text = body.to_string();
+            let text = refusal.body().to_string();
             framed
                 .send((response, BodySize::Sized(text.len() as u64)).into())
                 .await

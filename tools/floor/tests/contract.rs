@@ -47,9 +47,27 @@ async fn raw_sockets_refuse_other_upgrades_and_bad_frames() {
     ] {
         let refused = WsClient::connect(&app.ws_url(&path)).await;
         assert!(
-            matches!(refused, Err((s, _)) if s == status),
+            matches!(&refused, Err((s, _)) if *s == status),
             "{path}: expected {status}"
         );
+        // The refusal carries the contract's error body.
+        let mut answer = awc::Client::new()
+            .get(app.url(&path))
+            .insert_header(("connection", "upgrade"))
+            .insert_header(("upgrade", "websocket"))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert_eq!(answer.status().as_u16(), status, "{path}");
+        let body: Value = answer
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        let keys: Vec<&String> = body
+            .as_object()
+            .map(|o| o.keys().collect())
+            .unwrap_or_default();
+        assert_eq!(keys, ["error", "message"], "{path}: {body}");
     }
     let mut socket = WsClient::connect(&app.ws_url(&format!("/rooms/{room}/ws?user=bob")))
         .await
