@@ -7,7 +7,7 @@ use std::{sync::Arc, time::Duration};
 use actix::Arbiter;
 use actix_web::{
     dev::{Server, ServerHandle},
-    web, App, HttpServer,
+    web,
 };
 use anyhow::Context as _;
 use roomstate_core::banner;
@@ -23,7 +23,7 @@ use crate::{
         self, metrics::ClusterMetrics, mirrors::Mirrors, router::Router, Cluster, ClusterSettings,
     },
     config::{ClusterPlan, JournalKind, Loaded, Origin},
-    http::{self, AppState, DocumentScope, Listener},
+    http::{self, AppState, Bind, DocumentScope, Listener},
     metrics::Metrics,
     ratelimit::AddressLimiter,
     room::{
@@ -196,7 +196,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         Some(_) => Listener::Public,
     };
     let bind = Bind::Address(&http.bind);
-    let (addrs, public) = serve(&state, public, bind, workers, http.shutdown_timeout_s)?;
+    let (addrs, public) = http::serve(&state, public, bind, workers, http.shutdown_timeout_s)?;
     for addr in addrs {
         println!("{}", banner::listening_line(addr));
     }
@@ -206,7 +206,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         Some(listener) => {
             let bind = Bind::Listener(listener);
             let (addrs, server) =
-                serve(&state, Listener::Internal, bind, 1, http.shutdown_timeout_s)?;
+                http::serve(&state, Listener::Internal, bind, 1, http.shutdown_timeout_s)?;
             for addr in addrs {
                 println!("{}", internal_listening_line(addr));
             }
@@ -294,56 +294,6 @@ fn join_cluster(
 /// after the public listening lines (whose format, `banner::listening_line`, tools read).
 fn internal_listening_line(addr: impl std::fmt::Display) -> String {
     format!("roomstate internal listener (/metrics, /admin) on http://{addr}")
-}
-
-/// Where a server listens.
-enum Bind<'a> {
-    /// An address to bind (`http.bind`).
-    Address(&'a str),
-    /// A socket bound already.
-    Listener(std::net::TcpListener),
-}
-
-/// An HTTP server for `listener` on `bind`, running once awaited, with the addresses it got.
-fn serve(
-    state: &web::Data<AppState>,
-    listener: Listener,
-    bind: Bind<'_>,
-    workers: usize,
-    shutdown_timeout_s: u64,
-) -> anyhow::Result<(Vec<std::net::SocketAddr>, Server)> {
-    let state = state.clone();
-    let server = HttpServer::new(move || {
-        let state = state.clone();
-        App::new()
-            .wrap(actix_web::middleware::from_fn(http::allow_origin))
-            .wrap(actix_web::middleware::from_fn(http::count_refusals))
-            // Outermost: times the whole answer, whatever the layers inside decide.
-            .wrap(actix_web::middleware::from_fn(http::measure))
-            .configure(move |cfg| http::config(cfg, state, listener))
-    })
-    // Small frames (acks, states) must go out at once, not wait for Nagle's algorithm to meet
-    // the client's delayed ACK (40 ms per request on loopback without this).
-    .on_connect(|conn, _| {
-        if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
-            if let Err(error) = tcp.set_nodelay(true) {
-                tracing::debug!(%error, "TCP_NODELAY not set");
-            }
-        }
-    })
-    .workers(workers)
-    .disable_signals()
-    .shutdown_timeout(shutdown_timeout_s);
-    let server = match bind {
-        Bind::Address(addr) => server
-            .bind(addr)
-            .with_context(|| format!("binding {addr}"))?,
-        Bind::Listener(socket) => server
-            .listen(socket)
-            .context("serving the internal listener")?,
-    };
-    let addrs = server.addrs();
-    Ok((addrs, server.run()))
 }
 
 async fn wait_for_signal() {

@@ -15,10 +15,12 @@ mod origin;
 mod responses;
 mod rooms;
 mod routes;
+mod server;
 
 pub(crate) use measure::measure;
 pub(crate) use openapi::{document as openapi_document, Scope as DocumentScope};
 pub(crate) use origin::allow_origin;
+pub(crate) use server::{serve, Bind};
 
 use std::sync::Arc;
 

@@ -525,7 +525,6 @@ pub(super) async fn websocket(
     req: HttpRequest,
     path: web::Path<String>,
     query: web::Query<SocketQuery>,
-    payload: web::Payload,
 ) -> Result<HttpResponse, actix_web::Error> {
     // A page that may not open sockets here learns nothing else about the request.
     origin::check_socket(&state, &req)?;
@@ -555,11 +554,10 @@ pub(super) async fn websocket(
         token_ttl: claims.map(|c| c.remaining()),
         client,
     };
-    ws::session::start(
+    Ok(ws::session::accept(
         &req,
-        payload,
         opening,
         state.sessions.clone(),
         state.metrics.clone(),
-    )
+    )?)
 }

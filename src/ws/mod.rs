@@ -1,6 +1,9 @@
-//! WebSockets: the per-socket session actor and its outgoing buffer. The frames themselves are
-//! the core's protocol (`roomstate_core::protocol::frames`); this is where they are encoded and
+//! WebSockets: where a socket leaves the HTTP dispatcher (`upgrade`), the per-socket session
+//! actor, and the socket's two sides (`incoming`, `outgoing`). The frames themselves are the
+//! core's protocol (`roomstate_core::protocol::frames`); this is where they are encoded and
 //! sent.
 
+mod incoming;
 mod outgoing;
 pub(crate) mod session;
+pub(crate) mod upgrade;

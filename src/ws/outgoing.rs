@@ -1,98 +1,132 @@
-//! A socket's outgoing buffer: the frames its session wrote that the client has not taken yet,
-//! bounded by `limits.ws_send_buffer_bytes`.
+//! A socket's outgoing side: the bytes its session wrote that the kernel has not taken yet,
+//! bounded by `limits.ws_send_buffer_bytes`, and the writer that hands them to the kernel.
 //!
-//! actix-web-actors runs a socket's actor inside the response body: the HTTP dispatcher polls
-//! the actor only when it wants more bytes to write. A client that stops reading fills the
-//! kernel's buffers, the dispatcher stops asking (its own write buffer is full), and the actor
-//! stops running — while its room keeps sending it broadcasts, which pile up unseen and without
-//! bound in the actor's mailbox. So here the actor runs on a task of its own (the pump), which
-//! moves every chunk the actor encodes into a queue, and the response body is that queue. The
-//! queue is exactly what was written and not yet taken by the transport; beyond it only the
-//! dispatcher's write buffer (32 KiB) and the kernel's socket buffers hold anything.
+//! The session encodes every frame straight into one buffer (`Outgoing::frame`) and wakes the
+//! writer; the writer runs after the session's turn, so everything the session wrote in one
+//! turn — an `ack` and the `state` after it, a burst of broadcasts — leaves in one `send`. The
+//! buffer is exactly what was written and not yet taken by the kernel, and when it empties its
+//! memory goes: an idle socket holds no buffer at all.
 //!
 //! The session asks before every frame whether it would take the buffer past its bound
 //! (`Outgoing::would_pass`), and drops a socket that would (`Outgoing::abandon`): the backlog is
-//! freed at once, a close frame (1008, policy) is the last thing queued, and whatever the actor
-//! still writes while it stops is thrown away. The transport sends the close frame if the client
-//! ever reads again, and the connection ends with it. What all sockets' queues hold is the gauge
+//! freed at once, and a close frame (1008, policy) is the last thing queued. Once the session
+//! ends (`Outgoing::finish`), the writer sends what is left, ends its side of the connection,
+//! and reads until the client ends its side, for at most `LINGER`: a client that never reads
+//! again does not keep the connection. What all sockets' buffers hold is the gauge
 //! `roomstate_ws_send_buffer_bytes`.
 
 use std::{
     cell::RefCell,
-    collections::VecDeque,
-    future::Future,
-    pin::Pin,
+    future::poll_fn,
+    io,
+    net::Shutdown,
     rc::Rc,
-    task::{Context, Poll, Waker},
+    task::{Poll, Waker},
+    time::Duration,
 };
 
+use actix_http::ws::{CloseReason, OpCode, Parser};
 use actix_web::{
-    body::{BodyStream, BoxBody, MessageBody},
-    web::Bytes,
-    HttpResponse,
+    rt::net::TcpStream,
+    web::{Buf as _, BytesMut},
 };
-use futures_util::Stream;
 use prometheus::IntGauge;
 
-type BodyError = Box<dyn std::error::Error>;
+/// How long a finished socket may take to send its last bytes and hear the client's end.
+const LINGER: Duration = Duration::from_secs(5);
 
-/// Chunks the pump moves in one go before it lets the worker's other tasks run.
-const CHUNKS_PER_TURN: usize = 64;
+/// What a read asks the kernel for at most while lingering.
+const DRAIN_CHUNK: usize = 512;
 
-/// What the session, the pump and the body share (all on one worker thread).
+/// What the session and the writer share (both on one worker thread).
 struct Buffer {
-    chunks: VecDeque<Bytes>,
-    /// Bytes in `chunks`.
-    queued: usize,
-    /// Bytes of frames the session handed its context since the pump last took its output
-    /// (the actor's context encodes them only when the pump polls it).
-    handed: usize,
-    /// Nothing more goes into `chunks`: the actor ended, or the socket was dropped.
+    /// Encoded frames not yet handed to the kernel, whole: it starts where a frame starts.
+    bytes: BytesMut,
+    /// How much of `bytes` (of its first frame) the kernel took already.
+    written: usize,
+    /// Nothing more goes into `bytes`: the session ended, or the socket was dropped.
     finished: bool,
-    /// The socket was dropped for being slow: what the actor still writes is thrown away.
-    abandoned: bool,
-    /// The actor's stream failed: the transport ends the connection.
-    error: Option<BodyError>,
-    /// The transport let go of the body: the connection is gone.
-    released: bool,
-    body_waker: Option<Waker>,
-    pump_waker: Option<Waker>,
-    /// What every socket's queue holds (`queued` is this queue's share of it).
+    /// The connection failed: what the session writes goes nowhere.
+    broken: bool,
+    writer: Option<Waker>,
+    /// What every socket's buffer holds (`held()` is this one's share).
     gauge: IntGauge,
 }
 
 impl Buffer {
-    fn wake_body(&mut self) {
-        if let Some(waker) = self.body_waker.take() {
+    fn wake_writer(&mut self) {
+        if let Some(waker) = self.writer.take() {
             waker.wake();
         }
     }
 
-    fn push(&mut self, chunk: Bytes) {
-        self.queued += chunk.len();
-        self.gauge.add(chunk.len() as i64);
-        self.chunks.push_back(chunk);
-        self.wake_body();
+    fn held(&self) -> usize {
+        self.bytes.len() - self.written
     }
 
-    fn pop(&mut self) -> Option<Bytes> {
-        let chunk = self.chunks.pop_front()?;
-        self.queued -= chunk.len();
-        self.gauge.sub(chunk.len() as i64);
-        Some(chunk)
+    /// Appends with `write`, counting what it added.
+    fn append(&mut self, write: impl FnOnce(&mut BytesMut)) {
+        if self.finished || self.broken {
+            return;
+        }
+        let before = self.bytes.len();
+        write(&mut self.bytes);
+        self.gauge.add((self.bytes.len() - before) as i64);
+        self.wake_writer();
     }
 
-    fn clear(&mut self) {
-        self.gauge.sub(self.queued as i64);
-        self.chunks.clear();
-        self.queued = 0;
+    /// The kernel took `n` more bytes: frames sent whole leave the buffer, and when all have,
+    /// its memory goes.
+    fn wrote(&mut self, n: usize) {
+        self.written += n;
+        self.gauge.sub(n as i64);
+        if self.written == self.bytes.len() {
+            self.bytes = BytesMut::new();
+            self.written = 0;
+            return;
+        }
+        while let Some(len) = frame_len(&self.bytes).filter(|len| *len <= self.written) {
+            self.bytes.advance(len);
+            self.written -= len;
+        }
+    }
+
+    /// Drops every frame the kernel has not started on; a frame it took part of is kept
+    /// whole, so the client never sees a cut frame.
+    fn cut(&mut self) {
+        let keep = match self.written {
+            0 => 0,
+            _ => frame_len(&self.bytes).unwrap_or(self.bytes.len()),
+        };
+        self.gauge.sub((self.bytes.len() - keep) as i64);
+        self.bytes.truncate(keep);
+        if keep == 0 {
+            self.bytes = BytesMut::new();
+        }
     }
 }
 
 impl Drop for Buffer {
     fn drop(&mut self) {
-        self.clear();
+        self.gauge.sub(self.held() as i64);
     }
+}
+
+/// The length of the server frame `bytes` starts with (header and payload; server frames are
+/// unmasked), if its header is whole.
+fn frame_len(bytes: &[u8]) -> Option<usize> {
+    let (header, payload) = match *bytes.get(1)? & 0x7f {
+        126 => (
+            4,
+            u16::from_be_bytes([*bytes.get(2)?, *bytes.get(3)?]) as usize,
+        ),
+        127 => (
+            10,
+            usize::try_from(u64::from_be_bytes(bytes.get(2..10)?.try_into().ok()?)).ok()?,
+        ),
+        len => (2, len as usize),
+    };
+    Some(header + payload)
 }
 
 /// A socket's outgoing buffer and its bound.
@@ -106,15 +140,11 @@ impl Outgoing {
     /// An empty buffer of at most `limit` bytes, counted in `gauge` with every other socket's.
     pub(crate) fn new(limit: usize, gauge: IntGauge) -> Self {
         let buffer = Buffer {
-            chunks: VecDeque::new(),
-            queued: 0,
-            handed: 0,
+            bytes: BytesMut::new(),
+            written: 0,
             finished: false,
-            abandoned: false,
-            error: None,
-            released: false,
-            body_waker: None,
-            pump_waker: None,
+            broken: false,
+            writer: None,
             gauge,
         };
         Self {
@@ -127,10 +157,9 @@ impl Outgoing {
         self.limit
     }
 
-    /// Bytes written and not yet taken by the transport, frames not yet encoded included.
+    /// Bytes written and not yet taken by the kernel.
     pub(crate) fn held(&self) -> usize {
-        let buffer = self.buffer.borrow();
-        buffer.queued + buffer.handed
+        self.buffer.borrow().held()
     }
 
     /// Whether a frame of `len` more bytes would take the buffer past its bound.
@@ -138,207 +167,232 @@ impl Outgoing {
         self.held().saturating_add(len) > self.limit
     }
 
-    /// The session handed its context a frame of `len` bytes.
-    pub(crate) fn handed(&self, len: usize) {
-        self.buffer.borrow_mut().handed += len;
+    /// Queues one unfragmented server frame (unmasked, RFC 6455 §5.1).
+    pub(crate) fn frame(&self, op: OpCode, payload: &[u8]) {
+        self.buffer
+            .borrow_mut()
+            .append(|bytes| Parser::write_message(bytes, payload, op, true, false));
     }
 
-    /// Drops the socket's backlog: `close` (an encoded close frame) is the last thing the
-    /// transport gets, and what the actor writes from now on is thrown away.
-    pub(crate) fn abandon(&self, close: Bytes) {
+    /// Queues a close frame and finishes: nothing is written after it.
+    pub(crate) fn close(&self, reason: Option<CloseReason>) {
         let mut buffer = self.buffer.borrow_mut();
-        buffer.clear();
-        buffer.handed = 0;
-        buffer.push(close);
-        buffer.abandoned = true;
+        buffer.append(|bytes| Parser::write_close(bytes, reason.map(short), false));
         buffer.finished = true;
+        buffer.wake_writer();
     }
 
-    /// Runs the actor behind `upgrade` (the `101` answer `WsResponseBuilder` made) on a task of
-    /// its own, and answers with a body that serves this buffer.
-    pub(crate) fn drive(&self, upgrade: HttpResponse) -> HttpResponse {
-        let (response, actor) = upgrade.into_parts();
-        actix_rt::spawn(Pump {
-            actor: Some(actor),
-            buffer: self.buffer.clone(),
-        });
-        response
-            .set_body(BodyStream::new(Body {
-                buffer: self.buffer.clone(),
-            }))
-            .map_into_boxed_body()
-    }
-}
-
-/// Polls the actor (the body `WsResponseBuilder` made) whatever the transport does, and queues
-/// what it writes.
-struct Pump {
-    /// Dropped when the transport lets go: that stops the actor (its `stopped` runs).
-    actor: Option<BoxBody>,
-    buffer: Rc<RefCell<Buffer>>,
-}
-
-impl Future for Pump {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let this = &mut *self;
-        for _ in 0..CHUNKS_PER_TURN {
-            if this.buffer.borrow().released {
-                this.actor = None;
-                return Poll::Ready(());
-            }
-            let Some(actor) = this.actor.as_mut() else {
-                return Poll::Ready(());
-            };
-            // No borrow of the buffer is held here: the session uses it while the actor runs.
-            let next = Pin::new(actor).poll_next(cx);
-            let mut buffer = this.buffer.borrow_mut();
-            // The context encodes everything it was handed whenever it is polled.
-            buffer.handed = 0;
-            match next {
-                Poll::Ready(Some(Ok(chunk))) => {
-                    if !buffer.abandoned {
-                        buffer.push(chunk);
-                    }
-                }
-                Poll::Ready(Some(Err(error))) => {
-                    if !buffer.abandoned {
-                        buffer.error = Some(error);
-                    }
-                    buffer.finished = true;
-                    buffer.wake_body();
-                    drop(buffer);
-                    this.actor = None;
-                    return Poll::Ready(());
-                }
-                Poll::Ready(None) => {
-                    buffer.finished = true;
-                    buffer.wake_body();
-                    return Poll::Ready(());
-                }
-                Poll::Pending => {
-                    buffer.pump_waker = Some(cx.waker().clone());
-                    return Poll::Pending;
-                }
-            }
-        }
-        cx.waker().wake_by_ref();
-        Poll::Pending
-    }
-}
-
-/// The response body: what the pump queued, in order.
-struct Body {
-    buffer: Rc<RefCell<Buffer>>,
-}
-
-impl Stream for Body {
-    type Item = Result<Bytes, BodyError>;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+    /// Nothing more is written: the writer sends what is queued and ends the connection.
+    pub(crate) fn finish(&self) {
         let mut buffer = self.buffer.borrow_mut();
-        if let Some(chunk) = buffer.pop() {
-            return Poll::Ready(Some(Ok(chunk)));
-        }
-        if let Some(error) = buffer.error.take() {
-            return Poll::Ready(Some(Err(error)));
-        }
-        if buffer.finished {
-            return Poll::Ready(None);
-        }
-        buffer.body_waker = Some(cx.waker().clone());
-        Poll::Pending
+        buffer.finished = true;
+        buffer.wake_writer();
     }
-}
 
-impl Drop for Body {
-    fn drop(&mut self) {
-        // The connection is gone: the pump stops the actor.
-        if let Ok(mut buffer) = self.buffer.try_borrow_mut() {
-            buffer.released = true;
-            if let Some(waker) = buffer.pump_waker.take() {
-                waker.wake();
+    /// Drops the socket's backlog: a close frame for `reason` is the last thing the client
+    /// gets, if it ever reads again.
+    pub(crate) fn abandon(&self, reason: CloseReason) {
+        self.buffer.borrow_mut().cut();
+        self.close(Some(reason));
+    }
+
+    /// Hands what the session writes to the kernel until the session finishes or the
+    /// connection fails, then ends the connection (see the module's notes).
+    pub(crate) async fn write(&self, io: Rc<TcpStream>) {
+        if let Err(error) = self.send_all(&io).await {
+            tracing::debug!(%error, "a socket's connection failed");
+            let mut buffer = self.buffer.borrow_mut();
+            buffer.broken = true;
+            let held = buffer.held();
+            buffer.gauge.sub(held as i64);
+            buffer.bytes = BytesMut::new();
+            buffer.written = 0;
+            return;
+        }
+        let last = async {
+            self.flush(&io).await?;
+            // Our side ends; the client's close (or EOF) ends the connection.
+            socket2::SockRef::from(&*io).shutdown(Shutdown::Write)?;
+            drain(&io).await
+        };
+        if let Ok(Err(error)) = tokio::time::timeout(LINGER, last).await {
+            tracing::debug!(%error, "a finished socket's connection failed");
+        }
+    }
+
+    /// Sends until the session finishes (what it queued before that is left to `flush`).
+    async fn send_all(&self, io: &TcpStream) -> io::Result<()> {
+        loop {
+            let finished = poll_fn(|cx| {
+                let mut buffer = self.buffer.borrow_mut();
+                if !buffer.bytes.is_empty() {
+                    Poll::Ready(false)
+                } else if buffer.finished {
+                    Poll::Ready(true)
+                } else {
+                    buffer.writer = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+            })
+            .await;
+            if finished {
+                return Ok(());
+            }
+            self.flush(io).await?;
+        }
+    }
+
+    /// Sends everything queued now, and what is queued meanwhile.
+    async fn flush(&self, io: &TcpStream) -> io::Result<()> {
+        while self.held() > 0 {
+            io.writable().await?;
+            let mut buffer = self.buffer.borrow_mut();
+            let written = buffer.written;
+            match io.try_write(&buffer.bytes[written..]) {
+                Ok(n) => buffer.wrote(n),
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                Err(error) => return Err(error),
             }
         }
+        Ok(())
     }
 }
 
-/// A server's close frame (RFC 6455 §5.5.1: unmasked, the code, then at most 123 bytes of
-/// reason), written straight to the transport when the actor's own output is thrown away.
-pub(crate) fn close_frame(code: u16, reason: &str) -> Bytes {
-    let mut end = reason.len().min(123);
-    while !reason.is_char_boundary(end) {
-        end -= 1;
+/// Reads and drops what the client still sends until it ends its side.
+async fn drain(io: &TcpStream) -> io::Result<()> {
+    let mut sink = [0u8; DRAIN_CHUNK];
+    loop {
+        io.readable().await?;
+        match io.try_read(&mut sink) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+            Err(error) => return Err(error),
+        }
     }
-    let reason = &reason.as_bytes()[..end];
-    let mut frame = Vec::with_capacity(4 + reason.len());
-    frame.push(0x88); // FIN, opcode 8 (close)
-    frame.push(2 + reason.len() as u8);
-    frame.extend_from_slice(&code.to_be_bytes());
-    frame.extend_from_slice(reason);
-    Bytes::from(frame)
+}
+
+/// A close reason whose description fits a control frame (RFC 6455 §5.5: at most 123 bytes
+/// after the code), cut on a character.
+fn short(mut reason: CloseReason) -> CloseReason {
+    if let Some(description) = reason.description.as_mut() {
+        let mut end = description.len().min(123);
+        while !description.is_char_boundary(end) {
+            end -= 1;
+        }
+        description.truncate(end);
+    }
+    reason
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use actix_http::ws::CloseCode;
 
-    #[test]
-    fn a_close_frame_is_well_formed_and_short() {
-        let frame = close_frame(1008, "too slow");
-        assert_eq!(&frame[..4], &[0x88, 10, 0x03, 0xf0]);
-        assert_eq!(&frame[4..], b"too slow");
-        let long = close_frame(1008, &"é".repeat(100));
-        assert_eq!(long[1] as usize, long.len() - 2);
-        assert!(long.len() - 4 <= 123);
-        assert!(
-            std::str::from_utf8(&long[4..]).is_ok(),
-            "cut on a character"
-        );
-    }
+    use super::*;
 
     fn gauge() -> IntGauge {
         IntGauge::new("held", "held").unwrap()
     }
 
     #[test]
-    fn the_bound_counts_queued_and_handed_bytes() {
+    fn a_close_reason_is_cut_to_fit_a_control_frame() {
+        let long = short(CloseReason {
+            code: CloseCode::Policy,
+            description: Some("é".repeat(100)),
+        });
+        let description = long.description.unwrap();
+        assert!(description.len() <= 123 && description.len() >= 122);
+        let kept = short(CloseReason::from((CloseCode::Policy, "too slow")));
+        assert_eq!(kept.description.as_deref(), Some("too slow"));
+    }
+
+    #[test]
+    fn the_bound_counts_what_is_queued() {
         let gauge = gauge();
         let outgoing = Outgoing::new(100, gauge.clone());
         assert!(!outgoing.would_pass(100));
-        outgoing.handed(60);
+        outgoing.frame(OpCode::Text, &[b'x'; 58]);
+        assert_eq!(outgoing.held(), 60, "two bytes of header, then the payload");
         assert!(outgoing.would_pass(41) && !outgoing.would_pass(40));
-        outgoing.abandon(close_frame(1008, "x"));
+        assert_eq!(gauge.get(), 60);
+        outgoing.abandon(CloseReason::from((CloseCode::Policy, "x")));
         assert_eq!(
             outgoing.held(),
             5,
             "the backlog is gone, the close frame stays"
         );
+        outgoing.frame(OpCode::Text, b"after the end");
+        assert_eq!(outgoing.held(), 5, "nothing is written after the close");
         assert_eq!(gauge.get(), 5);
         drop(outgoing);
         assert_eq!(gauge.get(), 0, "a socket's share leaves with it");
     }
 
-    #[actix_rt::test]
-    async fn the_body_serves_what_was_queued_then_ends() {
-        use futures_util::StreamExt;
+    #[test]
+    fn frames_are_encoded_unmasked_and_whole() {
+        let outgoing = Outgoing::new(1 << 20, gauge());
+        outgoing.frame(OpCode::Text, b"hi");
+        outgoing.close(Some(CloseReason::from((CloseCode::Normal, "bye"))));
+        let bytes = outgoing.buffer.borrow().bytes.clone();
+        assert_eq!(&bytes[..4], &[0x81, 2, b'h', b'i']);
+        assert_eq!(&bytes[4..], &[0x88, 5, 0x03, 0xe8, b'b', b'y', b'e']);
+    }
+
+    #[test]
+    fn frame_lengths_are_read_from_every_header_size() {
+        for payload in [0, 125, 126, 65_535, 65_536] {
+            let mut bytes = BytesMut::new();
+            Parser::write_message(&mut bytes, vec![b'x'; payload], OpCode::Text, true, false);
+            assert_eq!(frame_len(&bytes), Some(bytes.len()), "{payload}");
+            assert_eq!(frame_len(&bytes[..1]), None);
+        }
+    }
+
+    #[test]
+    fn a_frame_the_kernel_took_part_of_stays_whole_when_the_rest_goes() {
         let gauge = gauge();
         let outgoing = Outgoing::new(1 << 20, gauge.clone());
-        let mut body = Body {
-            buffer: outgoing.buffer.clone(),
-        };
-        outgoing
-            .buffer
-            .borrow_mut()
-            .push(Bytes::from_static(b"abc"));
-        assert_eq!(gauge.get(), 3);
-        assert_eq!(body.next().await.unwrap().unwrap(), "abc");
-        assert_eq!((outgoing.held(), gauge.get()), (0, 0));
-        outgoing.abandon(close_frame(1008, "bye"));
-        assert_eq!(body.next().await.unwrap().unwrap()[0], 0x88);
-        assert!(body.next().await.is_none());
-        drop(body);
-        assert!(outgoing.buffer.borrow().released);
+        outgoing.frame(OpCode::Text, &[b'a'; 10]);
+        outgoing.frame(OpCode::Text, &[b'b'; 10]);
+        outgoing.frame(OpCode::Text, &[b'c'; 10]);
+        outgoing.buffer.borrow_mut().wrote(15);
+        assert_eq!(outgoing.held(), 21);
+        {
+            let buffer = outgoing.buffer.borrow();
+            assert_eq!(buffer.bytes.len(), 24, "the first frame, sent whole, left");
+            assert_eq!(buffer.written, 3);
+        }
+        outgoing.abandon(CloseReason::from((CloseCode::Policy, "x")));
+        let buffer = outgoing.buffer.borrow();
+        assert_eq!(&buffer.bytes[buffer.written..12], &[b'b'; 9][..]);
+        assert_eq!(&buffer.bytes[12..], &[0x88, 3, 0x03, 0xf0, b'x']);
+        assert_eq!(gauge.get() as usize, buffer.held());
+    }
+
+    #[actix_rt::test]
+    async fn the_writer_sends_everything_then_ends_the_connection() {
+        use tokio::io::AsyncReadExt as _;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let gauge = gauge();
+        let outgoing = Outgoing::new(1 << 20, gauge.clone());
+        let writer = actix_rt::spawn({
+            let outgoing = outgoing.clone();
+            async move { outgoing.write(Rc::new(server)).await }
+        });
+        outgoing.frame(OpCode::Text, &[b'a'; 300]);
+        outgoing.close(None);
+        let mut seen = Vec::new();
+        // The server ends its side after the close frame; then the client ends its own.
+        client.read_to_end(&mut seen).await.unwrap();
+        assert_eq!(seen.len(), 4 + 300 + 2);
+        assert_eq!(&seen[seen.len() - 2..], &[0x88, 0]);
+        drop(client);
+        writer.await.unwrap();
+        assert_eq!(gauge.get(), 0);
     }
 }

@@ -4,18 +4,21 @@
 //! is dropped with 1008), the encoding of every server frame and the choice of every close code,
 //! and nothing of the room: every decision about state is the room's.
 //!
-//! This and `outgoing.rs` are the only files that use `actix-web-actors` (deprecated upstream in
-//! favour of `actix-ws`), so moving off it touches them alone.
+//! The HTTP route decides whether a socket opens (`accept`: every refusal comes before the
+//! upgrade); the upgrade service (`upgrade.rs`) then takes the connection out of the HTTP
+//! dispatcher and `open` runs the session on it: frames in through `incoming.rs`, frames out
+//! through `outgoing.rs`.
 
 use std::{
     net::IpAddr,
+    rc::Rc,
     sync::atomic::{AtomicU64, Ordering},
     time::{Duration, Instant},
 };
 
 use actix::prelude::*;
-use actix_web::{HttpRequest, HttpResponse};
-use actix_web_actors::ws::{self, CloseCode, ProtocolError};
+use actix_http::ws::{self, CloseCode, Frame, OpCode, ProtocolError};
+use actix_web::{rt::net::TcpStream, web::BytesMut, HttpRequest, HttpResponse};
 use bytestring::ByteString;
 use roomstate_core::{
     protocol::{frames, ClientFrame, CloseReason, ErrorCode},
@@ -23,7 +26,7 @@ use roomstate_core::{
 };
 use serde_json::Value;
 
-use super::outgoing::{self, Outgoing};
+use super::{incoming::Incoming, outgoing::Outgoing};
 use crate::{
     error::ApiError,
     metrics::Metrics,
@@ -112,19 +115,47 @@ pub(crate) struct WsSession {
     metrics: Metrics,
 }
 
-/// Upgrades `req` to a WebSocket served by a new session opened as `opening` says.
-pub(crate) fn start(
-    req: &HttpRequest,
-    payload: actix_web::web::Payload,
+/// A socket the route accepted: the `101` answer carries it to the upgrade service.
+pub(crate) struct Accepted {
     opening: Opening,
     settings: SessionSettings,
     metrics: Metrics,
-) -> Result<HttpResponse, actix_web::Error> {
-    // Checked first so a request that is no upgrade gets an API error body, not an empty one.
-    if let Err(error) = ws::handshake(req) {
-        return Err(ApiError::bad_request(format!("not a WebSocket upgrade: {error}")).into());
-    }
+}
+
+/// Answers `req` with the handshake's `101`, carrying what `open` needs, or refuses a request
+/// that is no WebSocket upgrade.
+pub(crate) fn accept(
+    req: &HttpRequest,
+    opening: Opening,
+    settings: SessionSettings,
+    metrics: Metrics,
+) -> Result<HttpResponse, ApiError> {
+    let mut response = match ws::handshake(req.head()) {
+        Ok(mut handshake) => HttpResponse::from(handshake.finish().map_into_boxed_body()),
+        Err(error) => {
+            return Err(ApiError::bad_request(format!(
+                "not a WebSocket upgrade: {error}"
+            )))
+        }
+    };
+    response.extensions_mut().insert(Accepted {
+        opening,
+        settings,
+        metrics,
+    });
+    Ok(response)
+}
+
+/// Runs the session `accepted` on `io`, whose client already sent `early`; what the session
+/// writes is for the caller to hand to the kernel (`Outgoing::write`).
+pub(crate) fn open(accepted: Accepted, io: Rc<TcpStream>, early: BytesMut) -> Outgoing {
+    let Accepted {
+        opening,
+        settings,
+        metrics,
+    } = accepted;
     let outgoing = Outgoing::new(settings.send_buffer_bytes, metrics.ws_send_buffer.clone());
+    let incoming = Incoming::new(io, early, settings.max_frame_bytes);
     let session = WsSession {
         id: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
         user: opening.user,
@@ -140,32 +171,32 @@ pub(crate) fn start(
         expired: false,
         outgoing: outgoing.clone(),
         dropped: false,
-        settings: settings.clone(),
+        settings,
         metrics,
     };
-    let upgrade = ws::WsResponseBuilder::new(session, req, payload)
-        .frame_size(settings.max_frame_bytes)
-        .start()?;
-    Ok(outgoing.drive(upgrade))
+    WsSession::create(|ctx| {
+        ctx.add_stream(incoming);
+        session
+    });
+    outgoing
 }
 
 impl WsSession {
     /// Writes a text frame, unless it would take the outgoing buffer past its bound: then the
     /// client is not taking what it is sent, and the socket is dropped instead.
-    fn send(&mut self, ctx: &mut ws::WebsocketContext<Self>, text: ByteString) {
+    fn send(&mut self, ctx: &mut Context<Self>, text: ByteString) {
         if self.dropped {
             return;
         }
         if self.outgoing.would_pass(text.len()) {
             return self.drop_slow(ctx);
         }
-        self.outgoing.handed(text.len());
-        ctx.text(text);
+        self.outgoing.frame(OpCode::Text, text.as_bytes());
     }
 
     /// Drops a socket whose client does not read: its backlog is freed, a close frame (1008) is
     /// the last thing it would get, and it leaves the room like any closed socket.
-    fn drop_slow(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+    fn drop_slow(&mut self, ctx: &mut Context<Self>) {
         self.dropped = true;
         self.metrics.ws_slow_clients.inc();
         tracing::warn!(
@@ -182,31 +213,38 @@ impl WsSession {
             self.outgoing.limit()
         );
         self.outgoing
-            .abandon(outgoing::close_frame(CloseCode::Policy.into(), &reason));
+            .abandon(ws::CloseReason::from((CloseCode::Policy, reason)));
         ctx.stop();
     }
 
-    fn send_error(&mut self, ctx: &mut ws::WebsocketContext<Self>, req: &Value, error: &ApiError) {
+    fn send_error(&mut self, ctx: &mut Context<Self>, req: &Value, error: &ApiError) {
         self.metrics.refused(error.error.as_str());
         self.send(ctx, frames::error(req, error.error, &error.message).into());
     }
 
     /// Ends the socket for `reason`, with `description` in the close frame.
-    fn end(ctx: &mut ws::WebsocketContext<Self>, reason: CloseReason, description: &str) {
-        ctx.close(Some(ws::CloseReason {
+    fn end(&self, ctx: &mut Context<Self>, reason: CloseReason, description: &str) {
+        self.outgoing.close(Some(ws::CloseReason {
             code: close_code(reason),
             description: Some(description.to_owned()),
         }));
         ctx.stop();
     }
 
+    /// Fails the connection for a frame that breaks RFC 6455 (1002).
+    fn protocol_error(&self, ctx: &mut Context<Self>, error: &dyn std::fmt::Display) {
+        tracing::debug!(user = %self.user, client.addr = %self.client, %error, "WebSocket protocol error");
+        let reason = CloseReason::ProtocolError;
+        self.end(ctx, reason, reason.describe());
+    }
+
     /// Pings a third of the timeout apart; checks for silence often enough that a silent
     /// socket is dropped at most a second after its timeout.
-    fn heartbeat(&self, ctx: &mut ws::WebsocketContext<Self>) {
+    fn heartbeat(&self, ctx: &mut Context<Self>) {
         let timeout = self.settings.timeout;
         let ping_every = (timeout / 3).max(Duration::from_millis(50));
         let check_every = ping_every.min(Duration::from_secs(1));
-        ctx.run_interval(ping_every, |_, ctx| ctx.ping(b""));
+        ctx.run_interval(ping_every, |act, _| act.outgoing.frame(OpCode::Ping, b""));
         ctx.run_interval(check_every, move |act, ctx| {
             if act.heard.elapsed() >= timeout {
                 tracing::debug!(user = %act.user, client.addr = %act.client, "socket silent past the timeout; dropping it");
@@ -217,7 +255,7 @@ impl WsSession {
 
     /// Ends the socket when its token expires: an `unauthorized` error frame, then close 4001 —
     /// after the answers to requests already with the room, like the room's own last frames.
-    fn watch_token(&self, ctx: &mut ws::WebsocketContext<Self>) {
+    fn watch_token(&self, ctx: &mut Context<Self>) {
         let Some(ttl) = self.token_ttl.filter(|t| *t <= LONGEST_WATCHED_TOKEN) else {
             return;
         };
@@ -232,7 +270,7 @@ impl WsSession {
 
     /// Takes a rate token for any text frame, well-formed or not, so garbage floods are
     /// limited too. Returns false when the frame must be dropped.
-    fn admit(&mut self, req: &Value, ctx: &mut ws::WebsocketContext<Self>) -> bool {
+    fn admit(&mut self, req: &Value, ctx: &mut Context<Self>) -> bool {
         if self.bucket.take() {
             self.strikes = 0;
             return true;
@@ -242,12 +280,12 @@ impl WsSession {
         self.send_error(ctx, req, &limited);
         if self.strikes >= FLOOD_STRIKES {
             tracing::info!(user = %self.user, client.addr = %self.client, "disconnecting a flooding socket");
-            Self::end(ctx, CloseReason::Flooding, CloseReason::Flooding.describe());
+            self.end(ctx, CloseReason::Flooding, CloseReason::Flooding.describe());
         }
         false
     }
 
-    fn on_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
+    fn on_text(&mut self, text: &str, ctx: &mut Context<Self>) {
         let parsed = frames::parse(text);
         let req = match &parsed {
             Ok(frame) => frame.req().clone(),
@@ -316,25 +354,25 @@ impl WsSession {
     }
 
     /// Sends what the room sent to end the socket once nothing is in flight any more.
-    fn play_deferred(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+    fn play_deferred(&mut self, ctx: &mut Context<Self>) {
         for outbound in std::mem::take(&mut self.deferred) {
             self.deliver(outbound, ctx);
         }
     }
 
     /// Turns what the room sent into frames (the only place server frames are encoded).
-    fn deliver(&mut self, msg: Outbound, ctx: &mut ws::WebsocketContext<Self>) {
+    fn deliver(&mut self, msg: Outbound, ctx: &mut Context<Self>) {
         match msg {
             Outbound::State(view) => self.send(ctx, view.text(frames::state)),
             Outbound::Message(message) => self.send(ctx, message.text(frames::message)),
             Outbound::Closed(view) => self.send(ctx, view.text(frames::closed)),
-            Outbound::End(reason) => Self::end(ctx, reason, reason.describe()),
+            Outbound::End(reason) => self.end(ctx, reason, reason.describe()),
         }
     }
 }
 
 impl Actor for WsSession {
-    type Context = ws::WebsocketContext<Self>;
+    type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.metrics.ws_connections.inc();
@@ -359,12 +397,14 @@ impl Actor for WsSession {
                     ErrorCode::Unavailable => CloseReason::TryAgainLater,
                     _ => CloseReason::Refused,
                 };
-                Self::end(ctx, reason, &refused.message);
+                act.end(ctx, reason, &refused.message);
             })
             .wait(ctx);
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
+        // Whatever ended the session, the writer sends what is queued and ends the connection.
+        self.outgoing.finish();
         self.metrics.ws_connections.dec();
         self.room.disconnect.do_send(Disconnect { id: self.id });
     }
@@ -385,10 +425,10 @@ impl Handler<Outbound> for WsSession {
     }
 }
 
-impl StreamHandler<Result<ws::Message, ProtocolError>> for WsSession {
-    fn handle(&mut self, msg: Result<ws::Message, ProtocolError>, ctx: &mut Self::Context) {
-        let msg = match msg {
-            Ok(msg) => msg,
+impl StreamHandler<Result<Frame, ProtocolError>> for WsSession {
+    fn handle(&mut self, frame: Result<Frame, ProtocolError>, ctx: &mut Self::Context) {
+        let frame = match frame {
+            Ok(frame) => frame,
             Err(ProtocolError::Overflow) => {
                 let error = ApiError::new(
                     ErrorCode::TooLarge,
@@ -399,27 +439,27 @@ impl StreamHandler<Result<ws::Message, ProtocolError>> for WsSession {
                 );
                 self.send_error(ctx, &Value::Null, &error);
                 let reason = CloseReason::FrameTooLarge;
-                return Self::end(ctx, reason, reason.describe());
+                return self.end(ctx, reason, reason.describe());
             }
-            Err(error) => {
-                tracing::debug!(user = %self.user, client.addr = %self.client, %error, "WebSocket protocol error");
-                let reason = CloseReason::ProtocolError;
-                return Self::end(ctx, reason, reason.describe());
-            }
+            Err(error) => return self.protocol_error(ctx, &error),
         };
         self.heard = Instant::now();
-        match msg {
-            ws::Message::Text(text) => self.on_text(&text, ctx),
-            ws::Message::Ping(bytes) => ctx.pong(&bytes),
-            ws::Message::Pong(_) | ws::Message::Nop => {}
-            ws::Message::Binary(_) | ws::Message::Continuation(_) => {
+        match frame {
+            Frame::Text(bytes) => match std::str::from_utf8(&bytes) {
+                Ok(text) => self.on_text(text, ctx),
+                // RFC 6455 §8.1: a text frame that is not UTF-8 fails the connection.
+                Err(error) => self.protocol_error(ctx, &error),
+            },
+            Frame::Ping(bytes) => self.outgoing.frame(OpCode::Pong, &bytes),
+            Frame::Pong(_) => {}
+            Frame::Binary(_) | Frame::Continuation(_) => {
                 if self.admit(&Value::Null, ctx) {
                     let error = ApiError::bad_request("frames must be single JSON text frames");
                     self.send_error(ctx, &Value::Null, &error);
                 }
             }
-            ws::Message::Close(reason) => {
-                ctx.close(reason);
+            Frame::Close(reason) => {
+                self.outgoing.close(reason);
                 ctx.stop();
             }
         }

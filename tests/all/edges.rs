@@ -127,11 +127,17 @@ async fn upgrade(app: &TestApp, path: &str, headers: &[(&str, &str)]) -> Upgrade
 }
 
 async fn upgrade_on(
-    mut stream: TcpStream,
+    stream: TcpStream,
     app: &TestApp,
     path: &str,
     headers: &[(&str, &str)],
 ) -> Upgrade {
+    let request = upgrade_request(app, path, headers);
+    upgrade_after(stream, path, request.as_bytes()).await
+}
+
+/// A WebSocket upgrade request for `path`, with `headers` added.
+fn upgrade_request(app: &TestApp, path: &str, headers: &[(&str, &str)]) -> String {
     let mut request = format!(
         "GET {path} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n",
@@ -141,7 +147,13 @@ async fn upgrade_on(
         request.push_str(&format!("{name}: {value}\r\n"));
     }
     request.push_str("\r\n");
-    stream.write_all(request.as_bytes()).await.expect("write");
+    request
+}
+
+/// Writes `sent` (an upgrade request for `path`, and whatever follows it), then reads the
+/// answer.
+async fn upgrade_after(mut stream: TcpStream, path: &str, sent: &[u8]) -> Upgrade {
+    stream.write_all(sent).await.expect("write");
     let mut bytes = Vec::new();
     let end = Instant::now() + STEP;
     let head_end = loop {
@@ -662,6 +674,120 @@ async fn read_to_end(stream: &mut TcpStream, mut bytes: Vec<u8>) -> Vec<u8> {
     }
 }
 
+/// A client's text frame: masked, as RFC 6455 §5.3 requires (with a zero mask, which leaves
+/// the payload as it is).
+fn client_text_frame(text: &str) -> Vec<u8> {
+    assert!(text.len() < 126, "a short frame");
+    let mut frame = vec![0x81, 0x80 | text.len() as u8, 0, 0, 0, 0];
+    frame.extend_from_slice(text.as_bytes());
+    frame
+}
+
+#[actix_rt::test]
+async fn frames_sent_with_the_upgrade_request_are_served_after_the_first_state() {
+    let app = app::start();
+    let room = app.create_room("eager client").await;
+    let path = format!("/rooms/{room}/ws?user=eager");
+    // The request and a vote in one write: the vote reaches the engine with the request.
+    let mut sent = upgrade_request(&app, &path, &[]).into_bytes();
+    sent.extend(client_text_frame(
+        r#"{"type":"vote","side":"pro","req":"v1"}"#,
+    ));
+    sent.extend(client_text_frame(
+        r#"{"type":"vote","side":"con","req":"v2"}"#,
+    ));
+    let stream = TcpStream::connect(authority(&app)).await.expect("connect");
+    let mut socket = upgrade_after(stream, &path, &sent).await;
+    assert_eq!(socket.status, 101, "{}", socket.head);
+    let mut bytes = std::mem::take(&mut socket.rest);
+    let texts = |bytes: &[u8]| -> Vec<Value> {
+        let whole = bytes.len() - partial_tail(bytes);
+        frames(&bytes[..whole])
+            .into_iter()
+            .filter(|(opcode, _)| *opcode == 0x1)
+            .map(|(_, payload)| serde_json::from_slice(&payload).unwrap())
+            .collect()
+    };
+    let end = Instant::now() + STEP;
+    let seen = loop {
+        let seen = texts(&bytes);
+        let acks = seen.iter().filter(|f| f["type"] == "ack").count();
+        if acks == 2 {
+            break seen;
+        }
+        let mut chunk = [0u8; 4096];
+        let left = end.saturating_duration_since(Instant::now());
+        match actix_rt::time::timeout(left, socket.stream.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => bytes.extend_from_slice(&chunk[..n]),
+            other => panic!("no two acks: {other:?} after {seen:?}"),
+        }
+    };
+    assert_eq!(
+        seen[0]["type"], "state",
+        "the room's state comes first: {seen:?}"
+    );
+    let acks: Vec<_> = seen.iter().filter(|f| f["type"] == "ack").collect();
+    assert_eq!(
+        (acks[0]["req"].as_str(), acks[1]["req"].as_str()),
+        (Some("v1"), Some("v2"))
+    );
+    let view = app.room(&room).await;
+    assert_eq!(
+        (&view["pro"], &view["con"]),
+        (&json!(0), &json!(1)),
+        "{view}"
+    );
+}
+
+/// How many bytes at the end of `bytes` are a frame not yet whole.
+fn partial_tail(bytes: &[u8]) -> usize {
+    let mut at = 0;
+    while bytes.len() - at >= 2 {
+        let (len, header) = match bytes[at + 1] & 0x7f {
+            126 if bytes.len() - at >= 4 => (
+                u16::from_be_bytes([bytes[at + 2], bytes[at + 3]]) as usize,
+                4,
+            ),
+            126 | 127 => return bytes.len() - at,
+            n => (n as usize, 2),
+        };
+        if bytes.len() - at < header + len {
+            break;
+        }
+        at += header + len;
+    }
+    bytes.len() - at
+}
+
+#[actix_rt::test]
+async fn an_upgrade_request_to_a_route_that_is_no_socket_gets_its_answer_then_the_end() {
+    let app = app::start();
+    let room = app.create_room("no socket here").await;
+    // A route that serves no socket answers as it always does, and the connection ends: it was
+    // asked to become something else.
+    let mut health = upgrade(&app, "/healthz", &[]).await;
+    assert_eq!(health.status, 200, "{}", health.head);
+    assert_eq!(health.header("connection"), Some("close"));
+    assert_eq!(health.header("upgrade"), None);
+    let rest = std::mem::take(&mut health.rest);
+    assert!(read_to_end(&mut health.stream, rest).await.len() <= 64);
+    // A refused socket: the contract's error body, then the end.
+    let mut refused = upgrade(&app, &format!("/rooms/{room}/ws?user=bad%20name"), &[]).await;
+    assert_eq!(refused.status, 400, "{}", refused.head);
+    assert_eq!(refused.body()["error"], "bad_request");
+    assert!(refused.body()["message"].as_str().is_some());
+    assert_eq!(refused.header("connection"), Some("close"));
+    let rest = std::mem::take(&mut refused.rest);
+    read_to_end(&mut refused.stream, rest).await;
+    // Both were counted like any request.
+    for (route, status) in [("/healthz", 200), ("/rooms/{id}/ws", 400)] {
+        let sample = format!(
+            r#"roomstate_http_requests_total{{method="GET",route="{route}",status="{status}"}}"#
+        );
+        assert_eq!(metric(&app, &sample).await, 1.0, "{sample}");
+    }
+}
+
 #[actix_rt::test]
 async fn a_client_that_does_not_read_is_dropped_and_nobody_else_is_harmed() {
     const BOUND: usize = 128 * 1024;
@@ -782,9 +908,11 @@ async fn a_client_that_does_not_read_is_dropped_and_nobody_else_is_harmed() {
     let from_first = seen.iter().position(|s| *s == acked[0]).unwrap();
     assert_eq!(seen[from_first..], acked[..], "every message, none skipped");
     assert_eq!(metric(&app, "roomstate_ws_slow_clients_total").await, 1.0);
-    // Nothing more is held for the slow client than its close frame.
+    // Nothing more is held for the slow client than its close frame, after the rest of the one
+    // frame the kernel had taken part of (kept whole, so the client never sees a cut frame).
+    let one_frame = (text.len() + 1024) as f64;
     eventually("the held bytes to drain", STEP, || async {
-        (metric(&app, "roomstate_ws_send_buffer_bytes").await < 1024.0).then_some(())
+        (metric(&app, "roomstate_ws_send_buffer_bytes").await < one_frame).then_some(())
     })
     .await;
 

@@ -1,0 +1,170 @@
+//! A socket's incoming side: the client's frames, decoded from the connection as they arrive.
+//!
+//! Bytes are read only once the kernel says there are some, into a buffer that exists only
+//! while it holds part of a frame: an idle socket holds no read buffer at all (an HTTP
+//! dispatcher keeps 8 KiB for the life of the connection). Frames are limited to
+//! `limits.max_frame_bytes` (`ProtocolError::Overflow`), and the stream ends when the client
+//! ends the connection or after the first error.
+
+use std::{
+    io,
+    pin::Pin,
+    rc::Rc,
+    task::{ready, Context, Poll},
+};
+
+use actix_codec::Decoder as _;
+use actix_http::ws::{Codec, Frame, ProtocolError};
+use actix_web::{rt::net::TcpStream, web::BytesMut};
+use futures_util::Stream;
+
+/// What a read asks the kernel for at most.
+const READ_CHUNK: usize = 2048;
+
+/// The frames a client sends, in order.
+pub(crate) struct Incoming {
+    io: Rc<TcpStream>,
+    codec: Codec,
+    /// Read and not yet decoded: part of a frame, or nothing (then no allocation).
+    bytes: BytesMut,
+    /// The client ended the connection, or a frame was refused: nothing more comes.
+    ended: bool,
+}
+
+impl Incoming {
+    /// The frames of `io`, starting with `early` (what the client sent right after its
+    /// upgrade request), each at most `max_frame_bytes`.
+    pub(crate) fn new(io: Rc<TcpStream>, early: BytesMut, max_frame_bytes: usize) -> Self {
+        Self {
+            io,
+            codec: Codec::new().max_size(max_frame_bytes),
+            bytes: early,
+            ended: false,
+        }
+    }
+
+    fn next_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame, ProtocolError>>> {
+        loop {
+            let decoded = self.codec.decode(&mut self.bytes);
+            if self.bytes.is_empty() {
+                // Let go of the allocation (a frame's payload may still share it).
+                self.bytes = BytesMut::new();
+            }
+            match decoded {
+                Ok(Some(frame)) => return Poll::Ready(Some(Ok(frame))),
+                Ok(None) => {}
+                Err(error) => return Poll::Ready(Some(Err(error))),
+            }
+            ready!(self.io.poll_read_ready(cx))?;
+            self.bytes.reserve(READ_CHUNK);
+            match self.io.try_read_buf(&mut self.bytes) {
+                // The client ended the connection (part of a frame, if any, is lost with it).
+                Ok(0) => return Poll::Ready(None),
+                Ok(_) => {}
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                Err(error) => return Poll::Ready(Some(Err(error.into()))),
+            }
+        }
+    }
+}
+
+impl Stream for Incoming {
+    type Item = Result<Frame, ProtocolError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        let next = self.next_frame(cx);
+        if matches!(next, Poll::Ready(None | Some(Err(_)))) {
+            self.ended = true;
+            self.bytes = BytesMut::new();
+        }
+        next
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_http::ws::{OpCode, Parser};
+    use futures_util::StreamExt as _;
+    use tokio::io::AsyncWriteExt as _;
+
+    use super::*;
+
+    /// A client frame: masked, as RFC 6455 §5.3 requires.
+    fn client_frame(op: OpCode, payload: &[u8]) -> BytesMut {
+        let mut bytes = BytesMut::new();
+        Parser::write_message(&mut bytes, payload, op, true, true);
+        bytes
+    }
+
+    async fn pair() -> (tokio::net::TcpStream, TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        (client, server)
+    }
+
+    #[actix_rt::test]
+    async fn frames_come_whole_whatever_the_reads_and_the_buffer_goes_between() {
+        let (mut client, server) = pair().await;
+        let early = client_frame(OpCode::Text, b"early");
+        let mut incoming = Incoming::new(Rc::new(server), early, 1024);
+        assert_eq!(
+            incoming.next().await.unwrap().unwrap(),
+            Frame::Text("early".into())
+        );
+        let frame = client_frame(OpCode::Text, b"split across two writes");
+        client.write_all(&frame[..5]).await.unwrap();
+        client.flush().await.unwrap();
+        let later = async {
+            tokio::task::yield_now().await;
+            client.write_all(&frame[5..]).await.unwrap();
+            client
+        };
+        let (next, mut client) = tokio::join!(incoming.next(), later);
+        assert_eq!(
+            next.unwrap().unwrap(),
+            Frame::Text("split across two writes".into())
+        );
+        assert_eq!(incoming.bytes.capacity(), 0, "no buffer while idle");
+        client
+            .write_all(&client_frame(OpCode::Ping, b"p"))
+            .await
+            .unwrap();
+        assert_eq!(
+            incoming.next().await.unwrap().unwrap(),
+            Frame::Ping("p".into())
+        );
+        drop(client);
+        assert!(incoming.next().await.is_none(), "the client's end ends it");
+    }
+
+    #[actix_rt::test]
+    async fn a_frame_over_the_limit_is_refused_and_ends_the_stream() {
+        let (mut client, server) = pair().await;
+        let mut incoming = Incoming::new(Rc::new(server), BytesMut::new(), 16);
+        client
+            .write_all(&client_frame(OpCode::Text, &[b'x'; 17]))
+            .await
+            .unwrap();
+        assert!(matches!(
+            incoming.next().await,
+            Some(Err(ProtocolError::Overflow))
+        ));
+        assert!(incoming.next().await.is_none());
+    }
+
+    #[actix_rt::test]
+    async fn an_unmasked_client_frame_is_a_protocol_error() {
+        let (mut client, server) = pair().await;
+        let mut incoming = Incoming::new(Rc::new(server), BytesMut::new(), 1024);
+        let mut unmasked = BytesMut::new();
+        Parser::write_message(&mut unmasked, b"hi", OpCode::Text, true, false);
+        client.write_all(&unmasked).await.unwrap();
+        assert!(matches!(incoming.next().await, Some(Err(_))));
+    }
+}

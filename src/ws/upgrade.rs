@@ -1,0 +1,87 @@
+//! Where a WebSocket leaves the HTTP dispatcher.
+//!
+//! actix-http hands every request that asks for an upgrade (`Connection: Upgrade`) to this
+//! service, with its connection, instead of keeping it in its HTTP/1 dispatcher. The request
+//! still goes through the whole application — routing, middleware (CORS, refusal counting,
+//! request metrics) and the route's own checks — exactly like any other request:
+//!
+//! - a `101` that carries an accepted socket (`session::accept`) is sent, the dispatcher's
+//!   buffers are let go (only what the client already sent after its request is kept), and
+//!   the session runs on the bare connection: `session::open` reads, `Outgoing::write` writes
+//!   until the socket ends;
+//! - any other answer (a refusal, or a route that is no socket) is sent with
+//!   `Connection: close`, and the connection ends with it: it was asked to become something
+//!   else.
+
+use std::{io, rc::Rc};
+
+use actix_codec::{Framed, FramedParts};
+use actix_http::{
+    body::{self, BodySize, MessageBody},
+    h1, ConnectionType, Request, Response, StatusCode,
+};
+use actix_service::Service;
+use actix_web::{dev::ServiceResponse, rt::net::TcpStream, web::BytesMut};
+use futures_util::SinkExt as _;
+
+use super::session::{self, Accepted};
+
+/// Why an upgrade request's connection ended before a session ran on it.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum UpgradeError {
+    #[error("writing the answer: {0}")]
+    Io(#[from] io::Error),
+    #[error("making the answer's body: {0}")]
+    Body(String),
+}
+
+/// Serves one upgrade request `req` on `framed` through `app`.
+pub(crate) async fn serve<S, B>(
+    app: Rc<S>,
+    req: Request,
+    mut framed: Framed<TcpStream, h1::Codec>,
+) -> Result<(), UpgradeError>
+where
+    S: Service<Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody + 'static,
+{
+    let mut response = match app.call(req).await {
+        Ok(response) => Response::from(response).map_into_boxed_body(),
+        Err(error) => Response::from(error),
+    };
+    let accepted = match response.status() {
+        StatusCode::SWITCHING_PROTOCOLS => response.extensions_mut().remove::<Accepted>(),
+        _ => None,
+    };
+    let (mut head, body) = response.into_parts();
+    let Some(accepted) = accepted else {
+        head.head_mut().set_connection_type(ConnectionType::Close);
+        let bytes = body::to_bytes(body)
+            .await
+            .map_err(|error| UpgradeError::Body(error.to_string()))?;
+        framed
+            .send(h1::Message::Item((
+                head,
+                BodySize::Sized(bytes.len() as u64),
+            )))
+            .await?;
+        if !bytes.is_empty() {
+            framed.send(h1::Message::Chunk(Some(bytes))).await?;
+        }
+        framed.send(h1::Message::Chunk(None)).await?;
+        return Ok(framed.close().await?);
+    };
+    framed
+        .send(h1::Message::Item((head, BodySize::None)))
+        .await?;
+    let FramedParts { io, read_buf, .. } = framed.into_parts();
+    let early = match read_buf.is_empty() {
+        true => BytesMut::new(),
+        false => BytesMut::from(&read_buf[..]),
+    };
+    drop(read_buf);
+    let io = Rc::new(io);
+    let outgoing = session::open(accepted, io.clone(), early);
+    outgoing.write(io).await;
+    Ok(())
+}
