@@ -6,6 +6,7 @@
 use std::{
     net::{SocketAddr, TcpListener, ToSocketAddrs},
     rc::Rc,
+    time::Duration,
 };
 
 use actix_codec::Framed;
@@ -55,8 +56,10 @@ pub(crate) fn serve(
         .workers(workers)
         .disable_signals()
         .shutdown_timeout(shutdown_timeout_s);
+    let stopping = server.graceful_shutdown_signal();
     for socket in sockets {
         let state = state.clone();
+        let stopping = stopping.clone();
         server = server
             .listen("roomstate-http", socket, move || {
                 let upgrade_state = state.clone();
@@ -79,7 +82,15 @@ pub(crate) fn serve(
                         ))
                     }
                 });
+                let stopping = stopping.clone();
+                // As actix-web's own server: idle keep-alive connections end when the server
+                // stops, and a closing connection gets a second to say goodbye.
                 HttpService::build()
+                    .graceful_shutdown_signal(move || {
+                        let stopping = stopping.clone();
+                        async move { stopping.notified().await }
+                    })
+                    .client_disconnect_timeout(Duration::from_secs(1))
                     // Small frames (acks, states) must go out at once, not wait for Nagle's
                     // algorithm to meet the client's delayed ACK (40 ms per request on
                     // loopback without this).
