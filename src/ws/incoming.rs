@@ -1,13 +1,15 @@
 //! A socket's incoming side: the client's frames, decoded from the connection as they arrive.
 //!
-//! Bytes are read only once the kernel says there are some, into a buffer that exists only
-//! while it holds part of a frame: an idle socket holds no read buffer at all (an HTTP
-//! dispatcher keeps 8 KiB for the life of the connection). Frames are limited to
-//! `limits.max_frame_bytes` (`ProtocolError::Overflow`), and the stream ends when the client
+//! Bytes are read onto the stack and kept only while they hold part of a frame: an idle socket
+//! holds no read buffer at all (an HTTP dispatcher keeps 8 KiB for the life of the
+//! connection). A read that does not fill the chunk tells the reactor the kernel has nothing
+//! more, so a wake-up costs one `recv`, not a second one to hear "nothing". Frames are limited
+//! to `limits.max_frame_bytes` (`ProtocolError::Overflow`), and the stream ends when the client
 //! ends the connection or after the first error.
 
 use std::{
-    io,
+    cell::RefCell,
+    mem::MaybeUninit,
     pin::Pin,
     rc::Rc,
     task::{ready, Context, Poll},
@@ -15,15 +17,36 @@ use std::{
 
 use actix_codec::Decoder as _;
 use actix_http::ws::{Codec, Frame, ProtocolError};
-use actix_web::{rt::net::TcpStream, web::BytesMut};
+use actix_web::web::BytesMut;
 use futures_util::Stream;
+use tokio::{
+    io::{AsyncRead, ReadBuf},
+    net::tcp::OwnedReadHalf,
+};
 
 /// What a read asks the kernel for at most.
 const READ_CHUNK: usize = 2048;
 
+/// A connection's read side: the session's frames come from it, and once the session ended the
+/// writer reads the client's last bytes from it (`Outgoing::write`).
+pub(crate) type ReadSide = Rc<RefCell<OwnedReadHalf>>;
+
+/// Reads what the kernel has into `into` (at most `READ_CHUNK` bytes); `Ok(0)` is the end.
+pub(crate) fn poll_read(
+    read: &ReadSide,
+    cx: &mut Context<'_>,
+    into: &mut BytesMut,
+) -> Poll<std::io::Result<usize>> {
+    let mut chunk = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
+    let mut buf = ReadBuf::uninit(&mut chunk);
+    ready!(Pin::new(&mut *read.borrow_mut()).poll_read(cx, &mut buf))?;
+    into.extend_from_slice(buf.filled());
+    Poll::Ready(Ok(buf.filled().len()))
+}
+
 /// The frames a client sends, in order.
 pub(crate) struct Incoming {
-    io: Rc<TcpStream>,
+    read: ReadSide,
     codec: Codec,
     /// Read and not yet decoded: part of a frame, or nothing (then no allocation).
     bytes: BytesMut,
@@ -34,9 +57,9 @@ pub(crate) struct Incoming {
 impl Incoming {
     /// The frames of `io`, starting with `early` (what the client sent right after its
     /// upgrade request), each at most `max_frame_bytes`.
-    pub(crate) fn new(io: Rc<TcpStream>, early: BytesMut, max_frame_bytes: usize) -> Self {
+    pub(crate) fn new(read: ReadSide, early: BytesMut, max_frame_bytes: usize) -> Self {
         Self {
-            io,
+            read,
             codec: Codec::new().max_size(max_frame_bytes),
             bytes: early,
             ended: false,
@@ -55,13 +78,11 @@ impl Incoming {
                 Ok(None) => {}
                 Err(error) => return Poll::Ready(Some(Err(error))),
             }
-            ready!(self.io.poll_read_ready(cx))?;
-            self.bytes.reserve(READ_CHUNK);
-            match self.io.try_read_buf(&mut self.bytes) {
+            let this = &mut *self;
+            match ready!(poll_read(&this.read, cx, &mut this.bytes)) {
                 // The client ended the connection (part of a frame, if any, is lost with it).
                 Ok(0) => return Poll::Ready(None),
                 Ok(_) => {}
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
                 Err(error) => return Poll::Ready(Some(Err(error.into()))),
             }
         }
@@ -99,20 +120,22 @@ mod tests {
         bytes
     }
 
-    async fn pair() -> (tokio::net::TcpStream, TcpStream) {
+    /// A client's connection, and the server's read side of it.
+    async fn pair() -> (tokio::net::TcpStream, ReadSide) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
             .await
             .unwrap();
         let (server, _) = listener.accept().await.unwrap();
-        (client, server)
+        let (read, _) = server.into_split();
+        (client, Rc::new(RefCell::new(read)))
     }
 
     #[actix_rt::test]
     async fn frames_come_whole_whatever_the_reads_and_the_buffer_goes_between() {
         let (mut client, server) = pair().await;
         let early = client_frame(OpCode::Text, b"early");
-        let mut incoming = Incoming::new(Rc::new(server), early, 1024);
+        let mut incoming = Incoming::new(server, early, 1024);
         assert_eq!(
             incoming.next().await.unwrap().unwrap(),
             Frame::Text("early".into())
@@ -146,7 +169,7 @@ mod tests {
     #[actix_rt::test]
     async fn a_frame_over_the_limit_is_refused_and_ends_the_stream() {
         let (mut client, server) = pair().await;
-        let mut incoming = Incoming::new(Rc::new(server), BytesMut::new(), 16);
+        let mut incoming = Incoming::new(server, BytesMut::new(), 16);
         client
             .write_all(&client_frame(OpCode::Text, &[b'x'; 17]))
             .await
@@ -161,7 +184,7 @@ mod tests {
     #[actix_rt::test]
     async fn an_unmasked_client_frame_is_a_protocol_error() {
         let (mut client, server) = pair().await;
-        let mut incoming = Incoming::new(Rc::new(server), BytesMut::new(), 1024);
+        let mut incoming = Incoming::new(server, BytesMut::new(), 1024);
         let mut unmasked = BytesMut::new();
         Parser::write_message(&mut unmasked, b"hi", OpCode::Text, true, false);
         client.write_all(&unmasked).await.unwrap();

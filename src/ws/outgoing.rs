@@ -19,24 +19,21 @@ use std::{
     cell::RefCell,
     future::poll_fn,
     io,
-    net::Shutdown,
+    pin::Pin,
     rc::Rc,
-    task::{Poll, Waker},
+    task::{ready, Poll, Waker},
     time::Duration,
 };
 
 use actix_http::ws::{CloseReason, OpCode, Parser};
-use actix_web::{
-    rt::net::TcpStream,
-    web::{Buf as _, BytesMut},
-};
+use actix_web::web::{Buf as _, BytesMut};
 use prometheus::IntGauge;
+use tokio::{io::AsyncWrite, net::tcp::OwnedWriteHalf};
+
+use super::incoming::{self, ReadSide};
 
 /// How long a finished socket may take to send its last bytes and hear the client's end.
 const LINGER: Duration = Duration::from_secs(5);
-
-/// What a read asks the kernel for at most while lingering.
-const DRAIN_CHUNK: usize = 512;
 
 /// What the session and the writer share (both on one worker thread).
 struct Buffer {
@@ -198,8 +195,8 @@ impl Outgoing {
 
     /// Hands what the session writes to the kernel until the session finishes or the
     /// connection fails, then ends the connection (see the module's notes).
-    pub(crate) async fn write(&self, io: Rc<TcpStream>) {
-        if let Err(error) = self.send_all(&io).await {
+    pub(crate) async fn write(&self, mut write: OwnedWriteHalf, read: ReadSide) {
+        if let Err(error) = self.send_all(&mut write).await {
             tracing::debug!(%error, "a socket's connection failed");
             let mut buffer = self.buffer.borrow_mut();
             buffer.broken = true;
@@ -210,10 +207,10 @@ impl Outgoing {
             return;
         }
         let last = async {
-            self.flush(&io).await?;
+            self.flush(&mut write).await?;
             // Our side ends; the client's close (or EOF) ends the connection.
-            socket2::SockRef::from(&*io).shutdown(Shutdown::Write)?;
-            drain(&io).await
+            poll_fn(|cx| Pin::new(&mut write).poll_shutdown(cx)).await?;
+            drain(&read).await
         };
         if let Ok(Err(error)) = tokio::time::timeout(LINGER, last).await {
             tracing::debug!(%error, "a finished socket's connection failed");
@@ -221,11 +218,11 @@ impl Outgoing {
     }
 
     /// Sends until the session finishes (what it queued before that is left to `flush`).
-    async fn send_all(&self, io: &TcpStream) -> io::Result<()> {
+    async fn send_all(&self, write: &mut OwnedWriteHalf) -> io::Result<()> {
         loop {
             let finished = poll_fn(|cx| {
                 let mut buffer = self.buffer.borrow_mut();
-                if !buffer.bytes.is_empty() {
+                if buffer.held() > 0 {
                     Poll::Ready(false)
                 } else if buffer.finished {
                     Poll::Ready(true)
@@ -238,37 +235,36 @@ impl Outgoing {
             if finished {
                 return Ok(());
             }
-            self.flush(io).await?;
+            self.flush(write).await?;
         }
     }
 
     /// Sends everything queued now, and what is queued meanwhile.
-    async fn flush(&self, io: &TcpStream) -> io::Result<()> {
-        while self.held() > 0 {
-            io.writable().await?;
+    async fn flush(&self, write: &mut OwnedWriteHalf) -> io::Result<()> {
+        poll_fn(|cx| loop {
             let mut buffer = self.buffer.borrow_mut();
-            let written = buffer.written;
-            match io.try_write(&buffer.bytes[written..]) {
-                Ok(n) => buffer.wrote(n),
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
-                Err(error) => return Err(error),
+            if buffer.held() == 0 {
+                return Poll::Ready(Ok(()));
             }
-        }
-        Ok(())
+            let written = buffer.written;
+            match ready!(Pin::new(&mut *write).poll_write(cx, &buffer.bytes[written..])) {
+                Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Ok(n) => buffer.wrote(n),
+                Err(error) => return Poll::Ready(Err(error)),
+            }
+        })
+        .await
     }
 }
 
 /// Reads and drops what the client still sends until it ends its side.
-async fn drain(io: &TcpStream) -> io::Result<()> {
-    let mut sink = [0u8; DRAIN_CHUNK];
+async fn drain(read: &ReadSide) -> io::Result<()> {
+    let mut sink = BytesMut::new();
     loop {
-        io.readable().await?;
-        match io.try_read(&mut sink) {
-            Ok(0) => return Ok(()),
-            Ok(_) => {}
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
-            Err(error) => return Err(error),
+        if poll_fn(|cx| incoming::poll_read(read, cx, &mut sink)).await? == 0 {
+            return Ok(());
         }
+        sink.clear();
     }
 }
 
@@ -382,7 +378,8 @@ mod tests {
         let outgoing = Outgoing::new(1 << 20, gauge.clone());
         let writer = actix_rt::spawn({
             let outgoing = outgoing.clone();
-            async move { outgoing.write(Rc::new(server)).await }
+            let (read, write) = server.into_split();
+            async move { outgoing.write(write, Rc::new(RefCell::new(read))).await }
         });
         outgoing.frame(OpCode::Text, &[b'a'; 300]);
         outgoing.close(None);

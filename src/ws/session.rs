@@ -11,14 +11,13 @@
 
 use std::{
     net::IpAddr,
-    rc::Rc,
     sync::atomic::{AtomicU64, Ordering},
     time::{Duration, Instant},
 };
 
 use actix::prelude::*;
 use actix_http::ws::{self, CloseCode, Frame, OpCode, ProtocolError};
-use actix_web::{rt::net::TcpStream, web::BytesMut, HttpRequest, HttpResponse};
+use actix_web::{web::BytesMut, HttpRequest, HttpResponse};
 use bytestring::ByteString;
 use roomstate_core::{
     protocol::{frames, ClientFrame, CloseReason, ErrorCode},
@@ -26,7 +25,10 @@ use roomstate_core::{
 };
 use serde_json::Value;
 
-use super::{incoming::Incoming, outgoing::Outgoing};
+use super::{
+    incoming::{Incoming, ReadSide},
+    outgoing::Outgoing,
+};
 use crate::{
     error::ApiError,
     metrics::Metrics,
@@ -146,16 +148,16 @@ pub(crate) fn accept(
     Ok(response)
 }
 
-/// Runs the session `accepted` on `io`, whose client already sent `early`; what the session
-/// writes is for the caller to hand to the kernel (`Outgoing::write`).
-pub(crate) fn open(accepted: Accepted, io: Rc<TcpStream>, early: BytesMut) -> Outgoing {
+/// Runs the session `accepted` on a connection's read side, whose client already sent `early`;
+/// what the session writes is for the caller to hand to the kernel (`Outgoing::write`).
+pub(crate) fn open(accepted: Accepted, read: ReadSide, early: BytesMut) -> Outgoing {
     let Accepted {
         opening,
         settings,
         metrics,
     } = accepted;
     let outgoing = Outgoing::new(settings.send_buffer_bytes, metrics.ws_send_buffer.clone());
-    let incoming = Incoming::new(io, early, settings.max_frame_bytes);
+    let incoming = Incoming::new(read, early, settings.max_frame_bytes);
     let session = WsSession {
         id: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
         user: opening.user,

@@ -13,7 +13,7 @@
 //!   `Connection: close`, and the connection ends with it: it was asked to become something
 //!   else.
 
-use std::{io, rc::Rc};
+use std::{cell::RefCell, io, rc::Rc};
 
 use actix_codec::{Framed, FramedParts};
 use actix_http::{
@@ -80,8 +80,9 @@ where
         false => BytesMut::from(&read_buf[..]),
     };
     drop(read_buf);
-    let io = Rc::new(io);
-    let outgoing = session::open(accepted, io.clone(), early);
-    outgoing.write(io).await;
+    let (read, write) = io.into_split();
+    let read = Rc::new(RefCell::new(read));
+    let outgoing = session::open(accepted, read.clone(), early);
+    outgoing.write(write, read).await;
     Ok(())
 }
