@@ -57,7 +57,7 @@ pub(crate) fn serve(
         .disable_signals()
         .shutdown_timeout(shutdown_timeout_s);
     let stopping = server.graceful_shutdown_signal();
-    for socket in sockets {
+    for (socket, addr) in sockets.into_iter().zip(addrs.iter().copied()) {
         let state = state.clone();
         let stopping = stopping.clone();
         server = server
@@ -91,6 +91,7 @@ pub(crate) fn serve(
                         async move { stopping.notified().await }
                     })
                     .client_disconnect_timeout(Duration::from_secs(1))
+                    .local_addr(addr)
                     // Small frames (acks, states) must go out at once, not wait for Nagle's
                     // algorithm to meet the client's delayed ACK (40 ms per request on
                     // loopback without this).

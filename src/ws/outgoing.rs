@@ -10,18 +10,21 @@
 //! The session asks before every frame whether it would take the buffer past its bound
 //! (`Outgoing::would_pass`), and drops a socket that would (`Outgoing::abandon`): the backlog is
 //! freed at once, and a close frame (1008, policy) is the last thing queued. Once the session
-//! ends (`Outgoing::finish`), the writer sends what is left, ends its side of the connection,
-//! and reads until the client ends its side, for at most `LINGER`: a client that never reads
-//! again does not keep the connection. What all sockets' buffers hold is the gauge
-//! `roomstate_ws_send_buffer_bytes`.
+//! ends (`Outgoing::finish`), the writer sends what is left — within the socket's timeout
+//! (`presence.ws_timeout_s`): a client that takes nothing for that long is gone, and its bytes
+//! with it — ends its side of the connection, and reads until the client ends its side, for at
+//! most `LINGER`. A client that never reads again does not keep the connection. When the
+//! writer lets go, for whatever reason, the session's read side ends too, so the session leaves
+//! its room. What all sockets' buffers hold is the gauge `roomstate_ws_send_buffer_bytes`.
 
 use std::{
     cell::RefCell,
     future::poll_fn,
     io,
+    net::Shutdown,
     pin::Pin,
     rc::Rc,
-    task::{ready, Poll, Waker},
+    task::{ready, Context, Poll, Waker},
     time::Duration,
 };
 
@@ -32,8 +35,8 @@ use tokio::{io::AsyncWrite, net::tcp::OwnedWriteHalf};
 
 use super::incoming::{self, ReadSide};
 
-/// How long a finished socket may take to send its last bytes and hear the client's end.
-const LINGER: Duration = Duration::from_secs(5);
+/// How long a finished socket waits to hear the client's end once its last bytes are sent.
+pub(crate) const LINGER: Duration = Duration::from_secs(5);
 
 /// What the session and the writer share (both on one worker thread).
 struct Buffer {
@@ -96,10 +99,16 @@ impl Buffer {
             _ => frame_len(&self.bytes).unwrap_or(self.bytes.len()),
         };
         self.gauge.sub((self.bytes.len() - keep) as i64);
-        self.bytes.truncate(keep);
-        if keep == 0 {
-            self.bytes = BytesMut::new();
-        }
+        // A copy, so the backlog's allocation goes with it.
+        self.bytes = BytesMut::from(&self.bytes[..keep]);
+    }
+
+    /// The writer let go: nothing is sent any more, nothing is held.
+    fn let_go(&mut self) {
+        self.broken = true;
+        self.gauge.sub(self.held() as i64);
+        self.bytes = BytesMut::new();
+        self.written = 0;
     }
 }
 
@@ -131,11 +140,14 @@ fn frame_len(bytes: &[u8]) -> Option<usize> {
 pub(crate) struct Outgoing {
     buffer: Rc<RefCell<Buffer>>,
     limit: usize,
+    /// How long the client may take nothing before the writer gives up on it.
+    stalled_after: Duration,
 }
 
 impl Outgoing {
-    /// An empty buffer of at most `limit` bytes, counted in `gauge` with every other socket's.
-    pub(crate) fn new(limit: usize, gauge: IntGauge) -> Self {
+    /// An empty buffer of at most `limit` bytes, counted in `gauge` with every other socket's,
+    /// for a client that is gone once it takes nothing for `stalled_after`.
+    pub(crate) fn new(limit: usize, gauge: IntGauge, stalled_after: Duration) -> Self {
         let buffer = Buffer {
             bytes: BytesMut::new(),
             written: 0,
@@ -147,7 +159,15 @@ impl Outgoing {
         Self {
             buffer: Rc::new(RefCell::new(buffer)),
             limit,
+            stalled_after,
         }
+    }
+
+    /// Nothing more is written: the session ended, the socket was dropped, or the connection
+    /// failed.
+    pub(crate) fn is_finished(&self) -> bool {
+        let buffer = self.buffer.borrow();
+        buffer.finished || buffer.broken
     }
 
     pub(crate) fn limit(&self) -> usize {
@@ -187,8 +207,11 @@ impl Outgoing {
     }
 
     /// Drops the socket's backlog: a close frame for `reason` is the last thing the client
-    /// gets, if it ever reads again.
+    /// gets, if it reads again in time. Nothing, once the socket is finished.
     pub(crate) fn abandon(&self, reason: CloseReason) {
+        if self.is_finished() {
+            return;
+        }
         self.buffer.borrow_mut().cut();
         self.close(Some(reason));
     }
@@ -196,69 +219,87 @@ impl Outgoing {
     /// Hands what the session writes to the kernel until the session finishes or the
     /// connection fails, then ends the connection (see the module's notes).
     pub(crate) async fn write(&self, mut write: OwnedWriteHalf, read: ReadSide) {
-        if let Err(error) = self.send_all(&mut write).await {
-            tracing::debug!(%error, "a socket's connection failed");
-            let mut buffer = self.buffer.borrow_mut();
-            buffer.broken = true;
-            let held = buffer.held();
-            buffer.gauge.sub(held as i64);
-            buffer.bytes = BytesMut::new();
-            buffer.written = 0;
-            return;
-        }
-        let last = async {
-            self.flush(&mut write).await?;
-            // Our side ends; the client's close (or EOF) ends the connection.
-            poll_fn(|cx| Pin::new(&mut write).poll_shutdown(cx)).await?;
-            drain(&read).await
+        let ended = match self.send_all(&mut write).await {
+            Ok(()) => self.end(&mut write, &read).await,
+            Err(error) => Err(error),
         };
-        if let Ok(Err(error)) = tokio::time::timeout(LINGER, last).await {
-            tracing::debug!(%error, "a finished socket's connection failed");
+        if let Err(error) = ended {
+            tracing::debug!(%error, held = self.held(), "a socket's connection ended early");
         }
+        self.buffer.borrow_mut().let_go();
+        // The session hears the end (if it is still reading) and leaves its room.
+        let _ = socket2::SockRef::from(read.borrow().as_ref()).shutdown(Shutdown::Read);
     }
 
-    /// Sends until the session finishes (what it queued before that is left to `flush`).
+    /// Once the session finished: its last bytes, within the client's time; then our end of
+    /// the connection, and the client's.
+    async fn end(&self, write: &mut OwnedWriteHalf, read: &ReadSide) -> io::Result<()> {
+        tokio::time::timeout(self.stalled_after, self.flush(write))
+            .await
+            .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+        poll_fn(|cx| Pin::new(&mut *write).poll_shutdown(cx)).await?;
+        tokio::time::timeout(LINGER, drain(read))
+            .await
+            .unwrap_or(Ok(()))
+    }
+
+    /// Sends what the session writes until it finishes (the rest is `flush`'s, within the
+    /// client's time).
     async fn send_all(&self, write: &mut OwnedWriteHalf) -> io::Result<()> {
-        loop {
-            let finished = poll_fn(|cx| {
-                let mut buffer = self.buffer.borrow_mut();
-                if buffer.held() > 0 {
-                    Poll::Ready(false)
-                } else if buffer.finished {
-                    Poll::Ready(true)
-                } else {
-                    buffer.writer = Some(cx.waker().clone());
-                    Poll::Pending
-                }
-            })
-            .await;
-            if finished {
-                return Ok(());
+        poll_fn(|cx| loop {
+            let mut buffer = self.buffer.borrow_mut();
+            if buffer.finished {
+                return Poll::Ready(Ok(()));
             }
-            self.flush(write).await?;
-        }
+            if buffer.held() == 0 {
+                buffer.writer = Some(cx.waker().clone());
+                return Poll::Pending;
+            }
+            match Self::poll_send(&mut buffer, write, cx) {
+                Poll::Ready(Ok(())) => {}
+                // Woken by the kernel's room, or by the session finishing.
+                Poll::Pending => {
+                    buffer.writer = Some(cx.waker().clone());
+                    return Poll::Pending;
+                }
+                Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+            }
+        })
+        .await
     }
 
-    /// Sends everything queued now, and what is queued meanwhile.
+    /// Sends everything queued.
     async fn flush(&self, write: &mut OwnedWriteHalf) -> io::Result<()> {
         poll_fn(|cx| loop {
             let mut buffer = self.buffer.borrow_mut();
             if buffer.held() == 0 {
                 return Poll::Ready(Ok(()));
             }
-            let written = buffer.written;
-            match ready!(Pin::new(&mut *write).poll_write(cx, &buffer.bytes[written..])) {
-                Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
-                Ok(n) => buffer.wrote(n),
-                Err(error) => return Poll::Ready(Err(error)),
-            }
+            ready!(Self::poll_send(&mut buffer, write, cx))?;
         })
         .await
+    }
+
+    /// One `send` of what `buffer` holds.
+    fn poll_send(
+        buffer: &mut Buffer,
+        write: &mut OwnedWriteHalf,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        let written = buffer.written;
+        match ready!(Pin::new(write).poll_write(cx, &buffer.bytes[written..])) {
+            Ok(0) => Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+            Ok(n) => {
+                buffer.wrote(n);
+                Poll::Ready(Ok(()))
+            }
+            Err(error) => Poll::Ready(Err(error)),
+        }
     }
 }
 
 /// Reads and drops what the client still sends until it ends its side.
-async fn drain(read: &ReadSide) -> io::Result<()> {
+pub(crate) async fn drain(read: &ReadSide) -> io::Result<()> {
     let mut sink = BytesMut::new();
     loop {
         if poll_fn(|cx| incoming::poll_read(read, cx, &mut sink)).await? == 0 {
@@ -306,7 +347,7 @@ mod tests {
     #[test]
     fn the_bound_counts_what_is_queued() {
         let gauge = gauge();
-        let outgoing = Outgoing::new(100, gauge.clone());
+        let outgoing = Outgoing::new(100, gauge.clone(), Duration::from_secs(5));
         assert!(!outgoing.would_pass(100));
         outgoing.frame(OpCode::Text, &[b'x'; 58]);
         assert_eq!(outgoing.held(), 60, "two bytes of header, then the payload");
@@ -327,7 +368,7 @@ mod tests {
 
     #[test]
     fn frames_are_encoded_unmasked_and_whole() {
-        let outgoing = Outgoing::new(1 << 20, gauge());
+        let outgoing = Outgoing::new(1 << 20, gauge(), Duration::from_secs(5));
         outgoing.frame(OpCode::Text, b"hi");
         outgoing.close(Some(CloseReason::from((CloseCode::Normal, "bye"))));
         let bytes = outgoing.buffer.borrow().bytes.clone();
@@ -348,7 +389,7 @@ mod tests {
     #[test]
     fn a_frame_the_kernel_took_part_of_stays_whole_when_the_rest_goes() {
         let gauge = gauge();
-        let outgoing = Outgoing::new(1 << 20, gauge.clone());
+        let outgoing = Outgoing::new(1 << 20, gauge.clone(), Duration::from_secs(5));
         outgoing.frame(OpCode::Text, &[b'a'; 10]);
         outgoing.frame(OpCode::Text, &[b'b'; 10]);
         outgoing.frame(OpCode::Text, &[b'c'; 10]);
@@ -375,7 +416,7 @@ mod tests {
             .unwrap();
         let (server, _) = listener.accept().await.unwrap();
         let gauge = gauge();
-        let outgoing = Outgoing::new(1 << 20, gauge.clone());
+        let outgoing = Outgoing::new(1 << 20, gauge.clone(), Duration::from_secs(5));
         let writer = actix_rt::spawn({
             let outgoing = outgoing.clone();
             let (read, write) = server.into_split();
@@ -391,5 +432,79 @@ mod tests {
         drop(client);
         writer.await.unwrap();
         assert_eq!(gauge.get(), 0);
+    }
+
+    /// A connection whose client reads nothing (a tiny receive window), and its server side.
+    async fn stalled_pair() -> (tokio::net::TcpStream, tokio::net::TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let client = socket
+            .connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        (client, server)
+    }
+
+    #[actix_rt::test]
+    async fn a_client_that_takes_nothing_loses_its_connection_once_the_session_ends() {
+        let (mut client, server) = stalled_pair().await;
+        let gauge = gauge();
+        let outgoing = Outgoing::new(64 << 20, gauge.clone(), Duration::from_millis(300));
+        let writer = actix_rt::spawn({
+            let outgoing = outgoing.clone();
+            let (read, write) = server.into_split();
+            async move { outgoing.write(write, Rc::new(RefCell::new(read))).await }
+        });
+        // More than the kernels' buffers take: the writer waits for room that never comes.
+        let chunk = vec![b'x'; 60_000];
+        for _ in 0..300 {
+            outgoing.frame(OpCode::Text, &chunk);
+        }
+        let started = std::time::Instant::now();
+        while outgoing.held() == 300 * (chunk.len() + 4) {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "nothing was sent"
+            );
+            actix_rt::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(outgoing.held() > 0, "the client took everything");
+        // The session ends (a dropped slow client): the writer, blocked on the kernel, hears
+        // it, gives the client its time, then lets go of the connection and the bytes.
+        outgoing.abandon(CloseReason::from((CloseCode::Policy, "too slow")));
+        actix_rt::time::timeout(Duration::from_secs(30), writer)
+            .await
+            .expect("the writer let go")
+            .unwrap();
+        assert_eq!((outgoing.held(), gauge.get()), (0, 0));
+        // The client finds the connection ended after what the kernel held (a frame may be cut:
+        // it stopped reading).
+        let mut seen = Vec::new();
+        use tokio::io::AsyncReadExt as _;
+        let read = actix_rt::time::timeout(Duration::from_secs(30), client.read_to_end(&mut seen));
+        assert!(read.await.is_ok(), "the connection ended");
+    }
+
+    #[test]
+    fn a_dropped_backlog_takes_its_memory_with_it() {
+        let outgoing = Outgoing::new(1 << 20, gauge(), Duration::from_secs(5));
+        for _ in 0..100 {
+            outgoing.frame(OpCode::Text, &[b'x'; 1000]);
+        }
+        outgoing.buffer.borrow_mut().wrote(10);
+        outgoing.abandon(CloseReason::from((CloseCode::Policy, "x")));
+        let buffer = outgoing.buffer.borrow();
+        assert_eq!(
+            buffer.bytes.len(),
+            1004 + 5,
+            "the frame begun, then the close"
+        );
+        assert!(
+            buffer.bytes.capacity() < 4096,
+            "{}",
+            buffer.bytes.capacity()
+        );
     }
 }

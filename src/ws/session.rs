@@ -17,7 +17,7 @@ use std::{
 
 use actix::prelude::*;
 use actix_http::ws::{self, CloseCode, Frame, OpCode, ProtocolError};
-use actix_web::{web::BytesMut, HttpRequest, HttpResponse};
+use actix_web::{web::BytesMut, HttpMessage as _, HttpRequest, HttpResponse};
 use bytestring::ByteString;
 use roomstate_core::{
     protocol::{frames, ClientFrame, CloseReason, ErrorCode},
@@ -117,6 +117,11 @@ pub(crate) struct WsSession {
     metrics: Metrics,
 }
 
+/// Marks a request that came through the upgrade service (`upgrade.rs`): only such a request
+/// can become a socket (one actix-http keeps in its dispatcher, such as one with a chunked body,
+/// cannot).
+pub(crate) struct ThroughUpgrade;
+
 /// A socket the route accepted: the `101` answer carries it to the upgrade service.
 pub(crate) struct Accepted {
     opening: Opening,
@@ -140,6 +145,13 @@ pub(crate) fn accept(
             )))
         }
     };
+    // actix-http hands only some upgrade requests to the upgrade service (not one with a
+    // chunked body, say): a `101` for any other would open no socket.
+    if req.extensions().get::<ThroughUpgrade>().is_none() {
+        return Err(ApiError::bad_request(
+            "not a WebSocket upgrade: an upgrade request has no body",
+        ));
+    }
     response.extensions_mut().insert(Accepted {
         opening,
         settings,
@@ -156,7 +168,11 @@ pub(crate) fn open(accepted: Accepted, read: ReadSide, early: BytesMut) -> Outgo
         settings,
         metrics,
     } = accepted;
-    let outgoing = Outgoing::new(settings.send_buffer_bytes, metrics.ws_send_buffer.clone());
+    let outgoing = Outgoing::new(
+        settings.send_buffer_bytes,
+        metrics.ws_send_buffer.clone(),
+        settings.timeout,
+    );
     let incoming = Incoming::new(read, early, settings.max_frame_bytes);
     let session = WsSession {
         id: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
@@ -187,7 +203,8 @@ impl WsSession {
     /// Writes a text frame, unless it would take the outgoing buffer past its bound: then the
     /// client is not taking what it is sent, and the socket is dropped instead.
     fn send(&mut self, ctx: &mut Context<Self>, text: ByteString) {
-        if self.dropped {
+        // After the socket's end (a room's message may follow it in the same turn), nothing.
+        if self.dropped || self.outgoing.is_finished() {
             return;
         }
         if self.outgoing.would_pass(text.len()) {
@@ -452,7 +469,13 @@ impl StreamHandler<Result<Frame, ProtocolError>> for WsSession {
                 // RFC 6455 §8.1: a text frame that is not UTF-8 fails the connection.
                 Err(error) => self.protocol_error(ctx, &error),
             },
-            Frame::Ping(bytes) => self.outgoing.frame(OpCode::Pong, &bytes),
+            // A client that pings and does not read gets no pongs past the bound (RFC 6455
+            // §5.5.3 lets a pong answer only the latest ping).
+            Frame::Ping(bytes) => {
+                if !self.outgoing.would_pass(bytes.len() + 2) {
+                    self.outgoing.frame(OpCode::Pong, &bytes);
+                }
+            }
             Frame::Pong(_) => {}
             Frame::Binary(_) | Frame::Continuation(_) => {
                 if self.admit(&Value::Null, ctx) {

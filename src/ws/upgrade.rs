@@ -13,18 +13,24 @@
 //!   `Connection: close`, and the connection ends with it: it was asked to become something
 //!   else.
 
-use std::{cell::RefCell, io, rc::Rc};
+use std::{cell::RefCell, io, rc::Rc, time::Duration};
 
 use actix_codec::{Framed, FramedParts};
 use actix_http::{
     body::{self, BodySize, MessageBody},
-    h1, ConnectionType, Request, Response, StatusCode,
+    h1, ConnectionType, HttpMessage as _, Request, Response, StatusCode,
 };
 use actix_service::Service;
 use actix_web::{dev::ServiceResponse, rt::net::TcpStream, web::BytesMut};
 use futures_util::SinkExt as _;
 
-use super::session::{self, Accepted};
+use super::{
+    outgoing,
+    session::{self, Accepted, ThroughUpgrade},
+};
+
+/// How long a refused upgrade's connection reads what the client still sends before it ends.
+const REFUSAL_LINGER: Duration = Duration::from_secs(1);
 
 /// Why an upgrade request's connection ended before a session ran on it.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +51,7 @@ where
     S: Service<Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
     B: MessageBody + 'static,
 {
+    req.extensions_mut().insert(ThroughUpgrade);
     let mut response = match app.call(req).await {
         Ok(response) => Response::from(response).map_into_boxed_body(),
         Err(error) => Response::from(error),
@@ -69,7 +76,13 @@ where
             framed.send(h1::Message::Chunk(Some(bytes))).await?;
         }
         framed.send(h1::Message::Chunk(None)).await?;
-        return Ok(framed.close().await?);
+        framed.close().await?;
+        // What the client sent that nobody read would turn our close into a reset, and the
+        // client might lose the answer with it: read it away, briefly.
+        let (read, _write) = framed.into_parts().io.into_split();
+        let read = Rc::new(RefCell::new(read));
+        let _ = tokio::time::timeout(REFUSAL_LINGER, outgoing::drain(&read)).await;
+        return Ok(());
     };
     framed
         .send(h1::Message::Item((head, BodySize::None)))

@@ -779,13 +779,119 @@ async fn an_upgrade_request_to_a_route_that_is_no_socket_gets_its_answer_then_th
     assert_eq!(refused.header("connection"), Some("close"));
     let rest = std::mem::take(&mut refused.rest);
     read_to_end(&mut refused.stream, rest).await;
+    // An upgrade request with a body (chunked) is not one: actix-http keeps it in its HTTP
+    // dispatcher, where no socket can open.
+    let path = format!("/rooms/{room}/ws?user=chunky");
+    let mut request = upgrade_request(&app, &path, &[("Transfer-Encoding", "chunked")]);
+    request.push_str("0\r\n\r\n");
+    let stream = TcpStream::connect(authority(&app)).await.expect("connect");
+    let chunked = upgrade_after(stream, &path, request.as_bytes()).await;
+    assert_eq!(chunked.status, 400, "{}", chunked.head);
+    assert_eq!(chunked.body()["error"], "bad_request");
+    assert_eq!(participants(&app, &room).await, 0, "nobody joined");
     // Both were counted like any request.
-    for (route, status) in [("/healthz", 200), ("/rooms/{id}/ws", 400)] {
+    for (route, status, count) in [("/healthz", 200, 1.0), ("/rooms/{id}/ws", 400, 2.0)] {
         let sample = format!(
             r#"roomstate_http_requests_total{{method="GET",route="{route}",status="{status}"}}"#
         );
-        assert_eq!(metric(&app, &sample).await, 1.0, "{sample}");
+        assert_eq!(metric(&app, &sample).await, count, "{sample}");
     }
+}
+
+#[actix_rt::test]
+async fn a_client_that_pings_and_never_reads_gets_no_pongs_past_its_bound() {
+    const BOUND: usize = 16 * 1024;
+    let app = app::builder()
+        .setting("LIMITS__WS_SEND_BUFFER_BYTES", BOUND)
+        .setting("PRESENCE__WS_TIMEOUT_S", 600)
+        .start();
+    let room = app.create_room("ping flood").await;
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket
+        .connect(authority(&app).parse().unwrap())
+        .await
+        .unwrap();
+    let mut pinger = upgrade_on(stream, &app, &format!("/rooms/{room}/ws?user=pinger"), &[]).await;
+    assert_eq!(pinger.status, 101, "{}", pinger.head);
+    // 125-byte pings (masked with a zero mask), far more pongs than the kernels' buffers hold.
+    let mut ping = vec![0x89, 0x80 | 125, 0, 0, 0, 0];
+    ping.extend_from_slice(&[b'p'; 125]);
+    let burst: Vec<u8> = ping
+        .iter()
+        .copied()
+        .cycle()
+        .take(ping.len() * 1000)
+        .collect();
+    for _ in 0..100 {
+        pinger
+            .stream
+            .write_all(&burst)
+            .await
+            .expect("the engine reads pings");
+    }
+    // The engine read every ping (a vote after them is answered)...
+    let vote = client_text_frame(r#"{"type":"vote","side":"pro","req":"after"}"#);
+    pinger.stream.write_all(&vote).await.unwrap();
+    eventually("the vote after the pings", STEP, || async {
+        (app.room(&room).await["pro"] == 1).then_some(())
+    })
+    .await;
+    // ...and held no more for the socket than its bound.
+    let held = metric(&app, "roomstate_ws_send_buffer_bytes").await;
+    assert!(
+        held <= BOUND as f64,
+        "held {held} bytes for a socket bounded at {BOUND}"
+    );
+    assert_eq!(app.get("/healthz").await.0, 200);
+}
+
+#[actix_rt::test]
+async fn a_silent_client_that_never_reads_loses_its_connection_and_its_bytes() {
+    let app = app::builder()
+        .setting("PRESENCE__WS_TIMEOUT_S", 2)
+        .setting("LIMITS__MAX_BODY_BYTES", 1 << 20)
+        .setting("LIMITS__HTTP_RATE_PER_S", 0)
+        .start();
+    let room = app.create_room("gone quiet").await;
+    app.join(&room, "talker").await;
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket
+        .connect(authority(&app).parse().unwrap())
+        .await
+        .unwrap();
+    let mut quiet = upgrade_on(stream, &app, &format!("/rooms/{room}/ws?user=quiet"), &[]).await;
+    assert_eq!(quiet.status, 101, "{}", quiet.head);
+    // Messages until the engine holds bytes the client does not take; meanwhile the client
+    // pings (it writes, it does not read), so it is not silent yet.
+    let say = format!("/rooms/{room}/messages");
+    let ping = [0x89, 0x80, 0, 0, 0, 0];
+    eventually("bytes held for the quiet client", STEP, || async {
+        // Six bytes into an empty send buffer: taken at once.
+        assert_eq!(quiet.stream.try_write(&ping).ok(), Some(ping.len()));
+        let batch = (0..16).map(|_| {
+            let body = json!({"user": "talker", "text": "🗣".repeat(2000)});
+            send(&app, Method::POST, &say, &[], Some(body))
+        });
+        for answer in join_all(batch).await {
+            assert_eq!(answer.status, 201, "{}", answer.body);
+        }
+        (metric(&app, "roomstate_ws_send_buffer_bytes").await > 0.0).then_some(())
+    })
+    .await;
+    // It said nothing for its timeout: it leaves the room, and after as long again to take
+    // its bytes, the engine lets go of them and of the connection.
+    eventually("the quiet client to leave", STEP, || async {
+        (participants(&app, &room).await == 1).then_some(())
+    })
+    .await;
+    eventually("the held bytes to go", STEP, || async {
+        (metric(&app, "roomstate_ws_send_buffer_bytes").await == 0.0).then_some(())
+    })
+    .await;
+    let rest = std::mem::take(&mut quiet.rest);
+    read_to_end(&mut quiet.stream, rest).await;
 }
 
 #[actix_rt::test]
