@@ -30,7 +30,7 @@ use crate::{
         deps::{RoomDeps, RoomSettings},
         registry::Registry,
     },
-    ws::session::SessionSettings,
+    ws::{open_sockets::OpenSockets, session::SessionSettings},
 };
 
 /// How long shutdown waits for rooms to make their pending events durable.
@@ -178,6 +178,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
             burst: limits.ws_burst,
             send_buffer_bytes: limits.ws_send_buffer_bytes,
         },
+        sockets: OpenSockets::default(),
         max_body_bytes: limits.max_body_bytes,
         edge: loaded.edge.clone(),
         openapi,
@@ -216,6 +217,8 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     if let Some(token) = loaded.admin_token.as_ref().filter(|t| t.generated) {
         println!("admin token (generated for this dev run): {}", token.token);
     }
+    let sockets = state.sockets.clone();
+    let sockets_deadline = Duration::from_secs(http.shutdown_timeout_s);
     let handles: Vec<ServerHandle> = std::iter::once(public.handle())
         .chain(internal.as_ref().map(Server::handle))
         .collect();
@@ -234,6 +237,13 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
             None => {
                 registry.shutdown(DRAIN_DEADLINE).await;
             }
+        }
+        // The rooms ended their sockets: their close frames go out before the workers stop.
+        if !sockets.all_ended(sockets_deadline).await {
+            tracing::warn!(
+                sockets = sockets.count(),
+                "sockets still open at the end of http.shutdown_timeout_s; their connections are cut"
+            );
         }
         for handle in &handles {
             handle.stop(true).await;

@@ -35,8 +35,14 @@ use roomstate_core::protocol::ErrorCode;
 use routes::{Endpoint, Kind, ROUTES};
 
 use crate::{
-    auth::Policy, cluster::router::Router, edge::EdgePolicy, error::no_route, metrics::Metrics,
-    ratelimit::AddressLimiter, room::registry::Registry, ws::session::SessionSettings,
+    auth::Policy,
+    cluster::router::Router,
+    edge::EdgePolicy,
+    error::no_route,
+    metrics::Metrics,
+    ratelimit::AddressLimiter,
+    room::registry::Registry,
+    ws::{open_sockets::OpenSockets, session::SessionSettings},
 };
 
 /// What every handler can reach (`web::Data<AppState>`).
@@ -53,6 +59,8 @@ pub(crate) struct AppState {
     /// Per client address: HTTP mutations and WebSocket upgrades.
     pub(crate) http_limiter: AddressLimiter,
     pub(crate) sessions: SessionSettings,
+    /// Every socket's connection until it ends (shutdown waits for them).
+    pub(crate) sockets: OpenSockets,
     pub(crate) max_body_bytes: usize,
     /// Whose `X-Forwarded-For` is believed; which pages may use the engine from a browser.
     pub(crate) edge: EdgePolicy,

@@ -559,5 +559,6 @@ pub(super) async fn websocket(
         opening,
         state.sessions.clone(),
         state.metrics.clone(),
+        &state.sockets,
     )?)
 }

@@ -4,6 +4,7 @@
 //! sent.
 
 mod incoming;
+pub(crate) mod open_sockets;
 mod outgoing;
 pub(crate) mod session;
 pub(crate) mod upgrade;

@@ -27,6 +27,7 @@ use serde_json::Value;
 
 use super::{
     incoming::{Incoming, ReadSide},
+    open_sockets::{OpenSockets, SocketGuard},
     outgoing::Outgoing,
 };
 use crate::{
@@ -127,6 +128,8 @@ pub(crate) struct Accepted {
     opening: Opening,
     settings: SessionSettings,
     metrics: Metrics,
+    /// The socket's place among the open ones, until its connection ends.
+    counted: SocketGuard,
 }
 
 /// Answers `req` with the handshake's `101`, carrying what `open` needs, or refuses a request
@@ -136,6 +139,7 @@ pub(crate) fn accept(
     opening: Opening,
     settings: SessionSettings,
     metrics: Metrics,
+    sockets: &OpenSockets,
 ) -> Result<HttpResponse, ApiError> {
     let mut response = match ws::handshake(req.head()) {
         Ok(mut handshake) => HttpResponse::from(handshake.finish().map_into_boxed_body()),
@@ -156,17 +160,20 @@ pub(crate) fn accept(
         opening,
         settings,
         metrics,
+        counted: sockets.open(),
     });
     Ok(response)
 }
 
 /// Runs the session `accepted` on a connection's read side, whose client already sent `early`;
-/// what the session writes is for the caller to hand to the kernel (`Outgoing::write`).
-pub(crate) fn open(accepted: Accepted, read: ReadSide, early: BytesMut) -> Outgoing {
+/// what the session writes is for the caller to hand to the kernel (`Outgoing::write`), with
+/// the socket's place among the open ones, to give back when the connection ends.
+pub(crate) fn open(accepted: Accepted, read: ReadSide, early: BytesMut) -> (Outgoing, SocketGuard) {
     let Accepted {
         opening,
         settings,
         metrics,
+        counted,
     } = accepted;
     let outgoing = Outgoing::new(
         settings.send_buffer_bytes,
@@ -196,7 +203,7 @@ pub(crate) fn open(accepted: Accepted, read: ReadSide, early: BytesMut) -> Outgo
         ctx.add_stream(incoming);
         session
     });
-    outgoing
+    (outgoing, counted)
 }
 
 impl WsSession {

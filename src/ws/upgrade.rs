@@ -8,7 +8,8 @@
 //! - a `101` that carries an accepted socket (`session::accept`) is sent, the dispatcher's
 //!   buffers are let go (only what the client already sent after its request is kept), and
 //!   the session runs on the bare connection: `session::open` reads, `Outgoing::write` writes
-//!   until the socket ends;
+//!   until the socket ends, on a task of its own (the HTTP connection's task ends; shutdown
+//!   waits for sockets through `OpenSockets`);
 //! - any other answer (a refusal, or a route that is no socket) is sent with
 //!   `Connection: close`, and the connection ends with it: it was asked to become something
 //!   else.
@@ -95,7 +96,12 @@ where
     drop(read_buf);
     let (read, write) = io.into_split();
     let read = Rc::new(RefCell::new(read));
-    let outgoing = session::open(accepted, read.clone(), early);
-    outgoing.write(write, read).await;
+    let (outgoing, counted) = session::open(accepted, read.clone(), early);
+    // The socket's writer is a task of its own: the HTTP connection's task (actix-http's
+    // dispatcher, sized for the application's largest future) ends here.
+    actix_rt::spawn(async move {
+        outgoing.write(write, read).await;
+        drop(counted);
+    });
     Ok(())
 }
