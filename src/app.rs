@@ -30,7 +30,7 @@ use crate::{
         deps::{RoomDeps, RoomSettings},
         registry::Registry,
     },
-    ws::{open_sockets::OpenSockets, session::SessionSettings},
+    ws::{self, open_sockets::OpenSockets, session::SessionSettings},
 };
 
 /// How long shutdown waits for rooms to make their pending events durable.
@@ -218,7 +218,9 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         println!("admin token (generated for this dev run): {}", token.token);
     }
     let sockets = state.sockets.clone();
-    let sockets_deadline = Duration::from_secs(http.shutdown_timeout_s);
+    // A socket whose client takes nothing more is not waited for long: prompt clients answer
+    // the close at once.
+    let sockets_deadline = Duration::from_secs(http.shutdown_timeout_s).min(ws::LINGER);
     let handles: Vec<ServerHandle> = std::iter::once(public.handle())
         .chain(internal.as_ref().map(Server::handle))
         .collect();
@@ -231,7 +233,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         match &cluster {
             Some((cluster, arbiter)) => {
                 cluster::hand_off(cluster, DRAIN_DEADLINE).await;
-                cluster.mirrors().end_all();
+                cluster.mirrors().end_all(DRAIN_DEADLINE).await;
                 arbiter.stop();
             }
             None => {

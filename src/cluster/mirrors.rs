@@ -2,7 +2,7 @@
 //! that feeds them all (`RedisTail`: durable events only, in order, on a connection of its own).
 //! A mirror starts with the first socket here for its room and stops a while after its last.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use actix::prelude::*;
 use parking_lot::Mutex;
@@ -93,11 +93,13 @@ impl Mirrors {
         mirror
     }
 
-    /// The node is stopping: every mirror ends its sockets and stops.
-    pub(crate) fn end_all(&self) {
+    /// The node is stopping: every mirror ends its sockets and stops. Waits (at most
+    /// `within`) until each has told its sockets, so the caller may stop the mirrors' arbiter.
+    pub(crate) async fn end_all(&self, within: Duration) {
         let mirrors: Vec<Addr<RoomMirror>> = self.inner.rooms.lock().values().cloned().collect();
-        for mirror in mirrors {
-            mirror.do_send(EndAll);
+        let told = futures_util::future::join_all(mirrors.iter().map(|m| m.send(EndAll)));
+        if tokio::time::timeout(within, told).await.is_err() {
+            tracing::warn!("mirrors still ending their sockets at the deadline");
         }
     }
 

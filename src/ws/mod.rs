@@ -8,3 +8,5 @@ pub(crate) mod open_sockets;
 mod outgoing;
 pub(crate) mod session;
 pub(crate) mod upgrade;
+
+pub(crate) use outgoing::LINGER;

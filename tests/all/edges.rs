@@ -779,6 +779,17 @@ async fn an_upgrade_request_to_a_route_that_is_no_socket_gets_its_answer_then_th
     assert_eq!(refused.header("connection"), Some("close"));
     let rest = std::mem::take(&mut refused.rest);
     read_to_end(&mut refused.stream, rest).await;
+    // A refusal arrives whole even when the client sent more than the engine read with the
+    // request: what is left is read away before the connection ends (no reset to lose it).
+    let path = format!("/rooms/{room}/ws?user=bad%20name");
+    let mut sent = upgrade_request(&app, &path, &[]).into_bytes();
+    sent.extend(std::iter::repeat_n(b'z', 64 * 1024));
+    let stream = TcpStream::connect(authority(&app)).await.expect("connect");
+    let mut eager = upgrade_after(stream, &path, &sent).await;
+    assert_eq!(eager.status, 400, "{}", eager.head);
+    assert_eq!(eager.body()["error"], "bad_request");
+    let rest = std::mem::take(&mut eager.rest);
+    read_to_end(&mut eager.stream, rest).await;
     // An upgrade request with a body (chunked) is not one: actix-http keeps it in its HTTP
     // dispatcher, where no socket can open.
     let path = format!("/rooms/{room}/ws?user=chunky");
@@ -790,7 +801,7 @@ async fn an_upgrade_request_to_a_route_that_is_no_socket_gets_its_answer_then_th
     assert_eq!(chunked.body()["error"], "bad_request");
     assert_eq!(participants(&app, &room).await, 0, "nobody joined");
     // Both were counted like any request.
-    for (route, status, count) in [("/healthz", 200, 1.0), ("/rooms/{id}/ws", 400, 2.0)] {
+    for (route, status, count) in [("/healthz", 200, 1.0), ("/rooms/{id}/ws", 400, 3.0)] {
         let sample = format!(
             r#"roomstate_http_requests_total{{method="GET",route="{route}",status="{status}"}}"#
         );
