@@ -407,21 +407,36 @@ mod tests {
         assert_eq!(gauge.get() as usize, buffer.held());
     }
 
-    #[actix_rt::test]
-    async fn the_writer_sends_everything_then_ends_the_connection() {
-        use tokio::io::AsyncReadExt as _;
+    /// A client's connection (with that receive buffer, if given), and `outgoing`'s writer on
+    /// its server side.
+    async fn writing(
+        outgoing: &Outgoing,
+        recv_buffer: Option<u32>,
+    ) -> (tokio::net::TcpStream, actix_rt::task::JoinHandle<()>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        if let Some(size) = recv_buffer {
+            socket.set_recv_buffer_size(size).unwrap();
+        }
+        let client = socket
+            .connect(listener.local_addr().unwrap())
             .await
             .unwrap();
         let (server, _) = listener.accept().await.unwrap();
-        let gauge = gauge();
-        let outgoing = Outgoing::new(1 << 20, gauge.clone(), Duration::from_secs(5));
+        let (read, write) = server.into_split();
         let writer = actix_rt::spawn({
             let outgoing = outgoing.clone();
-            let (read, write) = server.into_split();
             async move { outgoing.write(write, Rc::new(RefCell::new(read))).await }
         });
+        (client, writer)
+    }
+
+    #[actix_rt::test]
+    async fn the_writer_sends_everything_then_ends_the_connection() {
+        use tokio::io::AsyncReadExt as _;
+        let gauge = gauge();
+        let outgoing = Outgoing::new(1 << 20, gauge.clone(), Duration::from_secs(5));
+        let (mut client, writer) = writing(&outgoing, None).await;
         outgoing.frame(OpCode::Text, &[b'a'; 300]);
         outgoing.close(None);
         let mut seen = Vec::new();
@@ -434,29 +449,12 @@ mod tests {
         assert_eq!(gauge.get(), 0);
     }
 
-    /// A connection whose client reads nothing (a tiny receive window), and its server side.
-    async fn stalled_pair() -> (tokio::net::TcpStream, tokio::net::TcpStream) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket.set_recv_buffer_size(4096).unwrap();
-        let client = socket
-            .connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
-        let (server, _) = listener.accept().await.unwrap();
-        (client, server)
-    }
-
     #[actix_rt::test]
     async fn a_client_that_takes_nothing_loses_its_connection_once_the_session_ends() {
-        let (mut client, server) = stalled_pair().await;
         let gauge = gauge();
         let outgoing = Outgoing::new(64 << 20, gauge.clone(), Duration::from_millis(300));
-        let writer = actix_rt::spawn({
-            let outgoing = outgoing.clone();
-            let (read, write) = server.into_split();
-            async move { outgoing.write(write, Rc::new(RefCell::new(read))).await }
-        });
+        // A client that reads nothing, with a tiny receive window.
+        let (mut client, writer) = writing(&outgoing, Some(4096)).await;
         // More than the kernels' buffers take: the writer waits for room that never comes.
         let chunk = vec![b'x'; 60_000];
         for _ in 0..300 {

@@ -112,8 +112,6 @@ pub(crate) struct WsSession {
     expired: bool,
     /// Frames written and not yet taken by the client.
     outgoing: Outgoing,
-    /// The socket was dropped for not taking what it is sent: it writes nothing more.
-    dropped: bool,
     settings: SessionSettings,
     metrics: Metrics,
 }
@@ -195,7 +193,6 @@ pub(crate) fn open(accepted: Accepted, read: ReadSide, early: BytesMut) -> (Outg
         token_ttl: opening.token_ttl,
         expired: false,
         outgoing: outgoing.clone(),
-        dropped: false,
         settings,
         metrics,
     };
@@ -211,7 +208,7 @@ impl WsSession {
     /// client is not taking what it is sent, and the socket is dropped instead.
     fn send(&mut self, ctx: &mut Context<Self>, text: ByteString) {
         // After the socket's end (a room's message may follow it in the same turn), nothing.
-        if self.dropped || self.outgoing.is_finished() {
+        if self.outgoing.is_finished() {
             return;
         }
         if self.outgoing.would_pass(text.len()) {
@@ -223,7 +220,6 @@ impl WsSession {
     /// Drops a socket whose client does not read: its backlog is freed, a close frame (1008) is
     /// the last thing it would get, and it leaves the room like any closed socket.
     fn drop_slow(&mut self, ctx: &mut Context<Self>) {
-        self.dropped = true;
         self.metrics.ws_slow_clients.inc();
         tracing::warn!(
             user = %self.user,

@@ -120,6 +120,18 @@ impl Upgrade {
     }
 }
 
+/// Upgrades `path` on a connection of its own whose receive buffer is tiny (4 KiB): a client
+/// that, not reading, soon leaves the engine's bytes with the engine.
+async fn upgrade_reading_little(app: &TestApp, path: &str) -> Upgrade {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket
+        .connect(authority(app).parse().unwrap())
+        .await
+        .unwrap();
+    upgrade_on(stream, app, path, &[]).await
+}
+
 /// Upgrades `path` with `headers` added, on a connection of its own.
 async fn upgrade(app: &TestApp, path: &str, headers: &[(&str, &str)]) -> Upgrade {
     let stream = TcpStream::connect(authority(app)).await.expect("connect");
@@ -817,13 +829,7 @@ async fn a_client_that_pings_and_never_reads_gets_no_pongs_past_its_bound() {
         .setting("PRESENCE__WS_TIMEOUT_S", 600)
         .start();
     let room = app.create_room("ping flood").await;
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let stream = socket
-        .connect(authority(&app).parse().unwrap())
-        .await
-        .unwrap();
-    let mut pinger = upgrade_on(stream, &app, &format!("/rooms/{room}/ws?user=pinger"), &[]).await;
+    let mut pinger = upgrade_reading_little(&app, &format!("/rooms/{room}/ws?user=pinger")).await;
     assert_eq!(pinger.status, 101, "{}", pinger.head);
     // 125-byte pings (masked with a zero mask), far more pongs than the kernels' buffers hold.
     let mut ping = vec![0x89, 0x80 | 125, 0, 0, 0, 0];
@@ -866,13 +872,7 @@ async fn a_silent_client_that_never_reads_loses_its_connection_and_its_bytes() {
         .start();
     let room = app.create_room("gone quiet").await;
     app.join(&room, "talker").await;
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let stream = socket
-        .connect(authority(&app).parse().unwrap())
-        .await
-        .unwrap();
-    let mut quiet = upgrade_on(stream, &app, &format!("/rooms/{room}/ws?user=quiet"), &[]).await;
+    let mut quiet = upgrade_reading_little(&app, &format!("/rooms/{room}/ws?user=quiet")).await;
     assert_eq!(quiet.status, 101, "{}", quiet.head);
     // Messages until the engine holds bytes the client does not take; meanwhile the client
     // pings (it writes, it does not read), so it is not silent yet.
@@ -945,13 +945,7 @@ async fn a_client_that_does_not_read_is_dropped_and_nobody_else_is_harmed() {
     };
 
     // The slow client: a tiny receive buffer, an upgrade, then not another byte read.
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let stream = socket
-        .connect(authority(&app).parse().unwrap())
-        .await
-        .unwrap();
-    let mut slow = upgrade_on(stream, &app, &format!("/rooms/{room}/ws?user=slow"), &[]).await;
+    let mut slow = upgrade_reading_little(&app, &format!("/rooms/{room}/ws?user=slow")).await;
     assert_eq!(slow.status, 101, "{}", slow.head);
     eventually("the slow client to be present", STEP, || async {
         (participants(&app, &room).await == 3).then_some(())
