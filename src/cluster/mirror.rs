@@ -27,6 +27,7 @@ use crate::room::{
     failure::{RegistryFailure, Reply, RoomFailure},
     messages::{Applied, Connect, Disconnect, Mutate},
     outbound::{Outbound, SessionId, Shared},
+    outlet::Outlet,
     throttle::{Publish, StateThrottle},
 };
 
@@ -44,7 +45,7 @@ pub(crate) struct Update(pub(crate) TailUpdate);
 
 struct Socket {
     user: UserName,
-    addr: Recipient<Outbound>,
+    outlet: Outlet,
     /// Its first state went out: it gets frames from now on.
     active: bool,
     /// The seqs of the last state and of the last message it got.
@@ -104,7 +105,7 @@ impl RoomMirror {
             for socket in self.sockets.values_mut().filter(|s| s.active) {
                 if message.seq > socket.message_seq {
                     socket.message_seq = message.seq;
-                    socket.addr.do_send(Outbound::Message(shared.clone()));
+                    socket.outlet.send(Outbound::Message(shared.clone()));
                 }
             }
         }
@@ -136,7 +137,7 @@ impl RoomMirror {
         for socket in self.sockets.values_mut().filter(|s| s.active) {
             if seq > socket.state_seq {
                 socket.state_seq = seq;
-                socket.addr.do_send(Outbound::State(shared.clone()));
+                socket.outlet.send(Outbound::State(shared.clone()));
             }
         }
     }
@@ -258,9 +259,9 @@ impl RoomMirror {
                     };
                     for socket in act.sockets.values() {
                         if let Some(last) = &last {
-                            socket.addr.do_send(last.clone());
+                            socket.outlet.send(last.clone());
                         }
-                        socket.addr.do_send(Outbound::End(CloseReason::RoomClosed));
+                        socket.outlet.send(Outbound::End(CloseReason::RoomClosed));
                     }
                     act.sockets.clear();
                     ctx.stop();
@@ -326,8 +327,8 @@ impl Handler<EndAll> for RoomMirror {
         self.gone = true;
         for socket in self.sockets.values() {
             socket
-                .addr
-                .do_send(Outbound::End(CloseReason::ServerShutdown));
+                .outlet
+                .send(Outbound::End(CloseReason::ServerShutdown));
         }
         self.sockets.clear();
         ctx.stop();
@@ -353,7 +354,7 @@ impl Handler<Connect> for RoomMirror {
             msg.id,
             Socket {
                 user: msg.user.clone(),
-                addr: msg.session,
+                outlet: msg.session,
                 active: false,
                 state_seq: 0,
                 message_seq: 0,

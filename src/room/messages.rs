@@ -8,7 +8,8 @@ use roomstate_journal::Epoch;
 
 use super::{
     failure::Reply,
-    outbound::{Outbound, SessionId, Shared},
+    outbound::{SessionId, Shared},
+    outlet::Outlet,
 };
 
 /// What a mutation answers, once it is durable.
@@ -54,7 +55,7 @@ pub(crate) struct GetMessages {
 pub(crate) struct Connect {
     pub(crate) id: SessionId,
     pub(crate) user: UserName,
-    pub(crate) session: Recipient<Outbound>,
+    pub(crate) session: Outlet,
 }
 
 /// A socket closed (or was dropped): leaves its user if it was their last one.

@@ -5,7 +5,7 @@
 //! (how often state is broadcast), `snapshots` (when to snapshot), `http_idle` (when an HTTP join
 //! lapses), `sessions` (the sockets of a room), `remote_sessions` (its sockets on other nodes of
 //! a cluster), `closing` (a close in progress), `outbound` (what a room tells a socket, as typed
-//! protocol), `link` (what a socket talks to: the room, or a cluster node's mirror of it),
+//! protocol), `outlet` (where it goes: one queue per HTTP worker), `link` (what a socket talks to: the room, or a cluster node's mirror of it),
 //! `messages` (what a room answers), `failure` (why it refuses), `deps` (what every room shares),
 //! `registry` (id -> room; recovery and shutdown).
 //!
@@ -21,6 +21,7 @@ mod http_idle;
 pub(crate) mod link;
 pub(crate) mod messages;
 pub(crate) mod outbound;
+pub(crate) mod outlet;
 pub(crate) mod registry;
 mod remote_sessions;
 mod sessions;

@@ -8,8 +8,6 @@
 
 use std::sync::{Arc, OnceLock};
 
-use actix::prelude::*;
-use bytestring::ByteString;
 use roomstate_core::{
     protocol::CloseReason,
     room::{ChatMessage, RoomView},
@@ -21,7 +19,7 @@ pub(crate) type SessionId = u64;
 /// A value sent to many sockets, with its encoding once someone made it.
 pub(crate) struct Shared<T> {
     value: T,
-    text: OnceLock<ByteString>,
+    text: OnceLock<String>,
 }
 
 impl<T> Shared<T> {
@@ -33,16 +31,13 @@ impl<T> Shared<T> {
     }
 
     /// The encoded text: made by `encode` the first time, shared after that.
-    pub(crate) fn text(&self, encode: impl FnOnce(&T) -> String) -> ByteString {
-        self.text
-            .get_or_init(|| ByteString::from(encode(&self.value)))
-            .clone()
+    pub(crate) fn text(&self, encode: impl FnOnce(&T) -> String) -> &str {
+        self.text.get_or_init(|| encode(&self.value))
     }
 }
 
 /// What a room sends a socket.
-#[derive(Message, Clone)]
-#[rtype(result = "()")]
+#[derive(Clone)]
 pub(crate) enum Outbound {
     /// The room's newest durable state.
     State(Arc<Shared<RoomView>>),
@@ -68,8 +63,8 @@ mod tests {
             calls.set(calls.get() + 1);
             format!("n={v}")
         };
-        assert_eq!(&*shared.text(encode), "n=7");
-        assert_eq!(&*shared.text(encode), "n=7");
+        assert_eq!(shared.text(encode), "n=7");
+        assert_eq!(shared.text(encode), "n=7");
         assert_eq!(calls.get(), 1);
     }
 }

@@ -1,34 +1,46 @@
 //! The sockets subscribed to a room: who they belong to, where to send, and whether they take
 //! broadcasts yet (a socket does once its first `state` went out).
+//!
+//! Broadcasts go once per worker thread (`outlet.rs`): the sockets that take them are kept
+//! grouped by their worker, so a broadcast is one delivery per worker, whatever the room's size.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
-use actix::Recipient;
 use roomstate_core::{protocol::CloseReason, room::UserName};
 
-use super::outbound::{Outbound, SessionId};
+use super::{
+    outbound::{Outbound, SessionId},
+    outlet::{Outlet, To, WorkerQueue},
+};
 
 struct Session {
     user: UserName,
-    addr: Recipient<Outbound>,
+    outlet: Outlet,
     /// Receives broadcasts (its first state frame has been sent).
     active: bool,
+}
+
+/// The active sockets on one worker.
+struct Worker {
+    queue: WorkerQueue,
+    active: Arc<Vec<SessionId>>,
 }
 
 /// A room's sockets.
 #[derive(Default)]
 pub(crate) struct Sessions {
     sessions: HashMap<SessionId, Session>,
+    workers: Vec<Worker>,
 }
 
 impl Sessions {
     /// A socket that takes no broadcasts until [`Sessions::activate`].
-    pub(crate) fn add(&mut self, id: SessionId, user: UserName, addr: Recipient<Outbound>) {
+    pub(crate) fn add(&mut self, id: SessionId, user: UserName, outlet: Outlet) {
         self.sessions.insert(
             id,
             Session {
                 user,
-                addr,
+                outlet,
                 active: false,
             },
         );
@@ -36,35 +48,132 @@ impl Sessions {
 
     /// Forgets a socket; its user, if it was here.
     pub(crate) fn remove(&mut self, id: SessionId) -> Option<UserName> {
-        self.sessions.remove(&id).map(|s| s.user)
+        let session = self.sessions.remove(&id)?;
+        if session.active {
+            let queue = session.outlet.queue.id();
+            if let Some(at) = self.workers.iter().position(|w| w.queue.id() == queue) {
+                let active = Arc::make_mut(&mut self.workers[at].active);
+                active.retain(|s| *s != id);
+                if active.is_empty() {
+                    self.workers.swap_remove(at);
+                }
+            }
+        }
+        Some(session.user)
     }
 
     /// The socket got its first state: broadcasts go to it from now on. False if it is gone.
     pub(crate) fn activate(&mut self, id: SessionId) -> bool {
-        match self.sessions.get_mut(&id) {
-            Some(session) => {
-                session.active = true;
-                true
-            }
-            None => false,
+        let Some(session) = self.sessions.get_mut(&id) else {
+            return false;
+        };
+        if session.active {
+            return true;
         }
+        session.active = true;
+        let queue = &session.outlet.queue;
+        match self.workers.iter_mut().find(|w| w.queue.id() == queue.id()) {
+            Some(worker) => Arc::make_mut(&mut worker.active).push(id),
+            None => self.workers.push(Worker {
+                queue: queue.clone(),
+                active: Arc::new(vec![id]),
+            }),
+        }
+        true
     }
 
-    /// Sends `what` to every active socket.
+    /// Sends `what` to every active socket: one delivery per worker.
     pub(crate) fn broadcast(&self, what: Outbound) {
-        for session in self.sessions.values().filter(|s| s.active) {
-            session.addr.do_send(what.clone());
+        for worker in &self.workers {
+            worker
+                .queue
+                .send(To::Many(worker.active.clone()), what.clone());
         }
     }
 
     /// Sends `last` (if any) and then ends every socket, active or not, and forgets them all.
     pub(crate) fn end_all(&mut self, last: Option<Outbound>, reason: CloseReason) {
-        for session in self.sessions.values() {
-            if let Some(last) = &last {
-                session.addr.do_send(last.clone());
-            }
-            session.addr.do_send(Outbound::End(reason));
+        let mut by_worker: HashMap<u64, (WorkerQueue, Vec<SessionId>)> = HashMap::new();
+        for (id, session) in self.sessions.drain() {
+            let queue = session.outlet.queue;
+            by_worker
+                .entry(queue.id())
+                .or_insert_with(|| (queue, Vec::new()))
+                .1
+                .push(id);
         }
-        self.sessions.clear();
+        for (queue, ids) in by_worker.into_values() {
+            let ids = Arc::new(ids);
+            if let Some(last) = &last {
+                queue.send(To::Many(ids.clone()), last.clone());
+            }
+            queue.send(To::Many(ids), Outbound::End(reason));
+        }
+        self.workers.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::sync::mpsc::UnboundedReceiver;
+
+    use super::*;
+    use crate::room::outlet::Delivery;
+
+    fn user(name: &str) -> UserName {
+        UserName::parse(name).expect("a valid user name")
+    }
+
+    /// Who each delivery on `rx` is for, in order.
+    fn received(rx: &mut UnboundedReceiver<Delivery>) -> Vec<Vec<SessionId>> {
+        let mut got = Vec::new();
+        while let Ok(delivery) = rx.try_recv() {
+            got.push(match delivery.to {
+                To::One(id) => vec![id],
+                To::Many(ids) => {
+                    let mut ids = ids.to_vec();
+                    ids.sort_unstable();
+                    ids
+                }
+            });
+        }
+        got
+    }
+
+    #[test]
+    fn a_broadcast_is_one_delivery_per_worker_for_its_active_sockets() {
+        let (a, mut rx_a) = WorkerQueue::new();
+        let (b, mut rx_b) = WorkerQueue::new();
+        let mut sessions = Sessions::default();
+        for (id, queue) in [(1, &a), (2, &a), (3, &b), (4, &a)] {
+            let outlet = Outlet {
+                queue: queue.clone(),
+                session: id,
+            };
+            sessions.add(id, user("ann"), outlet);
+        }
+        for id in [1, 2, 3] {
+            assert!(sessions.activate(id));
+        }
+        assert!(!sessions.activate(9), "an unknown socket is not activated");
+        sessions.broadcast(Outbound::End(CloseReason::RoomClosed));
+        assert_eq!(received(&mut rx_a), vec![vec![1, 2]], "4 is not active yet");
+        assert_eq!(received(&mut rx_b), vec![vec![3]]);
+
+        assert!(sessions.remove(3).is_some());
+        assert!(sessions.remove(1).is_some());
+        assert!(sessions.remove(1).is_none(), "gone already");
+        sessions.broadcast(Outbound::End(CloseReason::RoomClosed));
+        assert_eq!(received(&mut rx_a), vec![vec![2]]);
+        assert_eq!(
+            received(&mut rx_b),
+            Vec::<Vec<SessionId>>::new(),
+            "no socket left on b"
+        );
+
+        sessions.end_all(None, CloseReason::ServerShutdown);
+        assert_eq!(received(&mut rx_a), vec![vec![2, 4]], "active or not");
+        sessions.broadcast(Outbound::End(CloseReason::RoomClosed));
+        assert!(received(&mut rx_a).is_empty(), "all forgotten");
     }
 }

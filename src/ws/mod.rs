@@ -1,8 +1,10 @@
 //! WebSockets: where a socket leaves the HTTP dispatcher (`upgrade`), the per-socket session
-//! actor, and the socket's two sides (`incoming`, `outgoing`). The frames themselves are the
+//! task, the socket's two sides (`incoming`, `outgoing`), and the worker's hub that hands the
+//! sockets what their rooms send (`hub`). The frames themselves are the
 //! core's protocol (`roomstate_core::protocol::frames`); this is where they are encoded and
 //! sent.
 
+mod hub;
 mod incoming;
 pub(crate) mod open_sockets;
 mod outgoing;

@@ -1,31 +1,43 @@
-//! `WsSession`: one actor per WebSocket. It parses client frames, forwards requests to its room,
-//! and turns what the room tells it into frames. It owns the socket's heartbeat and rate limit,
-//! the bound of its outgoing buffer (`outgoing.rs`: a client that does not take what it is sent
-//! is dropped with 1008), the encoding of every server frame and the choice of every close code,
-//! and nothing of the room: every decision about state is the room's.
+//! A WebSocket session: one plain task per socket. It parses client frames, forwards requests
+//! to its room, and turns what the room tells it into frames. It owns the socket's heartbeat,
+//! rate limit and token expiry (one deadline for all three), the bound of its outgoing buffer
+//! (`outgoing.rs`: a client that does not take what it is sent is dropped with 1008), the
+//! encoding of every server frame and the choice of every close code, and nothing of the room:
+//! every decision about state is the room's.
 //!
 //! The HTTP route decides whether a socket opens (`accept`: every refusal comes before the
 //! upgrade); the upgrade service (`upgrade.rs`) then takes the connection out of the HTTP
 //! dispatcher and `open` runs the session on it: frames in through `incoming.rs`, frames out
-//! through `outgoing.rs`.
+//! through `outgoing.rs`, and what the room sends through the worker's hub (`hub.rs`), which
+//! hands it to the session without waking the session's task.
 
 use std::{
+    cell::RefCell,
+    future::Future,
     net::IpAddr,
-    sync::atomic::{AtomicU64, Ordering},
-    time::{Duration, Instant},
+    pin::Pin,
+    rc::Rc,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    task::{Context, Poll, Waker},
+    time::Duration,
 };
 
-use actix::prelude::*;
+use actix::prelude::{MailboxError, RecipientRequest};
 use actix_http::ws::{self, CloseCode, Frame, OpCode, ProtocolError};
 use actix_web::{web::BytesMut, HttpMessage as _, HttpRequest, HttpResponse};
-use bytestring::ByteString;
+use futures_util::StreamExt as _;
 use roomstate_core::{
     protocol::{frames, ClientFrame, CloseReason, ErrorCode},
-    room::{Command, IdempotencyKey, RoomId, UserName, Via},
+    room::{Command, IdempotencyKey, RoomId, RoomView, UserName, Via},
 };
 use serde_json::Value;
+use tokio::time::{Instant, Sleep};
 
 use super::{
+    hub::{Deliver, Registration},
     incoming::{Incoming, ReadSide},
     open_sockets::{OpenSockets, SocketGuard},
     outgoing::Outgoing,
@@ -35,12 +47,12 @@ use crate::{
     metrics::Metrics,
     ratelimit::TokenBucket,
     room::{
+        failure::Reply,
         link::RoomLink,
-        messages::{Connect, Disconnect, Mutate},
-        outbound::{Outbound, SessionId},
+        messages::{Applied, Connect, Disconnect, Mutate},
+        outbound::{Outbound, SessionId, Shared},
     },
 };
-
 /// Refused frames in a row after which a flooding client is disconnected.
 const FLOOD_STRIKES: u32 = 50;
 /// How long the room's last frames (`closed`, the socket's end) wait for the answers to requests
@@ -92,28 +104,46 @@ fn close_code(reason: CloseReason) -> CloseCode {
     }
 }
 
-pub(crate) struct WsSession {
+/// A request sent to the room and not answered yet, with the `req` its answer echoes.
+struct InFlight {
+    req: Value,
+    answer: Pin<Box<RecipientRequest<Mutate>>>,
+}
+
+/// What the session knows and decides; shared by its task (frames in, answers, the deadline)
+/// and its worker's hub (what the room sends).
+struct Session {
     id: SessionId,
     user: UserName,
     room_id: RoomId,
     client: IpAddr,
     room: RoomLink,
     heard: Instant,
+    next_ping: Instant,
     bucket: TokenBucket,
     strikes: u32,
-    /// Requests sent to the room and not answered yet.
-    in_flight: usize,
+    /// Waiting for the room's first state: what the room sends meanwhile waits in `early`.
+    connecting: bool,
+    early: Vec<Outbound>,
+    /// Requests sent to the room and not answered yet, oldest first.
+    in_flight: Vec<InFlight>,
     /// What the room sent to end the socket while requests were in flight: held until they are
-    /// answered (or `LAST_ANSWERS_GRACE` passed), so no durable request loses its `ack`.
+    /// answered (or until `deferred_until`), so no durable request loses its `ack`.
     deferred: Vec<Outbound>,
-    /// How long the user token the socket was opened with stays valid (`None`: open mode).
-    token_ttl: Option<Duration>,
+    deferred_until: Option<Instant>,
+    /// When the user token the socket was opened with expires (`None`: open mode, or too far
+    /// out to watch).
+    token_expires: Option<Instant>,
     /// The token expired: the socket takes no more requests and is closing.
     expired: bool,
+    /// The session is over: its task ends at its next turn.
+    ended: bool,
     /// Frames written and not yet taken by the client.
     outgoing: Outgoing,
     settings: SessionSettings,
     metrics: Metrics,
+    /// The task's waker, for what the hub hands over that needs the task (an end, a deadline).
+    task: Option<Waker>,
 }
 
 /// Marks a request that came through the upgrade service (`upgrade.rs`): only such a request
@@ -163,9 +193,10 @@ pub(crate) fn accept(
     Ok(response)
 }
 
-/// Runs the session `accepted` on a connection's read side, whose client already sent `early`;
-/// what the session writes is for the caller to hand to the kernel (`Outgoing::write`), with
-/// the socket's place among the open ones, to give back when the connection ends.
+/// Runs the session `accepted` on a connection's read side, whose client already sent `early`,
+/// as a task on this worker; what the session writes is for the caller to hand to the kernel
+/// (`Outgoing::write`), with the socket's place among the open ones, to give back when the
+/// connection ends.
 pub(crate) fn open(accepted: Accepted, read: ReadSide, early: BytesMut) -> (Outgoing, SocketGuard) {
     let Accepted {
         opening,
@@ -179,47 +210,88 @@ pub(crate) fn open(accepted: Accepted, read: ReadSide, early: BytesMut) -> (Outg
         settings.timeout,
     );
     let incoming = Incoming::new(read, early, settings.max_frame_bytes);
-    let session = WsSession {
-        id: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
+    let now = Instant::now();
+    let id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
+    let session = Rc::new(RefCell::new(Session {
+        id,
         user: opening.user,
         room_id: opening.room_id,
         client: opening.client,
         room: opening.room,
-        heard: Instant::now(),
+        heard: now,
+        next_ping: now + ping_every(settings.timeout),
         bucket: TokenBucket::new(settings.rate_per_s, settings.burst),
         strikes: 0,
-        in_flight: 0,
+        connecting: true,
+        early: Vec::new(),
+        in_flight: Vec::new(),
         deferred: Vec::new(),
-        token_ttl: opening.token_ttl,
+        deferred_until: None,
+        token_expires: opening
+            .token_ttl
+            .filter(|ttl| *ttl <= LONGEST_WATCHED_TOKEN)
+            .map(|ttl| now + ttl),
         expired: false,
+        ended: false,
         outgoing: outgoing.clone(),
         settings,
         metrics,
+        task: None,
+    }));
+    let registration = Registration::new(id, session.clone());
+    let (connect, deadline) = {
+        let s = session.borrow();
+        s.metrics.ws_connections.inc();
+        // The room's answer comes first: no client frame is read before it.
+        let connect = s.room.connect.send(Connect {
+            id,
+            user: s.user.clone(),
+            session: registration.outlet(),
+        });
+        (connect, s.deadline())
     };
-    WsSession::create(|ctx| {
-        ctx.add_stream(incoming);
-        session
-    });
+    let task = SocketTask {
+        session,
+        incoming,
+        connect: Some(Box::pin(connect)),
+        timer: Box::pin(tokio::time::sleep_until(deadline)),
+        timer_at: deadline,
+        _registration: registration,
+    };
+    actix_rt::spawn(task);
     (outgoing, counted)
 }
 
-impl WsSession {
+/// Pings a third of the timeout apart (at least 50 ms apart).
+fn ping_every(timeout: Duration) -> Duration {
+    (timeout / 3).max(Duration::from_millis(50))
+}
+
+impl Session {
     /// Writes a text frame, unless it would take the outgoing buffer past its bound: then the
     /// client is not taking what it is sent, and the socket is dropped instead.
-    fn send(&mut self, ctx: &mut Context<Self>, text: ByteString) {
+    fn send(&mut self, text: &[u8]) {
         // After the socket's end (a room's message may follow it in the same turn), nothing.
-        if self.outgoing.is_finished() {
+        if self.ended || self.outgoing.is_finished() {
             return;
         }
         if self.outgoing.would_pass(text.len()) {
-            return self.drop_slow(ctx);
+            return self.drop_slow();
         }
-        self.outgoing.frame(OpCode::Text, text.as_bytes());
+        self.outgoing.frame(OpCode::Text, text);
+    }
+
+    /// Ends the session: its task ends at its next turn, and the socket leaves its room.
+    fn stop(&mut self) {
+        self.ended = true;
+        if let Some(task) = self.task.take() {
+            task.wake();
+        }
     }
 
     /// Drops a socket whose client does not read: its backlog is freed, a close frame (1008) is
     /// the last thing it would get, and it leaves the room like any closed socket.
-    fn drop_slow(&mut self, ctx: &mut Context<Self>) {
+    fn drop_slow(&mut self) {
         self.metrics.ws_slow_clients.inc();
         tracing::warn!(
             user = %self.user,
@@ -236,94 +308,174 @@ impl WsSession {
         );
         self.outgoing
             .abandon(ws::CloseReason::from((CloseCode::Policy, reason)));
-        ctx.stop();
+        self.stop();
     }
 
-    fn send_error(&mut self, ctx: &mut Context<Self>, req: &Value, error: &ApiError) {
+    fn send_error(&mut self, req: &Value, error: &ApiError) {
         self.metrics.refused(error.error.as_str());
-        self.send(ctx, frames::error(req, error.error, &error.message).into());
+        self.send(frames::error(req, error.error, &error.message).as_bytes());
     }
 
     /// Ends the socket for `reason`, with `description` in the close frame.
-    fn end(&self, ctx: &mut Context<Self>, reason: CloseReason, description: &str) {
+    fn end(&mut self, reason: CloseReason, description: &str) {
+        if self.ended {
+            return;
+        }
         self.outgoing.close(Some(ws::CloseReason {
             code: close_code(reason),
             description: Some(description.to_owned()),
         }));
-        ctx.stop();
+        self.stop();
     }
 
     /// Fails the connection for a frame that breaks RFC 6455 (1002).
-    fn protocol_error(&self, ctx: &mut Context<Self>, error: &dyn std::fmt::Display) {
+    fn protocol_error(&mut self, error: &dyn std::fmt::Display) {
         tracing::debug!(user = %self.user, client.addr = %self.client, %error, "WebSocket protocol error");
         let reason = CloseReason::ProtocolError;
-        self.end(ctx, reason, reason.describe());
+        self.end(reason, reason.describe());
     }
 
-    /// Pings a third of the timeout apart; checks for silence often enough that a silent
-    /// socket is dropped at most a second after its timeout.
-    fn heartbeat(&self, ctx: &mut Context<Self>) {
-        let timeout = self.settings.timeout;
-        let ping_every = (timeout / 3).max(Duration::from_millis(50));
-        let check_every = ping_every.min(Duration::from_secs(1));
-        ctx.run_interval(ping_every, |act, _| act.outgoing.frame(OpCode::Ping, b""));
-        ctx.run_interval(check_every, move |act, ctx| {
-            if act.heard.elapsed() >= timeout {
-                tracing::debug!(user = %act.user, client.addr = %act.client, "socket silent past the timeout; dropping it");
-                ctx.stop();
-            }
-        });
+    /// When the task next has something to do without being woken: a ping, the silence
+    /// timeout, the token's expiry, the end of the grace for the room's last frames.
+    fn deadline(&self) -> Instant {
+        [
+            Some(self.next_ping),
+            Some(self.heard + self.settings.timeout),
+            self.token_expires.filter(|_| !self.expired),
+            self.deferred_until,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(self.next_ping)
     }
 
-    /// Ends the socket when its token expires: an `unauthorized` error frame, then close 4001 —
-    /// after the answers to requests already with the room, like the room's own last frames.
-    fn watch_token(&self, ctx: &mut Context<Self>) {
-        let Some(ttl) = self.token_ttl.filter(|t| *t <= LONGEST_WATCHED_TOKEN) else {
-            return;
-        };
-        ctx.run_later(ttl, |act, ctx| {
-            act.expired = true;
+    /// Does what is due at `now`.
+    fn on_deadline(&mut self, now: Instant) {
+        if self.deferred_until.is_some_and(|at| at <= now) {
+            self.play_deferred();
+        }
+        if !self.expired && self.token_expires.is_some_and(|at| at <= now) {
+            // The token expired: an `unauthorized` error frame, then close 4001 — after the
+            // answers to requests already with the room, like the room's own last frames.
+            self.expired = true;
             let error =
                 ApiError::unauthorized("the user token expired; reconnect with a fresh one");
-            act.send_error(ctx, &Value::Null, &error);
-            <Self as Handler<Outbound>>::handle(act, Outbound::End(CloseReason::TokenExpired), ctx);
-        });
+            self.send_error(&Value::Null, &error);
+            self.handle(&Outbound::End(CloseReason::TokenExpired));
+        }
+        if now >= self.heard + self.settings.timeout {
+            tracing::debug!(user = %self.user, client.addr = %self.client, "socket silent past the timeout; dropping it");
+            return self.stop();
+        }
+        if self.next_ping <= now {
+            self.outgoing.frame(OpCode::Ping, b"");
+            self.next_ping = now + ping_every(self.settings.timeout);
+        }
+    }
+
+    /// The room answered the socket's join: its first state, or why not.
+    fn connected(&mut self, result: Result<Reply<Arc<Shared<RoomView>>>, MailboxError>) {
+        self.connecting = false;
+        let refused = match result {
+            Ok(Ok(first_state)) => {
+                self.send(first_state.text(frames::state).as_bytes());
+                for what in std::mem::take(&mut self.early) {
+                    self.handle(&what);
+                }
+                return;
+            }
+            Ok(Err(failure)) => ApiError::from(failure),
+            Err(mailbox) => ApiError::from(mailbox),
+        };
+        self.early.clear();
+        self.send_error(&Value::Null, &refused);
+        let reason = match refused.error {
+            ErrorCode::Unavailable => CloseReason::TryAgainLater,
+            _ => CloseReason::Refused,
+        };
+        self.end(reason, &refused.message);
     }
 
     /// Takes a rate token for any text frame, well-formed or not, so garbage floods are
     /// limited too. Returns false when the frame must be dropped.
-    fn admit(&mut self, req: &Value, ctx: &mut Context<Self>) -> bool {
+    fn admit(&mut self, req: &Value) -> bool {
         if self.bucket.take() {
             self.strikes = 0;
             return true;
         }
         self.strikes += 1;
         let limited = ApiError::new(ErrorCode::RateLimited, "too many frames; slow down");
-        self.send_error(ctx, req, &limited);
+        self.send_error(req, &limited);
         if self.strikes >= FLOOD_STRIKES {
             tracing::info!(user = %self.user, client.addr = %self.client, "disconnecting a flooding socket");
-            self.end(ctx, CloseReason::Flooding, CloseReason::Flooding.describe());
+            self.end(CloseReason::Flooding, CloseReason::Flooding.describe());
         }
         false
     }
 
-    fn on_text(&mut self, text: &str, ctx: &mut Context<Self>) {
+    fn on_frame(&mut self, frame: Result<Frame, ProtocolError>) {
+        let frame = match frame {
+            Ok(frame) => frame,
+            Err(ProtocolError::Overflow) => {
+                let error = ApiError::new(
+                    ErrorCode::TooLarge,
+                    format!(
+                        "frames are limited to {} bytes",
+                        self.settings.max_frame_bytes
+                    ),
+                );
+                self.send_error(&Value::Null, &error);
+                let reason = CloseReason::FrameTooLarge;
+                return self.end(reason, reason.describe());
+            }
+            Err(error) => return self.protocol_error(&error),
+        };
+        self.heard = Instant::now();
+        match frame {
+            Frame::Text(bytes) => match std::str::from_utf8(&bytes) {
+                Ok(text) => self.on_text(text),
+                // RFC 6455 §8.1: a text frame that is not UTF-8 fails the connection.
+                Err(error) => self.protocol_error(&error),
+            },
+            // A client that pings and does not read gets no pongs past the bound (RFC 6455
+            // §5.5.3 lets a pong answer only the latest ping).
+            Frame::Ping(bytes) => {
+                if !self.outgoing.would_pass(bytes.len() + 2) {
+                    self.outgoing.frame(OpCode::Pong, &bytes);
+                }
+            }
+            Frame::Pong(_) => {}
+            Frame::Binary(_) | Frame::Continuation(_) => {
+                if self.admit(&Value::Null) {
+                    let error = ApiError::bad_request("frames must be single JSON text frames");
+                    self.send_error(&Value::Null, &error);
+                }
+            }
+            Frame::Close(reason) => {
+                self.outgoing.close(reason);
+                self.stop();
+            }
+        }
+    }
+
+    fn on_text(&mut self, text: &str) {
         let parsed = frames::parse(text);
         let req = match &parsed {
             Ok(frame) => frame.req().clone(),
             Err(bad) => bad.req.clone(),
         };
-        if !self.admit(&req, ctx) {
+        if !self.admit(&req) {
             return;
         }
         if self.expired {
             let error = ApiError::unauthorized("the user token expired");
-            return self.send_error(ctx, &req, &error);
+            return self.send_error(&req, &error);
         }
         let frame = match parsed {
             Ok(frame) => frame,
             Err(bad) => {
-                return self.send_error(ctx, &bad.req, &ApiError::bad_request(bad.message));
+                return self.send_error(&bad.req, &ApiError::bad_request(bad.message));
             }
         };
         let (req, command) = match frame {
@@ -354,142 +506,177 @@ impl WsSession {
                 )
             }
         };
-        let request = self.room.mutate.send(Mutate {
+        let answer = self.room.mutate.send(Mutate {
             command,
             via: Via::Socket,
             session: Some(self.id),
         });
-        self.in_flight += 1;
-        ctx.spawn(request.into_actor(self).map(move |result, act, ctx| {
-            act.in_flight -= 1;
-            match result
-                .map_err(ApiError::from)
-                .and_then(|r| r.map_err(ApiError::from))
-            {
-                Ok(applied) => act.send(ctx, frames::ack(&req, applied.seq).into()),
-                Err(error) => act.send_error(ctx, &req, &error),
+        self.in_flight.push(InFlight {
+            req,
+            answer: Box::pin(answer),
+        });
+    }
+
+    /// The room answered a request.
+    fn answered(&mut self, req: &Value, result: Result<Reply<Applied>, MailboxError>) {
+        match result
+            .map_err(ApiError::from)
+            .and_then(|r| r.map_err(ApiError::from))
+        {
+            Ok(applied) => self.send(frames::ack(req, applied.seq).as_bytes()),
+            Err(error) => self.send_error(req, &error),
+        }
+        if self.in_flight.is_empty() {
+            self.play_deferred();
+        }
+    }
+
+    /// Polls the requests in flight, oldest first; answers those the room answered. Whether
+    /// any was.
+    fn poll_answers(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut any = false;
+        let mut at = 0;
+        while at < self.in_flight.len() {
+            match self.in_flight[at].answer.as_mut().poll(cx) {
+                Poll::Ready(result) => {
+                    let done = self.in_flight.remove(at);
+                    self.answered(&done.req, result);
+                    any = true;
+                }
+                Poll::Pending => at += 1,
             }
-            if act.in_flight == 0 {
-                act.play_deferred(ctx);
-            }
-        }));
+        }
+        any
     }
 
     /// Sends what the room sent to end the socket once nothing is in flight any more.
-    fn play_deferred(&mut self, ctx: &mut Context<Self>) {
-        for outbound in std::mem::take(&mut self.deferred) {
-            self.deliver(outbound, ctx);
+    fn play_deferred(&mut self) {
+        self.deferred_until = None;
+        for what in std::mem::take(&mut self.deferred) {
+            self.deliver_now(&what);
         }
+    }
+
+    /// What the room sent: written now, or held while the first state is awaited, or (a last
+    /// frame) while requests are in flight.
+    fn handle(&mut self, what: &Outbound) {
+        if self.ended {
+            return;
+        }
+        if self.connecting {
+            return self.early.push(what.clone());
+        }
+        let last = matches!(what, Outbound::Closed(_) | Outbound::End(_));
+        if !last || (self.in_flight.is_empty() && self.deferred.is_empty()) {
+            return self.deliver_now(what);
+        }
+        if self.deferred.is_empty() {
+            self.deferred_until = Some(Instant::now() + LAST_ANSWERS_GRACE);
+            // The task's deadline moved closer.
+            if let Some(task) = &self.task {
+                task.wake_by_ref();
+            }
+        }
+        self.deferred.push(what.clone());
     }
 
     /// Turns what the room sent into frames (the only place server frames are encoded).
-    fn deliver(&mut self, msg: Outbound, ctx: &mut Context<Self>) {
-        match msg {
-            Outbound::State(view) => self.send(ctx, view.text(frames::state)),
-            Outbound::Message(message) => self.send(ctx, message.text(frames::message)),
-            Outbound::Closed(view) => self.send(ctx, view.text(frames::closed)),
-            Outbound::End(reason) => self.end(ctx, reason, reason.describe()),
+    fn deliver_now(&mut self, what: &Outbound) {
+        match what {
+            Outbound::State(view) => self.send(view.text(frames::state).as_bytes()),
+            Outbound::Message(message) => self.send(message.text(frames::message).as_bytes()),
+            Outbound::Closed(view) => self.send(view.text(frames::closed).as_bytes()),
+            Outbound::End(reason) => self.end(*reason, reason.describe()),
         }
     }
-}
 
-impl Actor for WsSession {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        self.metrics.ws_connections.inc();
-        self.heartbeat(ctx);
-        self.watch_token(ctx);
-        let connect = self.room.connect.send(Connect {
-            id: self.id,
-            user: self.user.clone(),
-            session: ctx.address().recipient(),
-        });
-        // Wait for the room before reading any client frame.
-        connect
-            .into_actor(self)
-            .map(|result, act, ctx| {
-                let refused = match result {
-                    Ok(Ok(first_state)) => return act.send(ctx, first_state.text(frames::state)),
-                    Ok(Err(failure)) => ApiError::from(failure),
-                    Err(mailbox) => ApiError::from(mailbox),
-                };
-                act.send_error(ctx, &Value::Null, &refused);
-                let reason = match refused.error {
-                    ErrorCode::Unavailable => CloseReason::TryAgainLater,
-                    _ => CloseReason::Refused,
-                };
-                act.end(ctx, reason, &refused.message);
-            })
-            .wait(ctx);
-    }
-
-    fn stopped(&mut self, _: &mut Self::Context) {
-        // Whatever ended the session, the writer sends what is queued and ends the connection.
+    /// The session is over, whatever ended it: the writer sends what is queued and ends the
+    /// connection, and the socket leaves its room.
+    fn stopped(&mut self) {
+        self.ended = true;
+        self.in_flight.clear();
         self.outgoing.finish();
         self.metrics.ws_connections.dec();
         self.room.disconnect.do_send(Disconnect { id: self.id });
     }
 }
 
-impl Handler<Outbound> for WsSession {
-    type Result = ();
-
-    fn handle(&mut self, msg: Outbound, ctx: &mut Self::Context) {
-        let last = matches!(msg, Outbound::Closed(_) | Outbound::End(_));
-        if !last || (self.in_flight == 0 && self.deferred.is_empty()) {
-            return self.deliver(msg, ctx);
-        }
-        if self.deferred.is_empty() {
-            ctx.run_later(LAST_ANSWERS_GRACE, |act, ctx| act.play_deferred(ctx));
-        }
-        self.deferred.push(msg);
+impl Deliver for RefCell<Session> {
+    fn deliver(&self, what: &Outbound) {
+        self.borrow_mut().handle(what);
     }
 }
 
-impl StreamHandler<Result<Frame, ProtocolError>> for WsSession {
-    fn handle(&mut self, frame: Result<Frame, ProtocolError>, ctx: &mut Self::Context) {
-        let frame = match frame {
-            Ok(frame) => frame,
-            Err(ProtocolError::Overflow) => {
-                let error = ApiError::new(
-                    ErrorCode::TooLarge,
-                    format!(
-                        "frames are limited to {} bytes",
-                        self.settings.max_frame_bytes
-                    ),
-                );
-                self.send_error(ctx, &Value::Null, &error);
-                let reason = CloseReason::FrameTooLarge;
-                return self.end(ctx, reason, reason.describe());
-            }
-            Err(error) => return self.protocol_error(ctx, &error),
-        };
-        self.heard = Instant::now();
-        match frame {
-            Frame::Text(bytes) => match std::str::from_utf8(&bytes) {
-                Ok(text) => self.on_text(text, ctx),
-                // RFC 6455 §8.1: a text frame that is not UTF-8 fails the connection.
-                Err(error) => self.protocol_error(ctx, &error),
-            },
-            // A client that pings and does not read gets no pongs past the bound (RFC 6455
-            // §5.5.3 lets a pong answer only the latest ping).
-            Frame::Ping(bytes) => {
-                if !self.outgoing.would_pass(bytes.len() + 2) {
-                    self.outgoing.frame(OpCode::Pong, &bytes);
-                }
-            }
-            Frame::Pong(_) => {}
-            Frame::Binary(_) | Frame::Continuation(_) => {
-                if self.admit(&Value::Null, ctx) {
-                    let error = ApiError::bad_request("frames must be single JSON text frames");
-                    self.send_error(ctx, &Value::Null, &error);
-                }
-            }
-            Frame::Close(reason) => {
-                self.outgoing.close(reason);
-                ctx.stop();
-            }
+/// The socket's task: the client's frames, the room's answers and the deadline, in one future.
+struct SocketTask {
+    session: Rc<RefCell<Session>>,
+    incoming: Incoming,
+    /// The room's answer to the join, until it came.
+    connect: Option<Pin<Box<RecipientRequest<Connect>>>>,
+    timer: Pin<Box<Sleep>>,
+    timer_at: Instant,
+    /// The session's place on its worker's hub: the room reaches it until the task ends.
+    _registration: Registration,
+}
+
+impl Future for SocketTask {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        let mut session = this.session.borrow_mut();
+        if !session
+            .task
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            session.task = Some(cx.waker().clone());
         }
+        loop {
+            if session.ended {
+                return Poll::Ready(());
+            }
+            if let Some(connect) = this.connect.as_mut() {
+                if let Poll::Ready(result) = connect.as_mut().poll(cx) {
+                    this.connect = None;
+                    session.connected(result);
+                    continue;
+                }
+            } else {
+                if session.poll_answers(cx) {
+                    continue;
+                }
+                match this.incoming.poll_next_unpin(cx) {
+                    Poll::Ready(Some(frame)) => {
+                        session.on_frame(frame);
+                        continue;
+                    }
+                    // The client ended the connection (or the writer let go of it).
+                    Poll::Ready(None) => {
+                        session.stop();
+                        continue;
+                    }
+                    Poll::Pending => {}
+                }
+            }
+            let due = session.deadline();
+            if due < this.timer_at {
+                this.timer_at = due;
+                this.timer.as_mut().reset(due);
+            }
+            if this.timer.as_mut().poll(cx).is_ready() {
+                session.on_deadline(Instant::now());
+                this.timer_at = session.deadline();
+                this.timer.as_mut().reset(this.timer_at);
+                continue;
+            }
+            return Poll::Pending;
+        }
+    }
+}
+
+impl Drop for SocketTask {
+    fn drop(&mut self) {
+        self.session.borrow_mut().stopped();
     }
 }

@@ -1,0 +1,174 @@
+//! A worker thread's sockets, as rooms reach them: one queue per HTTP worker
+//! (`room::outlet::WorkerQueue`), read by one task that hands each delivery to the sockets it
+//! names. A room's broadcast wakes a worker once, not once per socket: the task runs through
+//! the sockets in one pass, and each socket encodes into its own outgoing buffer (its writer
+//! then sends the lot in one `send`).
+//!
+//! The hub is made on a worker the first time a socket opens there, and lives as long as the
+//! worker's runtime.
+
+use std::{cell::RefCell, collections::HashMap, rc::Rc};
+
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use crate::room::{
+    outbound::{Outbound, SessionId},
+    outlet::{Delivery, Outlet, To, WorkerQueue},
+};
+
+/// What a socket does with what its room sends it.
+pub(crate) trait Deliver {
+    fn deliver(&self, what: &Outbound);
+}
+
+type Local = Rc<RefCell<HashMap<SessionId, Rc<dyn Deliver>>>>;
+
+/// This worker's hub: its queue, and the sockets on it.
+#[derive(Clone)]
+struct Hub {
+    queue: WorkerQueue,
+    local: Local,
+}
+
+thread_local! {
+    static HUB: RefCell<Option<Hub>> = const { RefCell::new(None) };
+}
+
+/// This worker's hub, made (and its task started) if there is none yet or its runtime ended.
+fn current() -> Hub {
+    HUB.with(|hub| {
+        let mut hub = hub.borrow_mut();
+        if let Some(live) = hub.as_ref().filter(|h| !h.queue.is_closed()) {
+            return live.clone();
+        }
+        let (queue, rx) = WorkerQueue::new();
+        let local = Local::default();
+        actix_rt::spawn(run(rx, local.clone()));
+        let made = Hub { queue, local };
+        *hub = Some(made.clone());
+        made
+    })
+}
+
+/// A socket's place on its worker's hub: rooms reach it through `outlet()` until it is dropped.
+pub(crate) struct Registration {
+    outlet: Outlet,
+    local: Local,
+}
+
+impl Registration {
+    /// Registers `socket` as `session` on this worker.
+    pub(crate) fn new(session: SessionId, socket: Rc<dyn Deliver>) -> Self {
+        let hub = current();
+        hub.local.borrow_mut().insert(session, socket);
+        Self {
+            outlet: Outlet {
+                queue: hub.queue,
+                session,
+            },
+            local: hub.local,
+        }
+    }
+
+    pub(crate) fn outlet(&self) -> Outlet {
+        self.outlet.clone()
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.local.borrow_mut().remove(&self.outlet.session);
+    }
+}
+
+async fn run(mut rx: UnboundedReceiver<Delivery>, local: Local) {
+    while let Some(Delivery { to, what }) = rx.recv().await {
+        match to {
+            To::One(session) => deliver(&local, session, &what),
+            To::Many(sessions) => {
+                for session in sessions.iter() {
+                    deliver(&local, *session, &what);
+                }
+            }
+        }
+    }
+}
+
+fn deliver(local: &Local, session: SessionId, what: &Outbound) {
+    // Not borrowed while the socket runs: it may end and unregister.
+    let socket = local.borrow().get(&session).cloned();
+    if let Some(socket) = socket {
+        socket.deliver(what);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{cell::RefCell, sync::Arc, time::Duration};
+
+    use roomstate_core::protocol::CloseReason;
+
+    use super::*;
+
+    #[derive(Default)]
+    struct Seen(RefCell<Vec<String>>);
+
+    impl Deliver for Seen {
+        fn deliver(&self, what: &Outbound) {
+            let text = match what {
+                Outbound::End(reason) => reason.describe().to_owned(),
+                _ => "frame".to_owned(),
+            };
+            self.0.borrow_mut().push(text);
+        }
+    }
+
+    /// Waits (at most 10 s) until `seen` holds `n` deliveries.
+    async fn until(seen: &Seen, n: usize) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while seen.0.borrow().len() < n && tokio::time::Instant::now() < deadline {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[actix_rt::test]
+    async fn deliveries_reach_the_registered_sockets_of_this_worker_in_order() {
+        let (a, b) = (Rc::new(Seen::default()), Rc::new(Seen::default()));
+        let reg_a = Registration::new(1, a.clone());
+        let reg_b = Registration::new(2, b.clone());
+        let outlet = reg_a.outlet();
+        assert_eq!(
+            outlet.queue.id(),
+            reg_b.outlet().queue.id(),
+            "one hub per worker"
+        );
+        let many = |ids: Vec<SessionId>| To::Many(Arc::new(ids));
+        // 3 is no socket here: skipped.
+        outlet
+            .queue
+            .send(many(vec![1, 2, 3]), Outbound::End(CloseReason::RoomClosed));
+        outlet.send(Outbound::End(CloseReason::ServerShutdown));
+        until(&b, 1).await;
+        drop(reg_b);
+        outlet
+            .queue
+            .send(many(vec![1, 2]), Outbound::End(CloseReason::Flooding));
+        until(&a, 3).await;
+        let said = |reasons: &[CloseReason]| -> Vec<String> {
+            reasons.iter().map(|r| r.describe().to_owned()).collect()
+        };
+        assert_eq!(
+            *a.0.borrow(),
+            said(&[
+                CloseReason::RoomClosed,
+                CloseReason::ServerShutdown,
+                CloseReason::Flooding
+            ])
+        );
+        assert_eq!(
+            *b.0.borrow(),
+            said(&[CloseReason::RoomClosed]),
+            "nothing after it unregistered"
+        );
+    }
+}
