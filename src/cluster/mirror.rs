@@ -27,7 +27,7 @@ use crate::room::{
     failure::{RegistryFailure, Reply, RoomFailure},
     messages::{Applied, Connect, Disconnect, Mutate},
     outbound::{Outbound, SessionId, Shared},
-    outlet::Outlet,
+    outlet::{send_to_each, Outlet},
     throttle::{Publish, StateThrottle},
 };
 
@@ -101,13 +101,15 @@ impl RoomMirror {
     /// Sends every socket the messages it has not had, from `messages` (in seq order).
     fn send_messages(&mut self, messages: &[ChatMessage]) {
         for message in messages {
-            let shared = Shared::new(message.clone());
-            for socket in self.sockets.values_mut().filter(|s| s.active) {
-                if message.seq > socket.message_seq {
+            let behind = self
+                .sockets
+                .values_mut()
+                .filter(|s| s.active && message.seq > s.message_seq)
+                .map(|socket| {
                     socket.message_seq = message.seq;
-                    socket.outlet.send(Outbound::Message(shared.clone()));
-                }
-            }
+                    &socket.outlet
+                });
+            send_to_each(behind, &Outbound::Message(Shared::new(message.clone())));
         }
     }
 
@@ -133,13 +135,15 @@ impl RoomMirror {
         }
         let view = follower.view();
         let seq = view.counters.seq;
-        let shared = Shared::new(view);
-        for socket in self.sockets.values_mut().filter(|s| s.active) {
-            if seq > socket.state_seq {
+        let behind = self
+            .sockets
+            .values_mut()
+            .filter(|s| s.active && seq > s.state_seq)
+            .map(|socket| {
                 socket.state_seq = seq;
-                socket.outlet.send(Outbound::State(shared.clone()));
-            }
-        }
+                &socket.outlet
+            });
+        send_to_each(behind, &Outbound::State(Shared::new(view)));
     }
 
     /// The room as the journal holds it now (first load, or after the log was trimmed past
@@ -257,12 +261,11 @@ impl RoomMirror {
                             None
                         }
                     };
-                    for socket in act.sockets.values() {
-                        if let Some(last) = &last {
-                            socket.outlet.send(last.clone());
-                        }
-                        socket.outlet.send(Outbound::End(CloseReason::RoomClosed));
+                    let outlets = || act.sockets.values().map(|s| &s.outlet);
+                    if let Some(last) = &last {
+                        send_to_each(outlets(), last);
                     }
+                    send_to_each(outlets(), &Outbound::End(CloseReason::RoomClosed));
                     act.sockets.clear();
                     ctx.stop();
                 }),
@@ -325,11 +328,8 @@ impl Handler<EndAll> for RoomMirror {
 
     fn handle(&mut self, _: EndAll, ctx: &mut Self::Context) {
         self.gone = true;
-        for socket in self.sockets.values() {
-            socket
-                .outlet
-                .send(Outbound::End(CloseReason::ServerShutdown));
-        }
+        let outlets = self.sockets.values().map(|s| &s.outlet);
+        send_to_each(outlets, &Outbound::End(CloseReason::ServerShutdown));
         self.sockets.clear();
         ctx.stop();
     }

@@ -6,9 +6,12 @@
 //!
 //! A room holds an [`Outlet`] per socket: the socket's id and its worker's queue.
 
-use std::sync::{
-    atomic::{AtomicU64, Ordering},
-    Arc,
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
 };
 
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
@@ -17,16 +20,10 @@ use super::outbound::{Outbound, SessionId};
 
 static NEXT_QUEUE: AtomicU64 = AtomicU64::new(1);
 
-/// Which sockets of a worker a delivery is for.
-pub(crate) enum To {
-    One(SessionId),
-    /// Shared between the room (which keeps the list) and the deliveries in flight.
-    Many(Arc<Vec<SessionId>>),
-}
-
 /// One value for some of a worker's sockets, in the order the room sent it.
 pub(crate) struct Delivery {
-    pub(crate) to: To,
+    /// The sockets (a room's list of them, shared with the deliveries in flight).
+    pub(crate) to: Arc<Vec<SessionId>>,
     pub(crate) what: Outbound,
 }
 
@@ -55,7 +52,7 @@ impl WorkerQueue {
     }
 
     /// Queues `what` for the sockets `to`. A worker that stopped has no sockets left to tell.
-    pub(crate) fn send(&self, to: To, what: Outbound) {
+    pub(crate) fn send(&self, to: Arc<Vec<SessionId>>, what: Outbound) {
         let _ = self.tx.send(Delivery { to, what });
     }
 }
@@ -67,9 +64,47 @@ pub(crate) struct Outlet {
     pub(crate) session: SessionId,
 }
 
-impl Outlet {
-    /// Sends `what` to this socket alone.
-    pub(crate) fn send(&self, what: Outbound) {
-        self.queue.send(To::One(self.session), what);
+/// Sends `what` to each of `outlets`: one delivery per worker among them.
+pub(crate) fn send_to_each<'a>(outlets: impl IntoIterator<Item = &'a Outlet>, what: &Outbound) {
+    let mut by_worker: HashMap<u64, (&WorkerQueue, Vec<SessionId>)> = HashMap::new();
+    for outlet in outlets {
+        by_worker
+            .entry(outlet.queue.id())
+            .or_insert_with(|| (&outlet.queue, Vec::new()))
+            .1
+            .push(outlet.session);
+    }
+    for (queue, sessions) in by_worker.into_values() {
+        queue.send(Arc::new(sessions), what.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use roomstate_core::protocol::CloseReason;
+
+    use super::*;
+
+    #[test]
+    fn sending_to_each_is_one_delivery_per_worker() {
+        let (a, mut rx_a) = WorkerQueue::new();
+        let (b, mut rx_b) = WorkerQueue::new();
+        let outlets: Vec<Outlet> = [(1, &a), (2, &b), (3, &a)]
+            .into_iter()
+            .map(|(session, queue)| Outlet {
+                queue: queue.clone(),
+                session,
+            })
+            .collect();
+        send_to_each(&outlets, &Outbound::End(CloseReason::RoomClosed));
+        let to_a = rx_a.try_recv().expect("a delivery for a");
+        assert_eq!(*to_a.to, vec![1, 3]);
+        assert!(rx_a.try_recv().is_err(), "one delivery for a");
+        assert_eq!(*rx_b.try_recv().expect("a delivery for b").to, vec![2]);
+        send_to_each(&[], &Outbound::End(CloseReason::RoomClosed));
+        assert!(
+            rx_a.try_recv().is_err() && rx_b.try_recv().is_err(),
+            "none for no socket"
+        );
     }
 }

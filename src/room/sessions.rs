@@ -10,7 +10,7 @@ use roomstate_core::{protocol::CloseReason, room::UserName};
 
 use super::{
     outbound::{Outbound, SessionId},
-    outlet::{Outlet, To, WorkerQueue},
+    outlet::{Outlet, WorkerQueue},
 };
 
 struct Session {
@@ -30,7 +30,10 @@ struct Worker {
 #[derive(Default)]
 pub(crate) struct Sessions {
     sessions: HashMap<SessionId, Session>,
+    /// The active sockets by worker, as of the last broadcast; remade at the next one after a
+    /// socket came or went (so a crowd arriving or leaving costs one pass, not one per socket).
     workers: Vec<Worker>,
+    changed: bool,
 }
 
 impl Sessions {
@@ -49,16 +52,7 @@ impl Sessions {
     /// Forgets a socket; its user, if it was here.
     pub(crate) fn remove(&mut self, id: SessionId) -> Option<UserName> {
         let session = self.sessions.remove(&id)?;
-        if session.active {
-            let queue = session.outlet.queue.id();
-            if let Some(at) = self.workers.iter().position(|w| w.queue.id() == queue) {
-                let active = Arc::make_mut(&mut self.workers[at].active);
-                active.retain(|s| *s != id);
-                if active.is_empty() {
-                    self.workers.swap_remove(at);
-                }
-            }
-        }
+        self.changed |= session.active;
         Some(session.user)
     }
 
@@ -67,28 +61,34 @@ impl Sessions {
         let Some(session) = self.sessions.get_mut(&id) else {
             return false;
         };
-        if session.active {
-            return true;
-        }
+        self.changed |= !session.active;
         session.active = true;
-        let queue = &session.outlet.queue;
-        match self.workers.iter_mut().find(|w| w.queue.id() == queue.id()) {
-            Some(worker) => Arc::make_mut(&mut worker.active).push(id),
-            None => self.workers.push(Worker {
-                queue: queue.clone(),
-                active: Arc::new(vec![id]),
-            }),
-        }
         true
     }
 
     /// Sends `what` to every active socket: one delivery per worker.
-    pub(crate) fn broadcast(&self, what: Outbound) {
-        for worker in &self.workers {
-            worker
-                .queue
-                .send(To::Many(worker.active.clone()), what.clone());
+    pub(crate) fn broadcast(&mut self, what: Outbound) {
+        if self.changed {
+            self.regroup();
         }
+        for worker in &self.workers {
+            worker.queue.send(worker.active.clone(), what.clone());
+        }
+    }
+
+    /// Groups the active sockets by worker again.
+    fn regroup(&mut self) {
+        let mut by_worker: HashMap<u64, Worker> = HashMap::new();
+        for (id, session) in self.sessions.iter().filter(|(_, s)| s.active) {
+            let queue = &session.outlet.queue;
+            let worker = by_worker.entry(queue.id()).or_insert_with(|| Worker {
+                queue: queue.clone(),
+                active: Arc::new(Vec::new()),
+            });
+            Arc::make_mut(&mut worker.active).push(*id);
+        }
+        self.workers = by_worker.into_values().collect();
+        self.changed = false;
     }
 
     /// Sends `last` (if any) and then ends every socket, active or not, and forgets them all.
@@ -105,11 +105,12 @@ impl Sessions {
         for (queue, ids) in by_worker.into_values() {
             let ids = Arc::new(ids);
             if let Some(last) = &last {
-                queue.send(To::Many(ids.clone()), last.clone());
+                queue.send(ids.clone(), last.clone());
             }
-            queue.send(To::Many(ids), Outbound::End(reason));
+            queue.send(ids, Outbound::End(reason));
         }
         self.workers.clear();
+        self.changed = false;
     }
 }
 
@@ -128,14 +129,9 @@ mod tests {
     fn received(rx: &mut UnboundedReceiver<Delivery>) -> Vec<Vec<SessionId>> {
         let mut got = Vec::new();
         while let Ok(delivery) = rx.try_recv() {
-            got.push(match delivery.to {
-                To::One(id) => vec![id],
-                To::Many(ids) => {
-                    let mut ids = ids.to_vec();
-                    ids.sort_unstable();
-                    ids
-                }
-            });
+            let mut ids = delivery.to.to_vec();
+            ids.sort_unstable();
+            got.push(ids);
         }
         got
     }

@@ -7,13 +7,20 @@
 //! The hub is made on a worker the first time a socket opens there, and lives as long as the
 //! worker's runtime.
 
-use std::{cell::RefCell, collections::HashMap, rc::Rc};
+use std::{
+    cell::RefCell,
+    collections::HashMap,
+    panic::{catch_unwind, AssertUnwindSafe},
+    rc::Rc,
+};
+
+use roomstate_core::protocol::CloseReason;
 
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::room::{
     outbound::{Outbound, SessionId},
-    outlet::{Delivery, Outlet, To, WorkerQueue},
+    outlet::{Delivery, Outlet, WorkerQueue},
 };
 
 /// What a socket does with what its room sends it.
@@ -83,30 +90,32 @@ impl Drop for Registration {
 
 async fn run(mut rx: UnboundedReceiver<Delivery>, local: Local) {
     while let Some(Delivery { to, what }) = rx.recv().await {
-        match to {
-            To::One(session) => deliver(&local, session, &what),
-            To::Many(sessions) => {
-                for session in sessions.iter() {
-                    deliver(&local, *session, &what);
-                }
-            }
+        for session in to.iter() {
+            deliver(&local, *session, &what);
         }
     }
 }
 
 fn deliver(local: &Local, session: SessionId, what: &Outbound) {
     // Not borrowed while the socket runs: it may end and unregister.
-    let socket = local.borrow().get(&session).cloned();
-    if let Some(socket) = socket {
-        socket.deliver(what);
+    let Some(socket) = local.borrow().get(&session).cloned() else {
+        return;
+    };
+    // A bug in one socket must not end the hub, and every other socket's frames with it: that
+    // socket ends instead (its client reconnects).
+    if catch_unwind(AssertUnwindSafe(|| socket.deliver(what))).is_err() {
+        tracing::error!(
+            session,
+            "a socket failed to take what its room sent; ending it"
+        );
+        let end = Outbound::End(CloseReason::TryAgainLater);
+        let _ = catch_unwind(AssertUnwindSafe(|| socket.deliver(&end)));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use std::{cell::RefCell, sync::Arc, time::Duration};
-
-    use roomstate_core::protocol::CloseReason;
 
     use super::*;
 
@@ -142,12 +151,14 @@ mod tests {
             reg_b.outlet().queue.id(),
             "one hub per worker"
         );
-        let many = |ids: Vec<SessionId>| To::Many(Arc::new(ids));
+        let many = |ids: Vec<SessionId>| Arc::new(ids);
         // 3 is no socket here: skipped.
         outlet
             .queue
             .send(many(vec![1, 2, 3]), Outbound::End(CloseReason::RoomClosed));
-        outlet.send(Outbound::End(CloseReason::ServerShutdown));
+        outlet
+            .queue
+            .send(many(vec![1]), Outbound::End(CloseReason::ServerShutdown));
         until(&b, 1).await;
         drop(reg_b);
         outlet
@@ -169,6 +180,39 @@ mod tests {
             *b.0.borrow(),
             said(&[CloseReason::RoomClosed]),
             "nothing after it unregistered"
+        );
+    }
+
+    /// Panics at the room's close; takes any other end.
+    #[derive(Default)]
+    struct Faulty(RefCell<Vec<String>>);
+
+    impl Deliver for Faulty {
+        fn deliver(&self, what: &Outbound) {
+            match what {
+                Outbound::End(CloseReason::RoomClosed) => panic!("a bug in one socket"),
+                Outbound::End(reason) => self.0.borrow_mut().push(reason.describe().to_owned()),
+                _ => {}
+            }
+        }
+    }
+
+    #[actix_rt::test]
+    async fn a_socket_that_fails_is_ended_and_the_others_still_get_their_frames() {
+        let (faulty, fine) = (Rc::new(Faulty::default()), Rc::new(Seen::default()));
+        let _faulty = Registration::new(1, faulty.clone());
+        let reg = Registration::new(2, fine.clone());
+        reg.outlet()
+            .queue
+            .send(Arc::new(vec![1, 2]), Outbound::End(CloseReason::RoomClosed));
+        until(&fine, 1).await;
+        assert_eq!(
+            *fine.0.borrow(),
+            vec![CloseReason::RoomClosed.describe().to_owned()]
+        );
+        assert_eq!(
+            *faulty.0.borrow(),
+            vec![CloseReason::TryAgainLater.describe().to_owned()]
         );
     }
 }

@@ -377,6 +377,9 @@ impl Session {
     /// The room answered the socket's join: its first state, or why not.
     fn connected(&mut self, result: Result<Reply<Arc<Shared<RoomView>>>, MailboxError>) {
         self.connecting = false;
+        let now = Instant::now();
+        self.heard = now;
+        self.next_ping = now + ping_every(self.settings.timeout);
         let refused = match result {
             Ok(Ok(first_state)) => {
                 self.send(first_state.text(frames::state).as_bytes());
@@ -658,6 +661,11 @@ impl Future for SocketTask {
                     }
                     Poll::Pending => {}
                 }
+            }
+            // While the room's answer is awaited, nothing else happens (no ping, no expiry
+            // frame before the first state, no silence counted).
+            if this.connect.is_some() {
+                return Poll::Pending;
             }
             let due = session.deadline();
             if due < this.timer_at {
