@@ -25,7 +25,7 @@ use roomstate_journal::{redis::TailUpdate, Epoch, RoomLog};
 use super::{metrics::ClusterMetrics, router::Router};
 use crate::room::{
     failure::{RegistryFailure, Reply, RoomFailure},
-    messages::{Applied, Connect, Disconnect, Mutate},
+    messages::{Applied, Connect, Disconnect, SocketMutate},
     outbound::{Outbound, SessionId, Shared},
     outlet::{send_to_each, Outlet},
     throttle::{Publish, StateThrottle},
@@ -400,18 +400,19 @@ impl Handler<Connect> for RoomMirror {
     }
 }
 
-impl Handler<Mutate> for RoomMirror {
-    type Result = ResponseFuture<Reply<Applied>>;
+impl Handler<SocketMutate> for RoomMirror {
+    type Result = ();
 
-    fn handle(&mut self, msg: Mutate, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: SocketMutate, _: &mut Self::Context) {
         let (router, id) = (self.router.clone(), self.id.clone());
-        let session = msg.session.unwrap_or_default();
-        Box::pin(async move {
-            router
-                .socket_mutate(&id, session, msg.command)
+        actix_rt::spawn(async move {
+            let outcome = router
+                .socket_mutate(&id, msg.session, msg.command)
                 .await
-                .map_err(room_failure)
-        })
+                .map(|applied| applied.seq)
+                .map_err(room_failure);
+            msg.answer.answer(outcome);
+        });
     }
 }
 

@@ -14,7 +14,7 @@ use parking_lot::RwLock;
 use roomstate_core::{
     protocol::CloseReason,
     room::{
-        ChatMessage, Command, Counters, EventKind, RoomId, RoomState, RoomStatus, RoomView,
+        Change, ChatMessage, Command, Counters, EventKind, RoomId, RoomState, RoomStatus, RoomView,
         UserName, Via,
     },
     time,
@@ -31,9 +31,11 @@ use super::{
     http_idle::HttpIdle,
     messages::{
         Abandon, Applied, AttachRemote, Close, Connect, DetachRemote, Disconnect, Fence,
-        ForgetNode, GetEpoch, GetMessages, GetView, Mutate, RemoteMutate, Shutdown, SyncRemote,
+        ForgetNode, GetEpoch, GetMessages, GetView, Mutate, RemoteMutate, Shutdown, SocketMutate,
+        SyncRemote,
     },
     outbound::{Outbound, SessionId, Shared},
+    outlet::AnswerTo,
     remote_sessions::RemoteSessions,
     sessions::Sessions,
     snapshots::SnapshotSchedule,
@@ -51,6 +53,8 @@ enum Waiter {
         tx: oneshot::Sender<Reply<Applied>>,
         seq: Option<u64>,
     },
+    /// A socket's request: answered through the socket's worker with `seq`, as `Reply`.
+    Socket { answer: AnswerTo, seq: Option<u64> },
     /// A new socket: answered with its first state, and gets every broadcast after.
     Attach(SessionId, oneshot::Sender<Reply<Arc<Shared<RoomView>>>>),
 }
@@ -139,6 +143,12 @@ impl RoomActor {
         ctx: &mut Context<Self>,
     ) -> Result<(), RoomFailure> {
         let change = self.state.apply(command, time::now())?;
+        self.queue(change, waiter, ctx);
+        Ok(())
+    }
+
+    /// Queues what a command changed; `waiter` is answered once it is durable.
+    fn queue(&mut self, change: Change, waiter: Option<Waiter>, ctx: &mut Context<Self>) {
         match (change.event, waiter) {
             (Some(event), waiter) => {
                 self.deps.metrics.journal_pending.inc();
@@ -146,7 +156,9 @@ impl RoomActor {
                 self.flush(ctx);
             }
             (None, Some(mut waiter)) => {
-                if let (Some(first), Waiter::Reply { seq, .. }) = (change.repeat_of, &mut waiter) {
+                if let (Some(first), Waiter::Reply { seq, .. } | Waiter::Socket { seq, .. }) =
+                    (change.repeat_of, &mut waiter)
+                {
                     *seq = Some(first);
                 }
                 if let Err(waiter) = self.commits.wait_for_pending(waiter) {
@@ -155,7 +167,6 @@ impl RoomActor {
             }
             (None, None) => {}
         }
-        Ok(())
     }
 
     /// Hands the next batch to the journal, if one may go now.
@@ -302,6 +313,7 @@ impl RoomActor {
                     view: self.view_at(counters),
                 }));
             }
+            Waiter::Socket { answer, seq } => answer.answer(Ok(seq.unwrap_or(counters.seq))),
             Waiter::Attach(id, tx) => {
                 if self.sessions.activate(id) {
                     let _ = tx.send(Ok(Shared::new(self.view_at(counters))));
@@ -441,6 +453,7 @@ impl RoomActor {
                 Waiter::Reply { tx, .. } => {
                     let _ = tx.send(Err(failure()));
                 }
+                Waiter::Socket { answer, .. } => answer.answer(Err(failure())),
                 Waiter::Attach(_, tx) => {
                     let _ = tx.send(Err(failure()));
                 }
@@ -525,6 +538,23 @@ impl Handler<Mutate> for RoomActor {
             self.submit(msg.command, Some(waiter), ctx)
         });
         Box::pin(answer(submitted, rx))
+    }
+}
+
+impl Handler<SocketMutate> for RoomActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: SocketMutate, ctx: &mut Self::Context) {
+        let SocketMutate {
+            command, answer, ..
+        } = msg;
+        let applied = self
+            .check_backlog()
+            .and_then(|()| Ok(self.state.apply(command, time::now())?));
+        match applied {
+            Ok(change) => self.queue(change, Some(Waiter::Socket { answer, seq: None }), ctx),
+            Err(failure) => answer.answer(Err(failure)),
+        }
     }
 }
 

@@ -4,22 +4,22 @@
 
 use actix::prelude::*;
 
-use super::messages::{Connect, Disconnect, Mutate};
+use super::messages::{Connect, Disconnect, SocketMutate};
 
 /// Where a socket's joins, requests and departures go.
 #[derive(Clone)]
 pub(crate) struct RoomLink {
     pub(crate) connect: Recipient<Connect>,
-    pub(crate) mutate: Recipient<Mutate>,
+    pub(crate) mutate: Recipient<SocketMutate>,
     pub(crate) disconnect: Recipient<Disconnect>,
 }
 
 impl RoomLink {
     pub(crate) fn to<A>(addr: &Addr<A>) -> Self
     where
-        A: Actor + Handler<Connect> + Handler<Mutate> + Handler<Disconnect>,
+        A: Actor + Handler<Connect> + Handler<SocketMutate> + Handler<Disconnect>,
         A::Context: actix::dev::ToEnvelope<A, Connect>
-            + actix::dev::ToEnvelope<A, Mutate>
+            + actix::dev::ToEnvelope<A, SocketMutate>
             + actix::dev::ToEnvelope<A, Disconnect>,
     {
         Self {

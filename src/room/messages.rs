@@ -9,7 +9,7 @@ use roomstate_journal::Epoch;
 use super::{
     failure::Reply,
     outbound::{SessionId, Shared},
-    outlet::Outlet,
+    outlet::{AnswerTo, Outlet},
 };
 
 /// What a mutation answers, once it is durable.
@@ -30,8 +30,17 @@ pub(crate) struct Mutate {
     /// How the command came: over HTTP it also refreshes the user's HTTP presence (see the idle
     /// lapse); from a socket it does not.
     pub(crate) via: Via,
-    /// The socket it came from, if any (a mirror tells the room's owner which socket asks).
-    pub(crate) session: Option<SessionId>,
+}
+
+/// A socket's command: answered through the socket's worker (`answer`), in order with the
+/// frames the room sends the socket, once its outcome is durable.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct SocketMutate {
+    pub(crate) command: Command,
+    /// The socket it came from (a mirror tells the room's owner which socket asks).
+    pub(crate) session: SessionId,
+    pub(crate) answer: AnswerTo,
 }
 
 /// The room view as of the last durable event.

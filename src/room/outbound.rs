@@ -13,6 +13,8 @@ use roomstate_core::{
     room::{ChatMessage, RoomView},
 };
 
+use super::failure::Reply;
+
 /// Identifies one WebSocket session within the process.
 pub(crate) type SessionId = u64;
 
@@ -47,6 +49,9 @@ pub(crate) enum Outbound {
     Closed(Arc<Shared<RoomView>>),
     /// End the socket.
     End(CloseReason),
+    /// The answer to the socket's request `tag` (`SocketMutate`): the seq that answers it, or
+    /// why not. It travels with the frames the room sends the socket, in order.
+    Answer { tag: u64, outcome: Reply<u64> },
 }
 
 #[cfg(test)]

@@ -16,14 +16,23 @@ use std::{
 
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 
-use super::outbound::{Outbound, SessionId};
+use super::{
+    failure::{Reply, RoomFailure},
+    outbound::{Outbound, SessionId},
+};
 
 static NEXT_QUEUE: AtomicU64 = AtomicU64::new(1);
 
+/// Which sockets of a worker a delivery is for.
+pub(crate) enum To {
+    One(SessionId),
+    /// A room's list of them, shared with the deliveries in flight.
+    Many(Arc<Vec<SessionId>>),
+}
+
 /// One value for some of a worker's sockets, in the order the room sent it.
 pub(crate) struct Delivery {
-    /// The sockets (a room's list of them, shared with the deliveries in flight).
-    pub(crate) to: Arc<Vec<SessionId>>,
+    pub(crate) to: To,
     pub(crate) what: Outbound,
 }
 
@@ -52,7 +61,7 @@ impl WorkerQueue {
     }
 
     /// Queues `what` for the sockets `to`. A worker that stopped has no sockets left to tell.
-    pub(crate) fn send(&self, to: Arc<Vec<SessionId>>, what: Outbound) {
+    pub(crate) fn send(&self, to: To, what: Outbound) {
         let _ = self.tx.send(Delivery { to, what });
     }
 }
@@ -62,6 +71,50 @@ impl WorkerQueue {
 pub(crate) struct Outlet {
     pub(crate) queue: WorkerQueue,
     pub(crate) session: SessionId,
+}
+
+impl Outlet {
+    /// Sends `what` to this socket alone.
+    pub(crate) fn send(&self, what: Outbound) {
+        self.queue.send(To::One(self.session), what);
+    }
+}
+
+/// Where the answer to one socket request goes, answered once. Dropped unanswered (its room
+/// stopped before it took the request, say), it answers that the room is unavailable.
+pub(crate) struct AnswerTo {
+    outlet: Option<Outlet>,
+    tag: u64,
+}
+
+impl AnswerTo {
+    pub(crate) fn new(outlet: Outlet, tag: u64) -> Self {
+        Self {
+            outlet: Some(outlet),
+            tag,
+        }
+    }
+
+    pub(crate) fn answer(mut self, outcome: Reply<u64>) {
+        if let Some(outlet) = self.outlet.take() {
+            outlet.send(Outbound::Answer {
+                tag: self.tag,
+                outcome,
+            });
+        }
+    }
+}
+
+impl Drop for AnswerTo {
+    fn drop(&mut self) {
+        if let Some(outlet) = self.outlet.take() {
+            let outcome = Err(RoomFailure::Unavailable("the room stopped".into()));
+            outlet.send(Outbound::Answer {
+                tag: self.tag,
+                outcome,
+            });
+        }
+    }
 }
 
 /// Sends `what` to each of `outlets`: one delivery per worker among them.
@@ -75,13 +128,14 @@ pub(crate) fn send_to_each<'a>(outlets: impl IntoIterator<Item = &'a Outlet>, wh
             .push(outlet.session);
     }
     for (queue, sessions) in by_worker.into_values() {
-        queue.send(Arc::new(sessions), what.clone());
+        queue.send(To::Many(Arc::new(sessions)), what.clone());
     }
 }
 
 #[cfg(test)]
 mod tests {
     use roomstate_core::protocol::CloseReason;
+    use tokio::sync::mpsc::UnboundedReceiver;
 
     use super::*;
 
@@ -97,14 +151,38 @@ mod tests {
             })
             .collect();
         send_to_each(&outlets, &Outbound::End(CloseReason::RoomClosed));
-        let to_a = rx_a.try_recv().expect("a delivery for a");
-        assert_eq!(*to_a.to, vec![1, 3]);
+        let to = |rx: &mut UnboundedReceiver<Delivery>| match rx.try_recv() {
+            Ok(Delivery {
+                to: To::Many(ids), ..
+            }) => ids.to_vec(),
+            _ => Vec::new(),
+        };
+        assert_eq!(to(&mut rx_a), vec![1, 3]);
         assert!(rx_a.try_recv().is_err(), "one delivery for a");
-        assert_eq!(*rx_b.try_recv().expect("a delivery for b").to, vec![2]);
+        assert_eq!(to(&mut rx_b), vec![2]);
         send_to_each(&[], &Outbound::End(CloseReason::RoomClosed));
         assert!(
             rx_a.try_recv().is_err() && rx_b.try_recv().is_err(),
             "none for no socket"
         );
+    }
+
+    #[test]
+    fn a_request_is_answered_once_and_one_never_answered_says_so() {
+        let (queue, mut rx) = WorkerQueue::new();
+        let outlet = Outlet { queue, session: 7 };
+        let answer = |rx: &mut UnboundedReceiver<Delivery>| match rx.try_recv() {
+            Ok(Delivery {
+                to: To::One(7),
+                what: Outbound::Answer { tag, outcome },
+            }) => Some((tag, outcome)),
+            _ => None,
+        };
+        AnswerTo::new(outlet.clone(), 1).answer(Ok(41));
+        assert_eq!(answer(&mut rx), Some((1, Ok(41))));
+        assert_eq!(answer(&mut rx), None, "once");
+        drop(AnswerTo::new(outlet, 2));
+        let unavailable = Err(RoomFailure::Unavailable("the room stopped".into()));
+        assert_eq!(answer(&mut rx), Some((2, unavailable)));
     }
 }

@@ -251,14 +251,7 @@ impl Registry {
         via: Via,
     ) -> Result<Applied, RegistryFailure> {
         match self.find(id).await? {
-            Found::Open(room) => match room
-                .send(Mutate {
-                    command,
-                    via,
-                    session: None,
-                })
-                .await
-            {
+            Found::Open(room) => match room.send(Mutate { command, via }).await {
                 Ok(reply) => Ok(reply?),
                 Err(_) => Err(self.gone()),
             },

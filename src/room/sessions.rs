@@ -10,7 +10,7 @@ use roomstate_core::{protocol::CloseReason, room::UserName};
 
 use super::{
     outbound::{Outbound, SessionId},
-    outlet::{Outlet, WorkerQueue},
+    outlet::{Outlet, To, WorkerQueue},
 };
 
 struct Session {
@@ -72,7 +72,9 @@ impl Sessions {
             self.regroup();
         }
         for worker in &self.workers {
-            worker.queue.send(worker.active.clone(), what.clone());
+            worker
+                .queue
+                .send(To::Many(worker.active.clone()), what.clone());
         }
     }
 
@@ -105,9 +107,9 @@ impl Sessions {
         for (queue, ids) in by_worker.into_values() {
             let ids = Arc::new(ids);
             if let Some(last) = &last {
-                queue.send(ids.clone(), last.clone());
+                queue.send(To::Many(ids.clone()), last.clone());
             }
-            queue.send(ids, Outbound::End(reason));
+            queue.send(To::Many(ids), Outbound::End(reason));
         }
         self.workers.clear();
         self.changed = false;
@@ -129,7 +131,10 @@ mod tests {
     fn received(rx: &mut UnboundedReceiver<Delivery>) -> Vec<Vec<SessionId>> {
         let mut got = Vec::new();
         while let Ok(delivery) = rx.try_recv() {
-            let mut ids = delivery.to.to_vec();
+            let mut ids = match delivery.to {
+                To::One(id) => vec![id],
+                To::Many(ids) => ids.to_vec(),
+            };
             ids.sort_unstable();
             got.push(ids);
         }

@@ -20,7 +20,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::room::{
     outbound::{Outbound, SessionId},
-    outlet::{Delivery, Outlet, WorkerQueue},
+    outlet::{Delivery, Outlet, To, WorkerQueue},
 };
 
 /// What a socket does with what its room sends it.
@@ -64,10 +64,9 @@ pub(crate) struct Registration {
 }
 
 impl Registration {
-    /// Registers `socket` as `session` on this worker.
-    pub(crate) fn new(session: SessionId, socket: Rc<dyn Deliver>) -> Self {
+    /// A place for `session` on this worker: rooms reach it once it is `attach`ed.
+    pub(crate) fn new(session: SessionId) -> Self {
         let hub = current();
-        hub.local.borrow_mut().insert(session, socket);
         Self {
             outlet: Outlet {
                 queue: hub.queue,
@@ -75,6 +74,11 @@ impl Registration {
             },
             local: hub.local,
         }
+    }
+
+    /// What the room sends the session goes to `socket` from now on.
+    pub(crate) fn attach(&self, socket: Rc<dyn Deliver>) {
+        self.local.borrow_mut().insert(self.outlet.session, socket);
     }
 
     pub(crate) fn outlet(&self) -> Outlet {
@@ -90,8 +94,13 @@ impl Drop for Registration {
 
 async fn run(mut rx: UnboundedReceiver<Delivery>, local: Local) {
     while let Some(Delivery { to, what }) = rx.recv().await {
-        for session in to.iter() {
-            deliver(&local, *session, &what);
+        match to {
+            To::One(session) => deliver(&local, session, &what),
+            To::Many(sessions) => {
+                for session in sessions.iter() {
+                    deliver(&local, *session, &what);
+                }
+            }
         }
     }
 }
@@ -143,15 +152,17 @@ mod tests {
     #[actix_rt::test]
     async fn deliveries_reach_the_registered_sockets_of_this_worker_in_order() {
         let (a, b) = (Rc::new(Seen::default()), Rc::new(Seen::default()));
-        let reg_a = Registration::new(1, a.clone());
-        let reg_b = Registration::new(2, b.clone());
+        let reg_a = Registration::new(1);
+        reg_a.attach(a.clone());
+        let reg_b = Registration::new(2);
+        reg_b.attach(b.clone());
         let outlet = reg_a.outlet();
         assert_eq!(
             outlet.queue.id(),
             reg_b.outlet().queue.id(),
             "one hub per worker"
         );
-        let many = |ids: Vec<SessionId>| Arc::new(ids);
+        let many = |ids: Vec<SessionId>| To::Many(Arc::new(ids));
         // 3 is no socket here: skipped.
         outlet
             .queue
@@ -200,11 +211,14 @@ mod tests {
     #[actix_rt::test]
     async fn a_socket_that_fails_is_ended_and_the_others_still_get_their_frames() {
         let (faulty, fine) = (Rc::new(Faulty::default()), Rc::new(Seen::default()));
-        let _faulty = Registration::new(1, faulty.clone());
-        let reg = Registration::new(2, fine.clone());
-        reg.outlet()
-            .queue
-            .send(Arc::new(vec![1, 2]), Outbound::End(CloseReason::RoomClosed));
+        let faulty_reg = Registration::new(1);
+        faulty_reg.attach(faulty.clone());
+        let reg = Registration::new(2);
+        reg.attach(fine.clone());
+        reg.outlet().queue.send(
+            To::Many(Arc::new(vec![1, 2])),
+            Outbound::End(CloseReason::RoomClosed),
+        );
         until(&fine, 1).await;
         assert_eq!(
             *fine.0.borrow(),

@@ -31,7 +31,7 @@ use actix_web::{web::BytesMut, HttpMessage as _, HttpRequest, HttpResponse};
 use futures_util::StreamExt as _;
 use roomstate_core::{
     protocol::{frames, ClientFrame, CloseReason, ErrorCode},
-    room::{Command, IdempotencyKey, RoomId, RoomView, UserName, Via},
+    room::{Command, IdempotencyKey, RoomId, RoomView, UserName},
 };
 use serde_json::Value;
 use tokio::time::{Instant, Sleep};
@@ -49,8 +49,9 @@ use crate::{
     room::{
         failure::Reply,
         link::RoomLink,
-        messages::{Applied, Connect, Disconnect, Mutate},
+        messages::{Connect, Disconnect, SocketMutate},
         outbound::{Outbound, SessionId, Shared},
+        outlet::{AnswerTo, Outlet},
     },
 };
 /// Refused frames in a row after which a flooding client is disconnected.
@@ -104,10 +105,10 @@ fn close_code(reason: CloseReason) -> CloseCode {
     }
 }
 
-/// A request sent to the room and not answered yet, with the `req` its answer echoes.
+/// A request sent to the room and not answered yet: its tag, and the `req` its answer echoes.
 struct InFlight {
+    tag: u64,
     req: Value,
-    answer: Pin<Box<RecipientRequest<Mutate>>>,
 }
 
 /// What the session knows and decides; shared by its task (frames in, answers, the deadline)
@@ -125,8 +126,11 @@ struct Session {
     /// Waiting for the room's first state: what the room sends meanwhile waits in `early`.
     connecting: bool,
     early: Vec<Outbound>,
-    /// Requests sent to the room and not answered yet, oldest first.
+    /// Requests sent to the room and not answered yet, oldest first, and the next one's tag.
     in_flight: Vec<InFlight>,
+    next_tag: u64,
+    /// Where the room answers (and sends frames): this socket on its worker's hub.
+    outlet: Outlet,
     /// What the room sent to end the socket while requests were in flight: held until they are
     /// answered (or until `deferred_until`), so no durable request loses its `ack`.
     deferred: Vec<Outbound>,
@@ -212,6 +216,7 @@ pub(crate) fn open(accepted: Accepted, read: ReadSide, early: BytesMut) -> (Outg
     let incoming = Incoming::new(read, early, settings.max_frame_bytes);
     let now = Instant::now();
     let id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
+    let registration = Registration::new(id);
     let session = Rc::new(RefCell::new(Session {
         id,
         user: opening.user,
@@ -225,6 +230,8 @@ pub(crate) fn open(accepted: Accepted, read: ReadSide, early: BytesMut) -> (Outg
         connecting: true,
         early: Vec::new(),
         in_flight: Vec::new(),
+        next_tag: 0,
+        outlet: registration.outlet(),
         deferred: Vec::new(),
         deferred_until: None,
         token_expires: opening
@@ -238,7 +245,7 @@ pub(crate) fn open(accepted: Accepted, read: ReadSide, early: BytesMut) -> (Outg
         metrics,
         task: None,
     }));
-    let registration = Registration::new(id, session.clone());
+    registration.attach(session.clone());
     let (connect, deadline) = {
         let s = session.borrow();
         s.metrics.ws_connections.inc();
@@ -509,47 +516,31 @@ impl Session {
                 )
             }
         };
-        let answer = self.room.mutate.send(Mutate {
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        // Answered through the hub (`Outbound::Answer`), with the room's frames, in order. A
+        // room that stopped drops the request, and its `AnswerTo` answers `unavailable`.
+        self.room.mutate.do_send(SocketMutate {
             command,
-            via: Via::Socket,
-            session: Some(self.id),
+            session: self.id,
+            answer: AnswerTo::new(self.outlet.clone(), tag),
         });
-        self.in_flight.push(InFlight {
-            req,
-            answer: Box::pin(answer),
-        });
+        self.in_flight.push(InFlight { tag, req });
     }
 
-    /// The room answered a request.
-    fn answered(&mut self, req: &Value, result: Result<Reply<Applied>, MailboxError>) {
-        match result
-            .map_err(ApiError::from)
-            .and_then(|r| r.map_err(ApiError::from))
-        {
-            Ok(applied) => self.send(frames::ack(req, applied.seq).as_bytes()),
-            Err(error) => self.send_error(req, &error),
+    /// The room answered the request `tag`.
+    fn answered(&mut self, tag: u64, outcome: &Reply<u64>) {
+        let Some(at) = self.in_flight.iter().position(|r| r.tag == tag) else {
+            return;
+        };
+        let InFlight { req, .. } = self.in_flight.remove(at);
+        match outcome {
+            Ok(seq) => self.send(frames::ack(&req, *seq).as_bytes()),
+            Err(failure) => self.send_error(&req, &ApiError::from(failure.clone())),
         }
         if self.in_flight.is_empty() {
             self.play_deferred();
         }
-    }
-
-    /// Polls the requests in flight, oldest first; answers those the room answered. Whether
-    /// any was.
-    fn poll_answers(&mut self, cx: &mut Context<'_>) -> bool {
-        let mut any = false;
-        let mut at = 0;
-        while at < self.in_flight.len() {
-            match self.in_flight[at].answer.as_mut().poll(cx) {
-                Poll::Ready(result) => {
-                    let done = self.in_flight.remove(at);
-                    self.answered(&done.req, result);
-                    any = true;
-                }
-                Poll::Pending => at += 1,
-            }
-        }
-        any
     }
 
     /// Sends what the room sent to end the socket once nothing is in flight any more.
@@ -565,6 +556,9 @@ impl Session {
     fn handle(&mut self, what: &Outbound) {
         if self.ended {
             return;
+        }
+        if let Outbound::Answer { tag, outcome } = what {
+            return self.answered(*tag, outcome);
         }
         if self.connecting {
             return self.early.push(what.clone());
@@ -590,6 +584,7 @@ impl Session {
             Outbound::Message(message) => self.send(message.text(frames::message).as_bytes()),
             Outbound::Closed(view) => self.send(view.text(frames::closed).as_bytes()),
             Outbound::End(reason) => self.end(*reason, reason.describe()),
+            Outbound::Answer { tag, outcome } => self.answered(*tag, outcome),
         }
     }
 
@@ -597,7 +592,6 @@ impl Session {
     /// connection, and the socket leaves its room.
     fn stopped(&mut self) {
         self.ended = true;
-        self.in_flight.clear();
         self.outgoing.finish();
         self.metrics.ws_connections.dec();
         self.room.disconnect.do_send(Disconnect { id: self.id });
@@ -646,9 +640,6 @@ impl Future for SocketTask {
                     continue;
                 }
             } else {
-                if session.poll_answers(cx) {
-                    continue;
-                }
                 match this.incoming.poll_next_unpin(cx) {
                     Poll::Ready(Some(frame)) => {
                         session.on_frame(frame);

@@ -15,7 +15,6 @@ fn say_keyed(text: &str, key: &str) -> Mutate {
             key: Some(IdempotencyKey::parse(key).unwrap()),
         },
         via: Via::Http,
-        session: None,
     }
 }
 

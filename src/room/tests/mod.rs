@@ -13,6 +13,7 @@ mod outage;
 mod recovery;
 mod shutdown;
 mod snapshots;
+mod socket_answers;
 mod transcript;
 
 use std::{future::Future, sync::Arc, time::Duration};
@@ -47,7 +48,6 @@ fn say(text: &str) -> Mutate {
             key: None,
         },
         via: Via::Http,
-        session: None,
     }
 }
 
@@ -58,7 +58,6 @@ fn join_alice() -> Mutate {
             via: Via::Http,
         },
         via: Via::Http,
-        session: None,
     }
 }
 
@@ -112,7 +111,6 @@ fn probe() -> Mutate {
             key: None,
         },
         via: Via::Socket,
-        session: None,
     }
 }
 

@@ -120,7 +120,6 @@ async fn a_failed_snapshot_keeps_the_room_serving_and_the_log_whole() {
                 side,
             },
             via: Via::Http,
-            session: None,
         };
         room.send(vote).await.unwrap().unwrap();
     }
