@@ -246,43 +246,26 @@ impl Outgoing {
     /// Sends what the session writes until it finishes (the rest is `flush`'s, within the
     /// client's time).
     async fn send_all(&self, write: &mut OwnedWriteHalf) -> io::Result<()> {
-        loop {
-            let finished = poll_fn(|cx| {
-                let mut buffer = self.buffer.borrow_mut();
-                if buffer.finished {
-                    return Poll::Ready(true);
-                }
-                if buffer.held() > 0 {
-                    return Poll::Ready(false);
-                }
-                buffer.writer = Some(cx.waker().clone());
-                Poll::Pending
-            })
-            .await;
-            if finished {
-                return Ok(());
+        poll_fn(|cx| loop {
+            let mut buffer = self.buffer.borrow_mut();
+            if buffer.finished {
+                return Poll::Ready(Ok(()));
             }
-            // The rest of this turn first: what the socket's other writer adds in it (the
-            // hub's broadcasts after the session's `ack`, or the other way round) leaves in
-            // the same `send`.
-            tokio::task::yield_now().await;
-            poll_fn(|cx| loop {
-                let mut buffer = self.buffer.borrow_mut();
-                if buffer.finished || buffer.held() == 0 {
-                    return Poll::Ready(Ok(()));
+            if buffer.held() == 0 {
+                buffer.writer = Some(cx.waker().clone());
+                return Poll::Pending;
+            }
+            match Self::poll_send(&mut buffer, write, cx) {
+                Poll::Ready(Ok(())) => {}
+                // Woken by the kernel's room, or by the session finishing.
+                Poll::Pending => {
+                    buffer.writer = Some(cx.waker().clone());
+                    return Poll::Pending;
                 }
-                match Self::poll_send(&mut buffer, write, cx) {
-                    Poll::Ready(Ok(())) => {}
-                    // Woken by the kernel's room, or by the session finishing.
-                    Poll::Pending => {
-                        buffer.writer = Some(cx.waker().clone());
-                        return Poll::Pending;
-                    }
-                    Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
-                }
-            })
-            .await?;
-        }
+                Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+            }
+        })
+        .await
     }
 
     /// Sends everything queued.
