@@ -32,8 +32,9 @@ pub(crate) struct Mutate {
     pub(crate) via: Via,
 }
 
-/// A socket's command: answered through the socket's worker (`answer`), in order with the
-/// frames the room sends the socket, once its outcome is durable.
+/// A socket's command: answered through the socket's worker (`answer`) once its outcome is
+/// durable — by a room, in order with the frames it sends the socket; by a mirror, when the
+/// room's owner answers.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(crate) struct SocketMutate {

@@ -54,11 +54,12 @@ use crate::{
         outlet::{AnswerTo, Outlet},
     },
 };
+
 /// Refused frames in a row after which a flooding client is disconnected.
 const FLOOD_STRIKES: u32 = 50;
 /// How long the room's last frames (`closed`, the socket's end) wait for the answers to requests
-/// this socket still has with the room: the room answers those before it ends its sockets, but
-/// the answers travel apart from the frames.
+/// this socket still has with the room: a room answers those before it ends its sockets, in the
+/// same queue, but a mirror's answers (from the room's owner) travel apart from its frames.
 const LAST_ANSWERS_GRACE: Duration = Duration::from_secs(2);
 
 /// Tokens that outlive this are not watched: a timer that far out is pointless (the socket will
@@ -518,8 +519,9 @@ impl Session {
         };
         let tag = self.next_tag;
         self.next_tag += 1;
-        // Answered through the hub (`Outbound::Answer`), with the room's frames, in order. A
-        // room that stopped drops the request, and its `AnswerTo` answers `unavailable`.
+        // Answered through the hub (`Outbound::Answer`): in order with the room's frames where
+        // this node owns the room. A room that stopped drops the request, and its `AnswerTo`
+        // answers `unavailable` (retry: in a cluster the room may be moving to another node).
         self.room.mutate.do_send(SocketMutate {
             command,
             session: self.id,

@@ -1,7 +1,8 @@
 //! A socket's commands (`SocketMutate`) are answered through the socket's worker queue, like
 //! the frames the room sends it: only once durable, a repeated idempotency key with the first
 //! message's seq, a refused command with the room's reason — and the message a socket sent
-//! reaches it before its answer, in the same queue.
+//! reaches it before its answer, in the same queue (the room's own; a mirror's answers come
+//! from the room's owner, apart from its frames).
 
 use roomstate_core::room::{Command, IdempotencyKey, RoomError};
 use tokio::sync::mpsc::UnboundedReceiver;
