@@ -117,18 +117,28 @@ impl Drop for AnswerTo {
     }
 }
 
-/// Sends `what` to each of `outlets`: one delivery per worker among them.
-pub(crate) fn send_to_each<'a>(outlets: impl IntoIterator<Item = &'a Outlet>, what: &Outbound) {
-    let mut by_worker: HashMap<u64, (&WorkerQueue, Vec<SessionId>)> = HashMap::new();
+/// The sessions of `outlets`, grouped by their worker's queue.
+pub(crate) fn by_worker<'a>(
+    outlets: impl IntoIterator<Item = &'a Outlet>,
+) -> Vec<(WorkerQueue, Arc<Vec<SessionId>>)> {
+    let mut groups: HashMap<u64, (WorkerQueue, Vec<SessionId>)> = HashMap::new();
     for outlet in outlets {
-        by_worker
+        groups
             .entry(outlet.queue.id())
-            .or_insert_with(|| (&outlet.queue, Vec::new()))
+            .or_insert_with(|| (outlet.queue.clone(), Vec::new()))
             .1
             .push(outlet.session);
     }
-    for (queue, sessions) in by_worker.into_values() {
-        queue.send(To::Many(Arc::new(sessions)), what.clone());
+    groups
+        .into_values()
+        .map(|(queue, sessions)| (queue, Arc::new(sessions)))
+        .collect()
+}
+
+/// Sends `what` to each of `outlets`: one delivery per worker among them.
+pub(crate) fn send_to_each<'a>(outlets: impl IntoIterator<Item = &'a Outlet>, what: &Outbound) {
+    for (queue, sessions) in by_worker(outlets) {
+        queue.send(To::Many(sessions), what.clone());
     }
 }
 

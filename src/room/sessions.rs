@@ -10,7 +10,7 @@ use roomstate_core::{protocol::CloseReason, room::UserName};
 
 use super::{
     outbound::{Outbound, SessionId},
-    outlet::{Outlet, To, WorkerQueue},
+    outlet::{by_worker, send_to_each, Outlet, To, WorkerQueue},
 };
 
 struct Session {
@@ -80,37 +80,22 @@ impl Sessions {
 
     /// Groups the active sockets by worker again.
     fn regroup(&mut self) {
-        let mut by_worker: HashMap<u64, Worker> = HashMap::new();
-        for (id, session) in self.sessions.iter().filter(|(_, s)| s.active) {
-            let queue = &session.outlet.queue;
-            let worker = by_worker.entry(queue.id()).or_insert_with(|| Worker {
-                queue: queue.clone(),
-                active: Arc::new(Vec::new()),
-            });
-            Arc::make_mut(&mut worker.active).push(*id);
-        }
-        self.workers = by_worker.into_values().collect();
+        let active = self.sessions.values().filter(|s| s.active);
+        self.workers = by_worker(active.map(|s| &s.outlet))
+            .into_iter()
+            .map(|(queue, active)| Worker { queue, active })
+            .collect();
         self.changed = false;
     }
 
     /// Sends `last` (if any) and then ends every socket, active or not, and forgets them all.
     pub(crate) fn end_all(&mut self, last: Option<Outbound>, reason: CloseReason) {
-        let mut by_worker: HashMap<u64, (WorkerQueue, Vec<SessionId>)> = HashMap::new();
-        for (id, session) in self.sessions.drain() {
-            let queue = session.outlet.queue;
-            by_worker
-                .entry(queue.id())
-                .or_insert_with(|| (queue, Vec::new()))
-                .1
-                .push(id);
+        let outlets = || self.sessions.values().map(|s| &s.outlet);
+        if let Some(last) = &last {
+            send_to_each(outlets(), last);
         }
-        for (queue, ids) in by_worker.into_values() {
-            let ids = Arc::new(ids);
-            if let Some(last) = &last {
-                queue.send(To::Many(ids.clone()), last.clone());
-            }
-            queue.send(To::Many(ids), Outbound::End(reason));
-        }
+        send_to_each(outlets(), &Outbound::End(reason));
+        self.sessions.clear();
         self.workers.clear();
         self.changed = false;
     }

@@ -141,6 +141,12 @@ mod tests {
         }
     }
 
+    fn registered(session: SessionId, socket: Rc<dyn Deliver>) -> Registration {
+        let registration = Registration::new(session);
+        registration.attach(socket);
+        registration
+    }
+
     /// Waits (at most 10 s) until `seen` holds `n` deliveries.
     async fn until(seen: &Seen, n: usize) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -152,10 +158,8 @@ mod tests {
     #[actix_rt::test]
     async fn deliveries_reach_the_registered_sockets_of_this_worker_in_order() {
         let (a, b) = (Rc::new(Seen::default()), Rc::new(Seen::default()));
-        let reg_a = Registration::new(1);
-        reg_a.attach(a.clone());
-        let reg_b = Registration::new(2);
-        reg_b.attach(b.clone());
+        let reg_a = registered(1, a.clone());
+        let reg_b = registered(2, b.clone());
         let outlet = reg_a.outlet();
         assert_eq!(
             outlet.queue.id(),
@@ -211,10 +215,8 @@ mod tests {
     #[actix_rt::test]
     async fn a_socket_that_fails_is_ended_and_the_others_still_get_their_frames() {
         let (faulty, fine) = (Rc::new(Faulty::default()), Rc::new(Seen::default()));
-        let faulty_reg = Registration::new(1);
-        faulty_reg.attach(faulty.clone());
-        let reg = Registration::new(2);
-        reg.attach(fine.clone());
+        let _faulty_reg = registered(1, faulty.clone());
+        let reg = registered(2, fine.clone());
         reg.outlet().queue.send(
             To::Many(Arc::new(vec![1, 2])),
             Outbound::End(CloseReason::RoomClosed),

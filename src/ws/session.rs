@@ -21,7 +21,7 @@ use std::{
         atomic::{AtomicU64, Ordering},
         Arc,
     },
-    task::{Context, Poll, Waker},
+    task::{ready, Context, Poll, Waker},
     time::Duration,
 };
 
@@ -254,7 +254,7 @@ pub(crate) fn open(accepted: Accepted, read: ReadSide, early: BytesMut) -> (Outg
         let connect = s.room.connect.send(Connect {
             id,
             user: s.user.clone(),
-            session: registration.outlet(),
+            session: s.outlet.clone(),
         });
         (connect, s.deadline())
     };
@@ -346,16 +346,14 @@ impl Session {
     /// When the task next has something to do without being woken: a ping, the silence
     /// timeout, the token's expiry, the end of the grace for the room's last frames.
     fn deadline(&self) -> Instant {
+        let silent = self.heard + self.settings.timeout;
         [
-            Some(self.next_ping),
-            Some(self.heard + self.settings.timeout),
             self.token_expires.filter(|_| !self.expired),
             self.deferred_until,
         ]
         .into_iter()
         .flatten()
-        .min()
-        .unwrap_or(self.next_ping)
+        .fold(self.next_ping.min(silent), Instant::min)
     }
 
     /// Does what is due at `now`.
@@ -635,30 +633,25 @@ impl Future for SocketTask {
             if session.ended {
                 return Poll::Ready(());
             }
+            // While the room's answer is awaited, nothing else happens (no client frame read, no
+            // ping, no expiry frame before the first state, no silence counted).
             if let Some(connect) = this.connect.as_mut() {
-                if let Poll::Ready(result) = connect.as_mut().poll(cx) {
-                    this.connect = None;
-                    session.connected(result);
+                let result = ready!(connect.as_mut().poll(cx));
+                this.connect = None;
+                session.connected(result);
+                continue;
+            }
+            match this.incoming.poll_next_unpin(cx) {
+                Poll::Ready(Some(frame)) => {
+                    session.on_frame(frame);
                     continue;
                 }
-            } else {
-                match this.incoming.poll_next_unpin(cx) {
-                    Poll::Ready(Some(frame)) => {
-                        session.on_frame(frame);
-                        continue;
-                    }
-                    // The client ended the connection (or the writer let go of it).
-                    Poll::Ready(None) => {
-                        session.stop();
-                        continue;
-                    }
-                    Poll::Pending => {}
+                // The client ended the connection (or the writer let go of it).
+                Poll::Ready(None) => {
+                    session.stop();
+                    continue;
                 }
-            }
-            // While the room's answer is awaited, nothing else happens (no ping, no expiry
-            // frame before the first state, no silence counted).
-            if this.connect.is_some() {
-                return Poll::Pending;
+                Poll::Pending => {}
             }
             let due = session.deadline();
             if due < this.timer_at {
