@@ -155,6 +155,7 @@ impl From<RoomFailure> for ApiError {
         match e {
             RoomFailure::Rule(e) => e.into(),
             RoomFailure::Unavailable(m) => Self::new(ErrorCode::Unavailable, m),
+            RoomFailure::Stopped => Self::new(ErrorCode::Unavailable, e.to_string()),
             RoomFailure::Refused { code, message } => Self::new(code, message),
         }
     }

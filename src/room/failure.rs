@@ -14,6 +14,11 @@ pub(crate) enum RoomFailure {
     /// applied.
     #[error("{0}")]
     Unavailable(String),
+    /// The room stopped before it answered (it closed, moved to another node, or the engine is
+    /// stopping); nothing was applied. `unavailable` to a client, unless the client has already
+    /// seen the room close (a socket then answers `room_closed`).
+    #[error("the room stopped")]
+    Stopped,
     /// The room's owner (another node of a cluster) refused it with this API error: passed on
     /// as it came.
     #[error("{message}")]

@@ -108,10 +108,9 @@ impl AnswerTo {
 impl Drop for AnswerTo {
     fn drop(&mut self) {
         if let Some(outlet) = self.outlet.take() {
-            let outcome = Err(RoomFailure::Unavailable("the room stopped".into()));
             outlet.send(Outbound::Answer {
                 tag: self.tag,
-                outcome,
+                outcome: Err(RoomFailure::Stopped),
             });
         }
     }
@@ -192,7 +191,6 @@ mod tests {
         assert_eq!(answer(&mut rx), Some((1, Ok(41))));
         assert_eq!(answer(&mut rx), None, "once");
         drop(AnswerTo::new(outlet, 2));
-        let unavailable = Err(RoomFailure::Unavailable("the room stopped".into()));
-        assert_eq!(answer(&mut rx), Some((2, unavailable)));
+        assert_eq!(answer(&mut rx), Some((2, Err(RoomFailure::Stopped))));
     }
 }

@@ -47,7 +47,7 @@ use crate::{
     metrics::Metrics,
     ratelimit::TokenBucket,
     room::{
-        failure::Reply,
+        failure::{Reply, RoomFailure},
         link::RoomLink,
         messages::{Connect, Disconnect, SocketMutate},
         outbound::{Outbound, SessionId, Shared},
@@ -106,6 +106,16 @@ fn close_code(reason: CloseReason) -> CloseCode {
     }
 }
 
+/// What a client hears of a request the room refused. A room that stopped before it answered
+/// is `unavailable` (retry: in a cluster it may be moving) unless the socket has already heard it
+/// close: then the request came after the close and is `room_closed`, as over HTTP.
+fn refusal(failure: &RoomFailure, room_closed: bool) -> ApiError {
+    match failure {
+        RoomFailure::Stopped if room_closed => ApiError::room_closed(),
+        _ => ApiError::from(failure.clone()),
+    }
+}
+
 /// A request sent to the room and not answered yet: its tag, and the `req` its answer echoes.
 struct InFlight {
     tag: u64,
@@ -141,6 +151,8 @@ struct Session {
     token_expires: Option<Instant>,
     /// The token expired: the socket takes no more requests and is closing.
     expired: bool,
+    /// The room said it closed (its `closed` frame or its end), even if that frame waits.
+    room_closed: bool,
     /// The session is over: its task ends at its next turn.
     ended: bool,
     /// Frames written and not yet taken by the client.
@@ -240,6 +252,7 @@ pub(crate) fn open(accepted: Accepted, read: ReadSide, early: BytesMut) -> (Outg
             .filter(|ttl| *ttl <= LONGEST_WATCHED_TOKEN)
             .map(|ttl| now + ttl),
         expired: false,
+        room_closed: false,
         ended: false,
         outgoing: outgoing.clone(),
         settings,
@@ -519,7 +532,7 @@ impl Session {
         self.next_tag += 1;
         // Answered through the hub (`Outbound::Answer`): in order with the room's frames where
         // this node owns the room. A room that stopped drops the request, and its `AnswerTo`
-        // answers `unavailable` (retry: in a cluster the room may be moving to another node).
+        // answers that it stopped (see `refusal`).
         self.room.mutate.do_send(SocketMutate {
             command,
             session: self.id,
@@ -536,7 +549,7 @@ impl Session {
         let InFlight { req, .. } = self.in_flight.remove(at);
         match outcome {
             Ok(seq) => self.send(frames::ack(&req, *seq).as_bytes()),
-            Err(failure) => self.send_error(&req, &ApiError::from(failure.clone())),
+            Err(failure) => self.send_error(&req, &refusal(failure, self.room_closed)),
         }
         if self.in_flight.is_empty() {
             self.play_deferred();
@@ -559,6 +572,12 @@ impl Session {
         }
         if let Outbound::Answer { tag, outcome } = what {
             return self.answered(*tag, outcome);
+        }
+        if matches!(
+            what,
+            Outbound::Closed(_) | Outbound::End(CloseReason::RoomClosed)
+        ) {
+            self.room_closed = true;
         }
         if self.connecting {
             return self.early.push(what.clone());
@@ -672,5 +691,23 @@ impl Future for SocketTask {
 impl Drop for SocketTask {
     fn drop(&mut self) {
         self.session.borrow_mut().stopped();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use roomstate_core::room::RoomError;
+
+    use super::*;
+
+    #[test]
+    fn a_request_the_stopped_room_never_answered_is_room_closed_once_the_close_was_heard() {
+        let code = |failure: RoomFailure, room_closed| refusal(&failure, room_closed).error;
+        assert_eq!(code(RoomFailure::Stopped, false), ErrorCode::Unavailable);
+        assert_eq!(code(RoomFailure::Stopped, true), ErrorCode::RoomClosed);
+        let down = RoomFailure::Unavailable("journal down".into());
+        assert_eq!(code(down, true), ErrorCode::Unavailable, "only a stop");
+        let rule = RoomFailure::Rule(RoomError::Closed);
+        assert_eq!(code(rule, false), ErrorCode::RoomClosed);
     }
 }

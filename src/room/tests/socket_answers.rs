@@ -115,3 +115,53 @@ async fn a_socket_gets_its_own_message_before_the_answer_to_it() {
     let seq = seen[0].trim_start_matches("message ").to_owned();
     assert_eq!(seen[1], format!("answer 20 Ok({seq})"));
 }
+
+#[actix_rt::test]
+async fn a_request_that_reaches_a_closed_room_is_answered_stopped_after_its_last_frames() {
+    let setup = Setup::new();
+    let registry = setup.registry(settings());
+    let (id, room) = setup.room_with_alice(&registry, "closed").await;
+    let (queue, mut rx) = WorkerQueue::new();
+    let outlet = Outlet { queue, session: 1 };
+    let connect = Connect {
+        id: 1,
+        user: user("alice"),
+        session: outlet.clone(),
+    };
+    room.send(connect).await.unwrap().unwrap();
+    registry.close(&id).await.unwrap();
+    roomstate_testkit::eventually("the closed room's actor to stop", PATIENCE, || async {
+        (!room.connected()).then_some(())
+    })
+    .await;
+
+    room.do_send(say("alice", None, &outlet, 30));
+    let mut seen = Vec::new();
+    loop {
+        match within(PATIENCE, "the last frames and the answer", rx.recv()).await {
+            Some(Delivery {
+                what: Outbound::Closed(_),
+                ..
+            }) => seen.push("closed".to_owned()),
+            Some(Delivery {
+                what: Outbound::End(reason),
+                ..
+            }) => seen.push(format!("end {reason:?}")),
+            Some(Delivery {
+                what: Outbound::Answer { tag, outcome },
+                ..
+            }) => {
+                seen.push(format!("answer {tag} {outcome:?}"));
+                break;
+            }
+            Some(_) => {}
+            None => panic!("the queue closed"),
+        }
+    }
+    // The socket hears the close before the answer, so it can tell the client `room_closed`.
+    assert_eq!(
+        seen,
+        ["closed", "end RoomClosed", "answer 30 Err(Stopped)"],
+        "{seen:?}"
+    );
+}
