@@ -49,6 +49,7 @@
 //! writer before it, can never make anything durable for the room again. A single engine claims
 //! every room it recovers; a cluster node claims the rooms it creates or takes over.
 
+mod batch;
 mod cluster;
 mod fence;
 mod primary;
@@ -445,11 +446,20 @@ impl Keys<'_> {
     fn nodes(&self) -> String {
         format!("{}:nodes", self.prefix)
     }
+    /// A key of one room: `<prefix>:{<room>}:<part>` (the braces keep a room's keys in one
+    /// hash slot).
+    fn room_key<'k>(&'k self, room: &'k str, part: &'k str) -> RoomKey<'k> {
+        RoomKey {
+            prefix: self.prefix,
+            room,
+            part,
+        }
+    }
     fn log(&self, room: &str) -> String {
-        format!("{}:{{{room}}}:log", self.prefix)
+        self.room_key(room, "log").to_string()
     }
     fn snap(&self, room: &str) -> String {
-        format!("{}:{{{room}}}:snap", self.prefix)
+        self.room_key(room, "snap").to_string()
     }
     /// Set and deleted by every recovery, so its `WAIT` has a write to wait for.
     fn recovery_probe(&self) -> String {
@@ -457,11 +467,24 @@ impl Keys<'_> {
     }
     /// The room's archive of chat messages (stream, entry id `<seq>-0`, field `m`).
     fn msgs(&self, room: &str) -> String {
-        format!("{}:{{{room}}}:msgs", self.prefix)
+        self.room_key(room, "msgs").to_string()
     }
     /// The room's owner hash: lease `epoch` and `node`, the last snapshot's `snap_seq`.
     fn owner(&self, room: &str) -> String {
-        format!("{}:{{{room}}}:owner", self.prefix)
+        self.room_key(room, "owner").to_string()
+    }
+}
+
+/// A key of one room, written where it is needed (`Keys::room_key`).
+struct RoomKey<'k> {
+    prefix: &'k str,
+    room: &'k str,
+    part: &'k str,
+}
+
+impl std::fmt::Display for RoomKey<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{{{}}}:{}", self.prefix, self.room, self.part)
     }
 }
 

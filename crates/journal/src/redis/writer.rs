@@ -21,6 +21,7 @@ use roomstate_core::{
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
+    batch::{batch_call, room_of, FunctionOp},
     cluster,
     fence::Fences,
     primary,
@@ -289,27 +290,28 @@ impl Writer {
             return Err(JournalError::Unavailable(reason));
         }
         let mut appended = Vec::new();
-        for ((op, room), answer) in call.function_ops.iter().zip(refusals) {
+        for (FunctionOp { op, events_json }, answer) in call.function_ops.into_iter().zip(refusals)
+        {
+            let room = room_of(&ops[op]).unwrap_or_default();
             if let Some(epoch) = answer.strip_prefix("OK ") {
-                answers[*op] = epoch.parse().map(|e| Some(Epoch(e))).map_err(|_| {
+                answers[op] = epoch.parse().map(|e| Some(Epoch(e))).map_err(|_| {
                     JournalError::Corrupt(format!("room {room}: claim answered {answer:?}"))
                 });
                 continue;
             }
             if answer == "OK" {
-                if let Op::Append(_, events) = &ops[*op] {
-                    appended.extend(events.iter().filter_map(|e| {
-                        let json = serde_json::to_string(e).ok()?;
-                        Some(Appended {
-                            room: e.room.clone(),
-                            seq: e.seq,
-                            json,
-                        })
+                if let Op::Append(_, events) = &ops[op] {
+                    // Recorded as it was sent.
+                    let sent = events.iter().zip(events_json);
+                    appended.extend(sent.map(|(e, json)| Appended {
+                        room: e.room.clone(),
+                        seq: e.seq,
+                        json,
                     }));
                 }
                 continue;
             }
-            answers[*op] = Err(refusal(room, &answer));
+            answers[op] = Err(refusal(room, &answer));
         }
         Ok((answers, appended))
     }
@@ -544,130 +546,6 @@ impl Writer {
         let conn = self.connection().await?;
         recover::read_rooms(conn, &Keys { prefix }, &claimed).await
     }
-}
-
-/// One batch as Redis commands: the function call, the room index updates, and which op each of
-/// the function's answers belongs to.
-struct BatchCall {
-    fcall: redis::Cmd,
-    /// `SADD` of new rooms, `SREM` of deleted ones (the index is global, so outside the
-    /// function, whose keys all belong to rooms).
-    index: Vec<redis::Cmd>,
-    /// Per room operation in the call, in order: the op's index in the batch and its room.
-    function_ops: Vec<(usize, String)>,
-    /// `Check` requests in the batch.
-    checks: usize,
-}
-
-fn batch_call(keys: &Keys<'_>, ops: &[Op]) -> Result<BatchCall, JournalError> {
-    let mut room_keys: Vec<String> = Vec::new();
-    let mut args: Vec<Vec<u8>> = Vec::new();
-    let mut index = Vec::new();
-    let mut function_ops = Vec::new();
-    let mut checks = 0;
-    let keys_of = |room: &str, room_keys: &mut Vec<String>| {
-        room_keys.extend([
-            keys.log(room),
-            keys.snap(room),
-            keys.owner(room),
-            keys.msgs(room),
-        ]);
-    };
-    for (i, op) in ops.iter().enumerate() {
-        match op {
-            Op::Append(epoch, events) => {
-                let Some(first) = events.first() else {
-                    continue;
-                };
-                let room = first.room.as_str();
-                keys_of(room, &mut room_keys);
-                args.push(b"A".to_vec());
-                args.push(epoch.0.to_string().into_bytes());
-                args.push(first.seq.to_string().into_bytes());
-                args.push(events.len().to_string().into_bytes());
-                let mut messages = Vec::new();
-                for event in events {
-                    let json = serde_json::to_vec(event).map_err(|e| {
-                        JournalError::Corrupt(format!("room {room}: event not encodable: {e}"))
-                    })?;
-                    args.push(json);
-                    if let Some(message) = crate::message_of(event) {
-                        let json = serde_json::to_vec(&message).map_err(|e| {
-                            JournalError::Corrupt(format!(
-                                "room {room}: message not encodable: {e}"
-                            ))
-                        })?;
-                        messages.push((event.seq, json));
-                    }
-                }
-                args.push(messages.len().to_string().into_bytes());
-                for (seq, json) in messages {
-                    args.push(seq.to_string().into_bytes());
-                    args.push(json);
-                }
-                if first.seq == 1 {
-                    let mut sadd = redis::cmd("SADD");
-                    sadd.arg(keys.rooms()).arg(room);
-                    index.push(sadd);
-                }
-                function_ops.push((i, room.to_owned()));
-            }
-            Op::Snapshot(epoch, snapshot) => {
-                let room = snapshot.room.as_str();
-                let json = serde_json::to_vec(snapshot).map_err(|e| {
-                    JournalError::Corrupt(format!("room {room}: snapshot not encodable: {e}"))
-                })?;
-                keys_of(room, &mut room_keys);
-                args.push(b"S".to_vec());
-                args.push(epoch.0.to_string().into_bytes());
-                args.push(snapshot.seq.to_string().into_bytes());
-                args.push(json);
-                function_ops.push((i, room.to_owned()));
-            }
-            Op::Delete(epoch, room) => {
-                let room = room.as_str();
-                keys_of(room, &mut room_keys);
-                args.push(b"D".to_vec());
-                args.push(epoch.0.to_string().into_bytes());
-                let mut srem = redis::cmd("SREM");
-                srem.arg(keys.rooms()).arg(room);
-                index.push(srem);
-                function_ops.push((i, room.to_owned()));
-            }
-            Op::Claim(claim) => {
-                let room = claim.room.as_str();
-                keys_of(room, &mut room_keys);
-                args.push(b"C".to_vec());
-                args.push(match claim.seen {
-                    Some(epoch) => epoch.0.to_string().into_bytes(),
-                    None => b"*".to_vec(),
-                });
-                args.push(claim.node.clone().into_bytes());
-                args.push(if claim.new { &b"new"[..] } else { b"take" }.to_vec());
-                function_ops.push((i, room.to_owned()));
-            }
-            Op::Release(epoch, room) => {
-                let room = room.as_str();
-                keys_of(room, &mut room_keys);
-                args.push(b"R".to_vec());
-                args.push(epoch.0.to_string().into_bytes());
-                function_ops.push((i, room.to_owned()));
-            }
-            Op::Check => checks += 1,
-        }
-    }
-    let mut fcall = redis::cmd("FCALL");
-    fcall
-        .arg("roomstate_batch")
-        .arg(room_keys.len())
-        .arg(&room_keys)
-        .arg(&args);
-    Ok(BatchCall {
-        fcall,
-        index,
-        function_ops,
-        checks,
-    })
 }
 
 /// What the function's refusal of one room means.

@@ -1,0 +1,319 @@
+//! One batch of the writer as Redis commands: one `FCALL roomstate_batch` (`roomstate.lua`)
+//! carrying every room operation, and the room index updates beside it.
+//!
+//! The call is encoded straight into the command's own buffer: keys, numbers and the snapshot's
+//! JSON are written in place, and each event is serialised once — the same JSON goes into the
+//! call and, once the batch is acknowledged, into the writer's record of what it appended
+//! (`recent`). No argument is built as a value of its own first.
+
+use redis::{Cmd, RedisWrite as _};
+use roomstate_core::room::Event;
+
+use super::{Keys, Op};
+use crate::JournalError;
+
+/// The keys of one room the function touches, in the order it expects them.
+const ROOM_KEYS: [&str; 4] = ["log", "snap", "owner", "msgs"];
+
+/// One batch as Redis commands.
+pub(super) struct BatchCall {
+    pub(super) fcall: Cmd,
+    /// `SADD` of new rooms, `SREM` of deleted ones (the index is global, so outside the
+    /// function, whose keys all belong to rooms).
+    pub(super) index: Vec<Cmd>,
+    /// Per room operation in the call, in order: the op's index in the batch and, for an
+    /// append, its events' JSON as sent.
+    pub(super) function_ops: Vec<FunctionOp>,
+    /// `Check` requests in the batch.
+    pub(super) checks: usize,
+}
+
+/// One operation the function answers.
+pub(super) struct FunctionOp {
+    /// Its index in the batch.
+    pub(super) op: usize,
+    /// An append's events, encoded as they were sent (empty for any other op).
+    pub(super) events_json: Vec<String>,
+}
+
+/// The room an op changes through the function; `None` for an op that is not part of the call
+/// (a `Check`, an empty append).
+pub(super) fn room_of(op: &Op) -> Option<&str> {
+    match op {
+        Op::Append(_, events) => events.first().map(|e| e.room.as_str()),
+        Op::Snapshot(_, snapshot) => Some(snapshot.room.as_str()),
+        Op::Delete(_, room) | Op::Release(_, room) => Some(room.as_str()),
+        Op::Claim(claim) => Some(claim.room.as_str()),
+        Op::Check => None,
+    }
+}
+
+/// Encodes `ops` as one call (see the module's notes).
+pub(super) fn batch_call(keys: &Keys<'_>, ops: &[Op]) -> Result<BatchCall, JournalError> {
+    let mut function_ops = Vec::new();
+    let mut rooms = 0;
+    let mut json_bytes = 0;
+    // Each event's JSON first: it sizes the call, and the writer's record keeps it.
+    for (op, batched) in ops.iter().enumerate() {
+        let Some(room) = room_of(batched) else {
+            continue;
+        };
+        rooms += 1;
+        let events_json = match batched {
+            Op::Append(_, events) => encode_events(room, events)?,
+            _ => Vec::new(),
+        };
+        json_bytes += events_json.iter().map(String::len).sum::<usize>();
+        function_ops.push(FunctionOp { op, events_json });
+    }
+    // Messages repeat part of their event's JSON; 64 bytes per room for keys and numbers.
+    let mut fcall = Cmd::with_capacity(4 * rooms + 8 * ops.len() + 4, 2 * json_bytes + 64 * rooms);
+    fcall.arg("FCALL").arg("roomstate_batch").arg(4 * rooms);
+    // Keys come before any argument: one pass for each.
+    for room in ops.iter().filter_map(room_of) {
+        for part in ROOM_KEYS {
+            write_arg(&mut fcall, |w| write!(w, "{}", keys.room_key(room, part)))
+                .map_err(|e| not_encodable(room, "key", e))?;
+        }
+    }
+    let mut index = Vec::new();
+    let mut encoded = function_ops.iter();
+    let mut checks = 0;
+    for batched in ops {
+        let Some(room) = room_of(batched) else {
+            if let Op::Check = batched {
+                checks += 1;
+            }
+            continue;
+        };
+        match batched {
+            Op::Append(epoch, events) => {
+                let json = encoded.next().map(|f| &f.events_json[..]).unwrap_or(&[]);
+                append_args(&mut fcall, epoch.0, room, events, json)?;
+                if events.first().is_some_and(|first| first.seq == 1) {
+                    let mut sadd = redis::cmd("SADD");
+                    sadd.arg(keys.rooms()).arg(room);
+                    index.push(sadd);
+                }
+            }
+            Op::Snapshot(epoch, snapshot) => {
+                encoded.next();
+                fcall.arg("S").arg(epoch.0).arg(snapshot.seq);
+                write_arg(&mut fcall, |w| serde_json::to_writer(w, snapshot))
+                    .map_err(|e| not_encodable(room, "snapshot", e))?;
+            }
+            Op::Delete(epoch, _) => {
+                encoded.next();
+                fcall.arg("D").arg(epoch.0);
+                let mut srem = redis::cmd("SREM");
+                srem.arg(keys.rooms()).arg(room);
+                index.push(srem);
+            }
+            Op::Claim(claim) => {
+                encoded.next();
+                fcall.arg("C");
+                match claim.seen {
+                    Some(epoch) => fcall.arg(epoch.0),
+                    None => fcall.arg("*"),
+                };
+                let how = if claim.new { "new" } else { "take" };
+                fcall.arg(claim.node.as_str()).arg(how);
+            }
+            Op::Release(epoch, _) => {
+                encoded.next();
+                fcall.arg("R").arg(epoch.0);
+            }
+            Op::Check => {}
+        }
+    }
+    // The command was made whole, with `FCALL` as its first argument.
+    Ok(BatchCall {
+        fcall,
+        index,
+        function_ops,
+        checks,
+    })
+}
+
+/// An append's arguments: `A`, epoch, first seq, the events' count and JSON, then the chat
+/// messages among them (count, then seq and JSON of each) for the room's archive.
+fn append_args(
+    fcall: &mut Cmd,
+    epoch: u64,
+    room: &str,
+    events: &[Event],
+    json: &[String],
+) -> Result<(), JournalError> {
+    let first = events.first().map_or(0, |e| e.seq);
+    fcall.arg("A").arg(epoch).arg(first).arg(events.len());
+    for event_json in json {
+        fcall.arg(event_json.as_bytes());
+    }
+    let messages: Vec<_> = events.iter().filter_map(crate::message_of).collect();
+    fcall.arg(messages.len());
+    for message in &messages {
+        fcall.arg(message.seq);
+        write_arg(fcall, |w| serde_json::to_writer(w, message))
+            .map_err(|e| not_encodable(room, "message", e))?;
+    }
+    Ok(())
+}
+
+/// Each event of an append as JSON.
+fn encode_events(room: &str, events: &[Event]) -> Result<Vec<String>, JournalError> {
+    events
+        .iter()
+        .map(|event| serde_json::to_string(event).map_err(|e| not_encodable(room, "event", e)))
+        .collect()
+}
+
+/// Writes one argument of `cmd` in place with `write`.
+fn write_arg<E>(
+    cmd: &mut Cmd,
+    write: impl FnOnce(&mut dyn std::io::Write) -> Result<(), E>,
+) -> Result<(), E> {
+    let mut arg = cmd.writer_for_next_arg();
+    write(&mut arg)
+}
+
+fn not_encodable(room: &str, what: &str, e: impl std::fmt::Display) -> JournalError {
+    JournalError::Corrupt(format!("room {room}: {what} not encodable: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use roomstate_core::{
+        room::{EventKind, RoomId, Snapshot, UserName},
+        time,
+    };
+
+    use super::*;
+    use crate::{redis::Claim, Epoch};
+
+    fn event(room: &RoomId, seq: u64, kind: EventKind) -> Event {
+        Event {
+            room: room.clone(),
+            seq,
+            at: time::now(),
+            kind,
+        }
+    }
+
+    fn json(value: &impl serde::Serialize) -> String {
+        serde_json::to_string(value).unwrap()
+    }
+
+    fn args(cmd: &Cmd) -> Vec<String> {
+        cmd.args_iter()
+            .map(|arg| match arg {
+                redis::Arg::Simple(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+                _ => "<not a plain argument>".to_owned(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_is_one_call_with_every_rooms_keys_then_every_ops_arguments() {
+        let (a, b, c) = (
+            RoomId::parse("r_a").unwrap(),
+            RoomId::parse("r_b").unwrap(),
+            RoomId::parse("r_c").unwrap(),
+        );
+        let alice = UserName::parse("alice").unwrap();
+        let created = event(&a, 1, EventKind::Created { title: "T".into() });
+        let said = event(
+            &a,
+            2,
+            EventKind::Said {
+                user: alice.clone(),
+                text: "hi \"you\"".into(),
+                key: None,
+            },
+        );
+        let left = event(&b, 7, EventKind::Left { user: alice });
+        let snapshot = Snapshot {
+            room: b.clone(),
+            seq: 7,
+            title: "T".into(),
+            created_at: time::now(),
+            participants_peak: 1,
+            votes: Vec::new(),
+            messages: Vec::new(),
+            message_count: None,
+            older_upto: 0,
+            keys: Vec::new(),
+        };
+        let ops = [
+            Op::Check,
+            Op::Append(Epoch(3), vec![created.clone(), said.clone()]),
+            Op::Append(Epoch(3), Vec::new()),
+            Op::Append(Epoch(4), vec![left.clone()]),
+            Op::Snapshot(Epoch(4), snapshot.clone()),
+            Op::Claim(Claim {
+                room: c.clone(),
+                seen: None,
+                node: "n1".into(),
+                new: true,
+            }),
+            Op::Delete(Epoch(5), c.clone()),
+            Op::Release(Epoch(6), b.clone()),
+        ];
+        let keys = Keys { prefix: "p" };
+        let call = batch_call(&keys, &ops).unwrap();
+
+        let message = crate::message_of(&said).unwrap();
+        let mut expected: Vec<String> = ["FCALL", "roomstate_batch", "24"]
+            .map(String::from)
+            .to_vec();
+        for room in ["r_a", "r_b", "r_b", "r_c", "r_c", "r_b"] {
+            for part in ["log", "snap", "owner", "msgs"] {
+                expected.push(format!("p:{{{room}}}:{part}"));
+            }
+        }
+        expected.extend([
+            "A".into(),
+            "3".into(),
+            "1".into(),
+            "2".into(),
+            json(&created),
+            json(&said),
+            "1".into(),
+            "2".into(),
+            json(&message),
+            "A".into(),
+            "4".into(),
+            "7".into(),
+            "1".into(),
+            json(&left),
+            "0".into(),
+            "S".into(),
+            "4".into(),
+            "7".into(),
+            json(&snapshot),
+            "C".into(),
+            "*".into(),
+            "n1".into(),
+            "new".into(),
+            "D".into(),
+            "5".into(),
+            "R".into(),
+            "6".into(),
+        ]);
+        assert_eq!(args(&call.fcall), expected);
+
+        let answered: Vec<usize> = call.function_ops.iter().map(|f| f.op).collect();
+        assert_eq!(answered, [1, 3, 4, 5, 6, 7], "the empty append is not sent");
+        assert_eq!(
+            call.function_ops[0].events_json,
+            [json(&created), json(&said)],
+            "what the record keeps is what was sent"
+        );
+        assert!(call.function_ops[2].events_json.is_empty());
+        let index: Vec<Vec<String>> = call.index.iter().map(args).collect();
+        assert_eq!(
+            index,
+            [["SADD", "p:rooms", "r_a"], ["SREM", "p:rooms", "r_c"]]
+        );
+        assert_eq!(call.checks, 1);
+    }
+}
