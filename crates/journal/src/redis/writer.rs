@@ -1,5 +1,6 @@
 //! The writer thread's loop: it owns the one write connection, group-commits what the rooms
-//! queued (one pipeline with an `XADD` per event, then one `WAIT`), and answers each request.
+//! queued (one pipeline: the batch's `FCALL roomstate_batch`, encoded by `batch`, the room
+//! index updates, then one `WAIT`), and answers each request.
 //!
 //! A batch is acknowledged only when every write succeeded, `WAIT` counted enough replicas, and
 //! the fence (`fence`) does not name the primary it was written to: a sentinel announcing a
