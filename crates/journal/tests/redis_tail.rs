@@ -552,6 +552,8 @@ async fn through_sentinels_durable_events_arrive_and_a_failover_skips_or_repeats
                 .count();
             if moved >= 2 {
                 last = Some(seq + 20);
+            } else {
+                set.nudge_manual_failover().await;
             }
             assert!(
                 begun.elapsed() < FAILOVER_DEADLINE,

@@ -50,7 +50,16 @@ pub struct SentinelSet {
     sentinels: Vec<Proc>,
     security: Security,
     certs: Option<TestCerts>,
+    /// A manual failover asked for and not seen through yet: the primary it moves away from,
+    /// and when it was last asked for.
+    manual: std::sync::Mutex<Option<(String, Instant)>>,
 }
+
+/// How long a manual failover may take before it is asked for again: a sentinel aborts one
+/// whose replica it does not see promoted within the failover timeout (another sentinel, not
+/// yet told of the new epoch, can turn the promoted replica back in that window), and then
+/// waits out the same timeout again before it would start another.
+const MANUAL_FAILOVER_RETRY: Duration = Duration::from_millis(2 * FAILOVER_TIMEOUT_MS + 2000);
 
 /// Configures a `SentinelSet` before it starts.
 #[derive(Debug, Clone)]
@@ -202,6 +211,7 @@ impl SentinelSet {
             sentinels,
             security,
             certs,
+            manual: std::sync::Mutex::new(None),
         }
     }
 
@@ -405,8 +415,45 @@ impl SentinelSet {
     }
 
     /// `SENTINEL FAILOVER roomstate` on one sentinel (the first that accepts it; retried while
-    /// they answer e.g. `-INPROG`, up to `DEADLINE`).
+    /// they answer e.g. `-INPROG`, up to `DEADLINE`). `wait_for_new_primary` (or
+    /// `nudge_manual_failover`) asks again if the sentinels abort it.
     pub async fn manual_failover(&self) {
+        let old = self.majority_primary().await.ok();
+        self.ask_for_failover().await;
+        if let Some(old) = old {
+            *self.manual_lock() = Some((old, Instant::now()));
+        }
+    }
+
+    /// Asks for the manual failover again if one was asked for long enough ago and a majority
+    /// of the sentinels still names the primary it was to move away from (the sentinels
+    /// aborted it); forgets it once they name another.
+    pub async fn nudge_manual_failover(&self) {
+        let Some((old, asked)) = self.manual_lock().clone() else {
+            return;
+        };
+        match self.majority_primary().await {
+            Ok(primary) if primary != old => *self.manual_lock() = None,
+            Ok(_) if asked.elapsed() >= MANUAL_FAILOVER_RETRY => {
+                eprintln!(
+                    "the manual failover away from {old} did not happen within {:?} (aborted by \
+                     the sentinels?): asking again",
+                    asked.elapsed()
+                );
+                self.ask_for_failover().await;
+                *self.manual_lock() = Some((old, Instant::now()));
+            }
+            _ => {}
+        }
+    }
+
+    fn manual_lock(&self) -> std::sync::MutexGuard<'_, Option<(String, Instant)>> {
+        self.manual
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    async fn ask_for_failover(&self) {
         let sentinels = self.sentinels();
         let result = wait_until(
             "a sentinel to accept SENTINEL FAILOVER",
@@ -440,6 +487,7 @@ impl SentinelSet {
             // election can name a replica that the election does not end up promoting.
             let primary = self.majority_primary().await?;
             if primary == old {
+                self.nudge_manual_failover().await;
                 return Err(format!("the sentinels still name {old}"));
             }
             match role_of(&primary).await {
@@ -670,4 +718,23 @@ fn sentinel_config(dir: &Path, primary_port: u16) -> String {
          sentinel parallel-syncs {MASTER_NAME} 1\n",
         dir = dir.display()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A manual failover the sentinels did not carry out (as when they abort it) is asked for
+    /// again by whoever waits for the new primary.
+    #[actix_rt::test]
+    async fn a_manual_failover_that_did_not_happen_is_asked_for_again() {
+        let set = SentinelSet::start().await;
+        let old = set.primary().await;
+        // As if asked for long ago, and aborted: no failover is under way.
+        *set.manual_lock() = Some((old.clone(), Instant::now() - MANUAL_FAILOVER_RETRY));
+        let new = set.wait_for_new_primary(&old, Duration::from_secs(60)).await;
+        assert_ne!(new, old);
+        set.nudge_manual_failover().await;
+        assert!(set.manual_lock().is_none(), "seen through: forgotten");
+    }
 }
