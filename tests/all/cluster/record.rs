@@ -29,6 +29,8 @@ pub struct Expected {
     pub messages: Vec<(u64, String)>,
     /// Seqs of acknowledgements that each took a seq of their own.
     pub own_seqs: Vec<u64>,
+    /// Who was told each of `own_seqs` (same order): a voter's name, or the test's own client.
+    pub told: Vec<String>,
 }
 
 impl Expected {
@@ -40,6 +42,9 @@ impl Expected {
             }
             self.messages.extend(log.messages.iter().cloned());
             self.own_seqs.extend(&log.own_seqs);
+            let who = format!("{} (nodes {:?})", log.user, log.nodes);
+            self.told
+                .extend(std::iter::repeat_n(who, log.own_seqs.len()));
             assert!(
                 log.out_of_order.is_empty(),
                 "{}: `message` frames out of seq order on its socket (before, after): {:?}",
@@ -59,12 +64,14 @@ impl Expected {
     pub fn vote(&mut self, user: &str, side: &str, seq: u64) {
         self.votes.insert(user.to_owned(), side.to_owned());
         self.own_seqs.push(seq);
+        self.told.push(format!("{user}'s vote"));
     }
 
     /// An acknowledged message.
     pub fn message(&mut self, seq: u64, text: &str) {
         self.messages.push((seq, text.to_owned()));
         self.own_seqs.push(seq);
+        self.told.push(format!("the message {text:?}"));
     }
 
     /// The acknowledged messages in seq order.
@@ -127,7 +134,25 @@ pub async fn close_and_check(
         .filter(|w| w[0] == w[1])
         .map(|w| w[0])
         .collect();
-    assert!(twice.is_empty(), "seqs acknowledged twice: {twice:?}");
+    if !twice.is_empty() {
+        let told: Vec<(u64, &String)> = (expected.own_seqs.iter().copied())
+            .zip(&expected.told)
+            .filter(|(seq, _)| twice.contains(seq))
+            .collect();
+        let logs: Vec<String> = (0..cluster.len())
+            .map(|i| {
+                format!(
+                    "--- {} ---\n{}",
+                    cluster.node_id(i),
+                    tail(&cluster.log(i), 300)
+                )
+            })
+            .collect();
+        panic!(
+            "seqs acknowledged twice: {twice:?}, told to {told:?}\n{}",
+            logs.join("\n")
+        );
+    }
     if let Some(&last) = seqs.last() {
         assert!(
             last <= final_seq,
@@ -189,4 +214,10 @@ pub async fn close_and_check(
          was due"
     );
     final_view
+}
+
+/// The last `lines` lines of `log`.
+fn tail(log: &str, lines: usize) -> String {
+    let all: Vec<&str> = log.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
 }
