@@ -732,7 +732,9 @@ mod tests {
         let old = set.primary().await;
         // As if asked for long ago, and aborted: no failover is under way.
         *set.manual_lock() = Some((old.clone(), Instant::now() - MANUAL_FAILOVER_RETRY));
-        let new = set.wait_for_new_primary(&old, Duration::from_secs(60)).await;
+        let new = set
+            .wait_for_new_primary(&old, Duration::from_secs(60))
+            .await;
         assert_ne!(new, old);
         set.nudge_manual_failover().await;
         assert!(set.manual_lock().is_none(), "seen through: forgotten");
