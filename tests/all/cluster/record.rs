@@ -27,8 +27,10 @@ pub struct Expected {
     pub votes: BTreeMap<String, String>,
     /// Acknowledged messages: (seq, text).
     pub messages: Vec<(u64, String)>,
-    /// Seqs of acknowledgements that each took a seq of their own.
+    /// Seqs of acknowledgements that each took a seq of their own (messages).
     pub own_seqs: Vec<u64>,
+    /// Seqs of acknowledged votes: not necessarily their own (`VoterLog::vote_seqs`).
+    pub vote_seqs: Vec<u64>,
     /// Who was told each of `own_seqs` (same order): a voter's name, or the test's own client.
     pub told: Vec<String>,
 }
@@ -42,6 +44,7 @@ impl Expected {
             }
             self.messages.extend(log.messages.iter().cloned());
             self.own_seqs.extend(&log.own_seqs);
+            self.vote_seqs.extend(&log.vote_seqs);
             let who = format!("{} (nodes {:?})", log.user, log.nodes);
             self.told
                 .extend(std::iter::repeat_n(who, log.own_seqs.len()));
@@ -60,11 +63,10 @@ impl Expected {
         expected
     }
 
-    /// A vote acknowledged with a seq of its own, the user's last.
+    /// An acknowledged vote, the user's last.
     pub fn vote(&mut self, user: &str, side: &str, seq: u64) {
         self.votes.insert(user.to_owned(), side.to_owned());
-        self.own_seqs.push(seq);
-        self.told.push(format!("{user}'s vote"));
+        self.vote_seqs.push(seq);
     }
 
     /// An acknowledged message.
@@ -123,9 +125,10 @@ pub async fn close_and_check(
         );
     }
 
-    // A seq is given to one mutation only, and only a durable one is acknowledged: two
-    // acknowledgements with one seq, or one past the final seq, mean an acknowledged event was
-    // lost (or two owners both acknowledged) and its seq given out again.
+    // A seq is given to one mutation only, and only a durable one is acknowledged: two messages
+    // acknowledged with one seq, or any acknowledgement past the final seq, mean an acknowledged
+    // event was lost (or two owners both acknowledged) and its seq given out again. (A vote's
+    // seq may be another event's: `VoterLog::vote_seqs`.)
     let final_seq = final_view["seq"].as_u64().expect("the final seq");
     let mut seqs = expected.own_seqs.clone();
     seqs.sort_unstable();
@@ -153,7 +156,8 @@ pub async fn close_and_check(
             logs.join("\n")
         );
     }
-    if let Some(&last) = seqs.last() {
+    let votes_last = expected.vote_seqs.iter().max();
+    if let Some(&last) = seqs.last().max(votes_last) {
         assert!(
             last <= final_seq,
             "seq {last} was acknowledged; the final record ends at {final_seq}"

@@ -108,11 +108,14 @@ pub struct VoterLog {
     pub side: Option<String>,
     /// Acknowledged chat messages: (seq, text).
     pub messages: Vec<(u64, String)>,
-    /// Seqs of acknowledgements that each took a seq of their own: a vote sent once that moved
-    /// the user's vote, and every message (a repeat of a message answers with its first seq).
-    /// A vote sent again after an unknown outcome may have been a no-op answered with an older
-    /// seq, so it is not among them.
+    /// Seqs of acknowledgements that each took a seq of their own: every message (a repeat of
+    /// a message answers with its first seq).
     pub own_seqs: Vec<u64>,
+    /// Seqs of acknowledged votes. A vote that changed nothing answers with the room's seq then,
+    /// another event's (docs/api.md), and a vote the voter sent once may still reach the owner
+    /// twice: a node whose forward got no answer (its owner died under it) sends it again to the
+    /// new owner, where it is a no-op if the first made it. So these are not a vote's own.
+    pub vote_seqs: Vec<u64>,
     /// Every acknowledgement.
     pub acks: Vec<Ack>,
     /// `503 unavailable` answers.
@@ -165,6 +168,7 @@ impl Voters {
                 side: None,
                 messages: Vec::new(),
                 own_seqs: Vec::new(),
+                vote_seqs: Vec::new(),
                 acks: Vec::new(),
                 refused: 0,
                 refused_at: Vec::new(),
@@ -281,8 +285,6 @@ impl Voters {
 struct Request {
     req: String,
     kind: Kind,
-    /// Sent before with an unknown outcome.
-    again: bool,
 }
 
 #[derive(Clone)]
@@ -330,10 +332,7 @@ impl Voter {
                 Outcome::Refused => {
                     self.log.refused += 1;
                     self.log.refused_at.push(Instant::now());
-                    pending = Some(Request {
-                        again: true,
-                        ..request
-                    });
+                    pending = Some(request);
                     actix_rt::time::sleep(RETRY_PAUSE).await;
                 }
                 Outcome::NotJoined => {
@@ -344,10 +343,7 @@ impl Voter {
                 }
                 Outcome::Lost => {
                     self.log.lost += 1;
-                    pending = Some(Request {
-                        again: true,
-                        ..request
-                    });
+                    pending = Some(request);
                     let from = link.node();
                     link = Link::open(
                         self.log.via,
@@ -381,11 +377,7 @@ impl Voter {
                 None => "con",
             })
         };
-        Request {
-            req,
-            kind,
-            again: false,
-        }
+        Request { req, kind }
     }
 
     fn acknowledged(&mut self, request: &Request, seq: u64, sent: Instant, node: usize) {
@@ -398,9 +390,7 @@ impl Voter {
         match &request.kind {
             Kind::Vote(side) => {
                 log.side = Some((*side).to_owned());
-                if !request.again {
-                    log.own_seqs.push(seq);
-                }
+                log.vote_seqs.push(seq);
             }
             Kind::Say(text) => {
                 log.messages.push((seq, text.clone()));
