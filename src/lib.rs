@@ -35,6 +35,7 @@ mod http;
 mod metrics;
 mod ratelimit;
 mod room;
+mod thread_name;
 mod web;
 mod ws;
 

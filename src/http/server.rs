@@ -22,7 +22,7 @@ use anyhow::Context as _;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::{AppState, Listener};
-use crate::ws;
+use crate::{thread_name, ws};
 
 /// Connections waiting to be accepted, per listener (actix-web's default).
 const BACKLOG: i32 = 1024;
@@ -62,6 +62,8 @@ pub(crate) fn serve(
         let stopping = stopping.clone();
         server = server
             .listen("roomstate-http", socket, move || {
+                // Called on each worker thread as it starts.
+                thread_name::set("roomstate-http");
                 let upgrade_state = state.clone();
                 let upgrades = fn_factory(move || {
                     let app = app(upgrade_state.clone(), listener).into_factory();

@@ -40,6 +40,7 @@ use super::{
     },
     outbound::SessionId,
 };
+use crate::thread_name;
 
 /// How long a readiness probe waits for each dependency.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -97,6 +98,13 @@ fn shutting_down() -> RoomFailure {
     RoomFailure::Unavailable("the server is shutting down".into())
 }
 
+/// A thread for rooms, named for them.
+fn rooms_thread() -> Arbiter {
+    let arbiter = Arbiter::new();
+    arbiter.spawn_fn(|| thread_name::set("roomstate-rooms"));
+    arbiter
+}
+
 impl Registry {
     /// A registry whose rooms run on `threads` threads (0: one per core).
     pub(crate) fn new(deps: RoomDeps, threads: usize) -> Self {
@@ -107,7 +115,7 @@ impl Registry {
         Self {
             rooms: Arc::new(RwLock::new(HashMap::new())),
             stopping: AtomicBool::new(false),
-            arbiters: (0..threads).map(|_| Arbiter::new()).collect(),
+            arbiters: (0..threads).map(|_| rooms_thread()).collect(),
             next_arbiter: AtomicUsize::new(0),
             deps: Arc::new(deps),
             max_open_rooms: usize::MAX,

@@ -36,6 +36,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "metrics",
             "ratelimit",
             "room",
+            "thread_name",
             "web",
             "ws",
         ],
@@ -43,7 +44,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("ws", &["error", "metrics", "ratelimit", "room"]),
     ("web", &["error"]),
     ("error", &["room"]),
-    ("room", &["metrics"]),
+    ("room", &["metrics", "thread_name"]),
     // A cluster of engines routes to rooms here or on other nodes, and mirrors rooms owned
     // elsewhere for the sockets here: above the rooms, below the edges.
     ("cluster", &["room"]),
@@ -54,6 +55,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("edge", &[]),
     ("metrics", &[]),
     ("ratelimit", &[]),
+    ("thread_name", &[]),
 ];
 
 /// The crates the core must never depend on.

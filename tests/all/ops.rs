@@ -22,6 +22,27 @@ async fn health_and_readiness() {
     assert_eq!(ready, json!({"journal": "up", "store": "up"}));
 }
 
+/// The engine's threads are named for what they do, so `top -H`, a profile and the load tool's
+/// CPU per ack by thread say which part of it spent the time.
+#[actix_rt::test]
+async fn the_engines_threads_are_named_for_their_work() {
+    let app = app::start();
+    // A room, so a rooms' thread has run; the HTTP workers named themselves as they started.
+    app.create_room("threads").await;
+    let tasks = format!("/proc/{}/task", app.pid());
+    let names: Vec<String> = std::fs::read_dir(&tasks)
+        .unwrap_or_else(|e| panic!("reading {tasks}: {e}"))
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim().to_owned())
+        .collect();
+    for wanted in ["roomstate-http", "roomstate-rooms"] {
+        assert!(
+            names.iter().any(|n| n == wanted),
+            "no {wanted} thread in {names:?}"
+        );
+    }
+}
+
 /// Every metric family the engine exports (src/metrics.rs, crates/journal/src/metrics.rs) and
 /// its Prometheus type.
 const METRIC_FAMILIES: [(&str, &str); 24] = [

@@ -230,7 +230,7 @@ fn summarize(
     window: Window,
     acks: &Acks,
     seen: &[Seen],
-    used: BTreeMap<String, (u32, f64)>,
+    used: BTreeMap<String, cpu::Used>,
 ) -> BigRoomSummary {
     let states = || seen.iter().map(|s| s.states.as_slice());
     let messages = || seen.iter().map(|s| s.messages.as_slice());
@@ -254,7 +254,7 @@ fn summarize(
     };
     let cpu = used
         .into_iter()
-        .map(|(name, (pid, cpu_s))| {
+        .map(|(name, cpu::Used { pid, cpu_s, .. })| {
             let share = CpuShare {
                 pid,
                 cpu_s,
