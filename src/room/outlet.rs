@@ -81,7 +81,9 @@ impl Outlet {
 }
 
 /// Where the answer to one socket request goes, answered once. Dropped unanswered (its room
-/// stopped before it took the request, say), it answers that the room is unavailable.
+/// stopped before it took the request, say), it answers that the room stopped
+/// (`RoomFailure::Stopped`: `room_closed` to a socket that heard the room close, else
+/// `unavailable`).
 pub(crate) struct AnswerTo {
     outlet: Option<Outlet>,
     tag: u64,

@@ -49,7 +49,8 @@ const SCHEMA_VERSION: i32 = 3;
 /// still goes through, alone), so one commit stays short.
 const MAX_BATCH_EVENTS: usize = 8192;
 
-const WRITER_THREAD: &str = "roomstate-journal";
+/// At most 15 bytes: what Linux keeps of a thread's name (`top -H`, `perf`).
+const WRITER_THREAD: &str = "roomstate-local";
 const RECOVER_THREAD: &str = "roomstate-journal-recover";
 
 mod schema {

@@ -57,8 +57,8 @@ pub struct SentinelSet {
 
 /// How long a manual failover may take before it is asked for again: a sentinel aborts one
 /// whose replica it does not see promoted within the failover timeout (another sentinel, not
-/// yet told of the new epoch, can turn the promoted replica back in that window), and then
-/// waits out the same timeout again before it would start another.
+/// yet told of the new epoch, can turn the promoted replica back in that window); twice that,
+/// and a little, leaves the sentinels time to agree on the outcome first.
 const MANUAL_FAILOVER_RETRY: Duration = Duration::from_millis(2 * FAILOVER_TIMEOUT_MS + 2000);
 
 /// Configures a `SentinelSet` before it starts.
@@ -419,7 +419,7 @@ impl SentinelSet {
     /// `nudge_manual_failover`) asks again if the sentinels abort it.
     pub async fn manual_failover(&self) {
         let old = self.majority_primary().await.ok();
-        self.ask_for_failover().await;
+        self.ask_for_failover(self.sentinels()).await;
         if let Some(old) = old {
             *self.manual_lock() = Some((old, Instant::now()));
         }
@@ -440,7 +440,14 @@ impl SentinelSet {
                      the sentinels?): asking again",
                     asked.elapsed()
                 );
-                self.ask_for_failover().await;
+                // Only a sentinel that still sees `old` as primary: one that already follows a
+                // new primary would fail that one over in turn.
+                let named = named_primaries(&self.sentinels(), MASTER_NAME).await;
+                let behind: Vec<String> = (self.sentinels().into_iter().zip(named))
+                    .filter(|(_, primary)| primary.as_deref() == Some(old.as_str()))
+                    .map(|(sentinel, _)| sentinel)
+                    .collect();
+                self.ask_for_failover(behind).await;
                 *self.manual_lock() = Some((old, Instant::now()));
             }
             _ => {}
@@ -453,8 +460,7 @@ impl SentinelSet {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    async fn ask_for_failover(&self) {
-        let sentinels = self.sentinels();
+    async fn ask_for_failover(&self, sentinels: Vec<String>) {
         let result = wait_until(
             "a sentinel to accept SENTINEL FAILOVER",
             DEADLINE,

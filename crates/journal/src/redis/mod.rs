@@ -88,7 +88,8 @@ pub use crate::access::RedisAccess;
 const MAX_BATCH_EVENTS: usize = 8192;
 /// Rooms read per pipeline at recovery, and rooms checked per pipeline by a repair.
 const ROOMS_PER_PIPELINE: usize = 256;
-const WRITER_THREAD: &str = "roomstate-redis-journal";
+/// At most 15 bytes: what Linux keeps of a thread's name (`top -H`, `perf`).
+const WRITER_THREAD: &str = "roomstate-redis";
 
 /// Where the primary is. Its `Debug` shows a URL redacted.
 #[derive(Clone, PartialEq, Eq)]

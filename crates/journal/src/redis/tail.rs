@@ -74,7 +74,8 @@ use super::{
 };
 use crate::{writer::WriterThread, Epoch, JournalError, RoomLog};
 
-const TAIL_THREAD: &str = "roomstate-redis-tail";
+/// At most 15 bytes: what Linux keeps of a thread's name (`top -H`, `perf`).
+const TAIL_THREAD: &str = "roomstate-tail";
 /// Rooms named by one `XREAD` (see "A round", 3).
 const ROOMS_PER_READ: usize = 1024;
 /// Entries read per room and `XREAD`: a room far behind catches up over several rounds.
