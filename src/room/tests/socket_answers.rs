@@ -4,11 +4,13 @@
 //! reaches it before its answer, in the same queue (the room's own; a mirror's answers come
 //! from the room's owner, apart from its frames).
 
+use actix::Addr;
 use roomstate_core::room::{Command, IdempotencyKey, RoomError};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::{log_seqs, settings, user, within, Setup, PATIENCE};
 use crate::room::{
+    actor::RoomActor,
     failure::{Reply, RoomFailure},
     messages::{Connect, SocketMutate},
     outbound::Outbound,
@@ -25,6 +27,19 @@ fn say(who: &str, key: Option<&str>, outlet: &Outlet, tag: u64) -> SocketMutate 
         session: outlet.session,
         answer: AnswerTo::new(outlet.clone(), tag),
     }
+}
+
+/// Alice's socket (session 1) joined to `room`: its place on a worker queue, and the queue.
+async fn alices_socket(room: &Addr<RoomActor>) -> (Outlet, UnboundedReceiver<Delivery>) {
+    let (queue, rx) = WorkerQueue::new();
+    let outlet = Outlet { queue, session: 1 };
+    let connect = Connect {
+        id: 1,
+        user: user("alice"),
+        session: outlet.clone(),
+    };
+    room.send(connect).await.unwrap().unwrap();
+    (outlet, rx)
 }
 
 /// The next answer in `rx` (skipping frames), with the tag it answers.
@@ -81,14 +96,7 @@ async fn a_socket_gets_its_own_message_before_the_answer_to_it() {
     let setup = Setup::new();
     let registry = setup.registry(settings());
     let (_, room) = setup.room_with_alice(&registry, "order").await;
-    let (queue, mut rx) = WorkerQueue::new();
-    let outlet = Outlet { queue, session: 1 };
-    let connect = Connect {
-        id: 1,
-        user: user("alice"),
-        session: outlet.clone(),
-    };
-    room.send(connect).await.unwrap().unwrap();
+    let (outlet, mut rx) = alices_socket(&room).await;
 
     room.do_send(say("alice", None, &outlet, 20));
     let mut seen = Vec::new();
@@ -121,14 +129,7 @@ async fn a_request_that_reaches_a_closed_room_is_answered_stopped_after_its_last
     let setup = Setup::new();
     let registry = setup.registry(settings());
     let (id, room) = setup.room_with_alice(&registry, "closed").await;
-    let (queue, mut rx) = WorkerQueue::new();
-    let outlet = Outlet { queue, session: 1 };
-    let connect = Connect {
-        id: 1,
-        user: user("alice"),
-        session: outlet.clone(),
-    };
-    room.send(connect).await.unwrap().unwrap();
+    let (outlet, mut rx) = alices_socket(&room).await;
     registry.close(&id).await.unwrap();
     roomstate_testkit::eventually("the closed room's actor to stop", PATIENCE, || async {
         (!room.connected()).then_some(())

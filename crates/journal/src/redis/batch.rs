@@ -51,14 +51,12 @@ pub(super) fn room_of(op: &Op) -> Option<&str> {
 /// Encodes `ops` as one call (see the module's notes).
 pub(super) fn batch_call(keys: &Keys<'_>, ops: &[Op]) -> Result<BatchCall, JournalError> {
     let mut function_ops = Vec::new();
-    let mut rooms = 0;
     let mut json_bytes = 0;
     // Each event's JSON first: it sizes the call, and the writer's record keeps it.
     for (op, batched) in ops.iter().enumerate() {
         let Some(room) = room_of(batched) else {
             continue;
         };
-        rooms += 1;
         let events_json = match batched {
             Op::Append(_, events) => encode_events(room, events)?,
             _ => Vec::new(),
@@ -66,30 +64,25 @@ pub(super) fn batch_call(keys: &Keys<'_>, ops: &[Op]) -> Result<BatchCall, Journ
         json_bytes += events_json.iter().map(String::len).sum::<usize>();
         function_ops.push(FunctionOp { op, events_json });
     }
+    let rooms = function_ops.len();
     // Messages repeat part of their event's JSON; 64 bytes per room for keys and numbers.
     let mut fcall = Cmd::with_capacity(4 * rooms + 8 * ops.len() + 4, 2 * json_bytes + 64 * rooms);
     fcall.arg("FCALL").arg("roomstate_batch").arg(4 * rooms);
-    // Keys come before any argument: one pass for each.
-    for room in ops.iter().filter_map(room_of) {
+    // Keys come before any argument: one pass over the function's ops for each.
+    for f in &function_ops {
+        let room = room_of(&ops[f.op]).unwrap_or_default();
         for part in ROOM_KEYS {
             write_arg(&mut fcall, |w| write!(w, "{}", keys.room_key(room, part)))
                 .map_err(|e| not_encodable(room, "key", e))?;
         }
     }
     let mut index = Vec::new();
-    let mut encoded = function_ops.iter();
-    let mut checks = 0;
-    for batched in ops {
-        let Some(room) = room_of(batched) else {
-            if let Op::Check = batched {
-                checks += 1;
-            }
-            continue;
-        };
+    for f in &function_ops {
+        let batched = &ops[f.op];
+        let room = room_of(batched).unwrap_or_default();
         match batched {
             Op::Append(epoch, events) => {
-                let json = encoded.next().map(|f| &f.events_json[..]).unwrap_or(&[]);
-                append_args(&mut fcall, epoch.0, room, events, json)?;
+                append_args(&mut fcall, epoch.0, room, events, &f.events_json)?;
                 if events.first().is_some_and(|first| first.seq == 1) {
                     let mut sadd = redis::cmd("SADD");
                     sadd.arg(keys.rooms()).arg(room);
@@ -97,20 +90,17 @@ pub(super) fn batch_call(keys: &Keys<'_>, ops: &[Op]) -> Result<BatchCall, Journ
                 }
             }
             Op::Snapshot(epoch, snapshot) => {
-                encoded.next();
                 fcall.arg("S").arg(epoch.0).arg(snapshot.seq);
                 write_arg(&mut fcall, |w| serde_json::to_writer(w, snapshot))
                     .map_err(|e| not_encodable(room, "snapshot", e))?;
             }
             Op::Delete(epoch, _) => {
-                encoded.next();
                 fcall.arg("D").arg(epoch.0);
                 let mut srem = redis::cmd("SREM");
                 srem.arg(keys.rooms()).arg(room);
                 index.push(srem);
             }
             Op::Claim(claim) => {
-                encoded.next();
                 fcall.arg("C");
                 match claim.seen {
                     Some(epoch) => fcall.arg(epoch.0),
@@ -120,12 +110,13 @@ pub(super) fn batch_call(keys: &Keys<'_>, ops: &[Op]) -> Result<BatchCall, Journ
                 fcall.arg(claim.node.as_str()).arg(how);
             }
             Op::Release(epoch, _) => {
-                encoded.next();
                 fcall.arg("R").arg(epoch.0);
             }
+            // Not among the function's ops (`room_of`).
             Op::Check => {}
         }
     }
+    let checks = ops.iter().filter(|op| matches!(op, Op::Check)).count();
     // The command was made whole, with `FCALL` as its first argument.
     Ok(BatchCall {
         fcall,
