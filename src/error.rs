@@ -120,7 +120,7 @@ impl ResponseError for ApiError {
             builder.insert_header((header::RETRY_AFTER, seconds));
         }
         let mut response = builder.json(self);
-        // For the refusal counter (`http::count_refusals`), whichever way the error came.
+        // For the refusal counter (`http::layer`), whichever way the error came.
         response.extensions_mut().insert(self.error);
         response
     }

@@ -146,11 +146,11 @@ impl Metrics {
         self.refusals.with_label_values(&[code]).inc();
     }
 
-    /// Counts and times one HTTP request; `route` is its pattern (`/rooms/{id}`), never its path.
-    pub(crate) fn http_request(&self, method: &str, route: &str, status: u16, took: Duration) {
-        let status = status.to_string();
+    /// Counts and times one HTTP request; `route` is its pattern (`/rooms/{id}`), never its path;
+    /// `status` is the three digits (`"200"`).
+    pub(crate) fn http_request(&self, method: &str, route: &str, status: &str, took: Duration) {
         self.http_requests
-            .with_label_values(&[method, route, status.as_str()])
+            .with_label_values(&[method, route, status])
             .inc();
         self.http_seconds
             .with_label_values(&[method, route])

@@ -163,6 +163,27 @@ impl Router {
         let Some(cluster) = &self.cluster else {
             return here().await;
         };
+        // Boxed: a forward's future (an HTTP call to the owner) is many times the size of the
+        // local path's, and every caller's future would otherwise carry its size, a single
+        // engine's included (actix-web allocates each request's handler future whole).
+        Box::pin(self.routed_in(cluster, id, kind, here, remote)).await
+    }
+
+    /// `routed` in a cluster.
+    async fn routed_in<T, H, HF, R, RF>(
+        &self,
+        cluster: &Cluster,
+        id: &RoomId,
+        kind: &'static str,
+        here: H,
+        remote: R,
+    ) -> Result<T, RegistryFailure>
+    where
+        H: Fn() -> HF,
+        HF: std::future::Future<Output = Result<T, RegistryFailure>>,
+        R: Fn(String, String) -> RF,
+        RF: std::future::Future<Output = Result<T, CallError>>,
+    {
         for _ in 0..TRIES {
             match self.route(cluster, id).await? {
                 Route::Here => return here().await,
@@ -251,9 +272,15 @@ impl Router {
         command: Command,
         via: Via,
     ) -> Result<Applied, RegistryFailure> {
+        let Some(cluster) = &self.cluster else {
+            // A single engine: no forward to prepare.
+            return self.registry.mutate(id, command, via).await;
+        };
         let path = format!("/internal/cluster/rooms/{id}/commands");
         let forwarded = keyed(command.clone());
-        self.routed(
+        // Boxed, as in `routed`: the single engine's path above stays small.
+        Box::pin(self.routed_in(
+            cluster,
             id,
             "command",
             || self.registry.mutate(id, command.clone(), via),
@@ -265,7 +292,7 @@ impl Router {
                 let path = path.clone();
                 async move { self.call_applied(&node, &url, &path, &call).await }
             },
-        )
+        ))
         .await
     }
 

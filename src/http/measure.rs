@@ -8,14 +8,11 @@
 use std::time::Instant;
 
 use actix_web::{
-    body::MessageBody,
     dev::{ServiceRequest, ServiceResponse},
     http::Method,
-    middleware::Next,
-    web,
 };
 
-use super::AppState;
+use crate::metrics::Metrics;
 
 /// The `route` of a request no route matched.
 const UNMATCHED: &str = "unmatched";
@@ -36,30 +33,34 @@ fn method_label(method: &Method) -> &'static str {
     }
 }
 
-/// Middleware: counts and times every request by method, route pattern and status.
-pub(crate) async fn measure(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let metrics = req
-        .app_data::<web::Data<AppState>>()
-        .map(|s| s.metrics.clone());
-    let method = method_label(req.method());
-    let started = Instant::now();
-    let result = next.call(req).await;
-    if let Some(metrics) = metrics {
-        let (route, status) = match &result {
-            Ok(response) => (
-                response.request().match_pattern(),
-                response.status().as_u16(),
-            ),
+/// A request being timed, from when it reached the middleware (`layer.rs`).
+pub(super) struct Timing {
+    method: &'static str,
+    started: Instant,
+}
+
+impl Timing {
+    pub(super) fn start(req: &ServiceRequest) -> Timing {
+        Timing {
+            method: method_label(req.method()),
+            started: Instant::now(),
+        }
+    }
+
+    /// Counts and times the answer by method, route pattern and status.
+    pub(super) fn finish<B>(
+        self,
+        metrics: &Metrics,
+        result: &Result<ServiceResponse<B>, actix_web::Error>,
+    ) {
+        let (route, status) = match result {
+            Ok(response) => (response.request().match_pattern(), response.status()),
             // An error no handler turned into a response: actix answers it with its status.
-            Err(error) => (None, error.as_response_error().status_code().as_u16()),
+            Err(error) => (None, error.as_response_error().status_code()),
         };
         let route = route.as_deref().unwrap_or(UNMATCHED);
-        metrics.http_request(method, route, status, started.elapsed());
+        metrics.http_request(self.method, route, status.as_str(), self.started.elapsed());
     }
-    result
 }
 
 #[cfg(test)]

@@ -2,12 +2,14 @@
 //! one screen), the shared application state, and the extractor settings that turn bad input
 //! into API errors. Every public API route also answers CORS preflights (`OPTIONS`,
 //! `origin.rs`); `/admin` does not. `GET /openapi.json` describes it all (`openapi.rs`), and
-//! every request is counted and timed by its route pattern (`measure.rs`).
+//! every request passes one middleware (`layer.rs`: timing and counting by route pattern,
+//! refusals by code, CORS headers).
 
 mod admin;
 mod bearer;
 mod extract;
 mod internal;
+mod layer;
 mod measure;
 mod openapi;
 mod ops;
@@ -17,21 +19,12 @@ mod rooms;
 mod routes;
 mod server;
 
-pub(crate) use measure::measure;
 pub(crate) use openapi::{document as openapi_document, Scope as DocumentScope};
-pub(crate) use origin::allow_origin;
 pub(crate) use server::{serve, Bind};
 
 use std::sync::Arc;
 
-use actix_web::{
-    body::MessageBody,
-    dev::{ServiceRequest, ServiceResponse},
-    http::Method,
-    middleware::Next,
-    web,
-};
-use roomstate_core::protocol::ErrorCode;
+use actix_web::{http::Method, web};
 use routes::{Endpoint, Kind, ROUTES};
 
 use crate::{
@@ -167,24 +160,6 @@ fn handler(endpoint: Endpoint, route: actix_web::Route) -> actix_web::Route {
         // Registered by `crate::web::config`; never asked for (`config` skips page rows).
         Endpoint::Page => route.to(no_route),
     }
-}
-
-/// Counts every HTTP error answer in `roomstate_refusals_total` by its API code (sockets count
-/// their `error` frames themselves), so each refusal is counted once, where the client gets it.
-pub(crate) async fn count_refusals(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let metrics = req
-        .app_data::<web::Data<AppState>>()
-        .map(|s| s.metrics.clone());
-    let response = next.call(req).await?;
-    if let (Some(metrics), Some(code)) =
-        (metrics, response.response().extensions().get::<ErrorCode>())
-    {
-        metrics.refused(code.as_str());
-    }
-    Ok(response)
 }
 
 /// A resource whose unmatched methods answer like an unknown route.

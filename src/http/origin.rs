@@ -15,10 +15,8 @@
 //! never refused for it.
 
 use actix_web::{
-    body::MessageBody,
-    dev::{ServiceRequest, ServiceResponse},
+    dev::ServiceRequest,
     http::header::{self, HeaderMap, HeaderValue},
-    middleware::Next,
     web, HttpRequest, HttpResponse,
 };
 
@@ -86,32 +84,29 @@ pub(super) async fn preflight(state: web::Data<AppState>, req: HttpRequest) -> H
     }
 }
 
-/// Middleware: `Access-Control-Allow-Origin` on every answer to an allowed origin, outside
-/// `/admin` (unknown paths included: a page should be able to read the JSON 404).
-pub(crate) async fn allow_origin(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let allowed = match req.app_data::<web::Data<AppState>>() {
-        Some(state) if !is_admin(req.path()) => match allowed_origin(state, req.headers()) {
-            Some((origin, true)) => Some(origin.clone()),
-            _ => None,
-        },
-        _ => None,
-    };
-    let mut response = next.call(req).await?;
-    if let Some(origin) = allowed {
-        let headers = response.headers_mut();
-        if !headers.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN) {
-            headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-            headers.insert(
-                header::ACCESS_CONTROL_EXPOSE_HEADERS,
-                HeaderValue::from_static(EXPOSE_HEADERS),
-            );
-            headers.append(header::VARY, HeaderValue::from_static("Origin"));
-        }
+/// The origin an answer names in its CORS headers: an allowed page's, outside `/admin` (unknown
+/// paths included: a page should be able to read the JSON 404). `None` for anyone else.
+pub(super) fn answer_origin(state: &AppState, req: &ServiceRequest) -> Option<HeaderValue> {
+    if is_admin(req.path()) {
+        return None;
     }
-    Ok(response)
+    match allowed_origin(state, req.headers()) {
+        Some((origin, true)) => Some(origin.clone()),
+        _ => None,
+    }
+}
+
+/// `Access-Control-Allow-Origin` (and what goes with it) on an answer to an allowed origin,
+/// unless the handler set it already (a preflight).
+pub(super) fn mark(headers: &mut HeaderMap, origin: HeaderValue) {
+    if !headers.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN) {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        headers.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static(EXPOSE_HEADERS),
+        );
+        headers.append(header::VARY, HeaderValue::from_static("Origin"));
+    }
 }
 
 #[cfg(test)]

@@ -123,10 +123,7 @@ fn app(
     >,
 > {
     App::new()
-        .wrap(actix_web::middleware::from_fn(super::allow_origin))
-        .wrap(actix_web::middleware::from_fn(super::count_refusals))
-        // Outermost: times the whole answer, whatever the layers inside decide.
-        .wrap(actix_web::middleware::from_fn(super::measure))
+        .wrap(actix_web::middleware::from_fn(super::layer::edge))
         .configure(move |cfg| super::config(cfg, state, listener))
 }
 

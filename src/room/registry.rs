@@ -239,7 +239,9 @@ impl Registry {
         if let Some(addr) = self.get(id).filter(Addr::connected) {
             return Ok(Found::Open(addr));
         }
-        self.stored(id).await.map(Found::Closed)
+        // Boxed: the store's future is large and rarely needed, and every lookup's caller
+        // would otherwise carry its size.
+        Box::pin(self.stored(id)).await.map(Found::Closed)
     }
 
     /// A closed room's final view from the store.
