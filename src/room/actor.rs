@@ -37,6 +37,7 @@ use super::{
     outbound::{Outbound, SessionId, Shared},
     outlet::AnswerTo,
     remote_sessions::RemoteSessions,
+    reply_to::ReplyTo,
     sessions::Sessions,
     snapshots::SnapshotSchedule,
     throttle::{Publish, StateThrottle},
@@ -49,10 +50,7 @@ pub(crate) type RoomIndex = RwLock<HashMap<RoomId, Addr<RoomActor>>>;
 enum Waiter {
     /// A request: answered with the view as of that event, and `seq` (the answer's own seq when
     /// it is not that of the event, e.g. the first message of a repeated idempotency key).
-    Reply {
-        tx: oneshot::Sender<Reply<Applied>>,
-        seq: Option<u64>,
-    },
+    Reply { tx: ReplyTo, seq: Option<u64> },
     /// A socket's request: answered through the socket's worker with `seq`, as `Reply`.
     Socket { answer: AnswerTo, seq: Option<u64> },
     /// A new socket: answered with its first state, and gets every broadcast after.
@@ -307,12 +305,10 @@ impl RoomActor {
     /// Answers a waiter with the state as of `counters`.
     fn release(&mut self, waiter: Waiter, counters: Counters) {
         match waiter {
-            Waiter::Reply { tx, seq } => {
-                let _ = tx.send(Ok(Applied {
-                    seq: seq.unwrap_or(counters.seq),
-                    view: self.view_at(counters),
-                }));
-            }
+            Waiter::Reply { tx, seq } => tx.send(Ok(Applied {
+                seq: seq.unwrap_or(counters.seq),
+                view: self.view_at(counters),
+            })),
             Waiter::Socket { answer, seq } => answer.answer(Ok(seq.unwrap_or(counters.seq))),
             Waiter::Attach(id, tx) => {
                 if self.sessions.activate(id) {
@@ -450,9 +446,7 @@ impl RoomActor {
         let failure = || RoomFailure::Unavailable(refusal.to_owned());
         for waiter in waiters {
             match waiter {
-                Waiter::Reply { tx, .. } => {
-                    let _ = tx.send(Err(failure()));
-                }
+                Waiter::Reply { tx, .. } => tx.send(Err(failure())),
                 Waiter::Socket { answer, .. } => answer.answer(Err(failure())),
                 Waiter::Attach(_, tx) => {
                     let _ = tx.send(Err(failure()));
@@ -522,22 +516,36 @@ async fn answer<T>(
 }
 
 impl Handler<Mutate> for RoomActor {
-    type Result = ResponseFuture<Reply<Applied>>;
+    type Result = ();
 
-    fn handle(&mut self, msg: Mutate, ctx: &mut Self::Context) -> Self::Result {
-        let (tx, rx) = oneshot::channel();
-        let submitted = self.check_backlog().and_then(|()| {
-            if msg.via == Via::Http {
-                let user = msg.command.user();
-                match msg.command {
+    fn handle(&mut self, msg: Mutate, ctx: &mut Self::Context) {
+        let Mutate {
+            command,
+            via,
+            reply,
+        } = msg;
+        let reply = ReplyTo::new(reply);
+        let applied = self.check_backlog().and_then(|()| {
+            if via == Via::Http {
+                let user = command.user();
+                match command {
                     Command::Leave { .. } => self.http_idle.forget(user),
                     _ => self.http_idle.touch(user, Instant::now()),
                 }
             }
-            let waiter = Waiter::Reply { tx, seq: None };
-            self.submit(msg.command, Some(waiter), ctx)
+            Ok(self.state.apply(command, time::now())?)
         });
-        Box::pin(answer(submitted, rx))
+        match applied {
+            Ok(change) => self.queue(
+                change,
+                Some(Waiter::Reply {
+                    tx: reply,
+                    seq: None,
+                }),
+                ctx,
+            ),
+            Err(failure) => reply.send(Err(failure)),
+        }
     }
 }
 
@@ -717,7 +725,10 @@ impl Handler<AttachRemote> for RoomActor {
 
     fn handle(&mut self, msg: AttachRemote, ctx: &mut Self::Context) -> Self::Result {
         let (tx, rx) = oneshot::channel();
-        let waiter = Waiter::Reply { tx, seq: None };
+        let waiter = Waiter::Reply {
+            tx: ReplyTo::new(tx),
+            seq: None,
+        };
         let submitted = self.check_backlog().and_then(|()| {
             if !self.remote.add(&msg.node, msg.session, msg.user.clone()) {
                 // Attached already (a retry): answered as of everything pending now.
@@ -814,7 +825,11 @@ impl Handler<RemoteMutate> for RoomActor {
             if self.remote.add(&msg.node, msg.session, user.clone()) {
                 self.socket_joins(user, ctx);
             }
-            self.submit(msg.command, Some(Waiter::Reply { tx, seq: None }), ctx)
+            let waiter = Waiter::Reply {
+                tx: ReplyTo::new(tx),
+                seq: None,
+            };
+            self.submit(msg.command, Some(waiter), ctx)
         });
         Box::pin(answer(submitted, rx))
     }

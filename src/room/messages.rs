@@ -5,6 +5,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use roomstate_core::room::{ChatMessage, Command, RoomView, UserName, Via};
 use roomstate_journal::Epoch;
+use tokio::sync::oneshot;
 
 use super::{
     failure::Reply,
@@ -22,14 +23,18 @@ pub(crate) struct Applied {
     pub(crate) view: RoomView,
 }
 
-/// Apply a client's command; answers once its outcome is durable.
+/// Apply a client's command; `reply` is answered once its outcome is durable. Sent with
+/// `do_send`: the room keeps `reply` with the command until then, and no task waits on the
+/// room's thread for the answer. A room that stopped before it took the command drops it
+/// unanswered (the caller's receiver sees the channel closed).
 #[derive(Message)]
-#[rtype(result = "Reply<Applied>")]
+#[rtype(result = "()")]
 pub(crate) struct Mutate {
     pub(crate) command: Command,
     /// How the command came: over HTTP it also refreshes the user's HTTP presence (see the idle
     /// lapse); from a socket it does not.
     pub(crate) via: Via,
+    pub(crate) reply: oneshot::Sender<Reply<Applied>>,
 }
 
 /// A socket's command: answered through the socket's worker (`answer`) once its outcome is

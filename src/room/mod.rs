@@ -6,7 +6,7 @@
 //! lapses), `sessions` (the sockets of a room), `remote_sessions` (its sockets on other nodes of
 //! a cluster), `closing` (a close in progress), `outbound` (what a room tells a socket, as typed
 //! protocol), `outlet` (where it goes: one queue per HTTP worker), `link` (what a socket talks to: the room, or a cluster node's mirror of it),
-//! `messages` (what a room answers), `failure` (why it refuses), `deps` (what every room shares),
+//! `messages` (what a room answers), `reply_to` (where a request's answer goes), `failure` (why it refuses), `deps` (what every room shares),
 //! `registry` (id -> room; recovery and shutdown).
 //!
 //! Nothing here knows WebSocket frames, close codes or HTTP: the edges (`ws`, `http`) import
@@ -24,6 +24,7 @@ pub(crate) mod outbound;
 pub(crate) mod outlet;
 pub(crate) mod registry;
 mod remote_sessions;
+mod reply_to;
 mod sessions;
 mod snapshots;
 pub(crate) mod throttle;

@@ -29,6 +29,7 @@ use roomstate_core::{
 };
 use roomstate_journal::{Epoch, JournalError, JournalStatus, RoomLog};
 use roomstate_store::StoreError;
+use tokio::sync::oneshot;
 
 use super::{
     actor::{RoomActor, RoomIndex},
@@ -261,10 +262,19 @@ impl Registry {
         via: Via,
     ) -> Result<Applied, RegistryFailure> {
         match self.find(id).await? {
-            Found::Open(room) => match room.send(Mutate { command, via }).await {
-                Ok(reply) => Ok(reply?),
-                Err(_) => Err(self.gone()),
-            },
+            Found::Open(room) => {
+                let (reply, answer) = oneshot::channel();
+                room.do_send(Mutate {
+                    command,
+                    via,
+                    reply,
+                });
+                match answer.await {
+                    Ok(reply) => Ok(reply?),
+                    // The room stopped before it took the command.
+                    Err(_) => Err(self.gone()),
+                }
+            }
             Found::Closed(_) => Err(RoomError::Closed.into()),
         }
     }

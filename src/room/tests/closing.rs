@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 use roomstate_core::room::{RoomError, RoomStatus};
 use roomstate_testkit::eventually;
 
-use super::{answered, say, settings, Setup, PATIENCE};
+use super::{answered, ask, say, settings, Request, Setup, PATIENCE};
 use crate::room::{
     deps::RoomSettings,
     failure::{RegistryFailure, RoomFailure},
-    messages::{Close, GetView, Mutate},
+    messages::{Close, GetView},
 };
 
 #[actix_rt::test]
@@ -22,7 +22,7 @@ async fn close_waits_for_pending_events_and_writes_them() {
     let registry = setup.registry(settings());
     let (id, room) = setup.room_with_alice(&registry, "close in an outage").await;
     journal.set_down(true);
-    let held = actix_rt::spawn(room.send(say("last words")));
+    let held = actix_rt::spawn(ask(&room, say("last words")));
     let closing = actix_rt::spawn(room.send(Close));
     // Two refused appends of the message: it is still pending after a retry, so the close,
     // which writes only once nothing is pending, cannot have finished.
@@ -64,7 +64,7 @@ async fn a_close_that_outlasts_its_timeout_answers_unavailable_and_can_be_retrie
     });
     let (id, room) = setup.room_with_alice(&registry, "slow close").await;
     journal.set_down(true);
-    let held = actix_rt::spawn(room.send(say("last words")));
+    let held = actix_rt::spawn(ask(&room, say("last words")));
 
     let started = Instant::now();
     let refused = registry.close(&id).await;
@@ -83,7 +83,7 @@ async fn a_close_that_outlasts_its_timeout_answers_unavailable_and_can_be_retrie
         "the close answered after {waited:?}"
     );
 
-    let Mutate { command, via, .. } = say("too late");
+    let Request { command, via } = say("too late");
     let late = registry.mutate(&id, command, via).await;
     assert!(
         matches!(

@@ -4,11 +4,10 @@
 
 use roomstate_core::room::{Command, IdempotencyKey, Via};
 
-use super::{answered, log_seqs, settings, user, Setup};
-use crate::room::messages::Mutate;
+use super::{answered, ask, log_seqs, settings, user, Request, Setup};
 
-fn say_keyed(text: &str, key: &str) -> Mutate {
-    Mutate {
+fn say_keyed(text: &str, key: &str) -> Request {
+    Request {
         command: Command::Say {
             user: user("alice"),
             text: text.into(),
@@ -26,8 +25,8 @@ async fn a_repeat_while_the_first_is_pending_waits_for_it_and_gets_its_seq() {
     let (id, room) = setup.room_with_alice(&registry, "retries").await;
 
     journal.set_down(true);
-    let first = actix_rt::spawn(room.send(say_keyed("hello", "k-1")));
-    let repeat = actix_rt::spawn(room.send(say_keyed("hello", "k-1")));
+    let first = actix_rt::spawn(ask(&room, say_keyed("hello", "k-1")));
+    let repeat = actix_rt::spawn(ask(&room, say_keyed("hello", "k-1")));
     // Both are held: neither is answered while the message is not durable.
     roomstate_testkit::eventually(
         "the journal to refuse the message twice",
@@ -48,8 +47,14 @@ async fn a_repeat_while_the_first_is_pending_waits_for_it_and_gets_its_seq() {
     assert_eq!(log_seqs(journal, &id), [1, 2, 3], "one message in the log");
 
     // Answered already: a later repeat gets the same seq at once; a new key is a new message.
-    let later = room.send(say_keyed("hello", "k-1")).await.unwrap().unwrap();
+    let later = ask(&room, say_keyed("hello", "k-1"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((later.seq, later.view.counters.messages), (3, 1));
-    let other = room.send(say_keyed("hello", "k-2")).await.unwrap().unwrap();
+    let other = ask(&room, say_keyed("hello", "k-2"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(other.seq, 4);
 }

@@ -23,11 +23,13 @@ use roomstate_core::room::{Command, RoomId, UserName, Via};
 use roomstate_journal::memory::MemoryJournal;
 use roomstate_store::Store;
 
+use tokio::sync::oneshot;
+
 use super::{
     actor::RoomActor,
     deps::{RoomDeps, RoomSettings},
     failure::{Reply, RoomFailure},
-    messages::Mutate,
+    messages::{Applied, Mutate},
     registry::Registry,
 };
 use crate::metrics::Metrics;
@@ -36,12 +38,30 @@ use crate::metrics::Metrics;
 /// idle machine: the 2-core test machines are shared and slow.
 const PATIENCE: Duration = Duration::from_secs(30);
 
+/// A client's command, as a test sends it to a room (`ask`).
+struct Request {
+    command: Command,
+    via: Via,
+}
+
+/// Sends `request` to `room` as the registry does; the room's answer, or `Err` when the room
+/// stopped before it took the request.
+fn ask(room: &Addr<RoomActor>, request: Request) -> oneshot::Receiver<Reply<Applied>> {
+    let (reply, answer) = oneshot::channel();
+    room.do_send(Mutate {
+        command: request.command,
+        via: request.via,
+        reply,
+    });
+    answer
+}
+
 fn user(name: &str) -> UserName {
     UserName::parse(name).unwrap()
 }
 
-fn say(text: &str) -> Mutate {
-    Mutate {
+fn say(text: &str) -> Request {
+    Request {
         command: Command::Say {
             user: user("alice"),
             text: text.into(),
@@ -51,8 +71,8 @@ fn say(text: &str) -> Mutate {
     }
 }
 
-fn join_alice() -> Mutate {
-    Mutate {
+fn join_alice() -> Request {
+    Request {
         command: Command::Join {
             user: user("alice"),
             via: Via::Http,
@@ -79,8 +99,8 @@ fn log_seqs(journal: &MemoryJournal, room: &RoomId) -> Vec<u64> {
 }
 
 /// Awaits what a room answered a spawned request, failing the test if no answer comes.
-async fn answered<T: 'static>(
-    request: actix_rt::task::JoinHandle<Result<Reply<T>, MailboxError>>,
+async fn answered<T: 'static, E: std::fmt::Debug + 'static>(
+    request: actix_rt::task::JoinHandle<Result<Reply<T>, E>>,
 ) -> Reply<T> {
     within(PATIENCE, "a room's answer", request)
         .await
@@ -97,14 +117,14 @@ async fn within<F: Future>(limit: Duration, what: &str, future: F) -> F::Output 
 }
 
 /// Whether `failure` is the refusal a room gives once the engine is shutting down.
-fn is_shutdown_refusal(failure: &Result<Reply<impl Sized>, MailboxError>) -> bool {
+fn is_shutdown_refusal<E>(failure: &Result<Reply<impl Sized>, E>) -> bool {
     matches!(failure, Ok(Err(RoomFailure::Unavailable(m))) if m.contains("shutting down"))
 }
 
 /// A command that changes nothing whether or not it is taken (a user who never joined speaks),
 /// to ask a room whether it takes commands at all.
-fn probe() -> Mutate {
-    Mutate {
+fn probe() -> Request {
+    Request {
         command: Command::Say {
             user: user("nobody"),
             text: "probe".into(),
@@ -118,7 +138,7 @@ fn probe() -> Mutate {
 /// handled the registry's `Shutdown` (its mailbox is in order).
 async fn until_room_is_shutting_down(room: &Addr<RoomActor>) {
     roomstate_testkit::eventually("the room to take the shutdown", PATIENCE, || async {
-        is_shutdown_refusal(&room.send(probe()).await).then_some(())
+        is_shutdown_refusal(&ask(room, probe()).await).then_some(())
     })
     .await;
 }
@@ -160,7 +180,7 @@ impl Setup {
     async fn room_with_alice(&self, registry: &Registry, title: &str) -> (RoomId, Addr<RoomActor>) {
         let created = registry.create(title.into()).await.unwrap();
         let room = registry.get(&created.id).unwrap();
-        let joined = room.send(join_alice()).await.unwrap().unwrap();
+        let joined = ask(&room, join_alice()).await.unwrap().unwrap();
         assert_eq!(joined.seq, 2);
         (created.id, room)
     }

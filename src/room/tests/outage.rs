@@ -6,13 +6,14 @@
 
 use std::time::Duration;
 
-use actix::{Addr, MailboxError};
+use actix::Addr;
 use actix_rt::task::JoinHandle;
 use roomstate_core::room::{EventKind, RoomId};
 use roomstate_journal::memory::Fault;
 use roomstate_testkit::eventually;
+use tokio::sync::oneshot::error::RecvError;
 
-use super::{answered, join_alice, log_seqs, say, settings, Setup, PATIENCE};
+use super::{answered, ask, join_alice, log_seqs, say, settings, Setup, PATIENCE};
 use crate::room::{
     actor::RoomActor,
     deps::RoomSettings,
@@ -21,7 +22,7 @@ use crate::room::{
 };
 
 /// A message in flight to a room, from a task of its own, and its text.
-type Held = (String, JoinHandle<Result<Reply<Applied>, MailboxError>>);
+type Held = (String, JoinHandle<Result<Reply<Applied>, RecvError>>);
 
 #[actix_rt::test]
 async fn a_down_journal_holds_events_bounds_the_backlog_and_catches_up_in_order() {
@@ -35,13 +36,13 @@ async fn a_down_journal_holds_events_bounds_the_backlog_and_catches_up_in_order(
 
     journal.set_down(true);
     let held: Vec<_> = (0..3)
-        .map(|i| actix_rt::spawn(room.send(say(&format!("m{i}")))))
+        .map(|i| actix_rt::spawn(ask(&room, say(&format!("m{i}")))))
         .collect();
     eventually("3 events pending", Duration::from_secs(10), || async {
         (metrics.journal_pending.get() == 3).then_some(())
     })
     .await;
-    let refused = room.send(say("one too many")).await.unwrap();
+    let refused = ask(&room, say("one too many")).await.unwrap();
     assert!(
         matches!(refused, Err(RoomFailure::Unavailable(_))),
         "{refused:?}"
@@ -76,7 +77,7 @@ fn send_all(room: &Addr<RoomActor>, count: usize) -> Vec<Held> {
     (0..count)
         .map(|i| {
             let text = format!("m{i}");
-            let request = actix_rt::spawn(room.send(say(&text)));
+            let request = actix_rt::spawn(ask(room, say(&text)));
             (text, request)
         })
         .collect()
@@ -121,7 +122,7 @@ async fn a_lost_reply_is_re_sent_without_duplicating_and_acked_once_confirmed() 
     journal.set_fault(Fault::WriteThenFail);
     let held = send_all(&room, 5);
     // A no-op (alice joins again) waits for the events before it and answers as of the last.
-    let noop = actix_rt::spawn(room.send(join_alice()));
+    let noop = actix_rt::spawn(ask(&room, join_alice()));
     // The journal has every event, yet told the room none is durable; wait until the room has
     // re-sent the whole, already written, batch at least once more. Two more refusals than when
     // the log was seen complete: the first may be the very append that completed it (the journal

@@ -7,7 +7,7 @@ use roomstate_core::room::RoomStatus;
 use roomstate_journal::memory::Fault;
 use roomstate_testkit::eventually;
 
-use super::{log_seqs, say, settings, Setup, PATIENCE};
+use super::{ask, log_seqs, say, settings, Setup, PATIENCE};
 use crate::room::{failure::RoomFailure, messages::GetView};
 
 #[actix_rt::test]
@@ -16,9 +16,9 @@ async fn recovery_deletes_the_log_of_a_room_already_in_the_store_and_reopens_the
     let (journal, store) = (&setup.journal, &setup.store);
     let registry = setup.registry(settings());
     let (closed, closed_room) = setup.room_with_alice(&registry, "closed").await;
-    closed_room.send(say("bye")).await.unwrap().unwrap();
+    ask(&closed_room, say("bye")).await.unwrap().unwrap();
     let (open, open_room) = setup.room_with_alice(&registry, "open").await;
-    open_room.send(say("still here")).await.unwrap().unwrap();
+    ask(&open_room, say("still here")).await.unwrap().unwrap();
     let open_before = open_room.send(GetView).await.unwrap();
 
     // With nothing pending, the close writes the record to the store, which works, and then

@@ -9,7 +9,7 @@ use roomstate_core::room::RoomStatus;
 use roomstate_testkit::eventually;
 
 use super::{
-    answered, log_seqs, say, settings, until_room_is_shutting_down, within, Setup, PATIENCE,
+    answered, ask, log_seqs, say, settings, until_room_is_shutting_down, within, Setup, PATIENCE,
 };
 use crate::room::{
     failure::RoomFailure,
@@ -24,7 +24,7 @@ async fn a_shutdown_with_the_journal_down_returns_at_its_deadline_and_acks_nothi
     let (id, room) = setup.room_with_alice(&registry, "stuck").await;
     journal.set_down(true);
     let held: Vec<_> = (0..3)
-        .map(|i| actix_rt::spawn(room.send(say(&format!("m{i}")))))
+        .map(|i| actix_rt::spawn(ask(&room, say(&format!("m{i}")))))
         .collect();
     eventually("3 events pending", PATIENCE, || async {
         (setup.metrics.journal_pending.get() == 3).then_some(())
@@ -67,7 +67,7 @@ async fn a_shutdown_drains_pending_events_when_the_journal_comes_back_in_time() 
     let (id, room) = setup.room_with_alice(&registry, "drain").await;
     journal.set_down(true);
     let held: Vec<_> = (0..3)
-        .map(|i| actix_rt::spawn(room.send(say(&format!("m{i}")))))
+        .map(|i| actix_rt::spawn(ask(&room, say(&format!("m{i}")))))
         .collect();
     eventually("3 events pending", PATIENCE, || async {
         (setup.metrics.journal_pending.get() == 3).then_some(())
@@ -110,7 +110,7 @@ async fn a_shutdown_waits_for_a_close_to_write_its_final_record() {
         .room_with_alice(&registry, "closing at shutdown")
         .await;
     journal.set_down(true);
-    let held = actix_rt::spawn(room.send(say("last words")));
+    let held = actix_rt::spawn(ask(&room, say("last words")));
     let closing = actix_rt::spawn(room.send(Close));
     // Answered after the close was handled (one mailbox, in order): the close is waiting.
     room.send(GetView).await.unwrap();

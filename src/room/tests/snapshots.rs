@@ -4,10 +4,10 @@
 use roomstate_core::room::{Command, RoomId, RoomView, Side, UserName, Via};
 use roomstate_testkit::eventually;
 
-use super::{join_alice, log_seqs, say, settings, Setup, PATIENCE};
+use super::{ask, join_alice, log_seqs, say, settings, Request, Setup, PATIENCE};
 use crate::room::{
     deps::RoomSettings,
-    messages::{GetMessages, GetView, Mutate},
+    messages::{GetMessages, GetView},
     registry::Registry,
 };
 
@@ -25,9 +25,9 @@ async fn snapshots_trim_the_log_and_recovery_restores_from_them() {
     let registry = setup.registry(every(10));
     let created = registry.create("snapshots".into()).await.unwrap();
     let room = registry.get(&created.id).unwrap();
-    room.send(join_alice()).await.unwrap().unwrap();
+    ask(&room, join_alice()).await.unwrap().unwrap();
     for i in 0..25 {
-        room.send(say(&format!("m{i}"))).await.unwrap().unwrap();
+        ask(&room, say(&format!("m{i}"))).await.unwrap().unwrap();
     }
     let snapshot_seq = eventually("a snapshot", PATIENCE, || async {
         journal.snapshot_seq(&created.id).filter(|s| *s >= 10)
@@ -81,7 +81,7 @@ async fn a_failed_snapshot_keeps_the_room_serving_and_the_log_whole() {
 
     journal.set_snapshots_failing(true);
     for i in 0..25 {
-        let view = room.send(say(&format!("m{i}"))).await.unwrap();
+        let view = ask(&room, say(&format!("m{i}"))).await.unwrap();
         assert_eq!(view.unwrap().seq, 3 + i, "the room keeps serving");
     }
     // Snapshots are due from seq 11 on, and each commit after a failure tries again.
@@ -110,18 +110,18 @@ async fn a_failed_snapshot_keeps_the_room_serving_and_the_log_whole() {
     journal.set_snapshots_failing(false);
     let refused = journal.refused_snapshots();
     let room = again.get(&id).unwrap();
-    room.send(join_alice()).await.unwrap().unwrap();
-    room.send(say("after")).await.unwrap().unwrap();
+    ask(&room, join_alice()).await.unwrap().unwrap();
+    ask(&room, say("after")).await.unwrap().unwrap();
     for i in 0..24 {
         let side = if i % 2 == 0 { Side::Pro } else { Side::Con };
-        let vote = Mutate {
+        let vote = Request {
             command: Command::Vote {
                 user: UserName::parse("alice").unwrap(),
                 side,
             },
             via: Via::Http,
         };
-        room.send(vote).await.unwrap().unwrap();
+        ask(&room, vote).await.unwrap().unwrap();
     }
     let snapshot_seq = eventually("a snapshot once one is due", PATIENCE, || async {
         journal.snapshot_seq(&id)

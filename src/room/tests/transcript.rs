@@ -4,7 +4,7 @@
 
 use roomstate_core::room::RoomStatus;
 
-use super::{say, settings, Setup};
+use super::{ask, say, settings, Setup};
 use crate::room::{
     deps::RoomSettings,
     messages::{Close, GetMessages, GetView},
@@ -34,7 +34,7 @@ async fn older_messages_come_from_the_journal_and_the_record_has_them_all() {
     let registry = setup.registry(bounded());
     let (id, room) = setup.room_with_alice(&registry, "long debate").await;
     for i in 0..10 {
-        room.send(say(&format!("m{i}"))).await.unwrap().unwrap();
+        ask(&room, say(&format!("m{i}"))).await.unwrap().unwrap();
     }
     let expected: Vec<String> = (0..10).map(|i| format!("m{i}")).collect();
     assert_eq!(
