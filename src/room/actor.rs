@@ -524,6 +524,11 @@ impl Handler<Mutate> for RoomActor {
             via,
             reply,
         } = msg;
+        if reply.is_closed() {
+            // The caller gave up before the room took the command (its client hung up, a
+            // forward timed out): nothing is applied for nobody, as actix's own `send` would.
+            return;
+        }
         let reply = ReplyTo::new(reply);
         let applied = self.check_backlog().and_then(|()| {
             if via == Via::Http {

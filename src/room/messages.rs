@@ -26,7 +26,8 @@ pub(crate) struct Applied {
 /// Apply a client's command; `reply` is answered once its outcome is durable. Sent with
 /// `do_send`: the room keeps `reply` with the command until then, and no task waits on the
 /// room's thread for the answer. A room that stopped before it took the command drops it
-/// unanswered (the caller's receiver sees the channel closed).
+/// unanswered (the caller's receiver sees the channel closed); a command whose caller gave up
+/// before the room took it (the receiver dropped) is not applied.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(crate) struct Mutate {

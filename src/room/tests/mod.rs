@@ -5,8 +5,10 @@
 //! order and once, when the journal comes back.
 //!
 //! One file per topic: `outage` (appends failing and recovering), `snapshots`, `closing`,
-//! `recovery` (the registry at start), `shutdown`. This file holds what they share.
+//! `recovery` (the registry at start), `shutdown`, `cancelled` (a request its caller gave up
+//! on). This file holds what they share.
 
+mod cancelled;
 mod closing;
 mod idempotency;
 mod outage;
