@@ -6,7 +6,9 @@
 //! Each process's CPU is also split by thread name (`/proc/PID/task/*/comm`): the engine names
 //! its threads for what they do (`roomstate-http`, `roomstate-rooms`, `roomstate-redis`), so a
 //! change to one of them can be measured on its own, where the engine-wide figure moves within
-//! the machine's noise.
+//! the machine's noise. Beside each thread's CPU, its context switches (voluntary and not, from
+//! `/proc/PID/task/*/status`): how often it slept and was woken, a count the machine's noise
+//! moves far less than time, and what a change to the hops between threads changes.
 
 use std::{collections::BTreeMap, time::Instant};
 
@@ -43,6 +45,8 @@ pub struct CpuUse {
     pub us_per_ack: f64,
     /// The same, per thread name.
     pub threads_us_per_ack: BTreeMap<String, f64>,
+    /// Context switches per acknowledged mutation, per thread name.
+    pub threads_switches_per_ack: BTreeMap<String, f64>,
 }
 
 impl CpuUse {
@@ -58,6 +62,28 @@ impl CpuUse {
             _ => format!(" ({})", shown.join(", ")),
         }
     }
+
+    /// ` (switches per ack: name n, ...)` for the threads of `by_thread`; empty when that is.
+    pub fn switches_by_thread(&self) -> String {
+        let shown: Vec<String> = (self.threads_us_per_ack.iter())
+            .filter(|(_, us)| **us >= 0.1)
+            .map(|(name, _)| {
+                let switches = self.threads_switches_per_ack.get(name).copied();
+                format!("{name} {:.2}", switches.unwrap_or(0.0))
+            })
+            .collect();
+        match shown.len() {
+            0 | 1 => String::new(),
+            _ => format!(" (switches per ack: {})", shown.join(", ")),
+        }
+    }
+}
+
+/// What the threads of one name used: CPU seconds and context switches.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ThreadUse {
+    pub cpu_s: f64,
+    pub switches: u64,
 }
 
 /// CPU a process used over a window: in all, and per thread name.
@@ -65,7 +91,7 @@ impl CpuUse {
 pub struct Used {
     pub pid: u32,
     pub cpu_s: f64,
-    pub threads: BTreeMap<String, f64>,
+    pub threads: BTreeMap<String, ThreadUse>,
 }
 
 /// User + system CPU seconds `pid` has used so far.
@@ -73,23 +99,38 @@ pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     stat_seconds(&format!("/proc/{pid}/stat"))
 }
 
-/// User + system CPU seconds each named thread of `pid` has used so far (threads of one name
-/// summed; a thread that ended is gone from the sum).
-pub fn thread_seconds(pid: u32) -> anyhow::Result<BTreeMap<String, f64>> {
+/// What each named thread of `pid` has used so far: CPU seconds (user + system) and context
+/// switches (threads of one name summed; a thread that ended is gone from the sum).
+pub fn thread_use(pid: u32) -> anyhow::Result<BTreeMap<String, ThreadUse>> {
     let tasks = format!("/proc/{pid}/task");
-    let mut by_name = BTreeMap::new();
+    let mut by_name: BTreeMap<String, ThreadUse> = BTreeMap::new();
     for task in std::fs::read_dir(&tasks).with_context(|| format!("reading {tasks}"))? {
         let dir = task?.path();
         // A thread may end between the listing and the reads: skipped.
-        let (Ok(name), Ok(seconds)) = (
+        let (Ok(name), Ok(seconds), Ok(switches)) = (
             std::fs::read_to_string(dir.join("comm")),
             stat_seconds(&dir.join("stat").to_string_lossy()),
+            status_switches(&dir.join("status").to_string_lossy()),
         ) else {
             continue;
         };
-        *by_name.entry(name.trim().to_owned()).or_insert(0.0) += seconds;
+        let used = by_name.entry(name.trim().to_owned()).or_default();
+        used.cpu_s += seconds;
+        used.switches += switches;
     }
     Ok(by_name)
+}
+
+/// Voluntary plus involuntary context switches in a `/proc/.../status` file.
+fn status_switches(path: &str) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
+    let count = |key: &str| -> anyhow::Result<u64> {
+        let line = (status.lines())
+            .find_map(|l| l.strip_prefix(key))
+            .with_context(|| format!("no {key} in {path}"))?;
+        Ok(line.trim().parse()?)
+    };
+    Ok(count("voluntary_ctxt_switches:")? + count("nonvoluntary_ctxt_switches:")?)
 }
 
 /// User + system CPU seconds in a `/proc/.../stat` file.
@@ -122,20 +163,23 @@ pub async fn over_window(
     until: Instant,
 ) -> anyhow::Result<BTreeMap<String, Used>> {
     actix_rt::time::sleep_until(from.into()).await;
-    let start: Vec<(f64, BTreeMap<String, f64>)> = watched
+    let start: Vec<(f64, BTreeMap<String, ThreadUse>)> = watched
         .iter()
-        .map(|w| Ok((cpu_seconds(w.pid)?, thread_seconds(w.pid)?)))
+        .map(|w| Ok((cpu_seconds(w.pid)?, thread_use(w.pid)?)))
         .collect::<anyhow::Result<_>>()?;
     actix_rt::time::sleep_until(until.into()).await;
     let mut used = BTreeMap::new();
     for (w, (start, start_threads)) in watched.iter().zip(start) {
-        let threads = thread_seconds(w.pid)?
+        let threads = thread_use(w.pid)?
             .into_iter()
             .map(|(name, end)| {
-                let begun = start_threads.get(&name).copied().unwrap_or(0.0);
+                let begun = start_threads.get(&name).copied().unwrap_or_default();
                 // Never below 0: a thread of the name may have ended meanwhile.
-                let seconds = (end - begun).max(0.0);
-                (name, seconds)
+                let used = ThreadUse {
+                    cpu_s: (end.cpu_s - begun.cpu_s).max(0.0),
+                    switches: end.switches.saturating_sub(begun.switches),
+                };
+                (name, used)
             })
             .collect();
         let cpu_s = cpu_seconds(w.pid)? - start;
@@ -154,25 +198,22 @@ pub async fn over_window(
 
 /// CPU per ack for each watched process.
 pub fn per_ack(used: BTreeMap<String, Used>, acked: u64) -> BTreeMap<String, CpuUse> {
-    let per = |cpu_s: f64| {
-        if acked > 0 {
-            cpu_s * 1e6 / acked as f64
-        } else {
-            0.0
-        }
-    };
+    // Per acknowledged mutation (0 when nothing was acknowledged).
+    let per = |x: f64| if acked > 0 { x / acked as f64 } else { 0.0 };
     used.into_iter()
         .map(|(name, used)| {
-            let threads_us_per_ack = used
-                .threads
-                .iter()
-                .map(|(thread, cpu_s)| (thread.clone(), per(*cpu_s)))
+            let threads_us_per_ack = (used.threads.iter())
+                .map(|(thread, t)| (thread.clone(), per(t.cpu_s) * 1e6))
+                .collect();
+            let threads_switches_per_ack = (used.threads.iter())
+                .map(|(thread, t)| (thread.clone(), per(t.switches as f64)))
                 .collect();
             let cpu = CpuUse {
                 pid: used.pid,
                 cpu_s: used.cpu_s,
-                us_per_ack: per(used.cpu_s),
+                us_per_ack: per(used.cpu_s) * 1e6,
                 threads_us_per_ack,
+                threads_switches_per_ack,
             };
             (name, cpu)
         })
@@ -208,8 +249,8 @@ mod tests {
                     for i in 0..1_000_000u64 {
                         x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
                     }
-                    let me = thread_seconds(std::process::id()).unwrap();
-                    if me.get("busy-thread").is_some_and(|s| *s > 0.0) {
+                    let me = thread_use(std::process::id()).unwrap();
+                    if me.get("busy-thread").is_some_and(|t| t.cpu_s > 0.0) {
                         return;
                     }
                 }
@@ -220,7 +261,7 @@ mod tests {
             .expect("the busy thread's CPU is counted under its name");
         // A joined thread may still be finishing its exit, listed a moment longer.
         let joined = std::time::Instant::now();
-        while thread_seconds(std::process::id())
+        while thread_use(std::process::id())
             .unwrap()
             .contains_key("busy-thread")
         {
@@ -230,5 +271,64 @@ mod tests {
             );
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
+    }
+
+    #[test]
+    fn counts_a_threads_context_switches() {
+        let (slept, has_slept) = std::sync::mpsc::channel::<()>();
+        let (done, finished) = std::sync::mpsc::channel::<()>();
+        let sleeper = std::thread::Builder::new()
+            .name("sleepy-thread".into())
+            .spawn(move || {
+                // Every sleep gives the CPU up: one voluntary switch each, however busy the
+                // machine is.
+                for _ in 0..20 {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                slept.send(()).unwrap();
+                // Stays (and is listed) until the test has read its count.
+                let _ = finished.recv();
+            })
+            .unwrap();
+        has_slept.recv().unwrap();
+        let me = thread_use(std::process::id()).unwrap();
+        let switches = me.get("sleepy-thread").map(|t| t.switches);
+        assert!(
+            switches.is_some_and(|n| n >= 20),
+            "20 sleeps counted as {switches:?} switches"
+        );
+        done.send(()).unwrap();
+        sleeper.join().unwrap();
+    }
+
+    #[test]
+    fn switches_per_ack_are_per_thread_name() {
+        let mut threads = BTreeMap::new();
+        threads.insert(
+            "roomstate-http".to_owned(),
+            ThreadUse {
+                cpu_s: 0.5,
+                switches: 2500,
+            },
+        );
+        threads.insert(
+            "roomstate-rooms".to_owned(),
+            ThreadUse {
+                cpu_s: 0.2,
+                switches: 1000,
+            },
+        );
+        let used = Used {
+            pid: 1,
+            cpu_s: 0.7,
+            threads,
+        };
+        let cpu = &per_ack(BTreeMap::from([("engine".to_owned(), used)]), 10_000)["engine"];
+        assert_eq!(cpu.threads_switches_per_ack["roomstate-http"], 0.25);
+        assert_eq!(cpu.threads_us_per_ack["roomstate-rooms"], 20.0);
+        assert_eq!(
+            cpu.switches_by_thread(),
+            " (switches per ack: roomstate-http 0.25, roomstate-rooms 0.10)"
+        );
     }
 }

@@ -160,7 +160,10 @@ impl Summary {
         let cpu: String = self
             .cpu
             .iter()
-            .map(|(name, c)| format!("  {name} {:.1} µs/ack{}", c.us_per_ack, c.by_thread()))
+            .map(|(name, c)| {
+                let (threads, switches) = (c.by_thread(), c.switches_by_thread());
+                format!("  {name} {:.1} µs/ack{threads}{switches}", c.us_per_ack)
+            })
             .collect();
         format!(
             "{:<20} {:<6}{offered} {:>9.0} acks/s  p50 {:>7.2} ms  p90 {:>7.2} ms  p99 {:>7.2} ms  max {:>8.2} ms  ({} acked, {} refused, {} failed){cpu}",
