@@ -4,7 +4,7 @@
 
 use tokio::sync::oneshot;
 
-use super::{ask, log_seqs, say, settings, Setup};
+use super::{ask, log_seqs, say, settings, within, Setup, PATIENCE};
 use crate::room::messages::{GetView, Mutate};
 
 #[actix_rt::test]
@@ -22,7 +22,10 @@ async fn a_command_whose_caller_gave_up_is_not_applied() {
         reply,
     });
     // Sent after it, answered after it: once this is durable, the room has dealt with both.
-    let after = ask(&room, say("still here")).await.unwrap().unwrap();
+    let after = within(PATIENCE, "the room's answer", ask(&room, say("still here")))
+        .await
+        .unwrap()
+        .unwrap();
 
     assert_eq!(after.seq, 3, "the given-up message took no seq");
     assert_eq!(log_seqs(&setup.journal, &id), vec![1, 2, 3]);

@@ -107,13 +107,14 @@ pub fn thread_use(pid: u32) -> anyhow::Result<BTreeMap<String, ThreadUse>> {
     for task in std::fs::read_dir(&tasks).with_context(|| format!("reading {tasks}"))? {
         let dir = task?.path();
         // A thread may end between the listing and the reads: skipped.
-        let (Ok(name), Ok(seconds), Ok(switches)) = (
+        let (Ok(name), Ok(seconds)) = (
             std::fs::read_to_string(dir.join("comm")),
             stat_seconds(&dir.join("stat").to_string_lossy()),
-            status_switches(&dir.join("status").to_string_lossy()),
         ) else {
             continue;
         };
+        // A kernel that does not count them (or a thread gone by now) counts none; its CPU stays.
+        let switches = status_switches(&dir.join("status").to_string_lossy()).unwrap_or(0);
         let used = by_name.entry(name.trim().to_owned()).or_default();
         used.cpu_s += seconds;
         used.switches += switches;
