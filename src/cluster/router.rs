@@ -169,7 +169,9 @@ impl Router {
         Box::pin(self.routed_in(cluster, id, kind, here, remote)).await
     }
 
-    /// `routed` in a cluster.
+    /// `routed` in a cluster. Its own function (with `routed`'s bounds) so that `mutate`, which
+    /// prepares its forward only in a cluster, can box it directly: called through `routed`,
+    /// the single engine's mutate future would carry `routed`'s inline local path as well.
     async fn routed_in<T, H, HF, R, RF>(
         &self,
         cluster: &Cluster,
