@@ -102,21 +102,59 @@ pub(crate) fn config(cfg: &mut web::ServiceConfig, state: web::Data<AppState>, l
             paths.push(route.path);
         }
     }
+    // The scopes first: they carry the traffic, and no other path falls under their prefixes,
+    // so the order changes only how many patterns a request is tried against.
+    for prefix in SCOPES {
+        let inside: Vec<_> = paths
+            .iter()
+            .filter_map(|path| Some((*path, under(prefix, path)?)))
+            .collect();
+        if !inside.is_empty() {
+            cfg.service(
+                inside
+                    .into_iter()
+                    .fold(web::scope(prefix), |scope, (path, rest)| {
+                        scope.service(route_resource(path, rest))
+                    }),
+            );
+        }
+    }
     for path in paths {
-        let rows = ROUTES.iter().filter(|r| r.path == path);
-        let mut resource = resource(path);
-        if ROUTES.iter().any(|r| r.path == path && r.kind.preflight()) {
-            resource = resource.route(web::method(Method::OPTIONS).to(origin::preflight));
+        if SCOPES.iter().all(|prefix| under(prefix, path).is_none()) {
+            cfg.service(route_resource(path, path));
         }
-        for row in rows {
-            resource = resource.route(handler(row.endpoint, web::method(method(row.method))));
-        }
-        cfg.service(resource);
     }
     if served(Kind::Page) {
         cfg.configure(crate::web::config);
     }
     cfg.default_service(web::to(no_route));
+}
+
+/// Prefixes whose routes are served from one scope each. actix tries a request against every
+/// resource in turn, and matches a path with dynamic segments by running a regex:
+/// `PUT /rooms/{id}/votes/{user}` was tried against twelve patterns, four of them regexes. In a
+/// scope the room's segment is matched once and the rest of the path mostly by plain comparison
+/// (measured: docs/benchmarks.md, "The router"). The pattern a request matched is still the
+/// table's (`match_pattern` joins the scope's and the resource's).
+const SCOPES: [&str; 2] = ["/rooms/{id}", "/internal/cluster/rooms/{id}"];
+
+/// What follows `prefix` in `path`, when `path` is `prefix` or lies under it.
+fn under(prefix: &str, path: &'static str) -> Option<&'static str> {
+    let rest = path.strip_prefix(prefix)?;
+    (rest.is_empty() || rest.starts_with('/')).then_some(rest)
+}
+
+/// The resource serving the table's `path`, registered as `at` (the path itself, or what follows
+/// its scope's prefix): every method the table gives it, and preflights where its kind has them.
+fn route_resource(path: &'static str, at: &'static str) -> actix_web::Resource {
+    let mut resource = resource(at);
+    if ROUTES.iter().any(|r| r.path == path && r.kind.preflight()) {
+        resource = resource.route(web::method(Method::OPTIONS).to(origin::preflight));
+    }
+    for row in ROUTES.iter().filter(|r| r.path == path) {
+        resource = resource.route(handler(row.endpoint, web::method(method(row.method))));
+    }
+    resource
 }
 
 /// A route table method as actix's.

@@ -239,7 +239,8 @@ async fn every_route_of_the_table_is_served() {
 }
 
 /// The route table is the only way a route gets in: no file of the engine registers a path
-/// itself, but the web page's module, whose paths are the table's `Page` rows.
+/// itself, but the web page's module, whose paths are the table's `Page` rows (and the router,
+/// which serves the table's rows under a few of their prefixes as scopes).
 #[test]
 fn no_route_is_registered_outside_the_table() {
     let mut stack = vec![root().join("src")];
@@ -268,6 +269,10 @@ fn no_route_is_registered_outside_the_table() {
                 "#[route(",
                 "Resource::new(",
             ] {
+                // The router groups the table's own rows under scopes (src/http/mod.rs `SCOPES`).
+                if marker == "web::scope(" && rel == Path::new("src/http/mod.rs") {
+                    continue;
+                }
                 assert!(
                     !source.contains(marker),
                     "{}: registers a route with `{marker}`; add a row to src/http/routes.rs",
