@@ -3,7 +3,7 @@
 //! Every timestamp the engine makes is truncated to whole milliseconds at birth, so the value a
 //! client saw in an ack is the value the journal replays and the SQL store returns.
 
-use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
+use chrono::{DateTime, Datelike, SecondsFormat, SubsecRound, Timelike, Utc};
 use serde::{Deserialize, Deserializer, Serializer};
 
 /// A point in time, UTC, millisecond precision.
@@ -16,7 +16,57 @@ pub fn now() -> Timestamp {
 
 /// Formats as `2026-11-26T06:24:03.123Z`.
 pub fn format(t: &Timestamp) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+    formatted(t).as_str().to_owned()
+}
+
+/// `t` as `format` writes it, without allocating in the common case: every event, message and
+/// snapshot carries timestamps, and chrono's formatter (a `String` through its format machinery)
+/// was ~4 % of the engine's instructions per acknowledged mutation (docs/benchmarks.md).
+pub fn formatted(t: &Timestamp) -> Formatted {
+    let day = t.date_naive();
+    let time = t.time();
+    match (u32::try_from(day.year()), time.nanosecond()) {
+        // chrono gives a leap second nanoseconds from 1e9 up, and writes it as second 60.
+        (Ok(year @ 0..=9999), nanos @ 0..=999_999_999) => {
+            let mut text = *b"0000-00-00T00:00:00.000Z";
+            decimal(&mut text[0..4], year);
+            decimal(&mut text[5..7], day.month());
+            decimal(&mut text[8..10], day.day());
+            decimal(&mut text[11..13], time.hour());
+            decimal(&mut text[14..16], time.minute());
+            decimal(&mut text[17..19], time.second());
+            decimal(&mut text[20..23], nanos / 1_000_000);
+            Formatted(Text::Common(text))
+        }
+        _ => Formatted(Text::Other(t.to_rfc3339_opts(SecondsFormat::Millis, true))),
+    }
+}
+
+/// A formatted timestamp (`formatted`).
+pub struct Formatted(Text);
+
+enum Text {
+    /// `YYYY-MM-DDTHH:MM:SS.mmmZ`, ASCII: a year from 0 to 9999, no leap second.
+    Common([u8; 24]),
+    /// What chrono writes for the rest (`+10000-…`, `…:60.000Z`).
+    Other(String),
+}
+
+impl Formatted {
+    pub fn as_str(&self) -> &str {
+        match &self.0 {
+            Text::Common(text) => std::str::from_utf8(text).expect("digits and ASCII separators"),
+            Text::Other(text) => text,
+        }
+    }
+}
+
+/// Writes `n` in decimal into `digits`, zero-padded to its width (the caller's `n` fits it).
+fn decimal(digits: &mut [u8], mut n: u32) {
+    for digit in digits.iter_mut().rev() {
+        *digit = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
 }
 
 /// Serde adapter for `Timestamp` fields (`#[serde(with = "crate::time::rfc3339")]`).
@@ -24,7 +74,7 @@ pub mod rfc3339 {
     use super::*;
 
     pub fn serialize<S: Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format(t))
+        s.serialize_str(formatted(t).as_str())
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Timestamp, D::Error> {
@@ -41,7 +91,7 @@ pub mod rfc3339_opt {
 
     pub fn serialize<S: Serializer>(t: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
         match t {
-            Some(t) => s.serialize_str(&format(t)),
+            Some(t) => s.serialize_str(formatted(t).as_str()),
             None => s.serialize_none(),
         }
     }
@@ -68,6 +118,54 @@ mod tests {
             .with_timezone(&Utc)
             .trunc_subsecs(3);
         assert_eq!(format(&t), "2026-11-26T06:24:03.123Z");
+    }
+
+    #[test]
+    fn formats_as_chrono_does_across_the_calendar() {
+        let chrono = |t: &Timestamp| t.to_rfc3339_opts(SecondsFormat::Millis, true);
+        // From year 0 to past 9999 in uneven steps (every month, day and hour get hit), with
+        // sub-millisecond parts that must be cut, not rounded.
+        let mut secs = DateTime::parse_from_rfc3339("0000-01-01T00:00:00Z")
+            .unwrap()
+            .timestamp();
+        let day = |year, month, day| {
+            chrono::NaiveDate::from_ymd_opt(year, month, day)
+                .unwrap()
+                .and_hms_milli_opt(10, 20, 30, 456)
+                .unwrap()
+                .and_utc()
+        };
+        let end = day(10_001, 1, 1).timestamp();
+        let mut nanos = 0u32;
+        let mut checked = 0;
+        while secs < end {
+            let t = DateTime::from_timestamp(secs, nanos).unwrap();
+            assert_eq!(format(&t), chrono(&t), "{secs} s {nanos} ns");
+            secs += 3_600 * 24 * 17 + 3_671;
+            nanos = (nanos + 123_456_789) % 1_000_000_000;
+            checked += 1;
+        }
+        assert!(checked > 200_000, "{checked}");
+        for text in [
+            "1999-12-31T23:59:59.999999Z",
+            "2000-02-29T12:00:00.5Z",
+            "9999-12-31T23:59:59.999Z",
+        ] {
+            let t = DateTime::parse_from_rfc3339(text)
+                .unwrap()
+                .with_timezone(&Utc);
+            assert_eq!(format(&t), chrono(&t), "{text}");
+        }
+        for (t, text) in [
+            (day(10_000, 1, 1), "+10000-01-01T10:20:30.456Z"),
+            (day(-1, 6, 15), "-0001-06-15T10:20:30.456Z"),
+        ] {
+            assert_eq!(format(&t), chrono(&t));
+            assert_eq!(format(&t), text);
+        }
+        let leap = DateTime::from_timestamp(1_483_228_799, 1_250_000_000).unwrap();
+        assert_eq!(format(&leap), chrono(&leap));
+        assert!(format(&leap).ends_with(":60.250Z"), "{}", format(&leap));
     }
 
     #[test]
