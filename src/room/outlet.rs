@@ -6,14 +6,12 @@
 //!
 //! A room holds an [`Outlet`] per socket: the socket's id and its worker's queue.
 
-use std::{
-    collections::HashMap,
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc,
-    },
+use std::sync::{
+    atomic::{AtomicU64, Ordering},
+    Arc,
 };
 
+use foldhash::{HashMap, HashMapExt as _};
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 
 use super::{

@@ -4,7 +4,9 @@
 //! Broadcasts go once per worker thread (`outlet.rs`): the sockets that take them are kept
 //! grouped by their worker, so a broadcast is one delivery per worker, whatever the room's size.
 
-use std::{collections::HashMap, sync::Arc};
+use std::sync::Arc;
+
+use foldhash::HashMap;
 
 use roomstate_core::{protocol::CloseReason, room::UserName};
 

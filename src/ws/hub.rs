@@ -9,11 +9,11 @@
 
 use std::{
     cell::RefCell,
-    collections::HashMap,
     panic::{catch_unwind, AssertUnwindSafe},
     rc::Rc,
 };
 
+use foldhash::HashMap;
 use roomstate_core::protocol::CloseReason;
 
 use tokio::sync::mpsc::UnboundedReceiver;

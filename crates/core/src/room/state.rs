@@ -4,7 +4,9 @@
 //! back the event to journal (if the command changed anything) together with the counters right
 //! after it. It must never do I/O or panic on any command a client can send.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use foldhash::{HashMap, HashMapExt as _};
 
 use super::{
     event::{Event, EventKind, Side},

@@ -18,10 +18,11 @@
 //! Never touches Redis.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::VecDeque,
     time::{Duration, Instant},
 };
 
+use foldhash::{HashMap, HashMapExt as _};
 use roomstate_core::room::RoomId;
 
 /// Per-entry cost counted on top of the event's JSON and its room id (the queues' slots, the
