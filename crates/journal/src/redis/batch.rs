@@ -1,12 +1,14 @@
 //! One batch of the writer as Redis commands: one `FCALL roomstate_batch` (`roomstate.lua`)
 //! carrying every room operation, and the room index updates beside it.
 //!
-//! The call is encoded straight into the command's own buffer: keys, numbers and the snapshot's
-//! JSON are written in place, and each event is serialised once — the same JSON goes into the
-//! call and, once the batch is acknowledged, into the writer's record of what it appended
-//! (`recent`). No argument is built as a value of its own first.
+//! Each event is serialised once: the same JSON goes into the call and, once the batch is
+//! acknowledged, into the writer's record of what it appended (`recent`). Keys, the snapshot's and
+//! the messages' JSON are encoded into one scratch buffer and copied into the command whole:
+//! encoded through the command's own writer, every quote and comma was a call through
+//! `dyn Write`, and a message took twice the instructions it takes now (docs/benchmarks.md,
+//! "Instructions per ack").
 
-use redis::{Cmd, RedisWrite as _};
+use redis::Cmd;
 use roomstate_core::room::Event;
 
 use super::{Keys, Op};
@@ -68,12 +70,15 @@ pub(super) fn batch_call(keys: &Keys<'_>, ops: &[Op]) -> Result<BatchCall, Journ
     // Messages repeat part of their event's JSON; 64 bytes per room for keys and numbers.
     let mut fcall = Cmd::with_capacity(4 * rooms + 8 * ops.len() + 4, 2 * json_bytes + 64 * rooms);
     fcall.arg("FCALL").arg("roomstate_batch").arg(4 * rooms);
+    let mut scratch = Vec::new();
     // Keys come before any argument: one pass over the function's ops for each.
     for f in &function_ops {
         let room = room_of(&ops[f.op]).unwrap_or_default();
         for part in ROOM_KEYS {
-            write_arg(&mut fcall, |w| write!(w, "{}", keys.room_key(room, part)))
-                .map_err(|e| not_encodable(room, "key", e))?;
+            write_arg(&mut fcall, &mut scratch, |w| {
+                keys.room_key(room, part).write_to(w)
+            })
+            .map_err(|e| not_encodable(room, "key", e))?;
         }
     }
     let mut index = Vec::new();
@@ -82,7 +87,14 @@ pub(super) fn batch_call(keys: &Keys<'_>, ops: &[Op]) -> Result<BatchCall, Journ
         let room = room_of(batched).unwrap_or_default();
         match batched {
             Op::Append(epoch, events) => {
-                append_args(&mut fcall, epoch.0, room, events, &f.events_json)?;
+                append_args(
+                    &mut fcall,
+                    &mut scratch,
+                    epoch.0,
+                    room,
+                    events,
+                    &f.events_json,
+                )?;
                 if events.first().is_some_and(|first| first.seq == 1) {
                     let mut sadd = redis::cmd("SADD");
                     sadd.arg(keys.rooms()).arg(room);
@@ -91,8 +103,10 @@ pub(super) fn batch_call(keys: &Keys<'_>, ops: &[Op]) -> Result<BatchCall, Journ
             }
             Op::Snapshot(epoch, snapshot) => {
                 fcall.arg("S").arg(epoch.0).arg(snapshot.seq);
-                write_arg(&mut fcall, |w| serde_json::to_writer(w, snapshot))
-                    .map_err(|e| not_encodable(room, "snapshot", e))?;
+                write_arg(&mut fcall, &mut scratch, |w| {
+                    serde_json::to_writer(w, snapshot)
+                })
+                .map_err(|e| not_encodable(room, "snapshot", e))?;
             }
             Op::Delete(epoch, _) => {
                 fcall.arg("D").arg(epoch.0);
@@ -130,6 +144,7 @@ pub(super) fn batch_call(keys: &Keys<'_>, ops: &[Op]) -> Result<BatchCall, Journ
 /// messages among them (count, then seq and JSON of each) for the room's archive.
 fn append_args(
     fcall: &mut Cmd,
+    scratch: &mut Vec<u8>,
     epoch: u64,
     room: &str,
     events: &[Event],
@@ -144,7 +159,7 @@ fn append_args(
     fcall.arg(messages.len());
     for message in &messages {
         fcall.arg(message.seq);
-        write_arg(fcall, |w| serde_json::to_writer(w, message))
+        write_arg(fcall, scratch, |w| serde_json::to_writer(w, message))
             .map_err(|e| not_encodable(room, "message", e))?;
     }
     Ok(())
@@ -158,13 +173,16 @@ fn encode_events(room: &str, events: &[Event]) -> Result<Vec<String>, JournalErr
         .collect()
 }
 
-/// Writes one argument of `cmd` in place with `write`.
+/// Adds one argument to `cmd`, encoded by `write` into `scratch` first (see the module's notes).
 fn write_arg<E>(
     cmd: &mut Cmd,
-    write: impl FnOnce(&mut dyn std::io::Write) -> Result<(), E>,
+    scratch: &mut Vec<u8>,
+    write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
 ) -> Result<(), E> {
-    let mut arg = cmd.writer_for_next_arg();
-    write(&mut arg)
+    scratch.clear();
+    write(scratch)?;
+    cmd.arg(&scratch[..]);
+    Ok(())
 }
 
 fn not_encodable(room: &str, what: &str, e: impl std::fmt::Display) -> JournalError {

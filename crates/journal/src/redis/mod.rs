@@ -483,9 +483,26 @@ struct RoomKey<'k> {
     part: &'k str,
 }
 
+impl RoomKey<'_> {
+    /// The key's five pieces, in order.
+    fn pieces(&self) -> [&str; 5] {
+        [self.prefix, ":{", self.room, "}:", self.part]
+    }
+
+    /// Writes the key's bytes as they are: a batch names four keys per room, and formatting
+    /// them through `Display` was ~2 % of the engine's instructions per ack.
+    fn write_to(&self, w: &mut impl std::io::Write) -> std::io::Result<()> {
+        self.pieces()
+            .iter()
+            .try_for_each(|piece| w.write_all(piece.as_bytes()))
+    }
+}
+
 impl std::fmt::Display for RoomKey<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{{{}}}:{}", self.prefix, self.room, self.part)
+        self.pieces()
+            .iter()
+            .try_for_each(|piece| f.write_str(piece))
     }
 }
 
