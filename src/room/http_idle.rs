@@ -2,9 +2,11 @@
 //! `presence.http_ttl_s` without one (docs/api.md "Presence": no ghosts). Sockets have their own
 //! heartbeat.
 
-use std::time::{Duration, Instant};
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
 
-use foldhash::{HashMap, HashMapExt as _};
 use roomstate_core::room::UserName;
 
 #[derive(Debug)]

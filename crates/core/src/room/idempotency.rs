@@ -7,9 +7,7 @@
 //! a new message). Pure bookkeeping over times passed in; the state machine decides what is a
 //! repeat, and the keys travel in the journal with their messages and in snapshots.
 
-use std::collections::VecDeque;
-
-use foldhash::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use chrono::Duration;
 

@@ -3,7 +3,7 @@
 //! Pure bookkeeping; it never decides what is journaled. `RoomState` asks it whether a user has
 //! just become present or absent and turns that into `Joined` / `Left` events.
 
-use foldhash::HashMap;
+use std::collections::HashMap;
 
 use super::id::UserName;
 

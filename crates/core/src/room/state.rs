@@ -4,9 +4,7 @@
 //! back the event to journal (if the command changed anything) together with the counters right
 //! after it. It must never do I/O or panic on any command a client can send.
 
-use std::collections::VecDeque;
-
-use foldhash::{HashMap, HashMapExt as _};
+use std::collections::{HashMap, VecDeque};
 
 use super::{
     event::{Event, EventKind, Side},
