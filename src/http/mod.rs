@@ -132,7 +132,7 @@ pub(crate) fn config(cfg: &mut web::ServiceConfig, state: web::Data<AppState>, l
 
 /// Prefixes whose routes are served from one scope each. actix tries a request against every
 /// resource in turn, and matches a path with dynamic segments by running a regex:
-/// `PUT /rooms/{id}/votes/{user}` was tried against twelve patterns, four of them regexes. In a
+/// `PUT /rooms/{id}/votes/{user}` was tried against ten resources, four of them by regex. In a
 /// scope the room's segment is matched once and the rest of the path mostly by plain comparison
 /// (measured: docs/benchmarks.md, "The router"). The pattern a request matched is still the
 /// table's (`match_pattern` joins the scope's and the resource's).

@@ -1,6 +1,6 @@
 //! The route table: every method and path the engine serves, in one list. The router is built
-//! from it (`super::config`: one resource per path, one route per row, each row's handler by an
-//! exhaustive match on its `Endpoint`), and tests/all/openapi.rs reads this very file to check
+//! from it (`super::config`: one resource per path, the paths under a room's prefix gathered in
+//! one scope, one route per row, each row's handler by an exhaustive match on its `Endpoint`), and tests/all/openapi.rs reads this very file to check
 //! that `GET /openapi.json` describes every row and nothing else. A route that is not a row here
 //! is not served, so the table and the router cannot disagree.
 //!
@@ -96,7 +96,8 @@ const fn row(method: &'static str, path: &'static str, endpoint: Endpoint, kind:
     }
 }
 
-/// Every route, in the order the router tries them (rows of one path side by side).
+/// Every route (rows of one path side by side). The router tries them in this order, but for
+/// the paths under `super::SCOPES`, which it tries first.
 pub const ROUTES: &[Route] = &[
     row("GET", "/healthz", Endpoint::Healthz, Kind::Api),
     row("GET", "/readyz", Endpoint::Readyz, Kind::Api),
