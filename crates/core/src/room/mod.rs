@@ -9,6 +9,7 @@ pub mod event;
 pub mod follower;
 pub mod id;
 pub mod idempotency;
+mod json;
 pub mod presence;
 pub mod snapshot;
 pub mod state;

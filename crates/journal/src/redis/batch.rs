@@ -2,11 +2,12 @@
 //! carrying every room operation, and the room index updates beside it.
 //!
 //! Each event is serialised once: the same JSON goes into the call and, once the batch is
-//! acknowledged, into the writer's record of what it appended (`recent`). Keys, the snapshot's and
-//! the messages' JSON are encoded into one scratch buffer and copied into the command whole:
-//! encoded through the command's own writer, every quote and comma was a call through
-//! `dyn Write`, and a message took twice the instructions it takes now (docs/benchmarks.md,
-//! "Instructions per ack").
+//! acknowledged, into the writer's record of what it appended (`recent`). Events and messages
+//! are written by the core's hand-written JSON encoders (`Event::to_json`), the same bytes as
+//! their serde derives at a fraction of the instructions. Keys, the snapshot's and the messages'
+//! JSON are encoded into scratch buffers and copied into the command whole: encoded through the
+//! command's own writer, every quote and comma was a call through `dyn Write`, and a message
+//! took twice the instructions (docs/benchmarks.md, "Instructions per ack").
 
 use redis::Cmd;
 use roomstate_core::room::Event;
@@ -56,11 +57,11 @@ pub(super) fn batch_call(keys: &Keys<'_>, ops: &[Op]) -> Result<BatchCall, Journ
     let mut json_bytes = 0;
     // Each event's JSON first: it sizes the call, and the writer's record keeps it.
     for (op, batched) in ops.iter().enumerate() {
-        let Some(room) = room_of(batched) else {
+        if room_of(batched).is_none() {
             continue;
-        };
+        }
         let events_json = match batched {
-            Op::Append(_, events) => encode_events(room, events)?,
+            Op::Append(_, events) => events.iter().map(Event::to_json).collect(),
             _ => Vec::new(),
         };
         json_bytes += events_json.iter().map(String::len).sum::<usize>();
@@ -71,6 +72,7 @@ pub(super) fn batch_call(keys: &Keys<'_>, ops: &[Op]) -> Result<BatchCall, Journ
     let mut fcall = Cmd::with_capacity(4 * rooms + 8 * ops.len() + 4, 2 * json_bytes + 64 * rooms);
     fcall.arg("FCALL").arg("roomstate_batch").arg(4 * rooms);
     let mut scratch = Vec::new();
+    let mut text = String::new();
     // Keys come before any argument: one pass over the function's ops for each.
     for f in &function_ops {
         let room = room_of(&ops[f.op]).unwrap_or_default();
@@ -87,14 +89,7 @@ pub(super) fn batch_call(keys: &Keys<'_>, ops: &[Op]) -> Result<BatchCall, Journ
         let room = room_of(batched).unwrap_or_default();
         match batched {
             Op::Append(epoch, events) => {
-                append_args(
-                    &mut fcall,
-                    &mut scratch,
-                    epoch.0,
-                    room,
-                    events,
-                    &f.events_json,
-                )?;
+                append_args(&mut fcall, &mut text, epoch.0, events, &f.events_json);
                 if events.first().is_some_and(|first| first.seq == 1) {
                     let mut sadd = redis::cmd("SADD");
                     sadd.arg(keys.rooms()).arg(room);
@@ -103,10 +98,9 @@ pub(super) fn batch_call(keys: &Keys<'_>, ops: &[Op]) -> Result<BatchCall, Journ
             }
             Op::Snapshot(epoch, snapshot) => {
                 fcall.arg("S").arg(epoch.0).arg(snapshot.seq);
-                write_arg(&mut fcall, &mut scratch, |w| {
-                    serde_json::to_writer(w, snapshot)
-                })
-                .map_err(|e| not_encodable(room, "snapshot", e))?;
+                text.clear();
+                snapshot.write_json(&mut text);
+                fcall.arg(text.as_bytes());
             }
             Op::Delete(epoch, _) => {
                 fcall.arg("D").arg(epoch.0);
@@ -144,12 +138,11 @@ pub(super) fn batch_call(keys: &Keys<'_>, ops: &[Op]) -> Result<BatchCall, Journ
 /// messages among them (count, then seq and JSON of each) for the room's archive.
 fn append_args(
     fcall: &mut Cmd,
-    scratch: &mut Vec<u8>,
+    scratch: &mut String,
     epoch: u64,
-    room: &str,
     events: &[Event],
     json: &[String],
-) -> Result<(), JournalError> {
+) {
     let first = events.first().map_or(0, |e| e.seq);
     fcall.arg("A").arg(epoch).arg(first).arg(events.len());
     for event_json in json {
@@ -159,18 +152,10 @@ fn append_args(
     fcall.arg(messages.len());
     for message in &messages {
         fcall.arg(message.seq);
-        write_arg(fcall, scratch, |w| serde_json::to_writer(w, message))
-            .map_err(|e| not_encodable(room, "message", e))?;
+        scratch.clear();
+        message.write_json(scratch);
+        fcall.arg(scratch.as_bytes());
     }
-    Ok(())
-}
-
-/// Each event of an append as JSON.
-fn encode_events(room: &str, events: &[Event]) -> Result<Vec<String>, JournalError> {
-    events
-        .iter()
-        .map(|event| serde_json::to_string(event).map_err(|e| not_encodable(room, "event", e)))
-        .collect()
 }
 
 /// Adds one argument to `cmd`, encoded by `write` into `scratch` first (see the module's notes).
