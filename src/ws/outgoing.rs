@@ -38,6 +38,10 @@ use super::incoming::{self, ReadSide};
 /// How long a finished socket waits to hear the client's end once its last bytes are sent.
 pub(crate) const LINGER: Duration = Duration::from_secs(5);
 
+/// What an empty buffer reserves when a frame is written to it: an `ack` and a `state` frame
+/// take ~300 bytes.
+const FIRST_CAPACITY: usize = 512;
+
 /// What the session and the writer share (both on one worker thread).
 struct Buffer {
     /// Encoded frames not yet handed to the kernel, whole: it starts where a frame starts.
@@ -70,6 +74,11 @@ impl Buffer {
             return;
         }
         let before = self.bytes.len();
+        // An empty buffer holds no memory; one that starts to fill starts at a size that takes
+        // an ack and the state after it (or a few broadcasts) without growing frame by frame.
+        if self.bytes.capacity() == 0 {
+            self.bytes.reserve(FIRST_CAPACITY);
+        }
         write(&mut self.bytes);
         self.gauge.add((self.bytes.len() - before) as i64);
         self.wake_writer();
