@@ -38,9 +38,12 @@ use super::incoming::{self, ReadSide};
 /// How long a finished socket waits to hear the client's end once its last bytes are sent.
 pub(crate) const LINGER: Duration = Duration::from_secs(5);
 
-/// What an empty buffer reserves when a frame is written to it: an `ack` and a `state` frame
-/// take ~300 bytes.
+/// What an empty buffer reserves at least when a frame is written to it: an `ack` and a `state`
+/// frame take ~300 bytes (with a short title).
 const FIRST_CAPACITY: usize = 512;
+
+/// The longest header of an unmasked server frame (RFC 6455 §5.2).
+const MAX_HEADER: usize = 10;
 
 /// What the session and the writer share (both on one worker thread).
 struct Buffer {
@@ -68,8 +71,8 @@ impl Buffer {
         self.bytes.len() - self.written
     }
 
-    /// Appends with `write`, counting what it added.
-    fn append(&mut self, write: impl FnOnce(&mut BytesMut)) {
+    /// Appends a frame of about `len` bytes with `write`, counting what it added.
+    fn append(&mut self, len: usize, write: impl FnOnce(&mut BytesMut)) {
         if self.finished || self.broken {
             return;
         }
@@ -77,7 +80,7 @@ impl Buffer {
         // An empty buffer holds no memory; one that starts to fill starts at a size that takes
         // an ack and the state after it (or a few broadcasts) without growing frame by frame.
         if self.bytes.capacity() == 0 {
-            self.bytes.reserve(FIRST_CAPACITY);
+            self.bytes.reserve(len.max(FIRST_CAPACITY));
         }
         write(&mut self.bytes);
         self.gauge.add((self.bytes.len() - before) as i64);
@@ -197,13 +200,17 @@ impl Outgoing {
     pub(crate) fn frame(&self, op: OpCode, payload: &[u8]) {
         self.buffer
             .borrow_mut()
-            .append(|bytes| Parser::write_message(bytes, payload, op, true, false));
+            .append(payload.len() + MAX_HEADER, |bytes| {
+                Parser::write_message(bytes, payload, op, true, false)
+            });
     }
 
     /// Queues a close frame and finishes: nothing is written after it.
     pub(crate) fn close(&self, reason: Option<CloseReason>) {
         let mut buffer = self.buffer.borrow_mut();
-        buffer.append(|bytes| Parser::write_close(bytes, reason.map(short), false));
+        buffer.append(MAX_HEADER + 125, |bytes| {
+            Parser::write_close(bytes, reason.map(short), false)
+        });
         buffer.finished = true;
         buffer.wake_writer();
     }

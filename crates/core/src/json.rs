@@ -2,9 +2,9 @@
 //! made of, each writing the bytes serde_json writes for the same value.
 //!
 //! Why by hand: through serde, every field name of every event, message and frame went through
-//! serde_json's escaper a byte at a time, behind its writer and formatter layers — a sixth of
-//! the engine's instructions per WebSocket acknowledgement (docs/benchmarks.md, "Instructions
-//! per ack"). Written by hand, a field name is part of a constant piece of text, and a string
+//! serde_json's escaper a byte at a time, behind its writer and formatter layers — 17 % of the
+//! engine's instructions per WebSocket acknowledgement, the serialisation around it more
+//! (docs/benchmarks.md, "Instructions per ack"). Written by hand, a field name is part of a constant piece of text, and a string
 //! value is checked eight bytes at a time and copied whole when nothing in it needs escaping.
 //! The serde derives stay the definition of each shape: every hand-written encoder is tested
 //! byte for byte against serde_json on the same value.
@@ -19,43 +19,55 @@ use crate::time::{self, Timestamp};
 pub fn string(out: &mut String, text: &str) {
     out.reserve(text.len() + 2);
     out.push('"');
-    let bytes = text.as_bytes();
+    if needs_no_escape(text.as_bytes()) {
+        out.push_str(text);
+    } else {
+        escape(out, text);
+    }
+    out.push('"');
+}
+
+/// Whether no byte of `bytes` needs escaping: checked eight at a time, the last few padded with
+/// spaces to a whole word.
+fn needs_no_escape(bytes: &[u8]) -> bool {
+    let mut words = bytes.chunks_exact(8);
+    for word in &mut words {
+        if needs_escape(u64::from_le_bytes(
+            *word.first_chunk::<8>().unwrap_or(&[0; 8]),
+        )) {
+            return false;
+        }
+    }
+    let rest = words.remainder();
+    let mut last = [b' '; 8];
+    last[..rest.len()].copy_from_slice(rest);
+    !needs_escape(u64::from_le_bytes(last))
+}
+
+/// Appends `text` with every byte that needs it escaped (between the quotes `string` writes).
+fn escape(out: &mut String, text: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut start = 0;
-    let mut at = 0;
-    while at < bytes.len() {
-        // Eight bytes at a time while none of them needs escaping: the usual case, whole.
-        if let Some(word) = bytes.get(at..at + 8) {
-            let word = u64::from_le_bytes(word.try_into().unwrap_or_default());
-            if !needs_escape(word) {
-                at += 8;
-                continue;
-            }
-        }
-        let byte = bytes[at];
-        let escape = escape_of(byte);
-        if escape.is_empty() {
-            at += 1;
+    for (at, &byte) in text.as_bytes().iter().enumerate() {
+        let Some(escape) = escape_of(byte) else {
             continue;
-        }
+        };
         // Escaped bytes are ASCII, so `start..at` ends on a character boundary.
         out.push_str(&text[start..at]);
         match escape {
-            b"u" => {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
+            Escape::Short(letter) => {
+                out.push('\\');
+                out.push(char::from(letter));
+            }
+            Escape::Unicode => {
                 out.push_str("\\u00");
                 out.push(char::from(HEX[usize::from(byte >> 4)]));
                 out.push(char::from(HEX[usize::from(byte & 0xf)]));
             }
-            short => {
-                out.push('\\');
-                out.push(char::from(short[0]));
-            }
         }
-        at += 1;
-        start = at;
+        start = at + 1;
     }
     out.push_str(&text[start..]);
-    out.push('"');
 }
 
 /// Whether any of the eight bytes of `word` is a control character, `"` or `\`.
@@ -71,20 +83,28 @@ fn needs_escape(word: u64) -> bool {
     (control | quote | backslash) & !word & HIGH != 0
 }
 
-/// How serde_json escapes `byte`: empty for not at all, `u` for `\u00xx`, else the letter after
-/// the backslash.
-fn escape_of(byte: u8) -> &'static [u8] {
-    match byte {
-        b'"' => b"\"",
-        b'\\' => b"\\",
-        0x08 => b"b",
-        b'\t' => b"t",
-        b'\n' => b"n",
-        0x0c => b"f",
-        b'\r' => b"r",
-        0x00..=0x1f => b"u",
-        _ => b"",
-    }
+/// How serde_json escapes a byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Escape {
+    /// A backslash and this letter.
+    Short(u8),
+    /// `\u00xx`.
+    Unicode,
+}
+
+/// How serde_json escapes `byte`, if it does.
+fn escape_of(byte: u8) -> Option<Escape> {
+    Some(match byte {
+        b'"' => Escape::Short(b'"'),
+        b'\\' => Escape::Short(b'\\'),
+        0x08 => Escape::Short(b'b'),
+        b'\t' => Escape::Short(b't'),
+        b'\n' => Escape::Short(b'n'),
+        0x0c => Escape::Short(b'f'),
+        b'\r' => Escape::Short(b'r'),
+        0x00..=0x1f => Escape::Unicode,
+        _ => return None,
+    })
 }
 
 /// Appends `n` in decimal.
@@ -183,7 +203,7 @@ mod tests {
         }
         for byte in 0u8..0x80 {
             let word = u64::from_le_bytes([b'a', b'a', b'a', byte, b'a', b'a', b'a', b'a']);
-            assert_eq!(needs_escape(word), !escape_of(byte).is_empty(), "{byte:#x}");
+            assert_eq!(needs_escape(word), escape_of(byte).is_some(), "{byte:#x}");
         }
     }
 

@@ -50,24 +50,30 @@ pub fn write(out: &mut String, t: &Timestamp) {
     let time = t.time();
     let millis = time.nanosecond() / 1_000_000;
     let second = (t.date_naive(), time.num_seconds_from_midnight());
-    // A leap second's milliseconds (1000 and up) are not three digits.
+    let mut uncommon = None;
+    // A leap second's milliseconds (1000 and up) are not three digits; a thread that is ending
+    // has no cache.
     let prefixed = millis <= 999
-        && SECOND.with_borrow_mut(|cached| {
-            if cached.second != Some(second) {
-                let text = formatted(t);
-                // Only the common form has its milliseconds at a fixed place.
-                if !matches!(text.0, Text::Common(_)) {
-                    return false;
+        && SECOND
+            .try_with(|cached| {
+                let mut cached = cached.borrow_mut();
+                if cached.second != Some(second) {
+                    let text = formatted(t);
+                    // Only the common form has its milliseconds at a fixed place.
+                    if !matches!(text.0, Text::Common(_)) {
+                        uncommon = Some(text);
+                        return false;
+                    }
+                    cached.prefix.clear();
+                    cached.prefix.push_str(&text.as_str()[..20]);
+                    cached.second = Some(second);
                 }
-                cached.prefix.clear();
-                cached.prefix.push_str(&text.as_str()[..20]);
-                cached.second = Some(second);
-            }
-            out.push_str(&cached.prefix);
-            true
-        });
+                out.push_str(&cached.prefix);
+                true
+            })
+            .unwrap_or(false);
     if !prefixed {
-        out.push_str(formatted(t).as_str());
+        out.push_str(uncommon.unwrap_or_else(|| formatted(t)).as_str());
         return;
     }
     for digit in [millis / 100, millis / 10 % 10, millis % 10] {

@@ -73,7 +73,9 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    /// A short name for logs and metrics.
+    /// A short name for logs and metrics; also the `type` of the event's JSON, which
+    /// `room::json` writes from it (serde's `snake_case` names are the same; the tests hold
+    /// the two encodings equal).
     pub fn name(&self) -> &'static str {
         match self {
             EventKind::Created { .. } => "created",

@@ -65,14 +65,7 @@ fn text_len(kind: &EventKind) -> usize {
 }
 
 impl ChatMessage {
-    /// The message as JSON, as `serde_json::to_string` writes it.
-    pub fn to_json(&self) -> String {
-        let mut out = String::with_capacity(96 + self.text.len());
-        self.write_json(&mut out);
-        out
-    }
-
-    /// Appends the message as JSON, as `to_json` makes it.
+    /// Appends the message as JSON, as `serde_json::to_writer` writes it.
     pub fn write_json(&self, out: &mut String) {
         out.push('{');
         self.write_json_fields(out);
@@ -268,7 +261,9 @@ mod tests {
                     text: text.into(),
                     sent_at: at,
                 };
-                assert_eq!(message.to_json(), serde_json::to_string(&message).unwrap());
+                let mut out = String::new();
+                message.write_json(&mut out);
+                assert_eq!(out, serde_json::to_string(&message).unwrap());
             }
         }
     }

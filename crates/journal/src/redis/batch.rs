@@ -2,12 +2,14 @@
 //! carrying every room operation, and the room index updates beside it.
 //!
 //! Each event is serialised once: the same JSON goes into the call and, once the batch is
-//! acknowledged, into the writer's record of what it appended (`recent`). Events and messages
-//! are written by the core's hand-written JSON encoders (`Event::to_json`), the same bytes as
-//! their serde derives at a fraction of the instructions. Keys, the snapshot's and the messages'
-//! JSON are encoded into scratch buffers and copied into the command whole: encoded through the
-//! command's own writer, every quote and comma was a call through `dyn Write`, and a message
-//! took twice the instructions (docs/benchmarks.md, "Instructions per ack").
+//! acknowledged, into the writer's record of what it appended (`recent`). Events, snapshots and
+//! chat messages are written by the core's hand-written JSON encoders (`Event::to_json`,
+//! `Snapshot::write_json`, `ChatMessage::write_json`): the same bytes as their serde derives at a
+//! fraction of the instructions. Snapshots and messages are written into one reused `String`,
+//! keys into one reused byte buffer (`write_arg`), each then copied into the command whole:
+//! encoded through the command's own writer, every quote and comma was a call through
+//! `dyn Write`, and a message took twice the instructions (docs/benchmarks.md, "Instructions per
+//! ack").
 
 use redis::Cmd;
 use roomstate_core::room::Event;
@@ -71,6 +73,7 @@ pub(super) fn batch_call(keys: &Keys<'_>, ops: &[Op]) -> Result<BatchCall, Journ
     // Messages repeat part of their event's JSON; 64 bytes per room for keys and numbers.
     let mut fcall = Cmd::with_capacity(4 * rooms + 8 * ops.len() + 4, 2 * json_bytes + 64 * rooms);
     fcall.arg("FCALL").arg("roomstate_batch").arg(4 * rooms);
+    // Keys' bytes, and the JSON of snapshots and messages: reused for each.
     let mut scratch = Vec::new();
     let mut text = String::new();
     // Keys come before any argument: one pass over the function's ops for each.
@@ -136,13 +139,7 @@ pub(super) fn batch_call(keys: &Keys<'_>, ops: &[Op]) -> Result<BatchCall, Journ
 
 /// An append's arguments: `A`, epoch, first seq, the events' count and JSON, then the chat
 /// messages among them (count, then seq and JSON of each) for the room's archive.
-fn append_args(
-    fcall: &mut Cmd,
-    scratch: &mut String,
-    epoch: u64,
-    events: &[Event],
-    json: &[String],
-) {
+fn append_args(fcall: &mut Cmd, text: &mut String, epoch: u64, events: &[Event], json: &[String]) {
     let first = events.first().map_or(0, |e| e.seq);
     fcall.arg("A").arg(epoch).arg(first).arg(events.len());
     for event_json in json {
@@ -152,13 +149,14 @@ fn append_args(
     fcall.arg(messages.len());
     for message in &messages {
         fcall.arg(message.seq);
-        scratch.clear();
-        message.write_json(scratch);
-        fcall.arg(scratch.as_bytes());
+        text.clear();
+        message.write_json(text);
+        fcall.arg(text.as_bytes());
     }
 }
 
-/// Adds one argument to `cmd`, encoded by `write` into `scratch` first (see the module's notes).
+/// Adds one argument to `cmd` (a key), encoded by `write` into `scratch` first (see the module's
+/// notes).
 fn write_arg<E>(
     cmd: &mut Cmd,
     scratch: &mut Vec<u8>,
