@@ -40,6 +40,13 @@ def us_per_ack(r, process="engine"):
 def us(x):
     return "–" if x is None else f"{x:.1f}"
 
+def user_kernel(r, process="engine"):
+    """`user / kernel` CPU µs per ack of the serving process (a run from before the split: –)."""
+    cpu = (r or {}).get("cpu", {}).get(process) or {}
+    if "user_us_per_ack" not in cpu:
+        return "–"
+    return f"{cpu['user_us_per_ack']:.1f} / {cpu['system_us_per_ack']:.1f}"
+
 if runs:
     print("### Throughput, closed loop (each client sends its next request when the last is acknowledged)\n")
     print("| target | clients | acks/s | p50 ms | p90 ms | p99 ms | max ms | server CPU µs/ack | engine ÷ target | engine-1-user-rooms ÷ target |")
@@ -63,16 +70,17 @@ if runs:
         print("The floor (`roomstate-floor`) parses each request, applies it to an in-memory tally and "
               "answers: the HTTP/WebSocket edge alone, no journal, no fan-out. CPU of the serving process "
               "per acknowledged mutation, over the same measured window.\n")
-        print("| transport | engine µs/ack | floor µs/ack | engine ÷ floor | engine − floor µs | engine acks/s | floor acks/s | Redis primary µs/ack (engine) |")
-        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        print("| transport | engine µs/ack | floor µs/ack | engine ÷ floor | engine − floor µs | engine user / kernel µs | floor user / kernel µs | engine acks/s | floor acks/s | Redis primary µs/ack (engine) |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         for transport, e, f in floors:
             if not (e and f):
                 continue
             eu, fu = us_per_ack(e), us_per_ack(f)
             times = f"{eu / fu:.1f}x" if eu and fu else "–"
             gap = us(eu - fu) if eu is not None and fu is not None else "–"
-            print(f"| {transport} | {us(eu)} | {us(fu)} | {times} | {gap} | {e['throughput']:.0f} | "
-                  f"{f['throughput']:.0f} | {us(us_per_ack(e, 'redis-primary'))} |")
+            print(f"| {transport} | {us(eu)} | {us(fu)} | {times} | {gap} | {user_kernel(e)} | "
+                  f"{user_kernel(f)} | {e['throughput']:.0f} | {f['throughput']:.0f} | "
+                  f"{us(us_per_ack(e, 'redis-primary'))} |")
 
     print("\n### Latency vs offered load, open loop (latency counted from when each request was due)\n")
     print("| target | offered/s | acks/s | p50 ms | p99 ms | max ms |")

@@ -1,7 +1,9 @@
 //! CPU time of other processes over the measured window of a run (the engine, the Redis
 //! servers): user + system seconds from `/proc/PID/stat` when measuring starts and when it ends.
 //! Divided by the acks of the window it is the figure the targets are set in — CPU per
-//! acknowledged mutation — which a noisy shared machine distorts far less than throughput.
+//! acknowledged mutation — which a noisy shared machine distorts far less than throughput. The
+//! two parts are kept apart too: user space is what the engine's own code (and its libraries)
+//! can cut; system time is the kernel's sends, receives, wake-ups and switches on its behalf.
 //!
 //! Each process's CPU is also split by thread name (`/proc/PID/task/*/comm`): the engine names
 //! its threads for what they do (`roomstate-http`, `roomstate-rooms`, `roomstate-redis`), so a
@@ -43,6 +45,9 @@ pub struct CpuUse {
     pub cpu_s: f64,
     /// Microseconds of CPU per acknowledged mutation.
     pub us_per_ack: f64,
+    /// Of `us_per_ack`, the part in user space and the part in the kernel (system time).
+    pub user_us_per_ack: f64,
+    pub system_us_per_ack: f64,
     /// The same, per thread name.
     pub threads_us_per_ack: BTreeMap<String, f64>,
     /// Context switches per acknowledged mutation, per thread name.
@@ -86,17 +91,33 @@ pub struct ThreadUse {
     pub switches: u64,
 }
 
-/// CPU a process used over a window: in all, and per thread name.
+/// CPU a process used over a window: in all, in user space and in the kernel, and per thread
+/// name.
 #[derive(Debug, Clone, Default)]
 pub struct Used {
     pub pid: u32,
     pub cpu_s: f64,
+    pub user_s: f64,
+    pub system_s: f64,
     pub threads: BTreeMap<String, ThreadUse>,
 }
 
-/// User + system CPU seconds `pid` has used so far.
-pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
-    stat_seconds(&format!("/proc/{pid}/stat"))
+/// CPU seconds in user space and in the kernel (system time).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Times {
+    pub user_s: f64,
+    pub system_s: f64,
+}
+
+impl Times {
+    pub fn total(self) -> f64 {
+        self.user_s + self.system_s
+    }
+}
+
+/// The user and system CPU seconds `pid` has used so far.
+pub fn cpu_times(pid: u32) -> anyhow::Result<Times> {
+    stat_times(&format!("/proc/{pid}/stat"))
 }
 
 /// What each named thread of `pid` has used so far: CPU seconds (user + system) and context
@@ -107,16 +128,16 @@ pub fn thread_use(pid: u32) -> anyhow::Result<BTreeMap<String, ThreadUse>> {
     for task in std::fs::read_dir(&tasks).with_context(|| format!("reading {tasks}"))? {
         let dir = task?.path();
         // A thread may end between the listing and the reads: skipped.
-        let (Ok(name), Ok(seconds)) = (
+        let (Ok(name), Ok(times)) = (
             std::fs::read_to_string(dir.join("comm")),
-            stat_seconds(&dir.join("stat").to_string_lossy()),
+            stat_times(&dir.join("stat").to_string_lossy()),
         ) else {
             continue;
         };
         // A kernel that does not count them (or a thread gone by now) counts none; its CPU stays.
         let switches = status_switches(&dir.join("status").to_string_lossy()).unwrap_or(0);
         let used = by_name.entry(name.trim().to_owned()).or_default();
-        used.cpu_s += seconds;
+        used.cpu_s += times.total();
         used.switches += switches;
     }
     Ok(by_name)
@@ -134,8 +155,8 @@ fn status_switches(path: &str) -> anyhow::Result<u64> {
     Ok(count("voluntary_ctxt_switches:")? + count("nonvoluntary_ctxt_switches:")?)
 }
 
-/// User + system CPU seconds in a `/proc/.../stat` file.
-fn stat_seconds(path: &str) -> anyhow::Result<f64> {
+/// User and system CPU seconds in a `/proc/.../stat` file.
+fn stat_times(path: &str) -> anyhow::Result<Times> {
     let stat = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
     // The command name (field 2) may hold spaces; the fields after its closing paren are plain.
     let after = stat
@@ -153,7 +174,10 @@ fn stat_seconds(path: &str) -> anyhow::Result<f64> {
     // SAFETY: sysconf only reads a system constant.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     let hz = if hz > 0 { hz as f64 } else { 100.0 };
-    Ok((ticks(11)? + ticks(12)?) / hz)
+    Ok(Times {
+        user_s: ticks(11)? / hz,
+        system_s: ticks(12)? / hz,
+    })
 }
 
 /// Samples every watched process at `from` and at `until` (sleeping in between), so the figure
@@ -164,9 +188,9 @@ pub async fn over_window(
     until: Instant,
 ) -> anyhow::Result<BTreeMap<String, Used>> {
     actix_rt::time::sleep_until(from.into()).await;
-    let start: Vec<(f64, BTreeMap<String, ThreadUse>)> = watched
+    let start: Vec<(Times, BTreeMap<String, ThreadUse>)> = watched
         .iter()
-        .map(|w| Ok((cpu_seconds(w.pid)?, thread_use(w.pid)?)))
+        .map(|w| Ok((cpu_times(w.pid)?, thread_use(w.pid)?)))
         .collect::<anyhow::Result<_>>()?;
     actix_rt::time::sleep_until(until.into()).await;
     let mut used = BTreeMap::new();
@@ -183,13 +207,15 @@ pub async fn over_window(
                 (name, used)
             })
             .collect();
-        let cpu_s = cpu_seconds(w.pid)? - start;
-        let pid = w.pid;
+        let end = cpu_times(w.pid)?;
+        let (user_s, system_s) = (end.user_s - start.user_s, end.system_s - start.system_s);
         used.insert(
             w.name.clone(),
             Used {
-                pid,
-                cpu_s,
+                pid: w.pid,
+                cpu_s: user_s + system_s,
+                user_s,
+                system_s,
                 threads,
             },
         );
@@ -213,6 +239,8 @@ pub fn per_ack(used: BTreeMap<String, Used>, acked: u64) -> BTreeMap<String, Cpu
                 pid: used.pid,
                 cpu_s: used.cpu_s,
                 us_per_ack: per(used.cpu_s) * 1e6,
+                user_us_per_ack: per(used.user_s) * 1e6,
+                system_us_per_ack: per(used.system_s) * 1e6,
                 threads_us_per_ack,
                 threads_switches_per_ack,
             };
@@ -227,15 +255,41 @@ mod tests {
 
     #[test]
     fn reads_its_own_cpu_time() {
-        let before = cpu_seconds(std::process::id()).unwrap();
+        let before = cpu_times(std::process::id()).unwrap().total();
         let mut x = 0u64;
         for i in 0..20_000_000u64 {
             x = x.wrapping_mul(31).wrapping_add(i);
         }
         assert!(x != 1);
-        assert!(cpu_seconds(std::process::id()).unwrap() >= before);
+        assert!(cpu_times(std::process::id()).unwrap().total() >= before);
         assert!("engine=12".parse::<Watched>().is_ok());
         assert!("engine".parse::<Watched>().is_err());
+    }
+
+    #[test]
+    fn splits_user_space_from_the_kernel() {
+        let me = std::process::id();
+        let before = cpu_times(me).unwrap();
+        let started = std::time::Instant::now();
+        // Arithmetic is user time; reading a /proc file is system time. Until the kernel has
+        // counted a tick of each (at most a few seconds).
+        let mut x = 0u64;
+        loop {
+            for i in 0..1_000_000u64 {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+            }
+            for _ in 0..200 {
+                let _ = std::hint::black_box(std::fs::read_to_string("/proc/self/stat"));
+            }
+            let now = cpu_times(me).unwrap();
+            if now.user_s > before.user_s && now.system_s > before.system_s {
+                return;
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(10),
+                "user or system time not counted in 10 s: {before:?} then {now:?}"
+            );
+        }
     }
 
     #[test]
@@ -322,9 +376,13 @@ mod tests {
         let used = Used {
             pid: 1,
             cpu_s: 0.7,
+            user_s: 0.2,
+            system_s: 0.5,
             threads,
         };
         let cpu = &per_ack(BTreeMap::from([("engine".to_owned(), used)]), 10_000)["engine"];
+        assert_eq!(cpu.us_per_ack, 70.0);
+        assert_eq!((cpu.user_us_per_ack, cpu.system_us_per_ack), (20.0, 50.0));
         assert_eq!(cpu.threads_switches_per_ack["roomstate-http"], 0.25);
         assert_eq!(cpu.threads_us_per_ack["roomstate-rooms"], 20.0);
         assert_eq!(

@@ -162,7 +162,10 @@ impl Summary {
             .iter()
             .map(|(name, c)| {
                 let (threads, switches) = (c.by_thread(), c.switches_by_thread());
-                format!("  {name} {:.1} µs/ack{threads}{switches}", c.us_per_ack)
+                format!(
+                    "  {name} {:.1} µs/ack [user {:.1}, kernel {:.1}]{threads}{switches}",
+                    c.us_per_ack, c.user_us_per_ack, c.system_us_per_ack
+                )
             })
             .collect();
         format!(
