@@ -272,19 +272,25 @@ impl Registry {
                 match answer.await {
                     Ok(reply) => Ok(reply?),
                     // The room stopped before it took the command.
-                    Err(_) => Err(self.gone()),
+                    Err(_) => Err(self.gone(id).await),
                 }
             }
             Found::Closed(_) => Err(RoomError::Closed.into()),
         }
     }
 
-    /// Why a room's actor is gone: it only stops once it is closed, or when the engine stops.
-    fn gone(&self) -> RegistryFailure {
+    /// Why a room's actor went away before it answered: the engine stops; the room closed (its
+    /// final record is in the store before the actor stops); or, in a cluster, the room moved
+    /// to another node — nothing was applied, and the client may retry (`unavailable`), not
+    /// hear that a room that is open elsewhere is closed.
+    async fn gone(&self, id: &RoomId) -> RegistryFailure {
         if self.is_stopping() {
-            shutting_down().into()
-        } else {
-            RoomError::Closed.into()
+            return shutting_down().into();
+        }
+        match Box::pin(self.stored(id)).await {
+            Ok(_) => RoomError::Closed.into(),
+            Err(RegistryFailure::UnknownRoom) => RoomFailure::Stopped.into(),
+            Err(other) => other,
         }
     }
 
@@ -566,7 +572,7 @@ impl Registry {
             .await
         {
             Ok(reply) => Ok(reply?),
-            Err(_) => Err(self.gone()),
+            Err(_) => Err(self.gone(id).await),
         }
     }
 
@@ -604,7 +610,7 @@ impl Registry {
         };
         match room.send(request).await {
             Ok(reply) => Ok(reply?),
-            Err(_) => Err(self.gone()),
+            Err(_) => Err(self.gone(id).await),
         }
     }
 }
@@ -618,9 +624,13 @@ mod tests {
     use crate::{metrics::Metrics, room::deps::RoomSettings};
 
     fn registry(dir: &std::path::Path, cap: usize) -> Registry {
+        registry_on(dir, cap, Arc::new(MemoryJournal::new()))
+    }
+
+    fn registry_on(dir: &std::path::Path, cap: usize, journal: Arc<MemoryJournal>) -> Registry {
         let url = format!("sqlite://{}", dir.join("s.db").display());
         let deps = RoomDeps {
-            journal: Arc::new(MemoryJournal::new()),
+            journal,
             store: Store::open(&url).unwrap(),
             metrics: Metrics::new().unwrap(),
             settings: RoomSettings {
@@ -651,6 +661,57 @@ mod tests {
         assert_eq!(registry.open_rooms(), 2);
         registry.create("after a close".into()).await.unwrap();
         assert!(registry.create("one too many".into()).await.is_err());
+        registry.shutdown(Duration::from_secs(5)).await;
+    }
+
+    /// A room whose actor stopped because another node took it over is not closed: a request
+    /// that raced the stop hears `unavailable` (retry), not `room_closed`; a room that closed
+    /// still reads as closed.
+    #[actix_rt::test]
+    async fn a_room_lost_to_another_owner_is_gone_but_not_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Arc::new(MemoryJournal::new());
+        let registry = registry_on(dir.path(), 10, journal.clone());
+        let moved = registry.create("moves away".into()).await.unwrap().id;
+        let actor = registry.get(&moved).expect("open here");
+        // Another node's lease: the room's next write is fenced, and it stops.
+        journal.claim(&moved);
+        let join = Command::Join {
+            user: UserName::parse("ann").unwrap(),
+            via: Via::Http,
+        };
+        let refused = registry.mutate(&moved, join, Via::Http).await;
+        assert!(
+            matches!(
+                refused,
+                Err(RegistryFailure::Room(RoomFailure::Unavailable(ref m))) if m.contains("moved")
+            ),
+            "{refused:?}"
+        );
+        let stopping = std::time::Instant::now();
+        while actor.connected() {
+            assert!(
+                stopping.elapsed() < Duration::from_secs(10),
+                "the fenced room's actor still runs after 10 s"
+            );
+            actix_rt::time::sleep(Duration::from_millis(10)).await;
+        }
+        let gone = registry.gone(&moved).await;
+        assert!(
+            matches!(gone, RegistryFailure::Room(RoomFailure::Stopped)),
+            "{gone:?}"
+        );
+
+        let closed = registry.create("closes".into()).await.unwrap().id;
+        registry.close(&closed).await.unwrap();
+        let gone = registry.gone(&closed).await;
+        assert!(
+            matches!(
+                gone,
+                RegistryFailure::Room(RoomFailure::Rule(RoomError::Closed))
+            ),
+            "{gone:?}"
+        );
         registry.shutdown(Duration::from_secs(5)).await;
     }
 }
