@@ -193,15 +193,27 @@ impl From<RegistryFailure> for ApiError {
 }
 
 impl From<actix::MailboxError> for ApiError {
-    /// A room actor only stops once it is closed (or the engine is stopping).
+    /// The room's actor stopped before it answered: it closed, it moved to another node of a
+    /// cluster, or the engine is stopping. Which of them, the caller cannot tell; a retry finds
+    /// out (the room's new owner, or `room_closed` from the store).
     fn from(_: actix::MailboxError) -> Self {
-        Self::room_closed()
+        Self::new(
+            ErrorCode::Unavailable,
+            "the room stopped before it answered; retry",
+        )
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_room_that_stopped_before_answering_is_unavailable_not_closed() {
+        let error = ApiError::from(actix::MailboxError::Closed);
+        assert_eq!(error.error, ErrorCode::Unavailable);
+        assert_eq!(error.status_code(), StatusCode::SERVICE_UNAVAILABLE);
+    }
 
     #[test]
     fn body_shape() {

@@ -310,8 +310,12 @@ impl Registry {
         match self.find(id).await? {
             Found::Open(room) => match room.send(GetView).await {
                 Ok(view) => Ok(view),
-                // The room stopped since the lookup: it closed meanwhile.
-                Err(_) => self.stored(id).await,
+                // The room stopped since the lookup: it closed meanwhile (its record is in the
+                // store), or it moved to another node (see `gone`).
+                Err(_) => match Box::pin(self.stored(id)).await {
+                    Err(RegistryFailure::UnknownRoom) => Err(RoomFailure::Stopped.into()),
+                    stored => stored,
+                },
             },
             Found::Closed(view) => Ok(view),
         }
@@ -329,7 +333,12 @@ impl Registry {
         match self.find(id).await? {
             Found::Open(room) => match room.send(GetMessages { after, limit }).await {
                 Ok(messages) => Ok(messages?),
-                Err(_) => Ok(store.messages(id, after, limit).await?),
+                // Stopped since the lookup: closed (the store has its messages) or moved.
+                Err(_) => match Box::pin(self.stored(id)).await {
+                    Ok(_) => Ok(store.messages(id, after, limit).await?),
+                    Err(RegistryFailure::UnknownRoom) => Err(RoomFailure::Stopped.into()),
+                    Err(other) => Err(other),
+                },
             },
             Found::Closed(_) => Ok(store.messages(id, after, limit).await?),
         }
