@@ -368,22 +368,36 @@ impl Registry {
 
     /// Closes a room (see `Close`); closing a closed room answers its final view again.
     pub(crate) async fn close(&self, id: &RoomId) -> Result<RoomView, RegistryFailure> {
-        if let Some(addr) = self.get(id) {
-            match addr.send(Close).await {
-                Ok(Ok(view)) => {
-                    self.rooms.write().remove(id);
-                    return Ok(view);
-                }
-                Ok(Err(failure)) => return Err(failure.into()),
-                // The engine stopped the room before it could answer: not closed.
-                Err(_) if self.is_stopping() => return Err(shutting_down().into()),
-                // The actor stopped between the lookup and the send: it closed meanwhile.
-                Err(MailboxError::Closed | MailboxError::Timeout) => {
-                    self.rooms.write().remove(id);
+        let Some(addr) = self.get(id) else {
+            return self.stored(id).await;
+        };
+        match addr.send(Close).await {
+            Ok(Ok(view)) => {
+                self.forget_actor(id, &addr);
+                Ok(view)
+            }
+            Ok(Err(failure)) => Err(failure.into()),
+            // The engine stopped the room before it could answer: not closed.
+            Err(_) if self.is_stopping() => Err(shutting_down().into()),
+            // The actor stopped between the lookup and the send: it closed meanwhile (its record
+            // is in the store), or it moved to another node (see `gone`).
+            Err(MailboxError::Closed | MailboxError::Timeout) => {
+                self.forget_actor(id, &addr);
+                match self.stored(id).await {
+                    Err(RegistryFailure::UnknownRoom) => Err(RoomFailure::Stopped.into()),
+                    stored => stored,
                 }
             }
         }
-        self.stored(id).await
+    }
+
+    /// Drops `addr` from the index if it still stands for `id`: a room adopted here again since
+    /// has an actor of its own, which stays.
+    fn forget_actor(&self, id: &RoomId, addr: &Addr<RoomActor>) {
+        let mut rooms = self.rooms.write();
+        if rooms.get(id) == Some(addr) {
+            rooms.remove(id);
+        }
     }
 
     /// What the journal reports of itself (`/admin/stats`).
