@@ -287,10 +287,19 @@ impl Registry {
         if self.is_stopping() {
             return shutting_down().into();
         }
-        match Box::pin(self.stored(id)).await {
+        match self.closed_or_moved(id).await {
             Ok(_) => RoomError::Closed.into(),
-            Err(RegistryFailure::UnknownRoom) => RoomFailure::Stopped.into(),
-            Err(other) => other,
+            Err(failure) => failure,
+        }
+    }
+
+    /// The final view of a room whose actor stopped since it was looked up: from the store if
+    /// it closed; `Stopped` (`unavailable`) if the store does not have it, for then it moved to
+    /// another node (see `gone`).
+    async fn closed_or_moved(&self, id: &RoomId) -> Result<RoomView, RegistryFailure> {
+        match Box::pin(self.stored(id)).await {
+            Err(RegistryFailure::UnknownRoom) => Err(RoomFailure::Stopped.into()),
+            stored => stored,
         }
     }
 
@@ -310,12 +319,8 @@ impl Registry {
         match self.find(id).await? {
             Found::Open(room) => match room.send(GetView).await {
                 Ok(view) => Ok(view),
-                // The room stopped since the lookup: it closed meanwhile (its record is in the
-                // store), or it moved to another node (see `gone`).
-                Err(_) => match Box::pin(self.stored(id)).await {
-                    Err(RegistryFailure::UnknownRoom) => Err(RoomFailure::Stopped.into()),
-                    stored => stored,
-                },
+                // The room stopped since the lookup: it closed or moved meanwhile.
+                Err(_) => self.closed_or_moved(id).await,
             },
             Found::Closed(view) => Ok(view),
         }
@@ -334,11 +339,10 @@ impl Registry {
             Found::Open(room) => match room.send(GetMessages { after, limit }).await {
                 Ok(messages) => Ok(messages?),
                 // Stopped since the lookup: closed (the store has its messages) or moved.
-                Err(_) => match Box::pin(self.stored(id)).await {
-                    Ok(_) => Ok(store.messages(id, after, limit).await?),
-                    Err(RegistryFailure::UnknownRoom) => Err(RoomFailure::Stopped.into()),
-                    Err(other) => Err(other),
-                },
+                Err(_) => {
+                    self.closed_or_moved(id).await?;
+                    Ok(store.messages(id, after, limit).await?)
+                }
             },
             Found::Closed(_) => Ok(store.messages(id, after, limit).await?),
         }
@@ -379,14 +383,10 @@ impl Registry {
             Ok(Err(failure)) => Err(failure.into()),
             // The engine stopped the room before it could answer: not closed.
             Err(_) if self.is_stopping() => Err(shutting_down().into()),
-            // The actor stopped between the lookup and the send: it closed meanwhile (its record
-            // is in the store), or it moved to another node (see `gone`).
+            // The actor stopped between the lookup and the send: it closed or moved meanwhile.
             Err(MailboxError::Closed | MailboxError::Timeout) => {
                 self.forget_actor(id, &addr);
-                match self.stored(id).await {
-                    Err(RegistryFailure::UnknownRoom) => Err(RoomFailure::Stopped.into()),
-                    stored => stored,
-                }
+                self.closed_or_moved(id).await
             }
         }
     }
