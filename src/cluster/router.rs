@@ -188,7 +188,15 @@ impl Router {
     {
         for _ in 0..TRIES {
             match self.route(cluster, id).await? {
-                Route::Here => return here().await,
+                Route::Here => match here().await {
+                    // Its actor here stopped since the route was read: the room moved away
+                    // (nothing was applied); read its owner again.
+                    Err(RegistryFailure::Room(RoomFailure::Stopped)) => {
+                        tracing::debug!(room.id = %id, "the room left this node while a call waited on it; reading the owner again");
+                        cluster.forget_owner(id);
+                    }
+                    answered => return answered,
+                },
                 Route::Moving => return Err(moving()),
                 Route::Remote { node, url } => {
                     cluster.metrics().forwarded(kind);

@@ -2,10 +2,15 @@
 //! `cluster.enabled`: what another node asks of a room this node owns, and hand-offs. Every
 //! call must carry `cluster.secret` (`X-Roomstate-Cluster-Secret`), checked before anything
 //! else, the body included; a wrong or missing one is `401`. A call for a room this node does
-//! not own is `421 Misdirected Request`: the caller reads the owner again and retries there.
+//! not own is `421 Misdirected Request`: the caller reads the owner again and retries there. So
+//! is a call whose room left this node while it ran (its actor stopped without closing: another
+//! node took it over).
 //! Bodies are validated exactly as at the public edge (`cluster::wire`).
 
-use std::future::{ready, Ready};
+use std::{
+    future::{ready, Future, Ready},
+    sync::Arc,
+};
 
 use actix_web::{dev::Payload, http::StatusCode, web, FromRequest, HttpRequest, HttpResponse};
 use roomstate_core::{
@@ -27,6 +32,10 @@ use crate::{
         SyncCall, SECRET_HEADER,
     },
     error::ApiError,
+    room::{
+        failure::{RegistryFailure, RoomFailure},
+        registry::Registry,
+    },
 };
 
 /// Most messages one internal listing returns (a node asks for at most the public limit).
@@ -92,6 +101,24 @@ fn owned_here(state: &AppState, path: &str) -> Result<RoomId, Box<HttpResponse>>
         Ok(id)
     } else {
         Err(Box::new(misdirected(&id)))
+    }
+}
+
+/// Runs `call` on room `path` if this node owns it, and answers what it answers; `421` if the
+/// room is not open here, or left this node while `call` ran.
+async fn on_owned<F, C>(state: &AppState, path: &str, call: F) -> Result<HttpResponse, ApiError>
+where
+    F: FnOnce(Arc<Registry>, RoomId) -> C,
+    C: Future<Output = Result<HttpResponse, RegistryFailure>>,
+{
+    let id = match owned_here(state, path) {
+        Ok(id) => id,
+        Err(response) => return Ok(*response),
+    };
+    match call(state.router.registry().clone(), id.clone()).await {
+        Ok(response) => Ok(response),
+        Err(RegistryFailure::Room(RoomFailure::Stopped)) => Ok(misdirected(&id)),
+        Err(failure) => Err(failure.into()),
     }
 }
 
@@ -165,11 +192,10 @@ pub(super) async fn get(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = match owned_here(&state, &path) {
-        Ok(id) => id,
-        Err(response) => return Ok(*response),
-    };
-    Ok(HttpResponse::Ok().json(state.router.registry().view(&id).await?))
+    on_owned(&state, &path, |registry, id| async move {
+        Ok(HttpResponse::Ok().json(registry.view(&id).await?))
+    })
+    .await
 }
 
 /// Apply a command to a room this node owns (from a client of the calling node, over HTTP or
@@ -198,25 +224,23 @@ pub(super) async fn command(
     path: web::Path<String>,
     body: web::Json<CommandCall>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = match owned_here(&state, &path) {
-        Ok(id) => id,
-        Err(response) => return Ok(*response),
-    };
     let CommandCall { command, socket } = body.into_inner();
     let command = Command::from(command);
-    let registry = state.router.registry();
-    let applied = match socket {
-        Some(socket) => {
-            registry
-                .remote_mutate(&id, socket.node, socket.session, command)
-                .await?
-        }
-        None => registry.mutate(&id, command, Via::Http).await?,
-    };
-    Ok(HttpResponse::Ok().json(AppliedAnswer {
-        seq: applied.seq,
-        view: applied.view,
-    }))
+    on_owned(&state, &path, |registry, id| async move {
+        let applied = match socket {
+            Some(socket) => {
+                registry
+                    .remote_mutate(&id, socket.node, socket.session, command)
+                    .await?
+            }
+            None => registry.mutate(&id, command, Via::Http).await?,
+        };
+        Ok(HttpResponse::Ok().json(AppliedAnswer {
+            seq: applied.seq,
+            view: applied.view,
+        }))
+    })
+    .await
 }
 
 /// `?after=SEQ&limit=N`.
@@ -250,17 +274,12 @@ pub(super) async fn messages(
     path: web::Path<String>,
     query: web::Query<Listing>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = match owned_here(&state, &path) {
-        Ok(id) => id,
-        Err(response) => return Ok(*response),
-    };
     let limit = query.limit.unwrap_or(MAX_LISTING).min(MAX_LISTING);
-    let messages = state
-        .router
-        .registry()
-        .messages(&id, query.after, limit)
-        .await?;
-    Ok(HttpResponse::Ok().json(MessagesAnswer { messages }))
+    on_owned(&state, &path, |registry, id| async move {
+        let messages = registry.messages(&id, query.after, limit).await?;
+        Ok(HttpResponse::Ok().json(MessagesAnswer { messages }))
+    })
+    .await
 }
 
 /// Close a room this node owns.
@@ -284,11 +303,10 @@ pub(super) async fn close(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = match owned_here(&state, &path) {
-        Ok(id) => id,
-        Err(response) => return Ok(*response),
-    };
-    Ok(HttpResponse::Ok().json(state.router.registry().close(&id).await?))
+    on_owned(&state, &path, |registry, id| async move {
+        Ok(HttpResponse::Ok().json(registry.close(&id).await?))
+    })
+    .await
 }
 
 /// A socket of the calling node opened for a room this node owns: its user joins.
@@ -316,24 +334,19 @@ pub(super) async fn attach(
     path: web::Path<String>,
     body: web::Json<AttachCall>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = match owned_here(&state, &path) {
-        Ok(id) => id,
-        Err(response) => return Ok(*response),
-    };
     let AttachCall {
         node,
         session,
         user,
     } = body.into_inner();
-    let applied = state
-        .router
-        .registry()
-        .attach_remote(&id, node, session, user)
-        .await?;
-    Ok(HttpResponse::Ok().json(AppliedAnswer {
-        seq: applied.seq,
-        view: applied.view,
-    }))
+    on_owned(&state, &path, |registry, id| async move {
+        let applied = registry.attach_remote(&id, node, session, user).await?;
+        Ok(HttpResponse::Ok().json(AppliedAnswer {
+            seq: applied.seq,
+            view: applied.view,
+        }))
+    })
+    .await
 }
 
 /// A socket of the calling node closed.
@@ -398,18 +411,17 @@ pub(super) async fn sync(
     body: web::Json<SyncCall>,
 ) -> Result<HttpResponse, ApiError> {
     let (id, node) = path.into_inner();
-    let id = match owned_here(&state, &id) {
-        Ok(id) => id,
-        Err(response) => return Ok(*response),
-    };
     let sockets = body
         .into_inner()
         .sockets
         .into_iter()
         .map(|s| (s.session, s.user))
         .collect();
-    state.router.registry().sync_remote(&id, node, sockets)?;
-    Ok(HttpResponse::NoContent().finish())
+    on_owned(&state, &id, |registry, id| async move {
+        registry.sync_remote(&id, node, sockets)?;
+        Ok(HttpResponse::NoContent().finish())
+    })
+    .await
 }
 
 /// Rooms handed to this node by one that is leaving: take them now.

@@ -26,6 +26,7 @@ use tokio::sync::oneshot;
 use super::{
     closing::Closing,
     commit_queue::{CommitQueue, MAX_RETRY_DELAY},
+    departed::Departed,
     deps::RoomDeps,
     failure::{Reply, RoomFailure},
     http_idle::HttpIdle,
@@ -75,6 +76,8 @@ pub(crate) struct RoomActor {
     epoch: Epoch,
     deps: Arc<RoomDeps>,
     index: Arc<RoomIndex>,
+    /// Where the room is noted as moved away if its actor stops without closing.
+    departed: Arc<Departed>,
 }
 
 impl RoomActor {
@@ -85,6 +88,7 @@ impl RoomActor {
         epoch: Epoch,
         deps: Arc<RoomDeps>,
         index: Arc<RoomIndex>,
+        departed: Arc<Departed>,
     ) -> Self {
         let settings = &deps.settings;
         Self {
@@ -101,6 +105,7 @@ impl RoomActor {
             state,
             deps,
             index,
+            departed,
         }
     }
 
@@ -501,6 +506,10 @@ impl Actor for RoomActor {
         let mut index = self.index.write();
         if index.get(self.state.id()) == Some(&me) {
             index.remove(self.state.id());
+            if self.final_view.is_none() {
+                // Stopped without closing: taken over elsewhere (or the engine stops).
+                self.departed.record(self.state.id());
+            }
         }
     }
 }

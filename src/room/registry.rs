@@ -33,6 +33,7 @@ use tokio::sync::oneshot;
 
 use super::{
     actor::{RoomActor, RoomIndex},
+    departed::Departed,
     deps::RoomDeps,
     failure::{RegistryFailure, RoomFailure},
     messages::{
@@ -75,6 +76,8 @@ pub(crate) struct Readiness {
 
 pub(crate) struct Registry {
     rooms: Arc<RoomIndex>,
+    /// Rooms whose actor stopped here lately without closing (taken over elsewhere).
+    departed: Arc<Departed>,
     stopping: AtomicBool,
     arbiters: Vec<Arbiter>,
     next_arbiter: AtomicUsize,
@@ -115,6 +118,7 @@ impl Registry {
         };
         Self {
             rooms: Arc::new(RwLock::new(HashMap::new())),
+            departed: Arc::default(),
             stopping: AtomicBool::new(false),
             arbiters: (0..threads).map(|_| rooms_thread()).collect(),
             next_arbiter: AtomicUsize::new(0),
@@ -158,10 +162,10 @@ impl Registry {
         state.bound_messages(self.deps.settings.max_messages);
         let id = state.id().clone();
         let deps = self.deps.clone();
-        let index = self.rooms.clone();
+        let (index, departed) = (self.rooms.clone(), self.departed.clone());
         let n = self.next_arbiter.fetch_add(1, Ordering::Relaxed) % self.arbiters.len();
         let addr = RoomActor::start_in_arbiter(&self.arbiters[n].handle(), move |_| {
-            RoomActor::new(state, epoch, deps, index)
+            RoomActor::new(state, epoch, deps, index, departed)
         });
         let mut rooms = self.rooms.write();
         rooms.insert(id, addr.clone());
@@ -245,13 +249,15 @@ impl Registry {
         Box::pin(self.stored(id)).await.map(Found::Closed)
     }
 
-    /// A closed room's final view from the store.
+    /// A closed room's final view from the store. A room the store does not have is unknown,
+    /// unless it moved away from here lately: then it is open elsewhere, and `Stopped` tells the
+    /// client to retry (a cluster node routes the retry to the new owner).
     async fn stored(&self, id: &RoomId) -> Result<RoomView, RegistryFailure> {
-        self.deps
-            .store
-            .room(id)
-            .await?
-            .ok_or(RegistryFailure::UnknownRoom)
+        match self.deps.store.room(id).await? {
+            Some(view) => Ok(view),
+            None if self.departed.lately(id) => Err(RoomFailure::Stopped.into()),
+            None => Err(RegistryFailure::UnknownRoom),
+        }
     }
 
     /// Applies a client's command to an open room; answers once it is durable.
@@ -567,14 +573,17 @@ impl Registry {
         }
     }
 
-    /// The open room's actor here, or `UnknownRoom` (a call for a room another node owns).
+    /// The open room's actor here; `Stopped` for a room that left this node lately, else
+    /// `UnknownRoom` (a call for a room another node owns).
     fn here(&self, id: &RoomId) -> Result<Addr<RoomActor>, RegistryFailure> {
         if self.is_stopping() {
             return Err(shutting_down().into());
         }
-        self.get(id)
-            .filter(Addr::connected)
-            .ok_or(RegistryFailure::UnknownRoom)
+        match self.get(id).filter(Addr::connected) {
+            Some(room) => Ok(room),
+            None if self.departed.lately(id) => Err(RoomFailure::Stopped.into()),
+            None => Err(RegistryFailure::UnknownRoom),
+        }
     }
 
     /// A socket on another node opened (see `AttachRemote`).
@@ -688,8 +697,8 @@ mod tests {
     }
 
     /// A room whose actor stopped because another node took it over is not closed: a request
-    /// that raced the stop hears `unavailable` (retry), not `room_closed`; a room that closed
-    /// still reads as closed.
+    /// that raced the stop, or that comes after it, hears `unavailable` (retry), not
+    /// `room_closed` or `not_found`; a room that closed still reads as closed.
     #[actix_rt::test]
     async fn a_room_lost_to_another_owner_is_gone_but_not_closed() {
         let dir = tempfile::tempdir().unwrap();
@@ -723,6 +732,29 @@ mod tests {
         assert!(
             matches!(gone, RegistryFailure::Room(RoomFailure::Stopped)),
             "{gone:?}"
+        );
+        // A request that looks the moved room up afresh (a route cached from before the move)
+        // hears the same, not `not_found`: the room is open elsewhere.
+        let view = registry.view(&moved).await;
+        assert!(
+            matches!(view, Err(RegistryFailure::Room(RoomFailure::Stopped))),
+            "{view:?}"
+        );
+        let close = registry.close(&moved).await;
+        assert!(
+            matches!(close, Err(RegistryFailure::Room(RoomFailure::Stopped))),
+            "{close:?}"
+        );
+        // So does a call another node makes for it (it reads the owner again).
+        let sync = registry.sync_remote(&moved, "node-b".into(), Vec::new());
+        assert!(
+            matches!(sync, Err(RegistryFailure::Room(RoomFailure::Stopped))),
+            "{sync:?}"
+        );
+        let unknown = registry.view(&RoomId::generate()).await;
+        assert!(
+            matches!(unknown, Err(RegistryFailure::UnknownRoom)),
+            "a room never here is unknown: {unknown:?}"
         );
 
         let closed = registry.create("closes".into()).await.unwrap().id;
