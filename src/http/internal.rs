@@ -115,9 +115,19 @@ where
         Ok(id) => id,
         Err(response) => return Ok(*response),
     };
-    match call(state.router.registry().clone(), id.clone()).await {
+    owner_answer(&id, call(state.router.registry().clone(), id.clone()).await)
+}
+
+/// What a call on room `id` answers the calling node: `421` for a room that stopped here
+/// without closing (it moved; the caller reads its owner again), else the call's answer or
+/// refusal.
+fn owner_answer(
+    id: &RoomId,
+    answered: Result<HttpResponse, RegistryFailure>,
+) -> Result<HttpResponse, ApiError> {
+    match answered {
         Ok(response) => Ok(response),
-        Err(RegistryFailure::Room(RoomFailure::Stopped)) => Ok(misdirected(&id)),
+        Err(RegistryFailure::Room(RoomFailure::Stopped)) => Ok(misdirected(id)),
         Err(failure) => Err(failure.into()),
     }
 }
@@ -456,4 +466,41 @@ pub(super) async fn adopt(
         .collect();
     cluster.adopt_soon(rooms);
     Ok(HttpResponse::Accepted().finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::ResponseError as _;
+    use roomstate_core::room::RoomError;
+
+    use super::*;
+
+    #[test]
+    fn a_room_that_left_during_the_call_is_misdirected_and_other_refusals_keep_their_code() {
+        let id = RoomId::generate();
+        let status = |answered| match owner_answer(&id, answered) {
+            Ok(response) => response.status(),
+            Err(error) => error.status_code(),
+        };
+        assert_eq!(
+            status(Err(RoomFailure::Stopped.into())),
+            StatusCode::MISDIRECTED_REQUEST
+        );
+        assert_eq!(
+            status(Err(RoomFailure::Unavailable("journal down".into()).into())),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            status(Err(RoomFailure::Rule(RoomError::Closed).into())),
+            StatusCode::CONFLICT
+        );
+        assert_eq!(
+            status(Err(RegistryFailure::UnknownRoom)),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            status(Ok(HttpResponse::NoContent().finish())),
+            StatusCode::NO_CONTENT
+        );
+    }
 }

@@ -5,7 +5,7 @@
 //! final record of a room that did not close.
 //!
 //! Kept for `KEPT_FOR` after the departure (long enough for routes to learn the new owner), at
-//! most one entry per room, and pruned oldest first as new departures come.
+//! most one entry per room, and pruned oldest first as departures come and rooms are looked up.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -51,11 +51,9 @@ impl Departed {
     }
 
     fn lately_at(&self, room: &RoomId, now: Instant) -> bool {
-        self.inner
-            .lock()
-            .latest
-            .get(room)
-            .is_some_and(|&at| now.saturating_duration_since(at) < KEPT_FOR)
+        let mut inner = self.inner.lock();
+        inner.prune(now);
+        inner.latest.contains_key(room)
     }
 }
 
@@ -91,8 +89,12 @@ mod tests {
         assert!(departed.lately_at(&a, start + KEPT_FOR - Duration::from_millis(1)));
         assert!(!departed.lately_at(&a, start + KEPT_FOR));
         assert!(!departed.lately_at(&b, start), "only rooms that departed");
-        // A later departure prunes the old one: nothing grows without bound.
-        departed.record_at(&b, start + KEPT_FOR);
+        // The lookup past its time let it go: nothing is held longer than its time.
+        assert!(departed.inner.lock().latest.is_empty());
+        assert!(departed.inner.lock().order.is_empty());
+        // A later departure prunes the old ones too.
+        departed.record_at(&a, start + KEPT_FOR);
+        departed.record_at(&b, start + KEPT_FOR * 2);
         let inner = departed.inner.lock();
         assert_eq!(inner.latest.len(), 1);
         assert_eq!(inner.order.len(), 1);
