@@ -3,7 +3,10 @@
 //!
 //! The session encodes every frame straight into one buffer (`Outgoing::frame`) and wakes the
 //! writer; the writer runs after the session's turn, so everything the session wrote in one
-//! turn — an `ack` and the `state` after it, a burst of broadcasts — leaves in one `send`. The
+//! turn — an `ack` and the `state` after it, a burst of broadcasts — leaves in one `send`. A
+//! broadcast (`Outgoing::broadcast`) does not wake the writer itself: the worker's flush tick
+//! does (`flush.rs`), so broadcasts that arrive apart within a tick, and the socket's next
+//! `ack`, share one `send` too. The
 //! buffer is exactly what was written and not yet taken by the kernel, and when it empties its
 //! memory goes: an idle socket holds no buffer at all.
 //!
@@ -33,7 +36,10 @@ use actix_web::web::{Buf as _, BytesMut};
 use prometheus::IntGauge;
 use tokio::{io::AsyncWrite, net::tcp::OwnedWriteHalf};
 
-use super::incoming::{self, ReadSide};
+use super::{
+    flush,
+    incoming::{self, ReadSide},
+};
 
 /// How long a finished socket waits to hear the client's end once its last bytes are sent.
 pub(crate) const LINGER: Duration = Duration::from_secs(5);
@@ -56,6 +62,8 @@ struct Buffer {
     /// The connection failed: what the session writes goes nowhere.
     broken: bool,
     writer: Option<Waker>,
+    /// The writer is due at the worker's next flush tick.
+    at_tick: bool,
     /// What every socket's buffer holds (`held()` is this one's share).
     gauge: IntGauge,
 }
@@ -84,7 +92,6 @@ impl Buffer {
         }
         write(&mut self.bytes);
         self.gauge.add((self.bytes.len() - before) as i64);
-        self.wake_writer();
     }
 
     /// The kernel took `n` more bytes: frames sent whole leave the buffer, and when all have,
@@ -166,6 +173,7 @@ impl Outgoing {
             finished: false,
             broken: false,
             writer: None,
+            at_tick: false,
             gauge,
         };
         Self {
@@ -196,13 +204,33 @@ impl Outgoing {
         self.held().saturating_add(len) > self.limit
     }
 
-    /// Queues one unfragmented server frame (unmasked, RFC 6455 §5.1).
+    /// Queues one unfragmented server frame (unmasked, RFC 6455 §5.1), sent as soon as the
+    /// session's turn ends.
     pub(crate) fn frame(&self, op: OpCode, payload: &[u8]) {
-        self.buffer
-            .borrow_mut()
-            .append(payload.len() + MAX_HEADER, |bytes| {
-                Parser::write_message(bytes, payload, op, true, false)
-            });
+        let mut buffer = self.buffer.borrow_mut();
+        buffer.append(payload.len() + MAX_HEADER, |bytes| {
+            Parser::write_message(bytes, payload, op, true, false)
+        });
+        buffer.wake_writer();
+    }
+
+    /// Queues a text frame sent at the worker's next flush tick, or sooner with a `frame` (or
+    /// once a quarter of the bound waits: held bytes count against it).
+    pub(crate) fn broadcast(&self, text: &[u8]) {
+        let mut buffer = self.buffer.borrow_mut();
+        buffer.append(text.len() + MAX_HEADER, |bytes| {
+            Parser::write_message(bytes, text, OpCode::Text, true, false)
+        });
+        if buffer.held() > self.limit / 4 {
+            return buffer.wake_writer();
+        }
+        // A writer not waiting (it was woken, or is sending) sends this with the rest.
+        if !buffer.at_tick {
+            if let Some(writer) = &buffer.writer {
+                flush::at_next_tick(writer);
+                buffer.at_tick = true;
+            }
+        }
     }
 
     /// Queues a close frame and finishes: nothing is written after it.
@@ -264,6 +292,7 @@ impl Outgoing {
     async fn send_all(&self, write: &mut OwnedWriteHalf) -> io::Result<()> {
         poll_fn(|cx| loop {
             let mut buffer = self.buffer.borrow_mut();
+            buffer.at_tick = false;
             if buffer.finished {
                 return Poll::Ready(Ok(()));
             }
@@ -463,6 +492,65 @@ mod tests {
         drop(client);
         writer.await.unwrap();
         assert_eq!(gauge.get(), 0);
+    }
+
+    #[actix_rt::test]
+    async fn a_broadcast_waits_for_the_flush_tick_and_an_answer_takes_it_along() {
+        use std::sync::{atomic::Ordering, Arc};
+
+        use crate::ws::flush::tests::{until, Count};
+
+        let outgoing = Outgoing::new(1 << 20, gauge(), Duration::from_secs(5));
+        let woken = Arc::new(Count::default());
+        // The writer waits for bytes (as `send_all` leaves it with nothing held).
+        let waiting = |outgoing: &Outgoing| {
+            let mut buffer = outgoing.buffer.borrow_mut();
+            buffer.at_tick = false;
+            buffer.writer = Some(Waker::from(woken.clone()));
+        };
+        waiting(&outgoing);
+        outgoing.broadcast(b"state");
+        outgoing.broadcast(b"message");
+        assert_eq!(woken.0.load(Ordering::SeqCst), 0, "not by a broadcast");
+        until(&woken, 1).await;
+        assert_eq!(outgoing.held(), 2 + 5 + 2 + 7, "both wait for one send");
+
+        waiting(&outgoing);
+        outgoing.broadcast(b"state");
+        outgoing.frame(OpCode::Text, b"ack");
+        assert_eq!(
+            woken.0.load(Ordering::SeqCst),
+            2,
+            "an answer wakes the writer at once, and the broadcast before it goes along"
+        );
+
+        // Broadcasts held past a quarter of the bound do not wait for the tick.
+        let bounded = Outgoing::new(400, gauge(), Duration::from_secs(5));
+        waiting(&bounded);
+        bounded.broadcast(&[b'x'; 90]);
+        assert_eq!(woken.0.load(Ordering::SeqCst), 2, "92 bytes held wait");
+        bounded.broadcast(&[b'x'; 90]);
+        assert_eq!(woken.0.load(Ordering::SeqCst), 3, "184 bytes held go now");
+    }
+
+    #[actix_rt::test]
+    async fn a_broadcast_reaches_the_client() {
+        use tokio::io::AsyncReadExt as _;
+        let outgoing = Outgoing::new(1 << 20, gauge(), Duration::from_secs(5));
+        let (mut client, _writer) = writing(&outgoing, None).await;
+        // Once the writer waits for bytes, and again once it sent some.
+        for text in [&b"first"[..], b"second"] {
+            while outgoing.buffer.borrow().writer.is_none() {
+                tokio::task::yield_now().await;
+            }
+            outgoing.broadcast(text);
+            let mut seen = vec![0; 2 + text.len()];
+            tokio::time::timeout(Duration::from_secs(10), client.read_exact(&mut seen))
+                .await
+                .expect("the broadcast within 10 s")
+                .unwrap();
+            assert_eq!(&seen[2..], text);
+        }
     }
 
     #[actix_rt::test]

@@ -289,17 +289,34 @@ fn ping_every(timeout: Duration) -> Duration {
 }
 
 impl Session {
-    /// Writes a text frame, unless it would take the outgoing buffer past its bound: then the
-    /// client is not taking what it is sent, and the socket is dropped instead.
+    /// Writes a text frame, sent when this turn ends, unless it would take the outgoing buffer
+    /// past its bound: then the client is not taking what it is sent, and the socket is dropped
+    /// instead.
     fn send(&mut self, text: &[u8]) {
-        // After the socket's end (a room's message may follow it in the same turn), nothing.
+        if self.may_send(text) {
+            self.outgoing.frame(OpCode::Text, text);
+        }
+    }
+
+    /// Writes a room's broadcast as `send` does, sent at the worker's next flush tick (or with
+    /// this socket's next answer, if that comes first).
+    fn broadcast(&mut self, text: &[u8]) {
+        if self.may_send(text) {
+            self.outgoing.broadcast(text);
+        }
+    }
+
+    /// Whether `text` may be written: not after the socket's end (a room's message may follow
+    /// it in the same turn), and not past the buffer's bound (the socket is dropped).
+    fn may_send(&mut self, text: &[u8]) -> bool {
         if self.ended || self.outgoing.is_finished() {
-            return;
+            return false;
         }
         if self.outgoing.would_pass(text.len()) {
-            return self.drop_slow();
+            self.drop_slow();
+            return false;
         }
-        self.outgoing.frame(OpCode::Text, text);
+        true
     }
 
     /// Ends the session: its task ends at its next turn, and the socket leaves its room.
@@ -599,8 +616,8 @@ impl Session {
     /// Turns what the room sent into frames (the only place server frames are encoded).
     fn deliver_now(&mut self, what: &Outbound) {
         match what {
-            Outbound::State(view) => self.send(view.text(frames::state).as_bytes()),
-            Outbound::Message(message) => self.send(message.text(frames::message).as_bytes()),
+            Outbound::State(view) => self.broadcast(view.text(frames::state).as_bytes()),
+            Outbound::Message(message) => self.broadcast(message.text(frames::message).as_bytes()),
             Outbound::Closed(view) => self.send(view.text(frames::closed).as_bytes()),
             Outbound::End(reason) => self.end(*reason, reason.describe()),
             Outbound::Answer { tag, outcome } => self.answered(*tag, outcome),
