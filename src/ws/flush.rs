@@ -7,7 +7,9 @@
 //! acknowledged mutation costs the engine (`docs/benchmarks.md`).
 //!
 //! One task per worker, made the first time a broadcast waits on it; it sleeps while nothing
-//! is due, and wakes each waiting writer once per tick.
+//! is due, and at each tick hands every socket due at it its turn (`Due::tick`). A socket is due
+//! at most once per tick: it stays due until the tick comes, even if an answer sent its
+//! broadcasts before.
 
 use std::{
     cell::RefCell,
@@ -24,10 +26,16 @@ use tokio::time::Instant;
 /// go with it (the timer rounds up to its next millisecond).
 pub(crate) const EVERY: Duration = Duration::from_millis(5);
 
-/// The writers due at the next tick, and the task that wakes them.
+/// What waits for a worker's tick: a socket whose writer sends its broadcasts then.
+pub(crate) trait Due {
+    /// The tick came.
+    fn tick(&self);
+}
+
+/// The sockets due at the next tick, and the task that ticks.
 #[derive(Default)]
 struct Tick {
-    due: Vec<Waker>,
+    due: Vec<Rc<dyn Due>>,
     /// The tick's task, while it waits for something to be due.
     task: Option<Waker>,
     /// The task is running: false once its runtime dropped it (a new runtime on this thread
@@ -39,8 +47,8 @@ thread_local! {
     static TICK: RefCell<Option<Rc<RefCell<Tick>>>> = const { RefCell::new(None) };
 }
 
-/// Wakes `writer` at this worker's next tick.
-pub(crate) fn at_next_tick(writer: &Waker) {
+/// Ticks `due` at this worker's next tick.
+pub(crate) fn at_next_tick(due: Rc<dyn Due>) {
     TICK.with(|slot| {
         let mut slot = slot.borrow_mut();
         let tick = match slot.as_ref().filter(|tick| tick.borrow().running) {
@@ -56,11 +64,21 @@ pub(crate) fn at_next_tick(writer: &Waker) {
             }
         };
         let mut tick = tick.borrow_mut();
-        tick.due.push(writer.clone());
+        tick.due.push(due);
         if let Some(task) = tick.task.take() {
             task.wake();
         }
     });
+}
+
+/// How many sockets are due at this worker's next tick.
+#[cfg(test)]
+pub(crate) fn due_now() -> usize {
+    TICK.with(|slot| {
+        slot.borrow()
+            .as_ref()
+            .map_or(0, |tick| tick.borrow().due.len())
+    })
 }
 
 /// The tick task's hold on its state: marks it stopped when the task is dropped.
@@ -98,8 +116,8 @@ async fn run(running: Running) {
         }
         last = Some(Instant::now());
         mem::swap(&mut tick.borrow_mut().due, &mut waking);
-        for writer in waking.drain(..) {
-            writer.wake();
+        for due in waking.drain(..) {
+            due.tick();
         }
     }
 }
@@ -116,12 +134,18 @@ pub(crate) mod tests {
 
     use super::*;
 
-    /// A waker that counts its wake-ups.
+    /// A waker (or a socket due at a tick) that counts its wake-ups.
     #[derive(Default)]
     pub(crate) struct Count(pub(crate) AtomicUsize);
 
     impl Wake for Count {
         fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    impl Due for Count {
+        fn tick(&self) {
             self.0.fetch_add(1, Ordering::SeqCst);
         }
     }
@@ -141,15 +165,14 @@ pub(crate) mod tests {
 
     #[actix_rt::test]
     async fn writers_are_woken_at_the_tick_and_again_at_later_ones() {
-        let (a, b) = (Arc::new(Count::default()), Arc::new(Count::default()));
-        let (wa, wb) = (Waker::from(a.clone()), Waker::from(b.clone()));
-        at_next_tick(&wa);
-        at_next_tick(&wb);
+        let (a, b) = (Rc::new(Count::default()), Rc::new(Count::default()));
+        at_next_tick(a.clone());
+        at_next_tick(b.clone());
         assert_eq!(a.0.load(Ordering::SeqCst), 0, "not at once");
         until(&a, 1).await;
         until(&b, 1).await;
         // The task slept since; a later frame wakes it again.
-        at_next_tick(&wa);
+        at_next_tick(a.clone());
         until(&a, 2).await;
         assert_eq!(b.0.load(Ordering::SeqCst), 1, "each writer once per wait");
     }
@@ -158,9 +181,8 @@ pub(crate) mod tests {
     async fn a_quiet_workers_tick_is_at_once_and_a_busy_ones_waits_its_time() {
         tokio::time::pause();
         let start = Instant::now();
-        let (a, b) = (Arc::new(Count::default()), Arc::new(Count::default()));
-        let (wa, wb) = (Waker::from(a.clone()), Waker::from(b.clone()));
-        at_next_tick(&wa);
+        let (a, b) = (Rc::new(Count::default()), Rc::new(Count::default()));
+        at_next_tick(a.clone());
         // The clock stands still while a task can run: the tick runs without sleeping.
         for _ in 0..100 {
             if a.0.load(Ordering::SeqCst) == 1 {
@@ -171,8 +193,8 @@ pub(crate) mod tests {
         assert_eq!(a.0.load(Ordering::SeqCst), 1, "the first tick is at once");
         assert_eq!(Instant::now(), start);
         // Right after a tick, the next waits for its time, and takes every writer due by then.
-        at_next_tick(&wb);
-        at_next_tick(&wa);
+        at_next_tick(b.clone());
+        at_next_tick(a.clone());
         until(&b, 1).await;
         // (`until` looks every millisecond, which the timer rounds up: it sees it a little late.)
         let waited = Instant::now() - start;
@@ -187,8 +209,8 @@ pub(crate) mod tests {
     fn a_new_runtime_on_the_thread_gets_a_tick_of_its_own() {
         for _ in 0..2 {
             actix_rt::System::new().block_on(async {
-                let count = Arc::new(Count::default());
-                at_next_tick(&Waker::from(count.clone()));
+                let count = Rc::new(Count::default());
+                at_next_tick(count.clone());
                 until(&count, 1).await;
             });
         }

@@ -62,7 +62,7 @@ struct Buffer {
     /// The connection failed: what the session writes goes nowhere.
     broken: bool,
     writer: Option<Waker>,
-    /// The writer is due at the worker's next flush tick.
+    /// The socket is due at the worker's next flush tick (until the tick comes).
     at_tick: bool,
     /// What every socket's buffer holds (`held()` is this one's share).
     gauge: IntGauge,
@@ -128,6 +128,16 @@ impl Buffer {
         self.gauge.sub(self.held() as i64);
         self.bytes = BytesMut::new();
         self.written = 0;
+    }
+}
+
+/// The flush tick came: the writer sends what waits (if it is waiting; if not, it was woken
+/// already, or is sending, and sends it with the rest).
+impl flush::Due for RefCell<Buffer> {
+    fn tick(&self) {
+        let mut buffer = self.borrow_mut();
+        buffer.at_tick = false;
+        buffer.wake_writer();
     }
 }
 
@@ -224,12 +234,12 @@ impl Outgoing {
         if buffer.held() > self.limit / 4 {
             return buffer.wake_writer();
         }
-        // A writer not waiting (it was woken, or is sending) sends this with the rest.
-        if !buffer.at_tick {
-            if let Some(writer) = &buffer.writer {
-                flush::at_next_tick(writer);
-                buffer.at_tick = true;
-            }
+        // A writer not waiting (it was woken, or is sending) sends this with the rest; one due
+        // at the tick already sends it then.
+        if buffer.writer.is_some() && !buffer.at_tick {
+            buffer.at_tick = true;
+            drop(buffer);
+            flush::at_next_tick(self.buffer.clone());
         }
     }
 
@@ -292,7 +302,6 @@ impl Outgoing {
     async fn send_all(&self, write: &mut OwnedWriteHalf) -> io::Result<()> {
         poll_fn(|cx| loop {
             let mut buffer = self.buffer.borrow_mut();
-            buffer.at_tick = false;
             if buffer.finished {
                 return Poll::Ready(Ok(()));
             }
@@ -498,20 +507,24 @@ mod tests {
     async fn a_broadcast_waits_for_the_flush_tick_and_an_answer_takes_it_along() {
         use std::sync::{atomic::Ordering, Arc};
 
-        use crate::ws::flush::tests::{until, Count};
+        use crate::ws::flush::{
+            tests::{until, Count},
+            EVERY,
+        };
 
+        // A paused clock: the ticks come in virtual time, as soon as nothing else can run.
+        tokio::time::pause();
         let outgoing = Outgoing::new(1 << 20, gauge(), Duration::from_secs(5));
         let woken = Arc::new(Count::default());
+        let count = || woken.0.load(Ordering::SeqCst);
         // The writer waits for bytes (as `send_all` leaves it with nothing held).
         let waiting = |outgoing: &Outgoing| {
-            let mut buffer = outgoing.buffer.borrow_mut();
-            buffer.at_tick = false;
-            buffer.writer = Some(Waker::from(woken.clone()));
+            outgoing.buffer.borrow_mut().writer = Some(Waker::from(woken.clone()));
         };
         waiting(&outgoing);
         outgoing.broadcast(b"state");
         outgoing.broadcast(b"message");
-        assert_eq!(woken.0.load(Ordering::SeqCst), 0, "not by a broadcast");
+        assert_eq!(count(), 0, "not by a broadcast");
         until(&woken, 1).await;
         assert_eq!(outgoing.held(), 2 + 5 + 2 + 7, "both wait for one send");
 
@@ -519,18 +532,27 @@ mod tests {
         outgoing.broadcast(b"state");
         outgoing.frame(OpCode::Text, b"ack");
         assert_eq!(
-            woken.0.load(Ordering::SeqCst),
+            count(),
             2,
             "an answer wakes the writer at once, and the broadcast before it goes along"
         );
+        // The writer sent it all and waits again; the socket is still due at the tick, and a
+        // broadcast now goes then, without the socket being due twice.
+        waiting(&outgoing);
+        outgoing.broadcast(b"state");
+        assert_eq!((count(), flush::due_now()), (2, 1), "due once");
+        until(&woken, 3).await;
+        waiting(&outgoing);
+        tokio::time::sleep(EVERY * 3).await;
+        assert_eq!(count(), 3, "one wake at the tick, none at a later one");
 
         // Broadcasts held past a quarter of the bound do not wait for the tick.
         let bounded = Outgoing::new(400, gauge(), Duration::from_secs(5));
         waiting(&bounded);
         bounded.broadcast(&[b'x'; 90]);
-        assert_eq!(woken.0.load(Ordering::SeqCst), 2, "92 bytes held wait");
+        assert_eq!(count(), 3, "92 bytes held wait");
         bounded.broadcast(&[b'x'; 90]);
-        assert_eq!(woken.0.load(Ordering::SeqCst), 3, "184 bytes held go now");
+        assert_eq!(count(), 4, "184 bytes held go now");
     }
 
     #[actix_rt::test]
