@@ -1,9 +1,10 @@
 //! Reading open rooms back: the set `roomstate:rooms` of every open room, then per room its
-//! snapshot and its stream (pipelined, 256 rooms per round trip), each log checked for gaps. A
-//! gap is reported as corruption, never papered over. The writer claims the rooms before it
-//! reads them (`writer`), so nobody else writes them meanwhile.
+//! snapshot and its stream (pipelined, 256 rooms per round trip, the next on its way while one is
+//! parsed), each log checked for gaps. A gap is reported as corruption, never papered over. The
+//! writer claims the rooms before it reads them (`writer`), so nobody else writes them meanwhile.
 
-use redis::{aio::MultiplexedConnection, streams::StreamRangeReply, Value};
+use futures_util::{stream, StreamExt as _};
+use redis::{aio::MultiplexedConnection, Value};
 use roomstate_core::room::{Event, RoomId, Snapshot};
 
 use super::{unavailable, Keys, ROOMS_PER_PIPELINE};
@@ -30,17 +31,28 @@ pub(super) async fn read_rooms(
     keys: &Keys<'_>,
     rooms: &[(String, Epoch)],
 ) -> Result<Vec<RoomLog>, JournalError> {
+    // The next pipeline is on its way while one is parsed: Redis builds its reply meanwhile.
+    let reader = conn.clone();
+    let mut replies = stream::iter(rooms.chunks(ROOMS_PER_PIPELINE))
+        .map(|chunk| {
+            let mut pipe = redis::pipe();
+            for (room, _) in chunk {
+                pipe.cmd("GET").arg(keys.snap(room));
+                pipe.cmd("XRANGE").arg(keys.log(room)).arg("-").arg("+");
+            }
+            let mut conn = reader.clone();
+            async move {
+                let replies: Vec<Value> = pipe
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| unavailable("recover", e))?;
+                Ok::<_, JournalError>((chunk, replies))
+            }
+        })
+        .buffered(2);
     let mut logs = Vec::with_capacity(rooms.len());
-    for chunk in rooms.chunks(ROOMS_PER_PIPELINE) {
-        let mut pipe = redis::pipe();
-        for (room, _) in chunk {
-            pipe.cmd("GET").arg(keys.snap(room));
-            pipe.cmd("XRANGE").arg(keys.log(room)).arg("-").arg("+");
-        }
-        let replies: Vec<Value> = pipe
-            .query_async(&mut *conn)
-            .await
-            .map_err(|e| unavailable("recover", e))?;
+    while let Some(read) = replies.next().await {
+        let (chunk, replies) = read?;
         let mut replies = replies.into_iter();
         for (room, epoch) in chunk {
             let (Some(snap), Some(log)) = (replies.next(), replies.next()) else {
@@ -115,41 +127,43 @@ pub(super) fn parse_room(
     epoch: Epoch,
 ) -> Result<Option<RoomLog>, JournalError> {
     let corrupt = |what: String| JournalError::Corrupt(format!("room {room}: {what}"));
-    let id = RoomId::parse(room).map_err(|e| corrupt(format!("bad room id: {e}")))?;
+    let room_id = RoomId::parse(room).map_err(|e| corrupt(format!("bad room id: {e}")))?;
     let snapshot: Option<String> =
         redis::from_redis_value(snap).map_err(|e| corrupt(format!("snapshot: {e}")))?;
     let snapshot = snapshot
         .map(|json| serde_json::from_str::<Snapshot>(&json))
         .transpose()
         .map_err(|e| corrupt(format!("undecodable snapshot: {e}")))?;
-    let entries: StreamRangeReply =
-        redis::from_redis_value(log).map_err(|e| corrupt(format!("log: {e}")))?;
+    let entries = match log {
+        Value::Array(entries) => entries,
+        Value::Nil => Vec::new(),
+        other => {
+            return Err(corrupt(format!(
+                "log: {} where a stream range belongs",
+                shape(&other)
+            )))
+        }
+    };
     let mut next = snapshot.as_ref().map_or(1, |s| s.seq + 1);
-    let mut events = Vec::with_capacity(entries.ids.len());
-    for entry in entries.ids {
-        let seq: u64 = entry
-            .id
+    let mut events = Vec::with_capacity(entries.len());
+    for entry in &entries {
+        let (id, json) =
+            stream_entry(entry, b"e").map_err(|what| corrupt(format!("log: {what}")))?;
+        let seq: u64 = id
             .split('-')
             .next()
             .and_then(|s| s.parse().ok())
-            .ok_or_else(|| corrupt(format!("bad entry id {}", entry.id)))?;
+            .ok_or_else(|| corrupt(format!("bad entry id {id}")))?;
         if seq < next {
             continue; // covered by the snapshot, not trimmed yet
         }
         if seq > next {
             return Err(corrupt(format!("gap: seq {next} expected, found {seq}")));
         }
-        let json: String = entry
-            .map
-            .get("e")
-            .cloned()
-            .map(redis::from_redis_value)
-            .transpose()
-            .map_err(|e| corrupt(format!("seq {seq}: {e}")))?
-            .ok_or_else(|| corrupt(format!("seq {seq}: no event field")))?;
-        let event: Event = serde_json::from_str(&json)
+        let json = json.ok_or_else(|| corrupt(format!("seq {seq}: no event field")))?;
+        let event: Event = serde_json::from_slice(json)
             .map_err(|e| corrupt(format!("seq {seq}: undecodable event: {e}")))?;
-        if event.seq != seq || event.room != id {
+        if event.seq != seq || event.room != room_id {
             return Err(corrupt(format!(
                 "seq {seq}: entry holds {} seq {}",
                 event.room, event.seq
@@ -163,9 +177,189 @@ pub(super) fn parse_room(
         return Ok(None);
     }
     Ok(Some(RoomLog {
-        room: id,
+        room: room_id,
         snapshot,
         events,
         epoch,
     }))
+}
+
+/// One entry of an `XRANGE` reply, read where it lies (no map per entry, no copy): its id and
+/// the value of its field `field`, if it has one. The fields come as a flat array of names and
+/// values (RESP2), or as a map (RESP3).
+fn stream_entry<'v>(entry: &'v Value, field: &[u8]) -> Result<(&'v str, Option<&'v [u8]>), String> {
+    let Value::Array(parts) = entry else {
+        return Err(format!("an entry is {}, not [id, fields]", shape(entry)));
+    };
+    let [id, fields] = parts.as_slice() else {
+        return Err(format!("an entry of {} parts", parts.len()));
+    };
+    let id = match id {
+        Value::BulkString(id) => {
+            std::str::from_utf8(id).map_err(|_| "an entry id not UTF-8".to_owned())?
+        }
+        Value::SimpleString(id) => id.as_str(),
+        other => return Err(format!("an entry id is {}", shape(other))),
+    };
+    let bytes = |value: &'v Value| match value {
+        Value::BulkString(bytes) => Some(bytes.as_slice()),
+        Value::SimpleString(text) => Some(text.as_bytes()),
+        _ => None,
+    };
+    let value = match fields {
+        Value::Array(flat) => flat
+            .chunks_exact(2)
+            .find(|pair| bytes(&pair[0]) == Some(field))
+            .map(|pair| &pair[1]),
+        Value::Map(pairs) => pairs
+            .iter()
+            .find(|(name, _)| bytes(name) == Some(field))
+            .map(|(_, value)| value),
+        Value::Nil => None,
+        other => return Err(format!("entry {id}: its fields are {}", shape(other))),
+    };
+    match value {
+        None => Ok((id, None)),
+        Some(value) => bytes(value)
+            .map(|json| (id, Some(json)))
+            .ok_or_else(|| format!("entry {id}: its field is {}", shape(value))),
+    }
+}
+
+/// What kind of reply `value` is, for an error message (not the value: it may be large).
+fn shape(value: &Value) -> &'static str {
+    match value {
+        Value::Nil => "nil",
+        Value::Int(_) => "an integer",
+        Value::BulkString(_) | Value::SimpleString(_) | Value::VerbatimString { .. } => "a string",
+        Value::Array(_) | Value::Set(_) => "an array",
+        Value::Map(_) => "a map",
+        Value::ServerError(_) => "an error",
+        _ => "another reply",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use roomstate_core::{
+        room::{EventKind, Side, UserName},
+        time,
+    };
+
+    use super::*;
+
+    fn event(room: &str, seq: u64) -> Vec<u8> {
+        serde_json::to_vec(&Event {
+            room: RoomId::parse(room).unwrap(),
+            seq,
+            at: time::now(),
+            kind: EventKind::Voted {
+                user: UserName::parse("alice").unwrap(),
+                side: Side::Pro,
+            },
+        })
+        .unwrap()
+    }
+
+    fn bulk(bytes: impl Into<Vec<u8>>) -> Value {
+        Value::BulkString(bytes.into())
+    }
+
+    /// An `XRANGE` entry as RESP2 gives it: `[id, [field, value, ...]]`.
+    fn entry(seq: u64, fields: Vec<Value>) -> Value {
+        Value::Array(vec![bulk(format!("{seq}-0")), Value::Array(fields)])
+    }
+
+    fn log(entries: Vec<Value>) -> Value {
+        Value::Array(entries)
+    }
+
+    fn read(log: Value) -> Result<Option<RoomLog>, JournalError> {
+        parse_room("r_1", Value::Nil, log, Epoch::NONE)
+    }
+
+    fn corrupt(log: Value) -> String {
+        match read(log) {
+            Err(JournalError::Corrupt(why)) => why,
+            other => panic!("not refused as corrupt: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_stream_is_read_in_order_with_fields_as_an_array_or_a_map() {
+        let flat = log(vec![
+            entry(1, vec![bulk("e"), bulk(event("r_1", 1))]),
+            entry(
+                2,
+                vec![bulk("x"), bulk("other"), bulk("e"), bulk(event("r_1", 2))],
+            ),
+        ]);
+        let room = read(flat).unwrap().unwrap();
+        assert_eq!(
+            room.events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            [1, 2]
+        );
+        let map = log(vec![Value::Array(vec![
+            Value::SimpleString("1-0".into()),
+            Value::Map(vec![(bulk("e"), bulk(event("r_1", 1)))]),
+        ])]);
+        assert_eq!(read(map).unwrap().unwrap().events.len(), 1);
+        assert!(
+            read(log(Vec::new())).unwrap().is_none(),
+            "no snapshot, no log"
+        );
+        assert!(read(Value::Nil).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_damaged_stream_is_refused_as_corrupt_naming_what() {
+        let gap = log(vec![
+            entry(1, vec![bulk("e"), bulk(event("r_1", 1))]),
+            entry(3, vec![bulk("e"), bulk(event("r_1", 3))]),
+        ]);
+        assert!(corrupt(gap).contains("gap: seq 2 expected, found 3"));
+        let no_field = log(vec![entry(1, vec![bulk("x"), bulk("y")])]);
+        assert!(corrupt(no_field).contains("seq 1: no event field"));
+        let garbage = log(vec![entry(1, vec![bulk("e"), bulk("{not json")])]);
+        assert!(corrupt(garbage).contains("seq 1: undecodable event"));
+        let elsewhere = log(vec![entry(1, vec![bulk("e"), bulk(event("r_2", 1))])]);
+        assert!(corrupt(elsewhere).contains("entry holds r_2 seq 1"));
+        let renumbered = log(vec![entry(1, vec![bulk("e"), bulk(event("r_1", 5))])]);
+        assert!(corrupt(renumbered).contains("entry holds r_1 seq 5"));
+        let bad_id = log(vec![Value::Array(vec![
+            bulk("x-0"),
+            Value::Array(Vec::new()),
+        ])]);
+        assert!(corrupt(bad_id).contains("bad entry id x-0"));
+        assert!(corrupt(bulk("a string")).contains("a string where a stream range belongs"));
+        assert!(corrupt(log(vec![Value::Int(1)])).contains("an entry is an integer"));
+        let one_part = log(vec![Value::Array(vec![bulk("1-0")])]);
+        assert!(corrupt(one_part).contains("an entry of 1 parts"));
+        let int_id = log(vec![Value::Array(vec![Value::Int(1), Value::Nil])]);
+        assert!(corrupt(int_id).contains("an entry id is an integer"));
+        let int_fields = log(vec![Value::Array(vec![bulk("1-0"), Value::Int(1)])]);
+        assert!(corrupt(int_fields).contains("entry 1-0: its fields are an integer"));
+        let int_value = log(vec![entry(1, vec![bulk("e"), Value::Int(7)])]);
+        assert!(corrupt(int_value).contains("entry 1-0: its field is an integer"));
+        let not_utf8 = log(vec![Value::Array(vec![bulk(vec![0xff]), Value::Nil])]);
+        assert!(corrupt(not_utf8).contains("an entry id not UTF-8"));
+    }
+
+    #[test]
+    fn events_a_snapshot_covers_are_skipped() {
+        let snapshot = serde_json::json!({
+            "room": "r_1", "seq": 1, "title": "t", "created_at": "2026-11-27T00:00:00Z",
+            "participants_peak": 0, "votes": [], "messages": [], "message_count": 0,
+        });
+        let snap = bulk(snapshot.to_string());
+        let stream = log(vec![
+            entry(1, vec![bulk("e"), bulk(event("r_1", 1))]),
+            entry(2, vec![bulk("e"), bulk(event("r_1", 2))]),
+        ]);
+        let room = parse_room("r_1", snap, stream, Epoch::NONE)
+            .unwrap()
+            .unwrap();
+        assert_eq!(room.snapshot.map(|s| s.seq), Some(1));
+        assert_eq!(room.events.iter().map(|e| e.seq).collect::<Vec<_>>(), [2]);
+    }
 }

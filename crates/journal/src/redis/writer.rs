@@ -513,6 +513,7 @@ impl Writer {
         min_acks: u32,
         wait_ms: u64,
     ) -> Result<Vec<RoomLog>, JournalError> {
+        let started = Instant::now();
         let keys = Keys { prefix };
         let conn = self.connection().await?;
         confirm_primary(conn, &keys, min_acks, wait_ms).await?;
@@ -544,6 +545,11 @@ impl Writer {
                 }
             }
         }
+        tracing::info!(
+            recover.rooms = claimed.len(),
+            recover.seconds = started.elapsed().as_secs_f64(),
+            "redis journal rooms claimed"
+        );
         let conn = self.connection().await?;
         recover::read_rooms(conn, &Keys { prefix }, &claimed).await
     }
