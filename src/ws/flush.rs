@@ -81,14 +81,21 @@ pub(crate) fn due_now() -> usize {
     })
 }
 
-/// The tick task's hold on its state: marks it stopped when the task is dropped.
+/// The tick task's hold on its state: marks it stopped when the task is dropped, and ticks
+/// what was still due (a socket stays due until its tick comes: none would ever come).
 struct Running(Rc<RefCell<Tick>>);
 
 impl Drop for Running {
     fn drop(&mut self) {
-        if let Ok(mut tick) = self.0.try_borrow_mut() {
-            tick.running = false;
-            tick.due.clear();
+        let due = match self.0.try_borrow_mut() {
+            Ok(mut tick) => {
+                tick.running = false;
+                mem::take(&mut tick.due)
+            }
+            Err(_) => return,
+        };
+        for due in due {
+            due.tick();
         }
     }
 }
@@ -203,6 +210,27 @@ pub(crate) mod tests {
             "the second tick {waited:?} after the first"
         );
         assert_eq!(a.0.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn what_is_due_when_the_tick_stops_is_ticked_then() {
+        let late = Rc::new(Count::default());
+        {
+            let system = actix_rt::System::new();
+            system.block_on(async {
+                let first = Rc::new(Count::default());
+                at_next_tick(first.clone());
+                until(&first, 1).await;
+                // The next tick is `EVERY` away; the runtime ends before it.
+                at_next_tick(late.clone());
+            });
+            assert_eq!(late.0.load(Ordering::SeqCst), 0, "no tick yet");
+        }
+        assert_eq!(
+            late.0.load(Ordering::SeqCst),
+            1,
+            "ticked as the tick stopped"
+        );
     }
 
     #[test]

@@ -132,12 +132,14 @@ impl Buffer {
 }
 
 /// The flush tick came: the writer sends what waits (if it is waiting; if not, it was woken
-/// already, or is sending, and sends it with the rest).
+/// already, or is sending, and sends it with the rest). Nothing holds the buffer across a turn,
+/// so it is free when the tick comes.
 impl flush::Due for RefCell<Buffer> {
     fn tick(&self) {
-        let mut buffer = self.borrow_mut();
-        buffer.at_tick = false;
-        buffer.wake_writer();
+        if let Ok(mut buffer) = self.try_borrow_mut() {
+            buffer.at_tick = false;
+            buffer.wake_writer();
+        }
     }
 }
 
@@ -553,6 +555,44 @@ mod tests {
         assert_eq!(count(), 3, "92 bytes held wait");
         bounded.broadcast(&[b'x'; 90]);
         assert_eq!(count(), 4, "184 bytes held go now");
+    }
+
+    #[actix_rt::test]
+    async fn a_socket_stays_due_at_the_tick_when_its_writer_sends_in_between() {
+        use tokio::io::AsyncReadExt as _;
+        let outgoing = Outgoing::new(1 << 20, gauge(), Duration::from_secs(5));
+        let (mut client, _writer) = writing(&outgoing, None).await;
+        let parked = || async {
+            while outgoing.buffer.borrow().writer.is_none() {
+                tokio::task::yield_now().await;
+            }
+        };
+        parked().await;
+        // Due at a tick (marked by hand: no tick runs in this test), then an answer: the writer
+        // sends at once and waits again, and the socket is still due (only the tick clears the
+        // mark, so a broadcast before the tick does not put the socket on its list again).
+        outgoing.buffer.borrow_mut().at_tick = true;
+        outgoing.frame(OpCode::Text, b"ack");
+        let mut seen = [0; 5];
+        tokio::time::timeout(Duration::from_secs(10), client.read_exact(&mut seen))
+            .await
+            .expect("the answer within 10 s")
+            .unwrap();
+        parked().await;
+        assert!(
+            outgoing.buffer.borrow().at_tick,
+            "the writer cleared the mark"
+        );
+        outgoing.broadcast(b"state");
+        assert_eq!(flush::due_now(), 0, "put on the tick's list again");
+        flush::Due::tick(&*outgoing.buffer);
+        assert!(!outgoing.buffer.borrow().at_tick);
+        let mut seen = [0; 7];
+        tokio::time::timeout(Duration::from_secs(10), client.read_exact(&mut seen))
+            .await
+            .expect("the broadcast within 10 s at its tick")
+            .unwrap();
+        assert_eq!(&seen[2..], b"state");
     }
 
     #[actix_rt::test]
