@@ -1,7 +1,8 @@
 //! Reading open rooms back: the set `roomstate:rooms` of every open room, then per room its
 //! snapshot and its stream (pipelined, 256 rooms per round trip, the next on its way while one is
-//! parsed), each log checked for gaps. A gap is reported as corruption, never papered over. The
-//! writer claims the rooms before it reads them (`writer`), so nobody else writes them meanwhile.
+//! parsed on a blocking-pool thread), each log checked for gaps. A gap is reported as
+//! corruption, never papered over. The writer claims the rooms before it reads them (`writer`),
+//! so nobody else writes them meanwhile.
 
 use futures_util::{stream, StreamExt as _};
 use redis::{aio::MultiplexedConnection, Value};
@@ -31,10 +32,12 @@ pub(super) async fn read_rooms(
     keys: &Keys<'_>,
     rooms: &[(String, Epoch)],
 ) -> Result<Vec<RoomLog>, JournalError> {
-    // The next pipeline is on its way while one is parsed: Redis builds its reply meanwhile.
-    // (Its reply's time limit, `response_timeout`, runs from when it is sent, so it covers
-    // Redis building both replies and the engine parsing one: a few hundred ms for 256 rooms of
-    // 100 events on a slow box, against 2 s.)
+    // The next pipeline is on its way while one is parsed, and the parsing runs off the
+    // journal's thread: Redis builds one reply, the journal's thread reads another off the
+    // connection, and a blocking-pool thread parses a third (in order, two pipelines in flight).
+    // (A reply's time limit, `response_timeout`, runs from when its pipeline is sent: it covers
+    // Redis building two replies, a few hundred ms for 256 rooms of 100 events on a slow box,
+    // against 2 s.)
     let reader = conn.clone();
     let mut replies = stream::iter(rooms.chunks(ROOMS_PER_PIPELINE))
         .map(|chunk| {
@@ -44,27 +47,21 @@ pub(super) async fn read_rooms(
                 pipe.cmd("XRANGE").arg(keys.log(room)).arg("-").arg("+");
             }
             let mut conn = reader.clone();
+            let chunk = chunk.to_vec();
             async move {
                 let replies: Vec<Value> = pipe
                     .query_async(&mut conn)
                     .await
                     .map_err(|e| unavailable("recover", e))?;
-                Ok::<_, JournalError>((chunk, replies))
+                tokio::task::spawn_blocking(move || parse_rooms(&chunk, replies))
+                    .await
+                    .map_err(|e| unavailable("recover: parsing", e))?
             }
         })
         .buffered(2);
     let mut logs = Vec::with_capacity(rooms.len());
     while let Some(read) = replies.next().await {
-        let (chunk, replies) = read?;
-        let mut replies = replies.into_iter();
-        for (room, epoch) in chunk {
-            let (Some(snap), Some(log)) = (replies.next(), replies.next()) else {
-                return Err(unavailable("recover", "short pipeline reply"));
-            };
-            if let Some(log) = parse_room(room, snap, log, *epoch)? {
-                logs.push(log);
-            }
-        }
+        logs.extend(read?);
     }
     backfill_archives(conn, keys, &logs).await?;
     Ok(logs)
@@ -119,6 +116,24 @@ async fn backfill_archives(
         tracing::info!(room.id = %log.room, messages = writes, "message archive filled from an older snapshot");
     }
     Ok(())
+}
+
+/// The rooms of one pipeline from its replies (a snapshot and a stream per room, in order).
+fn parse_rooms(
+    rooms: &[(String, Epoch)],
+    replies: Vec<Value>,
+) -> Result<Vec<RoomLog>, JournalError> {
+    let mut logs = Vec::with_capacity(rooms.len());
+    let mut replies = replies.into_iter();
+    for (room, epoch) in rooms {
+        let (Some(snap), Some(log)) = (replies.next(), replies.next()) else {
+            return Err(unavailable("recover", "short pipeline reply"));
+        };
+        if let Some(log) = parse_room(room, snap, log, *epoch)? {
+            logs.push(log);
+        }
+    }
+    Ok(logs)
 }
 
 /// One room's snapshot and stream, checked for gaps. `None` for a room registered in the set
@@ -354,6 +369,31 @@ mod tests {
         assert!(corrupt(int_value).contains("entry 1-0: its field is an integer"));
         let not_utf8 = log(vec![Value::Array(vec![bulk(vec![0xff]), Value::Nil])]);
         assert!(corrupt(not_utf8).contains("an entry id not UTF-8"));
+    }
+
+    #[test]
+    fn a_pipelines_replies_are_read_room_by_room_in_order() {
+        let rooms = [
+            ("r_1".to_owned(), Epoch::NONE),
+            ("r_2".to_owned(), Epoch::NONE),
+        ];
+        let stream = |room: &str| log(vec![entry(1, vec![bulk("e"), bulk(event(room, 1))])]);
+        let replies = vec![Value::Nil, stream("r_1"), Value::Nil, stream("r_2")];
+        let logs = parse_rooms(&rooms, replies).unwrap();
+        let read: Vec<_> = logs.iter().map(|log| log.room.as_str()).collect();
+        assert_eq!(read, ["r_1", "r_2"]);
+        // A reply short of a room's two is refused, not read as an empty room.
+        let short = parse_rooms(&rooms, vec![Value::Nil, stream("r_1"), Value::Nil]);
+        assert!(
+            matches!(&short, Err(JournalError::Unavailable(why)) if why.contains("short pipeline reply")),
+            "{short:?}"
+        );
+        // A room's damage is the whole read's.
+        let swapped = parse_rooms(
+            &rooms,
+            vec![Value::Nil, stream("r_2"), Value::Nil, stream("r_2")],
+        );
+        assert!(matches!(swapped, Err(JournalError::Corrupt(_))));
     }
 
     #[test]
