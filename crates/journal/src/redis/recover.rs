@@ -32,12 +32,11 @@ pub(super) async fn read_rooms(
     keys: &Keys<'_>,
     rooms: &[(String, Epoch)],
 ) -> Result<Vec<RoomLog>, JournalError> {
-    // The next pipeline is on its way while one is parsed, and the parsing runs off the
-    // journal's thread: Redis builds one reply, the journal's thread reads another off the
-    // connection, and a blocking-pool thread parses a third (in order, two pipelines in flight).
-    // (A reply's time limit, `response_timeout`, runs from when its pipeline is sent: it covers
-    // Redis building two replies, a few hundred ms for 256 rooms of 100 events on a slow box,
-    // against 2 s.)
+    // Two pipelines in flight, in order, and the parsing off the journal's thread: while a
+    // blocking-pool thread parses one pipeline's replies, Redis builds the next one's and the
+    // journal's thread reads them off the connection. (A reply's time limit, `response_timeout`,
+    // runs from when its pipeline is sent: it covers Redis building two replies, a few hundred
+    // ms for 256 rooms of 100 events on a slow box, against 2 s.)
     let reader = conn.clone();
     let mut replies = stream::iter(rooms.chunks(ROOMS_PER_PIPELINE))
         .map(|chunk| {
