@@ -40,6 +40,23 @@ def us_per_ack(r, process="engine"):
 def us(x):
     return "–" if x is None else f"{x:.1f}"
 
+def us_of(r, prefix):
+    """CPU µs per ack summed over the watched processes whose name starts with `prefix` (e.g.
+    `redis-replica-`), or None when none was watched."""
+    cpus = [c["us_per_ack"] for name, c in ((r or {}).get("cpu") or {}).items() if name.startswith(prefix)]
+    return sum(cpus) if cpus else None
+
+def all_us(r):
+    """CPU µs per ack of every process watched in the run (the serving process, Redis, MariaDB,
+    the load generator), or None for a run that watched none."""
+    cpus = [c["us_per_ack"] for c in ((r or {}).get("cpu") or {}).values()]
+    return sum(cpus) if cpus else None
+
+def cores_busy(r):
+    """Cores the watched processes kept busy over the window: all µs/ack × acks/s."""
+    total = all_us(r)
+    return "–" if total is None else f"{total * r['throughput'] / 1e6:.2f}"
+
 def user_kernel(r, process="engine"):
     """`user / kernel` CPU µs per ack of the serving process (a run from before the split: –)."""
     cpu = (r or {}).get("cpu", {}).get(process) or {}
@@ -63,6 +80,26 @@ if runs:
         print(f"| {name} | {r['clients']} | {r['throughput']:.0f} | {ms(lat['p50'])} | {ms(lat['p90'])} | "
               f"{ms(lat['p99'])} | {ms(lat['max'])} | {us(us_per_ack(r))} | {ratio(engine, r)} | {ratio(solo, r)} |")
 
+    if any(all_us(closed.get(n)) for n in closed):
+        print("\n### CPU per ack of every process (closed loop, the same runs)\n")
+        print("Each run's CPU per acknowledged mutation over its measured window (`/proc`), for every "
+              "process that serves it: the engine or the floor, the Redis primary, its two replicas and "
+              "three sentinels, MariaDB for its baseline, and the load generator itself. All of them "
+              "share the machine's cores, so a design's throughput here follows the sum, not the "
+              "serving process's part alone; cores busy = the sum × acks/s.\n")
+        print("| target | acks/s | engine or floor µs/ack | Redis primary µs/ack | Redis replicas µs/ack "
+              "| sentinels µs/ack | MariaDB µs/ack | load generator µs/ack | all µs/ack | cores busy |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for name in ["engine", "engine-1-user-rooms", "engine-http", "floor", "floor-http",
+                     "redis-per-mutation", "mysql-per-mutation"]:
+            r = closed.get(name)
+            if not r or all_us(r) is None:
+                continue
+            print(f"| {name} | {r['throughput']:.0f} | {us(us_per_ack(r))} | "
+                  f"{us(us_per_ack(r, 'redis-primary'))} | {us(us_of(r, 'redis-replica-'))} | "
+                  f"{us(us_of(r, 'redis-sentinel-'))} | {us(us_per_ack(r, 'mariadb'))} | "
+                  f"{us(us_per_ack(r, 'load-generator'))} | {us(all_us(r))} | {cores_busy(r)} |")
+
     floors = [(t, closed.get(e), closed.get(f)) for t, e, f in
               [("WebSocket", "engine", "floor"), ("HTTP", "engine-http", "floor-http")]]
     if any(f for _, _, f in floors):
@@ -83,12 +120,13 @@ if runs:
                   f"{us(us_per_ack(e, 'redis-primary'))} |")
 
     print("\n### Latency vs offered load, open loop (latency counted from when each request was due)\n")
-    print("| target | offered/s | acks/s | p50 ms | p99 ms | max ms |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    print("| target | offered/s | acks/s | p50 ms | p99 ms | max ms | engine µs/ack | all µs/ack | cores busy |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in sorted(opened, key=lambda r: (r["target"], r["offered_rate"])):
         lat = r["latency_ms"]
         print(f"| {r['target']} | {r['offered_rate']:.0f} | {r['throughput']:.0f} | {ms(lat['p50'])} | "
-              f"{ms(lat['p99'])} | {ms(lat['max'])} |")
+              f"{ms(lat['p99'])} | {ms(lat['max'])} | {us(us_per_ack(r))} | {us(all_us(r))} | "
+              f"{cores_busy(r)} |")
 
 mem_path = out / "memory.json"
 if mem_path.exists():

@@ -2,7 +2,7 @@
 //! message is its own MariaDB transaction (an upsert or insert plus the room's counter
 //! `UPDATE`, committed with InnoDB's default durability), from one connection per client thread.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::{stats::Recorder, workload::Workload};
 
@@ -14,8 +14,6 @@ mod imp {
     use diesel::{
         connection::SimpleConnection, prelude::*, sql_query, sql_types::Text, MysqlConnection,
     };
-
-    use std::time::Instant;
 
     use super::*;
     use crate::mix::{Mixer, Op};
@@ -43,7 +41,11 @@ mod imp {
         DELETE FROM baseline_messages; DELETE FROM baseline_votes; DELETE FROM baseline_rooms;
     ";
 
-    pub fn run(url: &str, w: &Workload) -> anyhow::Result<(Recorder, Duration)> {
+    pub fn run(
+        url: &str,
+        w: &Workload,
+        window: impl FnOnce(Instant, Instant),
+    ) -> anyhow::Result<(Recorder, Duration)> {
         let mut setup = MysqlConnection::establish(url).map_err(|e| {
             anyhow::anyhow!("connecting to {}: {e}", roomstate_core::redact::url(url))
         })?;
@@ -57,6 +59,7 @@ mod imp {
         let start = Instant::now();
         let measure_from = start + w.warmup;
         let end = measure_from + w.duration;
+        window(measure_from, end);
         let interval = w
             .rate
             .filter(|r| *r > 0.0)
@@ -158,15 +161,20 @@ mod imp {
     }
 }
 
-/// Runs the baseline; returns what it measured and over how long.
-pub fn run(url: &str, w: &Workload) -> anyhow::Result<(Recorder, Duration)> {
+/// Runs the baseline; returns what it measured and over how long. `window` is told the measured
+/// window (from, until) once the tables are set up, before the clients start.
+pub fn run(
+    url: &str,
+    w: &Workload,
+    window: impl FnOnce(Instant, Instant),
+) -> anyhow::Result<(Recorder, Duration)> {
     #[cfg(feature = "mysql")]
     {
-        imp::run(url, w)
+        imp::run(url, w, window)
     }
     #[cfg(not(feature = "mysql"))]
     {
-        let _ = (url, w);
+        let _ = (url, w, window);
         anyhow::bail!("the mysql baseline needs a build with `--features mysql`")
     }
 }

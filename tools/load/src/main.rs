@@ -17,6 +17,7 @@ mod mix;
 mod process;
 mod recovery;
 mod room_acks;
+mod settle;
 mod stats;
 mod workload;
 
@@ -199,15 +200,35 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .to_owned()
     });
     let bar = progress(args.warmup + args.duration, &label);
-    let mut cpu_window = None;
+    // The watched processes, and this load generator itself: on a shared box the clients' CPU
+    // per ack is part of what each design costs.
+    let mut watch = args.cpu.clone();
+    watch.push(cpu::Watched {
+        name: "load-generator".to_owned(),
+        pid: std::process::id(),
+    });
+    let cpu_window;
     let (recorder, clients, transport) = match args.target {
         Target::MysqlPerMutation => {
-            let url = args
-                .mysql_url
-                .as_deref()
-                .context("--mysql-url is required")?;
+            let url = args.mysql_url.clone().context("--mysql-url is required")?;
             let ticker = tick(&bar, None);
-            let (recorder, _) = baseline_mysql::run(url, &w)?;
+            // The baseline's clients are threads: it runs off this thread, so the CPU sampler
+            // here can wake at the window it is told once the tables are set up.
+            let (window_tx, window_rx) = tokio::sync::oneshot::channel();
+            cpu_window = Some(actix_rt::spawn(async move {
+                let (from, until) = window_rx
+                    .await
+                    .context("the mysql baseline ended before its window")?;
+                cpu::over_window(&watch, from, until).await
+            }));
+            let workload = w.clone();
+            let (recorder, _) = actix_rt::task::spawn_blocking(move || {
+                baseline_mysql::run(&url, &workload, |from, until| {
+                    let _ = window_tx.send((from, until));
+                })
+            })
+            .await
+            .context("the mysql baseline's thread")??;
             ticker.abort();
             (
                 recorder,
@@ -219,7 +240,6 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             // Clients connect before the clock starts.
             let run = Run::start(&w);
             let ticker = tick(&bar, Some(run.acks.clone()));
-            let watch = args.cpu.clone();
             let (from, until) = (run.measure_from, run.end);
             cpu_window = Some(actix_rt::spawn(async move {
                 cpu::over_window(&watch, from, until).await
@@ -337,8 +357,8 @@ fn main() -> anyhow::Result<()> {
                 };
                 let report = recovery::measure(&engine_bin, &work_dir, target, env, rooms, events).await?;
                 println!(
-                    "recovery: {} rooms x {} events: journal filled in {:.1} s; restart to serving in {:.2} s ({} rooms open)",
-                    report.rooms, report.events_per_room, report.fill_s, report.restart_s, report.rooms_after
+                    "recovery: {} rooms x {} events: journal filled in {:.1} s, Redis settled in {:.1} s; restart to serving in {:.2} s ({} rooms open)",
+                    report.rooms, report.events_per_room, report.fill_s, report.settle_s, report.restart_s, report.rooms_after
                 );
                 write_json(&json, &report)
             }

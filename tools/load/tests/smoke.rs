@@ -75,6 +75,9 @@ async fn the_load_generator_drives_the_engine_closed_and_open_loop() {
         "http",
     ]);
     assert_eq!(http["transport"], "http");
+    for summary in [&closed, &open, &http] {
+        assert_measured_itself(summary);
+    }
     let mix = &closed["mix"];
     assert!(
         mix["switches"].as_u64() > Some(0) && mix["messages"].as_u64() > Some(0),
@@ -176,10 +179,23 @@ async fn the_load_generator_drives_both_baselines() {
         redis.keys("roomstate-baseline:*").await.is_empty(),
         "the baseline cleans up"
     );
+    assert_measured_itself(&summary);
 
     let db = TestDatabase::create();
     let summary = load(&["--target", "mysql-per-mutation", "--mysql-url", &db.url()]);
     assert_eq!(summary["target"], "mysql-per-mutation");
+    // The MariaDB baseline's clients are threads of their own: its CPU window still covers them.
+    assert_measured_itself(&summary);
+}
+
+/// Every run reports the load generator's own CPU over its window (scripts/bench sums it with
+/// the servers' to show what each design costs the shared machine per ack).
+fn assert_measured_itself(summary: &Value) {
+    let me = &summary["cpu"]["load-generator"];
+    assert!(
+        me["cpu_s"].as_f64() > Some(0.0) && me["us_per_ack"].as_f64() > Some(0.0),
+        "{summary}"
+    );
 }
 
 /// `roomstate-load cluster` for a few seconds: one engine and a 2-node cluster under the same
