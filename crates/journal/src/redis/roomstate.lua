@@ -56,28 +56,34 @@ local function last_seq(log, snap_seq)
   return tonumber((string.match(top[1][1], '^(%d+)')))
 end
 
--- Checks one append; returns the refusal, or nil and the index of the first new event.
-local function check_append(log, snap_seq, first, events)
+-- A stream entry id for a seq, formatted as an integer (tostring would format a float).
+local function entry_id(seq)
+  return string.format('%d-0', seq)
+end
+
+-- Checks one append of the `count` events at args[at], args[at + 1], ...; returns the refusal,
+-- or nil and the index (1-based) of the first new event.
+local function check_append(log, snap_seq, first, args, at, count)
   local top = last_seq(log, snap_seq)
   if first > top + 1 then
     return 'GAP ' .. tostring(top + 1)
   end
   -- Events at or below the top must be exactly what is stored (a re-send after a lost reply);
   -- those trimmed away by a snapshot were made durable by this room's owner before it.
-  for i = 1, #events do
+  for i = 1, count do
     local seq = first + i - 1
     if seq > top then
       return nil, i
     end
     if seq > snap_seq then
-      local id = tostring(seq) .. '-0'
+      local id = entry_id(seq)
       local stored = redis.call('XRANGE', log, id, id)
-      if #stored == 0 or stored[1][2][2] ~= events[i] then
+      if #stored == 0 or stored[1][2][2] ~= args[at + i - 1] then
         return 'CONFLICT ' .. tostring(seq)
       end
     end
   end
-  return nil, #events + 1
+  return nil, count + 1
 end
 
 local function batch(keys, args)
@@ -99,25 +105,22 @@ local function batch(keys, args)
     end
     local answer = 'OK'
     if op == 'A' then
+      -- The events and the messages stay where they are in args: their positions are noted.
+      local epoch_arg = args[a - 1]
       local first = tonumber(args[a])
       local count = tonumber(args[a + 1])
-      local events = {}
-      for i = 1, count do
-        events[i] = args[a + 1 + i]
-      end
+      local events_at = a + 2
       a = a + 2 + count
       local n = tonumber(args[a])
-      local messages = {}
-      for i = 1, n do
-        messages[i] = { tonumber(args[a + 2 * i - 1]), args[a + 2 * i] }
-      end
+      local messages_at = a + 1
       a = a + 1 + 2 * n
       local from
       if not refusal then
-        refusal, from = check_append(log, snap_seq, first, events)
+        refusal, from = check_append(log, snap_seq, first, args, events_at, count)
       end
       if not refusal then
-        writes[#writes + 1] = { 'A', log, owner, first, events, from, msgs, messages, epoch }
+        writes[#writes + 1] =
+          { 'A', log, owner, first, events_at, count, from, msgs, messages_at, n, epoch, epoch_arg }
       end
     elseif op == 'S' then
       local seq = tonumber(args[a])
@@ -161,24 +164,26 @@ local function batch(keys, args)
   end
   for _, w in ipairs(writes) do
     if w[1] == 'A' then
-      local log, owner, first, events, from, msgs, messages = w[2], w[3], w[4], w[5], w[6], w[7], w[8]
-      local epoch = w[9]
-      for i = from, #events do
-        local id = tostring(first + i - 1) .. '-0'
+      local log, owner, first, events_at, count, from = w[2], w[3], w[4], w[5], w[6], w[7]
+      local msgs, messages_at, n, epoch, epoch_arg = w[8], w[9], w[10], w[11], w[12]
+      for i = from, count do
+        local id = entry_id(first + i - 1)
         if epoch > 0 then
-          redis.call('XADD', log, id, 'e', events[i], 'o', epoch)
+          -- The epoch as the writer sent it (a number would be formatted again per entry).
+          redis.call('XADD', log, id, 'e', args[events_at + i - 1], 'o', epoch_arg)
         else
-          redis.call('XADD', log, id, 'e', events[i])
+          redis.call('XADD', log, id, 'e', args[events_at + i - 1])
         end
       end
       -- Only the messages of events written now: the others were archived with their events.
       local new_from = first + from - 1
-      for _, m in ipairs(messages) do
-        if m[1] >= new_from then
-          redis.call('XADD', msgs, tostring(m[1]) .. '-0', 'm', m[2])
+      for i = 0, n - 1 do
+        local seq = args[messages_at + 2 * i]
+        if tonumber(seq) >= new_from then
+          redis.call('XADD', msgs, seq .. '-0', 'm', args[messages_at + 2 * i + 1])
         end
       end
-      if from > #events then
+      if from > count then
         -- Every event was already stored: still write, so the batch's WAIT covers this call.
         redis.call('HINCRBY', owner, 'resends', 1)
       end
