@@ -189,11 +189,12 @@ async fn the_load_generator_drives_both_baselines() {
 }
 
 /// Every run reports the load generator's own CPU over its window (scripts/bench sums it with
-/// the servers' to show what each design costs the shared machine per ack).
+/// the servers' to show what each design costs the shared machine per ack). Present, not above
+/// zero: `/proc` counts in 10 ms ticks, and a short quiet run may use less.
 fn assert_measured_itself(summary: &Value) {
     let me = &summary["cpu"]["load-generator"];
     assert!(
-        me["cpu_s"].as_f64() > Some(0.0) && me["us_per_ack"].as_f64() > Some(0.0),
+        me["cpu_s"].as_f64() >= Some(0.0) && me["us_per_ack"].as_f64() >= Some(0.0),
         "{summary}"
     );
 }

@@ -106,7 +106,6 @@ local function batch(keys, args)
     local answer = 'OK'
     if op == 'A' then
       -- The events and the messages stay where they are in args: their positions are noted.
-      local epoch_arg = args[a - 1]
       local first = tonumber(args[a])
       local count = tonumber(args[a + 1])
       local events_at = a + 2
@@ -120,7 +119,7 @@ local function batch(keys, args)
       end
       if not refusal then
         writes[#writes + 1] =
-          { 'A', log, owner, first, events_at, count, from, msgs, messages_at, n, epoch, epoch_arg }
+          { 'A', log, owner, first, events_at, count, from, msgs, messages_at, n, epoch }
       end
     elseif op == 'S' then
       local seq = tonumber(args[a])
@@ -165,12 +164,13 @@ local function batch(keys, args)
   for _, w in ipairs(writes) do
     if w[1] == 'A' then
       local log, owner, first, events_at, count, from = w[2], w[3], w[4], w[5], w[6], w[7]
-      local msgs, messages_at, n, epoch, epoch_arg = w[8], w[9], w[10], w[11], w[12]
+      local msgs, messages_at, n, epoch = w[8], w[9], w[10], w[11]
+      -- Formatted once for the room's entries (a number would be formatted again per entry).
+      local owner_epoch = string.format('%d', epoch)
       for i = from, count do
         local id = entry_id(first + i - 1)
         if epoch > 0 then
-          -- The epoch as the writer sent it (a number would be formatted again per entry).
-          redis.call('XADD', log, id, 'e', args[events_at + i - 1], 'o', epoch_arg)
+          redis.call('XADD', log, id, 'e', args[events_at + i - 1], 'o', owner_epoch)
         else
           redis.call('XADD', log, id, 'e', args[events_at + i - 1])
         end
@@ -178,9 +178,9 @@ local function batch(keys, args)
       -- Only the messages of events written now: the others were archived with their events.
       local new_from = first + from - 1
       for i = 0, n - 1 do
-        local seq = args[messages_at + 2 * i]
-        if tonumber(seq) >= new_from then
-          redis.call('XADD', msgs, seq .. '-0', 'm', args[messages_at + 2 * i + 1])
+        local seq = tonumber(args[messages_at + 2 * i])
+        if seq >= new_from then
+          redis.call('XADD', msgs, entry_id(seq), 'm', args[messages_at + 2 * i + 1])
         end
       end
       if from > count then
