@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use redis::streams::StreamRangeReply;
 use roomstate_core::{
     room::{Event, EventKind, RoomId, UserName},
     time,
@@ -15,7 +14,7 @@ use roomstate_journal::{
     Epoch, Journal, JournalError, JournalMetrics,
 };
 use roomstate_testkit::{
-    redis_admin::{command, query},
+    redis_admin::{command, log_events},
     redis_server::RedisServer,
 };
 
@@ -93,20 +92,16 @@ async fn a_claim_fences_the_writer_before_it_and_only_the_first_of_two_claims_wi
     assert_eq!(owner(&redis, &room).await, "b 2");
 
     // Each event carries the epoch it was written under.
-    let mut xrange = redis::cmd("XRANGE");
-    xrange
-        .arg(format!("roomstate:{{{room}}}:log"))
-        .arg("-")
-        .arg("+");
-    let entries: StreamRangeReply = query(&redis.addr(), &xrange).await.unwrap();
-    let epochs: Vec<String> = entries
-        .ids
+    let epochs: Vec<Option<String>> =
+        log_events(&redis.addr(), &format!("roomstate:{{{room}}}:log"))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|event| event.epoch)
+            .collect();
+    let epochs: Vec<&str> = epochs
         .iter()
-        .map(|entry| {
-            entry
-                .get("o")
-                .unwrap_or_else(|| panic!("entry {} has no epoch", entry.id))
-        })
+        .map(|epoch| epoch.as_deref().unwrap_or("none"))
         .collect();
     assert_eq!(epochs, ["1", "1", "2"]);
     let creation_claim = a.claim(room.clone(), Some(Epoch(2)), "a", true).await;

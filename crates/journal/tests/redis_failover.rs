@@ -20,7 +20,7 @@ use roomstate_journal::{
     Epoch, Journal, JournalError, JournalMetrics,
 };
 use roomstate_testkit::{
-    redis_admin::{query, stream_ids, stream_last_id, wait_until},
+    redis_admin::{log_seqs, query, stream_last_id, wait_until},
     redis_server::RedisServer,
     sentinel_set::{SentinelSet, MASTER_NAME},
 };
@@ -63,8 +63,8 @@ fn log_key(room: &RoomId) -> String {
     format!("roomstate:{{{room}}}:log")
 }
 
-fn ids(seqs: impl IntoIterator<Item = u64>) -> Vec<String> {
-    seqs.into_iter().map(|seq| format!("{seq}-0")).collect()
+fn seqs(seqs: impl IntoIterator<Item = u64>) -> Vec<u64> {
+    seqs.into_iter().collect()
 }
 
 /// `host port` of `host:port`, as sentinels write addresses in their events.
@@ -175,8 +175,8 @@ async fn a_failover_announced_by_a_sentinel_stops_acknowledgements_until_it_is_a
     append_until_acknowledged(&journal, &set, &refused).await;
     journal.check().await.unwrap();
     assert_eq!(
-        stream_ids(&primary, &log_key(&room)).await.unwrap(),
-        ids(1..=next),
+        log_seqs(&primary, &log_key(&room)).await.unwrap(),
+        seqs(1..=next),
         "the refused event was written once, acknowledged after the abort"
     );
 }
@@ -228,17 +228,13 @@ async fn lose_the_tail_in_a_failover(
         .unwrap();
         let _: i64 = query(&replica, redis::cmd("DEL").arg(&key)).await.unwrap();
         for entry in head.ids {
-            let json: String = redis::from_redis_value(entry.map["e"].clone()).unwrap();
-            let _: String = query(
-                &replica,
-                redis::cmd("XADD")
-                    .arg(&key)
-                    .arg(&entry.id)
-                    .arg("e")
-                    .arg(json),
-            )
-            .await
-            .unwrap();
+            let mut xadd = redis::cmd("XADD");
+            xadd.arg(&key).arg(&entry.id);
+            for (field, value) in &entry.map {
+                let value: String = redis::from_redis_value(value.clone()).unwrap();
+                xadd.arg(field).arg(value);
+            }
+            let _: String = query(&replica, &xadd).await.unwrap();
         }
         assert_eq!(
             stream_last_id(&replica, &key).await.unwrap().as_deref(),
@@ -269,8 +265,8 @@ async fn a_new_primary_lacking_acknowledged_events_gets_them_back_before_anythin
     appended.extend(next);
     assert_eq!(journal.status().target, new);
     assert_eq!(
-        stream_ids(&new, &log_key(&room)).await.unwrap(),
-        ids(1..=11),
+        log_seqs(&new, &log_key(&room)).await.unwrap(),
+        seqs(1..=11),
         "6..=10 went back before 11"
     );
     assert_eq!(metrics.repaired_events.with_label_values(&[&new]).get(), 5);
@@ -308,8 +304,8 @@ async fn acknowledged_events_older_than_the_record_are_reported_as_a_gap() {
 
     append_until_acknowledged(&journal, &set, &events(&room, 11..=11)).await;
     assert_eq!(
-        stream_ids(&new, &log_key(&room)).await.unwrap(),
-        ids((1..=5).chain(8..=11)),
+        log_seqs(&new, &log_key(&room)).await.unwrap(),
+        seqs((1..=5).chain(8..=11)),
         "what the record held went back; 6 and 7 are gone"
     );
     assert_eq!(metrics.repaired_events.with_label_values(&[&new]).get(), 3);

@@ -1,7 +1,8 @@
 //! The one fenced append per batch (`roomstate.lua`), against a real Redis: a room whose lease
 //! another writer took (a newer epoch in its owner hash) is refused as `Fenced` and nothing of it
 //! is written; an event sent again must be byte-identical to the stored one (a different one is a
-//! conflict, never "already stored"); a batch that would leave a gap is refused; and one room's
+//! conflict, never "already stored", also inside a run of events stored as one entry); a batch
+//! that would leave a gap is refused; and one room's
 //! refusal does not hold up the other rooms of the same batch.
 
 use std::time::Duration;
@@ -14,7 +15,10 @@ use roomstate_journal::{
     redis::{RedisJournal, RedisJournalConfig, RedisTarget},
     Epoch, Journal, JournalError, JournalMetrics,
 };
-use roomstate_testkit::{redis_admin::command, redis_server::RedisServer};
+use roomstate_testkit::{
+    redis_admin::{command, log_events, log_seqs, stream_ids},
+    redis_server::RedisServer,
+};
 
 fn event(room: &RoomId, seq: u64, text: &str) -> Event {
     Event {
@@ -40,13 +44,11 @@ fn open(redis: &RedisServer) -> RedisJournal {
     RedisJournal::open(config, JournalMetrics::detached().unwrap()).unwrap()
 }
 
-async fn stream_len(redis: &RedisServer, room: &RoomId) -> String {
-    command(
-        &redis.addr(),
-        &["XLEN", &format!("roomstate:{{{room}}}:log")],
-    )
-    .await
-    .unwrap()
+/// The seqs the room's log holds.
+async fn logged(redis: &RedisServer, room: &RoomId) -> Vec<u64> {
+    log_seqs(&redis.addr(), &format!("roomstate:{{{room}}}:log"))
+        .await
+        .unwrap()
 }
 
 #[actix_rt::test]
@@ -80,8 +82,8 @@ async fn a_room_leased_to_another_writer_is_fenced_and_nothing_is_written() {
         other => panic!("expected Fenced, got {other:?}"),
     }
     assert_eq!(
-        stream_len(&redis, &room).await,
-        "2",
+        logged(&redis, &room).await,
+        [1, 2],
         "nothing of it was written"
     );
     let snapshot_refused = journal
@@ -100,7 +102,7 @@ async fn a_resent_event_must_be_identical_and_a_gap_is_refused() {
     journal.append(Epoch::NONE, first.clone()).await.unwrap();
     // The same events again (a lost reply): fine, nothing duplicated.
     journal.append(Epoch::NONE, first.clone()).await.unwrap();
-    assert_eq!(stream_len(&redis, &room).await, "2");
+    assert_eq!(logged(&redis, &room).await, [1, 2]);
     // Seq 2 again with other content: a conflict, not "already stored" — even the same text at
     // another time is other content.
     let conflict = journal
@@ -125,13 +127,68 @@ async fn a_resent_event_must_be_identical_and_a_gap_is_refused() {
         matches!(&gap, Err(JournalError::Corrupt(m)) if m.contains("expects seq 3")),
         "{gap:?}"
     );
-    assert_eq!(stream_len(&redis, &room).await, "2", "neither was written");
+    assert_eq!(logged(&redis, &room).await, [1, 2], "neither was written");
     // A re-send overlapping the log, continuing it: the new part is appended.
     journal
         .append(Epoch::NONE, vec![first[1].clone(), event(&room, 3, "next")])
         .await
         .unwrap();
-    assert_eq!(stream_len(&redis, &room).await, "3");
+    assert_eq!(logged(&redis, &room).await, [1, 2, 3]);
+
+    // One append is one entry (a run) however many events it holds; a re-send is checked
+    // against the event inside the run, and only its new part makes an entry of its own.
+    let run = vec![
+        event(&room, 4, "four"),
+        event(&room, 5, "five\nlines"),
+        event(&room, 6, "six"),
+    ];
+    journal.append(Epoch::NONE, run.clone()).await.unwrap();
+    let key = format!("roomstate:{{{room}}}:log");
+    assert_eq!(
+        stream_ids(&redis.addr(), &key).await.unwrap(),
+        ["2-0", "3-0", "6-0"]
+    );
+    let conflict = journal
+        .append(
+            Epoch::NONE,
+            vec![event(&room, 5, "other"), event(&room, 7, "")],
+        )
+        .await;
+    assert!(
+        matches!(&conflict, Err(JournalError::Corrupt(m)) if m.contains("seq 5")),
+        "{conflict:?}"
+    );
+    let seven = event(&room, 7, "seven");
+    journal
+        .append(
+            Epoch::NONE,
+            vec![run[1].clone(), run[2].clone(), seven.clone()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        stream_ids(&redis.addr(), &key).await.unwrap(),
+        ["2-0", "3-0", "6-0", "7-0"]
+    );
+    // What the log holds is what was sent, byte for byte, line breaks in text included.
+    let stored: Vec<(u64, String)> = log_events(&redis.addr(), &key)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.seq, e.json))
+        .collect();
+    let sent: Vec<(u64, String)> = first
+        .iter()
+        .chain([&event(&room, 3, "next")])
+        .chain(&run)
+        .chain([&seven])
+        .map(|e| (e.seq, e.to_json()))
+        .collect();
+    assert_eq!(stored[3..], sent[3..]);
+    assert_eq!(
+        stored.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5, 6, 7]
+    );
 }
 
 #[actix_rt::test]
@@ -157,9 +214,62 @@ async fn one_rooms_refusal_does_not_hold_up_the_others_in_the_same_batch() {
     .await;
     assert!(a.is_ok(), "{a:?}");
     assert!(matches!(b, Err(JournalError::Corrupt(_))), "{b:?}");
-    assert_eq!(stream_len(&redis, &good).await, "2");
-    assert_eq!(stream_len(&redis, &bad).await, "1");
+    assert_eq!(logged(&redis, &good).await, [1, 2]);
+    assert_eq!(logged(&redis, &bad).await, [1]);
     let logs = journal.recover().await.unwrap();
     let rooms: Vec<_> = logs.iter().map(|l| l.room.as_str().to_owned()).collect();
     assert_eq!(rooms, ["r_bad", "r_good"], "both in the index, in order");
+}
+
+#[actix_rt::test]
+async fn a_log_of_one_event_per_entry_is_read_and_continued_in_runs() {
+    // A journal written before runs existed: one entry per event, field `e`.
+    let redis = RedisServer::start().await;
+    let room = RoomId::parse("r_older").unwrap();
+    let key = format!("roomstate:{{{room}}}:log");
+    let older = [event(&room, 1, ""), event(&room, 2, "from before")];
+    for e in &older {
+        command(
+            &redis.addr(),
+            &["XADD", &key, &format!("{}-0", e.seq), "e", &e.to_json()],
+        )
+        .await
+        .unwrap();
+    }
+    command(&redis.addr(), &["SADD", "roomstate:rooms", room.as_str()])
+        .await
+        .unwrap();
+
+    let journal = open(&redis);
+    let logs = journal.recover().await.unwrap();
+    assert_eq!(logs.len(), 1);
+    assert_eq!(
+        logs[0].events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        [1, 2]
+    );
+    // Recovering claimed the room: appends go under its epoch.
+    let epoch = logs[0].epoch;
+    // A re-send is checked against the older entries too, and the new part becomes a run.
+    let conflict = journal
+        .append(epoch, vec![event(&room, 2, "changed")])
+        .await;
+    assert!(
+        matches!(&conflict, Err(JournalError::Corrupt(m)) if m.contains("seq 2")),
+        "{conflict:?}"
+    );
+    let newer = vec![
+        older[1].clone(),
+        event(&room, 3, "now"),
+        event(&room, 4, "later"),
+    ];
+    journal.append(epoch, newer).await.unwrap();
+    assert_eq!(
+        stream_ids(&redis.addr(), &key).await.unwrap(),
+        ["1-0", "2-0", "4-0"]
+    );
+    let logs = open(&redis).recover().await.unwrap();
+    assert_eq!(
+        logs[0].events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        [1, 2, 3, 4]
+    );
 }

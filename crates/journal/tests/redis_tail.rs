@@ -338,16 +338,19 @@ async fn a_snapshot_that_trims_past_the_cursor_brings_a_reload_with_the_messages
     let target = RedisTarget::Url(redis.url());
     let journal = journal(config(target.clone(), 0));
     let room = RoomId::parse("r_trimmed").unwrap();
-    journal
-        .append(Epoch::NONE, events(&room, 1..=8))
-        .await
-        .unwrap();
+    // Two appends, two entries (1..=4 and 5..=8): the snapshot at 6 trims the first one away.
+    for seqs in [1..=4, 5..=8] {
+        journal
+            .append(Epoch::NONE, events(&room, seqs))
+            .await
+            .unwrap();
+    }
     journal
         .snapshot(Epoch::NONE, snapshot(&room, 6))
         .await
         .unwrap();
 
-    // Behind the snapshot, with entries after it: the first entry read (7) leaves a gap.
+    // Behind the snapshot, with entries after it: the first entry read (5..=8) leaves a gap.
     let (tail, mut updates) = open_tail(config(target, 0));
     tail.follow(Cursor {
         room: room.clone(),

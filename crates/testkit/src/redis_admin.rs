@@ -249,6 +249,70 @@ pub async fn stream_ids(addr: &str, key: &str) -> Result<Vec<String>, String> {
     Ok(reply.ids.into_iter().map(|entry| entry.id).collect())
 }
 
+/// One event of a room's log as a test reads it back (`log_events`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEvent {
+    pub seq: u64,
+    pub json: String,
+    /// The epoch of its entry (field `o`), if any.
+    pub epoch: Option<String>,
+}
+
+/// The events of the room log `key`, oldest first, read from its entries as a test sees them
+/// (independently of the journal's own reader): an entry `<last seq>-0` holds one event (`e`) or
+/// a run (`f` <first seq>, `b` <one event per line>), and maybe `o` <epoch>. Empty for a missing
+/// key.
+pub async fn log_events(addr: &str, key: &str) -> Result<Vec<LogEvent>, String> {
+    let reply: redis::streams::StreamRangeReply =
+        query(addr, redis::cmd("XRANGE").arg(key).arg("-").arg("+")).await?;
+    let mut events = Vec::new();
+    for entry in reply.ids {
+        let text = |name: &str| -> Option<String> { entry.get(name) };
+        let last: u64 = entry
+            .id
+            .split('-')
+            .next()
+            .and_then(|seq| seq.parse().ok())
+            .ok_or_else(|| format!("{key}: entry id {}", entry.id))?;
+        let epoch = text("o");
+        let (first, body) = match (text("f"), text("b"), text("e")) {
+            (Some(first), Some(body), _) => (
+                first
+                    .parse()
+                    .map_err(|_| format!("{key}: entry {}: first seq {first}", entry.id))?,
+                body,
+            ),
+            (None, None, Some(event)) => (last, event),
+            _ => return Err(format!("{key}: entry {}: no event fields", entry.id)),
+        };
+        let lines: Vec<&str> = body.split('\n').collect();
+        if first + lines.len() as u64 != last + 1 {
+            return Err(format!(
+                "{key}: entry {}: {} events from seq {first}",
+                entry.id,
+                lines.len()
+            ));
+        }
+        for (seq, json) in (first..=last).zip(lines) {
+            events.push(LogEvent {
+                seq,
+                json: json.to_owned(),
+                epoch: epoch.clone(),
+            });
+        }
+    }
+    Ok(events)
+}
+
+/// The seqs of the events of the room log `key`, oldest first (`log_events`).
+pub async fn log_seqs(addr: &str, key: &str) -> Result<Vec<u64>, String> {
+    Ok(log_events(addr, key)
+        .await?
+        .into_iter()
+        .map(|e| e.seq)
+        .collect())
+}
+
 /// The last id ever added to the stream `key` (`XINFO STREAM`'s `last-generated-id`: kept when
 /// the entry itself was trimmed away); `None` for a missing key.
 pub async fn stream_last_id(addr: &str, key: &str) -> Result<Option<String>, String> {

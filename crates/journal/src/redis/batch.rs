@@ -1,4 +1,4 @@
-//! One batch of the writer as Redis commands: one `FCALL roomstate_batch` (`roomstate.lua`)
+//! One batch of the writer as Redis commands: one `FCALL roomstate_batch_runs` (`roomstate.lua`)
 //! carrying every room operation, and the room index updates beside it.
 //!
 //! Each event is serialised once: the same JSON goes into the call and, once the batch is
@@ -14,7 +14,7 @@
 use redis::Cmd;
 use roomstate_core::room::Event;
 
-use super::{Keys, Op};
+use super::{Keys, Op, BATCH_FUNCTION};
 use crate::JournalError;
 
 /// The keys of one room the function touches, in the order it expects them.
@@ -72,7 +72,7 @@ pub(super) fn batch_call(keys: &Keys<'_>, ops: &[Op]) -> Result<BatchCall, Journ
     let rooms = function_ops.len();
     // Messages repeat part of their event's JSON; 64 bytes per room for keys and numbers.
     let mut fcall = Cmd::with_capacity(4 * rooms + 8 * ops.len() + 4, 2 * json_bytes + 64 * rooms);
-    fcall.arg("FCALL").arg("roomstate_batch").arg(4 * rooms);
+    fcall.arg("FCALL").arg(BATCH_FUNCTION).arg(4 * rooms);
     // Keys' bytes, and the JSON of snapshots and messages: reused for each.
     let mut scratch = Vec::new();
     let mut text = String::new();
@@ -92,7 +92,14 @@ pub(super) fn batch_call(keys: &Keys<'_>, ops: &[Op]) -> Result<BatchCall, Journ
         let room = room_of(batched).unwrap_or_default();
         match batched {
             Op::Append(epoch, events) => {
-                append_args(&mut fcall, &mut text, epoch.0, events, &f.events_json);
+                append_args(
+                    &mut fcall,
+                    &mut scratch,
+                    &mut text,
+                    epoch.0,
+                    events,
+                    &f.events_json,
+                );
                 if events.first().is_some_and(|first| first.seq == 1) {
                     let mut sadd = redis::cmd("SADD");
                     sadd.arg(keys.rooms()).arg(room);
@@ -137,14 +144,27 @@ pub(super) fn batch_call(keys: &Keys<'_>, ops: &[Op]) -> Result<BatchCall, Journ
     })
 }
 
-/// An append's arguments: `A`, epoch, first seq, the events' count and JSON, then the chat
-/// messages among them (count, then seq and JSON of each) for the room's archive.
-fn append_args(fcall: &mut Cmd, text: &mut String, epoch: u64, events: &[Event], json: &[String]) {
+/// An append's arguments: `A`, epoch, first seq, the events' count, their JSON in one argument
+/// (one per line: the log's entry holds them as one text, `entry`), then the chat messages among
+/// them (count, then seq and JSON of each) for the room's archive.
+fn append_args(
+    fcall: &mut Cmd,
+    scratch: &mut Vec<u8>,
+    text: &mut String,
+    epoch: u64,
+    events: &[Event],
+    json: &[String],
+) {
     let first = events.first().map_or(0, |e| e.seq);
     fcall.arg("A").arg(epoch).arg(first).arg(events.len());
-    for event_json in json {
-        fcall.arg(event_json.as_bytes());
+    scratch.clear();
+    for (i, event_json) in json.iter().enumerate() {
+        if i > 0 {
+            scratch.push(b'\n');
+        }
+        scratch.extend_from_slice(event_json.as_bytes());
     }
+    fcall.arg(&scratch[..]);
     let messages: Vec<_> = events.iter().filter_map(crate::message_of).collect();
     fcall.arg(messages.len());
     for message in &messages {
@@ -254,7 +274,7 @@ mod tests {
         let call = batch_call(&keys, &ops).unwrap();
 
         let message = crate::message_of(&said).unwrap();
-        let mut expected: Vec<String> = ["FCALL", "roomstate_batch", "24"]
+        let mut expected: Vec<String> = ["FCALL", "roomstate_batch_runs", "24"]
             .map(String::from)
             .to_vec();
         for room in ["r_a", "r_b", "r_b", "r_c", "r_c", "r_b"] {
@@ -267,8 +287,7 @@ mod tests {
             "3".into(),
             "1".into(),
             "2".into(),
-            json(&created),
-            json(&said),
+            format!("{}\n{}", json(&created), json(&said)),
             "1".into(),
             "2".into(),
             json(&message),

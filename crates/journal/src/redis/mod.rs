@@ -18,7 +18,7 @@
 //! the last seconds (`recent`) and, on every new connection, re-appends whatever of it the
 //! primary lacks before it writes anything new (`repair`).
 //!
-//! Every batch is ONE call of a Redis function (`roomstate.lua`, `FCALL roomstate_batch`) plus
+//! Every batch is ONE call of a Redis function (`roomstate.lua`, `FCALL roomstate_batch_runs`) plus
 //! the room index updates and the `WAIT`: per room, the function checks the writer's lease epoch
 //! against the room's owner hash and that the first event follows the log (an event sent again
 //! must be byte-identical to the stored one: a conflict is reported, never taken for "already
@@ -51,6 +51,7 @@
 
 mod batch;
 mod cluster;
+mod entry;
 mod fence;
 mod primary;
 mod recent;
@@ -506,8 +507,11 @@ impl std::fmt::Display for RoomKey<'_> {
     }
 }
 
-/// The journal's Redis function library (`roomstate_batch`): loaded on every new connection.
+/// The journal's Redis function library (`roomstate.lua`): loaded on every new connection.
 const FUNCTIONS: &str = include_str!("roomstate.lua");
+/// Its one function: a batch. Its name carries the log's format (runs of events per entry,
+/// `entry`), so engines of another format, sharing a Redis set, call functions of their own.
+const BATCH_FUNCTION: &str = "roomstate_batch_runs";
 
 fn unavailable(what: &str, error: impl std::fmt::Display) -> JournalError {
     JournalError::Unavailable(format!("redis {what}: {error}"))

@@ -8,7 +8,7 @@ use futures_util::{stream, StreamExt as _};
 use redis::{aio::MultiplexedConnection, Value};
 use roomstate_core::room::{Event, RoomId, Snapshot};
 
-use super::{unavailable, Keys, ROOMS_PER_PIPELINE};
+use super::{entry::Run, unavailable, Keys, ROOMS_PER_PIPELINE};
 use crate::{Epoch, JournalError, RoomLog};
 
 /// Every open room in the index, sorted.
@@ -164,30 +164,26 @@ pub(super) fn parse_room(
     let mut next = snapshot.as_ref().map_or(1, |s| s.seq + 1);
     let mut events = Vec::with_capacity(entries.len());
     for entry in &entries {
-        let (id, json) =
-            stream_entry(entry, b"e").map_err(|what| corrupt(format!("log: {what}")))?;
-        let seq: u64 = id
-            .split('-')
-            .next()
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| corrupt(format!("bad entry id {id}")))?;
-        if seq < next {
-            continue; // covered by the snapshot, not trimmed yet
+        let (id, fields) = stream_entry(entry).map_err(|what| corrupt(format!("log: {what}")))?;
+        let run = Run::read(id, |name| fields.get(id, name)).map_err(corrupt)?;
+        for (seq, json) in run.events() {
+            if seq < next {
+                continue; // covered by the snapshot, not trimmed yet
+            }
+            if seq > next {
+                return Err(corrupt(format!("gap: seq {next} expected, found {seq}")));
+            }
+            let event: Event = serde_json::from_slice(json)
+                .map_err(|e| corrupt(format!("seq {seq}: undecodable event: {e}")))?;
+            if event.seq != seq || event.room != room_id {
+                return Err(corrupt(format!(
+                    "seq {seq}: entry holds {} seq {}",
+                    event.room, event.seq
+                )));
+            }
+            events.push(event);
+            next += 1;
         }
-        if seq > next {
-            return Err(corrupt(format!("gap: seq {next} expected, found {seq}")));
-        }
-        let json = json.ok_or_else(|| corrupt(format!("seq {seq}: no event field")))?;
-        let event: Event = serde_json::from_slice(json)
-            .map_err(|e| corrupt(format!("seq {seq}: undecodable event: {e}")))?;
-        if event.seq != seq || event.room != room_id {
-            return Err(corrupt(format!(
-                "seq {seq}: entry holds {} seq {}",
-                event.room, event.seq
-            )));
-        }
-        events.push(event);
-        next += 1;
     }
     if snapshot.is_none() && events.is_empty() {
         tracing::info!(room.id = %room, "room registered without a log; skipping it");
@@ -202,9 +198,9 @@ pub(super) fn parse_room(
 }
 
 /// One entry of an `XRANGE` reply, read where it lies (no map per entry, no copy): its id and
-/// the value of its field `field`, if it has one. Redis sends the fields as a flat array of
-/// names and values (in RESP2 and RESP3 alike); a map is read too.
-fn stream_entry<'v>(entry: &'v Value, field: &[u8]) -> Result<(&'v str, Option<&'v [u8]>), String> {
+/// its fields. Redis sends the fields as a flat array of names and values (in RESP2 and RESP3
+/// alike); a map is read too.
+fn stream_entry(entry: &Value) -> Result<(&str, Fields<'_>), String> {
     let Value::Array(parts) = entry else {
         return Err(format!("an entry is {}, not [id, fields]", shape(entry)));
     };
@@ -218,31 +214,52 @@ fn stream_entry<'v>(entry: &'v Value, field: &[u8]) -> Result<(&'v str, Option<&
         Value::SimpleString(id) => id.as_str(),
         other => return Err(format!("an entry id is {}", shape(other))),
     };
-    let bytes = |value: &'v Value| match value {
-        Value::BulkString(bytes) => Some(bytes.as_slice()),
-        Value::SimpleString(text) => Some(text.as_bytes()),
-        _ => None,
-    };
-    let value = match fields {
+    let fields = match fields {
         Value::Array(flat) if flat.len() % 2 != 0 => {
             return Err(format!("entry {id}: {} field names and values", flat.len()))
         }
-        Value::Array(flat) => flat
-            .chunks_exact(2)
-            .find(|pair| bytes(&pair[0]) == Some(field))
-            .map(|pair| &pair[1]),
-        Value::Map(pairs) => pairs
-            .iter()
-            .find(|(name, _)| bytes(name) == Some(field))
-            .map(|(_, value)| value),
-        Value::Nil => None,
+        Value::Array(flat) => Fields::Flat(flat),
+        Value::Map(pairs) => Fields::Map(pairs),
+        Value::Nil => Fields::Flat(&[]),
         other => return Err(format!("entry {id}: its fields are {}", shape(other))),
     };
+    Ok((id, fields))
+}
+
+/// An entry's fields, as the reply holds them.
+enum Fields<'v> {
+    /// Names and values in turn.
+    Flat(&'v [Value]),
+    Map(&'v [(Value, Value)]),
+}
+
+impl<'v> Fields<'v> {
+    /// The value of the field `name` of the entry `id`, if it has one.
+    fn get(&self, id: &str, name: &str) -> Result<Option<&'v [u8]>, String> {
+        let name = name.as_bytes();
+        let value = match self {
+            Fields::Flat(flat) => flat
+                .chunks_exact(2)
+                .find(|pair| bytes(&pair[0]) == Some(name))
+                .map(|pair| &pair[1]),
+            Fields::Map(pairs) => pairs
+                .iter()
+                .find(|(field, _)| bytes(field) == Some(name))
+                .map(|(_, value)| value),
+        };
+        value
+            .map(|value| {
+                bytes(value).ok_or_else(|| format!("entry {id}: its field is {}", shape(value)))
+            })
+            .transpose()
+    }
+}
+
+fn bytes(value: &Value) -> Option<&[u8]> {
     match value {
-        None => Ok((id, None)),
-        Some(value) => bytes(value)
-            .map(|json| (id, Some(json)))
-            .ok_or_else(|| format!("entry {id}: its field is {}", shape(value))),
+        Value::BulkString(bytes) => Some(bytes.as_slice()),
+        Value::SimpleString(text) => Some(text.as_bytes()),
+        _ => None,
     }
 }
 
@@ -393,6 +410,64 @@ mod tests {
             vec![Value::Nil, stream("r_2"), Value::Nil, stream("r_2")],
         );
         assert!(matches!(swapped, Err(JournalError::Corrupt(_))));
+    }
+
+    /// A run `first..=last` as one entry (`f`, `b`: one event per line).
+    fn run(room: &str, first: u64, last: u64) -> Value {
+        let body: Vec<Vec<u8>> = (first..=last).map(|seq| event(room, seq)).collect();
+        entry(
+            last,
+            vec![
+                bulk("f"),
+                bulk(first.to_string()),
+                bulk("b"),
+                bulk(body.join(&b'\n')),
+                bulk("o"),
+                bulk("3"),
+            ],
+        )
+    }
+
+    #[test]
+    fn runs_and_single_events_are_read_alike_and_a_snapshot_may_cut_a_run() {
+        let stream = log(vec![
+            run("r_1", 1, 3),
+            entry(4, vec![bulk("e"), bulk(event("r_1", 4))]),
+            run("r_1", 5, 6),
+        ]);
+        let room = read(stream.clone()).unwrap().unwrap();
+        assert_eq!(
+            room.events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            [1, 2, 3, 4, 5, 6]
+        );
+        let snapshot = serde_json::json!({
+            "room": "r_1", "seq": 2, "title": "t", "created_at": "2026-11-27T00:00:00Z",
+            "participants_peak": 0, "votes": [], "messages": [], "message_count": 0,
+        });
+        let room = parse_room("r_1", bulk(snapshot.to_string()), stream, Epoch::NONE)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            room.events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            [3, 4, 5, 6]
+        );
+        let gap = log(vec![run("r_1", 1, 2), run("r_1", 4, 5)]);
+        assert!(corrupt(gap).contains("gap: seq 3 expected, found 4"));
+        let short = log(vec![entry(
+            3,
+            vec![bulk("f"), bulk("1"), bulk("b"), bulk(event("r_1", 1))],
+        )]);
+        assert!(corrupt(short).contains("entry 3-0: 1 events for seqs 1 to 3"));
+        let swapped = log(vec![entry(
+            2,
+            vec![
+                bulk("f"),
+                bulk("1"),
+                bulk("b"),
+                bulk([event("r_1", 2), event("r_1", 1)].join(&b'\n')),
+            ],
+        )]);
+        assert!(corrupt(swapped).contains("seq 1: entry holds r_1 seq 2"));
     }
 
     #[test]

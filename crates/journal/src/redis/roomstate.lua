@@ -1,19 +1,24 @@
-#!lua name=roomstate
+#!lua name=roomstate_runs
 
 -- The Redis journal's one write: a batch of room operations, checked and applied all-or-nothing
 -- on the server (docs/architecture.md "The Redis journal"). Loaded with FUNCTION LOAD
 -- REPLACE at connect, and again on each new primary.
 --
--- FCALL roomstate_batch <4 * rooms> <log> <snap> <owner> <msgs> ... <op args...>
+-- FCALL roomstate_batch_runs <4 * rooms> <log> <snap> <owner> <msgs> ... <op args...>
+--
+-- (The library's and the function's names carry the log's format, runs of events per entry: an
+-- engine of an older format loads and calls its own, and never calls this one with its
+-- arguments.)
 --
 -- Keys, four per operation, all under the room's hash tag (so a batch splits per slot under
 -- Redis Cluster): the room's stream of events, its snapshot (a JSON string), its owner hash
 -- {node, epoch, snap_seq, resends}, and its stream of chat messages (every message of the room,
 -- which a snapshot does not trim: a room keeps only the newest in memory).
 -- Arguments, per operation in key order:
---   "A" <epoch> <first seq> <count> <event json> ... <n> (<seq> <message json>) x n
---                                                       append events first..first+count-1, and
---                                                       the messages they post
+--   "A" <epoch> <first seq> <count> <events> <n> (<seq> <message json>) x n
+--                                                       append events first..first+count-1 (their
+--                                                       JSON, one per line), and the messages
+--                                                       they post
 --   "S" <epoch> <seq> <snapshot json>                   store a snapshot, trim the log up to it
 --   "D" <epoch>                                         forget the room (its record is in SQL)
 --   "C" <epoch> <node> <"new"|"take">                   claim the room for <node>: its epoch
@@ -35,8 +40,11 @@
 -- differs from the one sent: never "already stored"), "GAP <expected seq>" (the first event does
 -- not follow the log), "GONE" (a "take" of a room with no log: it was closed) or "EXISTS" (a
 -- "new" claim of a room that has a log).
--- Events appended under an epoch above 0 carry it in their entry (field "o"), so a reader of the
--- log sees where an owner took over: the new owner replayed the room with nobody present.
+-- The log holds one entry per room per call: the new events of the append, with the id of the
+-- last one; a lone event as "e" <json>, several as "f" <first seq> "b" <their JSON, one per
+-- line> (crates/journal/src/redis/entry.rs reads both). Events appended under an epoch above 0
+-- carry it in their entry (field "o"), so a reader of the log sees where an owner took over: the
+-- new owner replayed the room with nobody present.
 -- An append whose events were all stored already still writes (a counter in the owner hash), so
 -- the WAIT after the batch always covers the call.
 
@@ -61,9 +69,67 @@ local function entry_id(seq)
   return string.format('%d-0', seq)
 end
 
--- Checks one append of the `count` events at args[at], args[at + 1], ...; returns the refusal,
--- or nil and the index (1-based) of the first new event.
-local function check_append(log, snap_seq, first, args, at, count)
+-- The JSON of the event `seq` as the log holds it, or nil: it lies in the first entry whose id
+-- is at or above seq (an entry holds one event, "e", or a run from "f" to its id, "b").
+local function stored_event(log, seq)
+  local found = redis.call('XRANGE', log, entry_id(seq), '+', 'COUNT', 1)
+  if #found == 0 then
+    return nil
+  end
+  local id, fields = found[1][1], found[1][2]
+  local last = tonumber((string.match(id, '^(%d+)')))
+  local by_name = {}
+  for i = 1, #fields - 1, 2 do
+    by_name[fields[i]] = fields[i + 1]
+  end
+  if by_name['b'] == nil then
+    if last == seq then
+      return by_name['e']
+    end
+    return nil
+  end
+  local first = tonumber(by_name['f'])
+  if first == nil or seq < first then
+    return nil
+  end
+  local line = 0
+  for json in string.gmatch(by_name['b'], '[^\n]+') do
+    if first + line == seq then
+      return json
+    end
+    line = line + 1
+  end
+  return nil
+end
+
+-- Where each event starts in `events` (one per line): a table of `count` byte offsets, or nil
+-- when it does not hold `count` lines.
+local function line_starts(events, count)
+  local starts = { 1 }
+  local at = 1
+  for i = 2, count do
+    local newline = string.find(events, '\n', at, true)
+    if newline == nil then
+      return nil
+    end
+    at = newline + 1
+    starts[i] = at
+  end
+  if string.find(events, '\n', at, true) ~= nil then
+    return nil
+  end
+  return starts
+end
+
+-- Checks one append of the `count` events in `events` (one per line); returns the refusal, or
+-- nil, the index (1-based) of the first new event and where each event starts in `events`.
+-- An append whose text does not hold `count` lines is an error of the caller's.
+local function check_append(log, snap_seq, first, events, count)
+  local starts = line_starts(events, count)
+  if starts == nil then
+    return redis.error_reply('roomstate_batch_runs: an append of ' .. tostring(count)
+      .. ' events holds another number of lines')
+  end
   local top = last_seq(log, snap_seq)
   if first > top + 1 then
     return 'GAP ' .. tostring(top + 1)
@@ -73,17 +139,16 @@ local function check_append(log, snap_seq, first, args, at, count)
   for i = 1, count do
     local seq = first + i - 1
     if seq > top then
-      return nil, i
+      return nil, i, starts
     end
     if seq > snap_seq then
-      local id = entry_id(seq)
-      local stored = redis.call('XRANGE', log, id, id)
-      if #stored == 0 or stored[1][2][2] ~= args[at + i - 1] then
+      local sent = string.sub(events, starts[i], (starts[i + 1] or (#events + 2)) - 2)
+      if stored_event(log, seq) ~= sent then
         return 'CONFLICT ' .. tostring(seq)
       end
     end
   end
-  return nil, count + 1
+  return nil, count + 1, starts
 end
 
 local function batch(keys, args)
@@ -105,21 +170,23 @@ local function batch(keys, args)
     end
     local answer = 'OK'
     if op == 'A' then
-      -- The events and the messages stay where they are in args: their positions are noted.
+      -- The messages stay where they are in args: their position is noted.
       local first = tonumber(args[a])
       local count = tonumber(args[a + 1])
-      local events_at = a + 2
-      a = a + 2 + count
-      local n = tonumber(args[a])
-      local messages_at = a + 1
-      a = a + 1 + 2 * n
-      local from
+      local events = args[a + 2]
+      local n = tonumber(args[a + 3])
+      local messages_at = a + 4
+      a = a + 4 + 2 * n
+      local from, starts
       if not refusal then
-        refusal, from = check_append(log, snap_seq, first, args, events_at, count)
+        refusal, from, starts = check_append(log, snap_seq, first, events, count)
+        if type(refusal) == 'table' then
+          return refusal
+        end
       end
       if not refusal then
         writes[#writes + 1] =
-          { 'A', log, owner, first, events_at, count, from, msgs, messages_at, n, epoch }
+          { 'A', log, owner, first, events, count, from, starts, msgs, messages_at, n, epoch }
       end
     elseif op == 'S' then
       local seq = tonumber(args[a])
@@ -157,23 +224,30 @@ local function batch(keys, args)
         writes[#writes + 1] = { 'R', owner }
       end
     else
-      return redis.error_reply('roomstate_batch: unknown operation ' .. tostring(op))
+      return redis.error_reply('roomstate_batch_runs: unknown operation ' .. tostring(op))
     end
     answers[#answers + 1] = refusal or answer
   end
   for _, w in ipairs(writes) do
     if w[1] == 'A' then
-      local log, owner, first, events_at, count, from = w[2], w[3], w[4], w[5], w[6], w[7]
-      local msgs, messages_at, n, epoch = w[8], w[9], w[10], w[11]
-      -- Formatted once for the room's entries (a number would be formatted again per entry).
-      local owner_epoch = string.format('%d', epoch)
-      for i = from, count do
-        local id = entry_id(first + i - 1)
-        if epoch > 0 then
-          redis.call('XADD', log, id, 'e', args[events_at + i - 1], 'o', owner_epoch)
-        else
-          redis.call('XADD', log, id, 'e', args[events_at + i - 1])
+      local log, owner, first, events, count = w[2], w[3], w[4], w[5], w[6]
+      local from, starts, msgs, messages_at, n, epoch = w[7], w[8], w[9], w[10], w[11], w[12]
+      if from <= count then
+        -- One entry: the new events, with the last one's id.
+        local fields
+        if from > 1 then
+          events = string.sub(events, starts[from])
         end
+        if from == count then
+          fields = { 'e', events }
+        else
+          fields = { 'f', string.format('%d', first + from - 1), 'b', events }
+        end
+        if epoch > 0 then
+          fields[#fields + 1] = 'o'
+          fields[#fields + 1] = string.format('%d', epoch)
+        end
+        redis.call('XADD', log, entry_id(first + count - 1), unpack(fields))
       end
       -- Only the messages of events written now: the others were archived with their events.
       local new_from = first + from - 1
@@ -204,4 +278,4 @@ local function batch(keys, args)
   return answers
 end
 
-redis.register_function('roomstate_batch', batch)
+redis.register_function('roomstate_batch_runs', batch)

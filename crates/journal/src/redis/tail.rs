@@ -67,6 +67,7 @@ use roomstate_core::{
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
+    entry::{self, Run},
     fence::Fences,
     primary, recover, unavailable,
     watch::{self, Settings},
@@ -836,20 +837,9 @@ impl Parsed {
 fn parse_entries(room: &RoomId, cursor: u64, entries: Vec<StreamId>) -> Parsed {
     let mut parsed = Parsed::default();
     for entry in entries {
-        let next = cursor + parsed.events.len() as u64 + 1;
-        match parse_entry(room, &entry) {
-            Ok((event, _)) if event.seq != next => {
-                parsed.broken = Some(Broken::Gap {
-                    expected: next,
-                    found: event.seq,
-                });
-                break;
-            }
-            Ok(read) => parsed.events.push(read),
-            Err(why) => {
-                parsed.broken = Some(Broken::Corrupt(why));
-                break;
-            }
+        if let Err(why) = parse_entry(room, cursor, &entry, &mut parsed) {
+            parsed.broken = Some(why);
+            break;
         }
     }
     if parsed.broken.is_some() {
@@ -859,37 +849,54 @@ fn parse_entries(room: &RoomId, cursor: u64, entries: Vec<StreamId>) -> Parsed {
     parsed
 }
 
-/// One log entry: its event and the epoch it was written under.
-fn parse_entry(room: &RoomId, entry: &StreamId) -> Result<(Event, Option<Epoch>), String> {
-    let seq: u64 = entry
-        .id
-        .split('-')
-        .next()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("bad entry id {}", entry.id))?;
-    let field = |name: &str| -> Result<Option<String>, String> {
-        entry
-            .map
-            .get(name)
-            .cloned()
-            .map(redis::from_redis_value::<String>)
-            .transpose()
-            .map_err(|e| format!("seq {seq}: field {name}: {e}"))
+/// One log entry's events after `cursor`, each with the epoch it was written under, added to
+/// `parsed` (an entry read from after the cursor may begin at or before it: a run that a
+/// snapshot's seq cuts in two).
+fn parse_entry(
+    room: &RoomId,
+    cursor: u64,
+    entry: &StreamId,
+    parsed: &mut Parsed,
+) -> Result<(), Broken> {
+    let id = entry.id.as_str();
+    let field = |name: &str| -> Result<Option<&[u8]>, String> {
+        match entry.map.get(name) {
+            None => Ok(None),
+            Some(Value::BulkString(bytes)) => Ok(Some(bytes.as_slice())),
+            Some(Value::SimpleString(text)) => Ok(Some(text.as_bytes())),
+            Some(_) => Err(format!("entry {id}: field {name} is not a string")),
+        }
     };
-    let json = field("e")?.ok_or_else(|| format!("seq {seq}: no event field"))?;
-    let event: Event =
-        serde_json::from_str(&json).map_err(|e| format!("seq {seq}: undecodable event: {e}"))?;
-    if event.seq != seq || event.room != *room {
-        return Err(format!(
-            "seq {seq}: entry holds {} seq {}",
-            event.room, event.seq
-        ));
+    let run = Run::read(id, field).map_err(Broken::Corrupt)?;
+    let epoch = field(entry::EPOCH)
+        .map_err(Broken::Corrupt)?
+        .map(|o| {
+            std::str::from_utf8(o)
+                .ok()
+                .and_then(|o| o.parse().ok())
+                .map(Epoch)
+                .ok_or_else(|| Broken::Corrupt(format!("entry {id}: bad epoch")))
+        })
+        .transpose()?;
+    for (seq, json) in run.events().filter(|(seq, _)| *seq > cursor) {
+        let next = cursor + parsed.events.len() as u64 + 1;
+        if seq != next {
+            return Err(Broken::Gap {
+                expected: next,
+                found: seq,
+            });
+        }
+        let event: Event = serde_json::from_slice(json)
+            .map_err(|e| Broken::Corrupt(format!("seq {seq}: undecodable event: {e}")))?;
+        if event.seq != seq || event.room != *room {
+            return Err(Broken::Corrupt(format!(
+                "seq {seq}: entry holds {} seq {}",
+                event.room, event.seq
+            )));
+        }
+        parsed.events.push((event, epoch));
     }
-    let epoch = field("o")?
-        .map(|o| o.parse().map(Epoch))
-        .transpose()
-        .map_err(|e| format!("seq {seq}: bad epoch: {e}"))?;
-    Ok((event, epoch))
+    Ok(())
 }
 
 /// What a room's owner check answered (`HMGET`, `EXISTS`, `XREVRANGE`).
@@ -1181,4 +1188,134 @@ fn read_whole(room: &RoomId, cursor: u64, reply: Value) -> Result<Option<Whole>,
         messages,
         owner,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use roomstate_core::{
+        room::{EventKind, Side, UserName},
+        time,
+    };
+
+    use super::*;
+
+    fn json(room: &RoomId, seq: u64) -> String {
+        Event {
+            room: room.clone(),
+            seq,
+            at: time::now(),
+            kind: EventKind::Voted {
+                user: UserName::parse("alice").unwrap(),
+                side: Side::Pro,
+            },
+        }
+        .to_json()
+    }
+
+    /// An entry as `XREAD` gives it: the run `first..=last` (`e` for one event), and an epoch.
+    fn entry(room: &RoomId, first: u64, last: u64, epoch: Option<&str>) -> StreamId {
+        let mut map = HashMap::new();
+        let body: Vec<String> = (first..=last).map(|seq| json(room, seq)).collect();
+        if first == last {
+            map.insert("e".to_owned(), Value::BulkString(body.join("").into()));
+        } else {
+            map.insert("f".to_owned(), Value::BulkString(first.to_string().into()));
+            map.insert("b".to_owned(), Value::BulkString(body.join("\n").into()));
+        }
+        if let Some(epoch) = epoch {
+            map.insert("o".to_owned(), Value::BulkString(epoch.into()));
+        }
+        StreamId {
+            id: format!("{last}-0"),
+            map,
+            ..StreamId::default()
+        }
+    }
+
+    fn seqs(parsed: &Parsed) -> Vec<(u64, Option<u64>)> {
+        parsed
+            .events
+            .iter()
+            .map(|(event, epoch)| (event.seq, epoch.map(|e| e.0)))
+            .collect()
+    }
+
+    #[test]
+    fn runs_and_single_events_are_handed_out_from_right_after_the_cursor() {
+        let room = RoomId::parse("r_runs").unwrap();
+        // A run the cursor cuts (a follower that loaded a snapshot taken inside it), a lone
+        // event under a new epoch, then another run.
+        let entries = vec![
+            entry(&room, 1, 4, Some("1")),
+            entry(&room, 5, 5, Some("2")),
+            entry(&room, 6, 8, None),
+        ];
+        let parsed = parse_entries(&room, 2, entries);
+        assert!(parsed.broken.is_none());
+        assert_eq!(
+            seqs(&parsed),
+            [
+                (3, Some(1)),
+                (4, Some(1)),
+                (5, Some(2)),
+                (6, None),
+                (7, None),
+                (8, None)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_gap_or_a_damaged_entry_hands_out_nothing() {
+        let room = RoomId::parse("r_runs").unwrap();
+        let gap = parse_entries(&room, 2, vec![entry(&room, 5, 7, None)]);
+        assert!(
+            matches!(
+                gap.broken,
+                Some(Broken::Gap {
+                    expected: 3,
+                    found: 5
+                })
+            ),
+            "a run trimmed past the cursor"
+        );
+        assert!(gap.events.is_empty());
+
+        let mut short = entry(&room, 3, 5, None);
+        short
+            .map
+            .insert("f".to_owned(), Value::BulkString(b"4".to_vec()));
+        let broken = parse_entries(&room, 2, vec![entry(&room, 3, 3, None), short]);
+        assert!(
+            matches!(&broken.broken, Some(Broken::Corrupt(why)) if why.contains("3 events for seqs 4 to 5")),
+            "{}",
+            broken
+                .broken
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default()
+        );
+        assert!(broken.events.is_empty(), "nothing of a broken read");
+
+        let elsewhere = parse_entries(
+            &RoomId::parse("r_other").unwrap(),
+            0,
+            vec![entry(&room, 1, 2, None)],
+        );
+        assert!(
+            matches!(&elsewhere.broken, Some(Broken::Corrupt(why)) if why.contains("entry holds r_runs seq 1"))
+        );
+        let mut bad_epoch = entry(&room, 1, 2, Some("x"));
+        bad_epoch.id = "2-0".into();
+        let bad_epoch = parse_entries(&room, 0, vec![bad_epoch]);
+        assert!(
+            matches!(&bad_epoch.broken, Some(Broken::Corrupt(why)) if why.contains("entry 2-0: bad epoch"))
+        );
+        let mut not_text = entry(&room, 1, 1, None);
+        not_text.map.insert("e".to_owned(), Value::Int(1));
+        let not_text = parse_entries(&room, 0, vec![not_text]);
+        assert!(
+            matches!(&not_text.broken, Some(Broken::Corrupt(why)) if why.contains("field e is not a string"))
+        );
+    }
 }

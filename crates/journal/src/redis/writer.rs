@@ -1,5 +1,5 @@
 //! The writer thread's loop: it owns the one write connection, group-commits what the rooms
-//! queued (one pipeline: the batch's `FCALL roomstate_batch`, encoded by `batch`, the room
+//! queued (one pipeline: the batch's `FCALL roomstate_batch_runs`, encoded by `batch`, the room
 //! index updates, then one `WAIT`), and answers each request.
 //!
 //! A batch is acknowledged only when every write succeeded, `WAIT` counted enough replicas, and
@@ -29,8 +29,8 @@ use super::{
     recent::Recent,
     recover, repair, unavailable,
     watch::{self, Settings},
-    Adopted, Claim, Granted, Keys, Op, RedisJournalConfig, RedisTarget, Request, Status, FUNCTIONS,
-    MAX_BATCH_EVENTS, ROOMS_PER_PIPELINE,
+    Adopted, Claim, Granted, Keys, Op, RedisJournalConfig, RedisTarget, Request, Status,
+    BATCH_FUNCTION, FUNCTIONS, MAX_BATCH_EVENTS, ROOMS_PER_PIPELINE,
 };
 use crate::{writer, Epoch, JournalError, JournalMetrics, RoomLog};
 
@@ -218,7 +218,7 @@ impl Writer {
         }
     }
 
-    /// Runs every op as one `FCALL roomstate_batch` (plus the room index updates) and one
+    /// Runs every op as one `FCALL roomstate_batch_runs` (plus the room index updates) and one
     /// `WAIT`, in one pipeline. `Ok`: one answer per op (the function refuses a room on its own:
     /// another owner, a conflict, a gap) and the events appended, for the record; `Err`: nothing
     /// may be acknowledged.
@@ -260,11 +260,11 @@ impl Writer {
             .next()
             .map(redis::from_redis_value)
             .transpose()
-            .map_err(|e| unavailable("roomstate_batch reply", e))?
+            .map_err(|e| unavailable("batch function reply", e))?
             .unwrap_or_default();
         if refusals.len() != call.function_ops.len() {
             return Err(unavailable(
-                "roomstate_batch",
+                BATCH_FUNCTION,
                 format!(
                     "{} answers for {} rooms",
                     refusals.len(),
