@@ -145,7 +145,11 @@ if rec_path.exists():
     print("\n### Recovery\n")
     # Runs from before the benchmark waited for Redis to settle after the fill have no settle_s.
     settled = f" once Redis had settled ({r['settle_s']:.1f} s after the fill)" if "settle_s" in r else ""
-    print(f"{r['rooms']} open rooms × {r['events_per_room']} events in the sentinel journal: "
+    # Runs from before the fill's appends were sized have no events_per_append (each room's
+    # events went in one append then, one entry per event in the log's format of that time).
+    entries = (f", written {r['events_per_append']} per append (so per log entry)"
+               if "events_per_append" in r else "")
+    print(f"{r['rooms']} open rooms × {r['events_per_room']} events in the sentinel journal{entries}: "
           f"restart to serving{settled} in **{r['restart_s']:.2f} s** ({r['rooms_after']} rooms open).")
 
 big = json_lines(out / "big-room.jsonl")

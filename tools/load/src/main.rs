@@ -72,6 +72,10 @@ enum Cmd {
         rooms: usize,
         #[arg(long, default_value_t = 100)]
         events: usize,
+        /// Events per append while filling, so per entry of a room's log: 1, the most entries
+        /// to read back, is a room whose events each came alone.
+        #[arg(long, default_value_t = 1)]
+        events_per_append: usize,
         #[arg(long, default_value = "target/bench/recovery")]
         work_dir: PathBuf,
         #[arg(long)]
@@ -344,6 +348,7 @@ fn main() -> anyhow::Result<()> {
                 redis,
                 rooms,
                 events,
+                events_per_append,
                 work_dir,
                 json,
             } => {
@@ -355,10 +360,11 @@ fn main() -> anyhow::Result<()> {
                         ("ROOMSTATE__REDIS__MASTER_NAME".to_owned(), master_name.clone()),
                     ],
                 };
-                let report = recovery::measure(&engine_bin, &work_dir, target, env, rooms, events).await?;
+                let report =
+                    recovery::measure(&engine_bin, &work_dir, target, env, rooms, events, events_per_append).await?;
                 println!(
-                    "recovery: {} rooms x {} events: journal filled in {:.1} s, Redis settled in {:.1} s; restart to serving in {:.2} s ({} rooms open)",
-                    report.rooms, report.events_per_room, report.fill_s, report.settle_s, report.restart_s, report.rooms_after
+                    "recovery: {} rooms x {} events ({} per append): journal filled in {:.1} s, Redis settled in {:.1} s; restart to serving in {:.2} s ({} rooms open)",
+                    report.rooms, report.events_per_room, report.events_per_append, report.fill_s, report.settle_s, report.restart_s, report.rooms_after
                 );
                 write_json(&json, &report)
             }

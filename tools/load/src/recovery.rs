@@ -18,10 +18,15 @@ use serde::Serialize;
 
 use crate::{process::spawn_engine, settle::settle};
 
+/// Rooms filled side by side.
+const FILL_ROOMS_AT_ONCE: usize = 500;
+
 #[derive(Debug, Serialize)]
 pub struct RecoveryReport {
     pub rooms: usize,
     pub events_per_room: usize,
+    /// Events per append while filling: the events of each log entry.
+    pub events_per_append: usize,
     pub fill_s: f64,
     /// After the fill, before the engine starts: until the replicas caught up and no Redis
     /// server rewrites its append-only file (`settle`), so the restart is the engine's alone.
@@ -72,27 +77,34 @@ pub async fn measure(
     extra_env: Vec<(String, String)>,
     rooms: usize,
     events: usize,
+    per_append: usize,
 ) -> anyhow::Result<RecoveryReport> {
     std::fs::create_dir_all(work_dir)?;
     let journal: Arc<dyn Journal> = Arc::new(RedisJournal::open(
         RedisJournalConfig::new(target.clone(), 0),
         JournalMetrics::detached()?,
     )?);
+    if per_append == 0 {
+        bail!("--events-per-append must be at least 1");
+    }
     let started = Instant::now();
     let indexes: Vec<usize> = (0..rooms).collect();
-    for chunk in indexes.chunks(200) {
-        let appends = chunk.iter().map(|i| {
-            let journal = journal.clone();
-            async move {
-                let log = room_events(*i, events)?;
-                journal
-                    .append(Epoch::NONE, log)
-                    .await
-                    .context("filling the journal")
+    // Rooms a few hundred at a time, each in appends of `per_append` events, the rooms' appends
+    // side by side (so the writer batches many rooms, as under live load): the log holds
+    // entries of `per_append` events (the journal writes one entry per room per batch).
+    for chunk in indexes.chunks(FILL_ROOMS_AT_ONCE) {
+        let logs: Vec<Vec<Event>> = chunk
+            .iter()
+            .map(|i| room_events(*i, events))
+            .collect::<anyhow::Result<_>>()?;
+        for from in (0..events).step_by(per_append) {
+            let appends = logs.iter().filter(|log| log.len() > from).map(|log| {
+                let part = log[from..log.len().min(from + per_append)].to_vec();
+                journal.append(Epoch::NONE, part)
+            });
+            for result in join_all(appends).await {
+                result.context("filling the journal")?;
             }
-        });
-        for result in join_all(appends).await {
-            result?;
         }
     }
     let fill_s = started.elapsed().as_secs_f64();
@@ -128,6 +140,7 @@ pub async fn measure(
     Ok(RecoveryReport {
         rooms,
         events_per_room: events,
+        events_per_append: per_append,
         fill_s,
         settle_s,
         restart_s,
