@@ -1,14 +1,15 @@
 //! The one fenced append per batch (`roomstate.lua`), against a real Redis: a room whose lease
 //! another writer took (a newer epoch in its owner hash) is refused as `Fenced` and nothing of it
 //! is written; an event sent again must be byte-identical to the stored one (a different one is a
-//! conflict, never "already stored", also inside a run of events stored as one entry); a batch
-//! that would leave a gap is refused; and one room's
+//! conflict, never "already stored", also inside a run of events stored as one entry, and above
+//! a snapshot taken inside one); a batch that would leave a gap is refused, and an append whose
+//! text does not hold its count of events is an error that writes nothing; and one room's
 //! refusal does not hold up the other rooms of the same batch.
 
 use std::time::Duration;
 
 use roomstate_core::{
-    room::{Event, EventKind, RoomId, UserName},
+    room::{Event, EventKind, RoomId, Snapshot, UserName},
     time,
 };
 use roomstate_journal::{
@@ -35,6 +36,21 @@ fn event(room: &RoomId, seq: u64, text: &str) -> Event {
                 key: None,
             },
         },
+    }
+}
+
+fn snapshot(room: &RoomId, seq: u64) -> Snapshot {
+    Snapshot {
+        room: room.clone(),
+        seq,
+        title: "fenced".into(),
+        created_at: time::now(),
+        participants_peak: 1,
+        votes: Vec::new(),
+        messages: Vec::new(),
+        message_count: Some(0),
+        older_upto: seq,
+        keys: Vec::new(),
     }
 }
 
@@ -148,16 +164,21 @@ async fn a_resent_event_must_be_identical_and_a_gap_is_refused() {
         stream_ids(&redis.addr(), &key).await.unwrap(),
         ["2-0", "3-0", "6-0"]
     );
-    let conflict = journal
-        .append(
-            Epoch::NONE,
-            vec![event(&room, 5, "other"), event(&room, 7, "")],
-        )
-        .await;
-    assert!(
-        matches!(&conflict, Err(JournalError::Corrupt(m)) if m.contains("seq 5")),
-        "{conflict:?}"
-    );
+    for (resent, seq) in [
+        (vec![event(&room, 5, "other"), run[2].clone()], 5),
+        (vec![run[1].clone(), event(&room, 6, "other")], 6),
+    ] {
+        let conflict = journal.append(Epoch::NONE, resent).await;
+        assert!(
+            matches!(&conflict, Err(JournalError::Corrupt(m)) if m.contains(&format!("seq {seq}"))),
+            "seq {seq}: {conflict:?}"
+        );
+    }
+    // The run's first line again: already stored, nothing written.
+    journal
+        .append(Epoch::NONE, vec![run[0].clone()])
+        .await
+        .unwrap();
     let seven = event(&room, 7, "seven");
     journal
         .append(
@@ -272,4 +293,80 @@ async fn a_log_of_one_event_per_entry_is_read_and_continued_in_runs() {
         logs[0].events.iter().map(|e| e.seq).collect::<Vec<_>>(),
         [1, 2, 3, 4]
     );
+}
+
+#[actix_rt::test]
+async fn a_snapshot_inside_a_run_keeps_the_run_and_a_resend_above_it_is_still_checked() {
+    let redis = RedisServer::start().await;
+    let journal = open(&redis);
+    let room = RoomId::parse("r_cut").unwrap();
+    let key = format!("roomstate:{{{room}}}:log");
+    let run: Vec<Event> = (1..=4).map(|seq| event(&room, seq, "run")).collect();
+    journal.append(Epoch::NONE, run.clone()).await.unwrap();
+    journal
+        .snapshot(Epoch::NONE, snapshot(&room, 2))
+        .await
+        .unwrap();
+    assert_eq!(
+        stream_ids(&redis.addr(), &key).await.unwrap(),
+        ["4-0"],
+        "the run the snapshot falls in is kept whole"
+    );
+    // Above the snapshot a re-sent event must match its line in the run.
+    let conflict = journal
+        .append(Epoch::NONE, vec![event(&room, 3, "changed")])
+        .await;
+    assert!(
+        matches!(&conflict, Err(JournalError::Corrupt(m)) if m.contains("seq 3")),
+        "{conflict:?}"
+    );
+    journal
+        .append(
+            Epoch::NONE,
+            vec![run[2].clone(), run[3].clone(), event(&room, 5, "new")],
+        )
+        .await
+        .unwrap();
+    let logs = journal.recover().await.unwrap();
+    assert_eq!(
+        logs[0].events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        [3, 4, 5],
+        "recovery reads the run from after the snapshot"
+    );
+}
+
+#[actix_rt::test]
+async fn an_append_whose_text_does_not_hold_its_count_of_lines_is_an_error_and_writes_nothing() {
+    let redis = RedisServer::start().await;
+    let journal = open(&redis);
+    // Any append loads the function.
+    let loaded = RoomId::parse("r_loaded").unwrap();
+    journal
+        .append(Epoch::NONE, vec![event(&loaded, 1, "")])
+        .await
+        .unwrap();
+    let room = RoomId::parse("r_malformed").unwrap();
+    let keys: Vec<String> = ["log", "snap", "owner", "msgs"]
+        .iter()
+        .map(|part| format!("roomstate:{{{room}}}:{part}"))
+        .collect();
+    let json = |seq| event(&room, seq, "x").to_json();
+    for (count, text) in [
+        ("3", format!("{}\n\n{}", json(1), json(3))),
+        ("2", json(1)),
+        ("1", format!("{}\n{}", json(1), json(2))),
+        ("2", format!("{}\n", json(1))),
+    ] {
+        let mut words = vec!["FCALL", "roomstate_batch_runs", "4"];
+        words.extend(keys.iter().map(String::as_str));
+        words.extend(["A", "0", "1", count, text.as_str(), "0"]);
+        let refused = command(&redis.addr(), &words).await;
+        assert!(
+            refused
+                .as_ref()
+                .is_err_and(|e| e.contains("holds another number of lines")),
+            "{count} events in {text:?}: {refused:?}"
+        );
+    }
+    assert_eq!(logged(&redis, &room).await, Vec::<u64>::new());
 }

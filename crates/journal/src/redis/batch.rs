@@ -62,10 +62,25 @@ pub(super) fn batch_call(keys: &Keys<'_>, ops: &[Op]) -> Result<BatchCall, Journ
         if room_of(batched).is_none() {
             continue;
         }
-        let events_json = match batched {
+        let events_json: Vec<String> = match batched {
             Op::Append(_, events) => events.iter().map(Event::to_json).collect(),
             _ => Vec::new(),
         };
+        // The call joins a room's events one per line (`append_args`): JSON escapes line
+        // breaks inside strings, so a raw one is an encoder's bug, refused before it is sent.
+        if let Op::Append(_, events) = batched {
+            if let Some((event, _)) = events
+                .iter()
+                .zip(&events_json)
+                .find(|(_, json)| json.contains('\n'))
+            {
+                return Err(not_encodable(
+                    event.room.as_str(),
+                    "event",
+                    format!("seq {}: a line break in its JSON", event.seq),
+                ));
+            }
+        }
         json_bytes += events_json.iter().map(String::len).sum::<usize>();
         function_ops.push(FunctionOp { op, events_json });
     }

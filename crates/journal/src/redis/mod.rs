@@ -25,7 +25,7 @@
 //! stored"), then appends, snapshots-and-trims or deletes — all or nothing per room.
 //!
 //! Keys, all of one room under one hash tag (so they share a slot under Redis Cluster):
-//! `roomstate:{<room>}:log` (stream, entry id `<seq>-0`, field `e` = event JSON),
+//! `roomstate:{<room>}:log` (stream, one entry per room per batch, id `<last seq>-0`: `entry`),
 //! `roomstate:{<room>}:snap` (snapshot JSON), `roomstate:{<room>}:owner` (hash: lease `epoch`
 //! and `node`, `snap_seq`) and `roomstate:{<room>}:msgs` (stream: every chat message of the room,
 //! field `m`, kept until the room is deleted); and, apart, the set `roomstate:rooms` of open rooms.

@@ -5,8 +5,10 @@
 //!
 //! So before writing anything new on a new connection, the writer reads the stream top of every
 //! room in its record (`recent`) from that primary (`XINFO STREAM`'s `last-generated-id`, which
-//! survives trims), re-appends each recorded event above it with the same entry id `<seq>-0` and
-//! the same payload (plus the room's `SADD` for a seq 1), then `WAIT`s as for a batch. Only when
+//! survives trims), re-appends each recorded event above it as an entry of its own, `<seq>-0`
+//! with the same payload (plus the room's `SADD` for a seq 1), then `WAIT`s as for a batch (a
+//! run the events were first written in is one entry: everything at or below the top is stored,
+//! so a re-append never lands inside one). Only when
 //! that succeeded does the batch go out. Each room repaired is logged at warn level and counted
 //! (`journal_repaired_events_total`); a missing range older than the record can only be
 //! reported (error log, `journal_unrepairable_events_total`): the log has a gap from then on.
@@ -57,7 +59,7 @@ pub(super) fn plan(recorded: &VecDeque<Acked>, top: u64) -> RoomPlan<'_> {
 }
 
 /// The seq of a stream's last id from an `XINFO STREAM` reply; 0 for a stream that does not
-/// exist. Entry ids are `<seq>-0`.
+/// exist. Entry ids are `<seq>-0`, a run's the seq of its last event.
 pub(super) fn stream_top(reply: RedisResult<Value>) -> Result<u64, String> {
     let info = match reply {
         Ok(info) => info,
@@ -160,7 +162,8 @@ pub(super) async fn run(
         return Ok(Repaired::default());
     }
 
-    // Same ids and payloads as the first time, and a posted message back in the room's archive
+    // One entry per event (`<seq>-0`), the same payloads as the first time, and a posted message
+    // back in the room's archive
     // too; batches of at most MAX_BATCH_EVENTS, and one WAIT after the last: it covers every
     // earlier write on the connection.
     let mut commands: Vec<(&RoomId, u64, Write)> = Vec::new();

@@ -69,53 +69,63 @@ local function entry_id(seq)
   return string.format('%d-0', seq)
 end
 
--- The JSON of the event `seq` as the log holds it, or nil: it lies in the first entry whose id
--- is at or above seq (an entry holds one event, "e", or a run from "f" to its id, "b").
-local function stored_event(log, seq)
-  local found = redis.call('XRANGE', log, entry_id(seq), '+', 'COUNT', 1)
-  if #found == 0 then
-    return nil
-  end
-  local id, fields = found[1][1], found[1][2]
-  local last = tonumber((string.match(id, '^(%d+)')))
-  local by_name = {}
-  for i = 1, #fields - 1, 2 do
-    by_name[fields[i]] = fields[i + 1]
-  end
-  if by_name['b'] == nil then
-    if last == seq then
-      return by_name['e']
+-- The events first..upto as the log holds them, by seq (a seq the log lacks is absent): one
+-- XRANGE from the entry at or above `first` (an entry holds one event, "e", or a run from "f"
+-- to its id, "b", one per line), at most one entry per event, each run's text cut once.
+local function stored_events(log, first, upto)
+  local stored = {}
+  local entries = redis.call('XRANGE', log, entry_id(first), '+', 'COUNT', upto - first + 1)
+  for _, entry in ipairs(entries) do
+    local last = tonumber((string.match(entry[1], '^(%d+)')))
+    local fields = entry[2]
+    local one, from, run
+    for i = 1, #fields - 1, 2 do
+      local name = fields[i]
+      if name == 'e' then
+        one = fields[i + 1]
+      elseif name == 'f' then
+        from = tonumber(fields[i + 1])
+      elseif name == 'b' then
+        run = fields[i + 1]
+      end
     end
-    return nil
-  end
-  local first = tonumber(by_name['f'])
-  if first == nil or seq < first then
-    return nil
-  end
-  local line = 0
-  for json in string.gmatch(by_name['b'], '[^\n]+') do
-    if first + line == seq then
-      return json
+    if run ~= nil and from ~= nil then
+      local seq, at = from, 1
+      while seq <= last and seq <= upto do
+        local newline = string.find(run, '\n', at, true)
+        if seq >= first then
+          stored[seq] = string.sub(run, at, (newline or (#run + 1)) - 1)
+        end
+        if newline == nil then
+          break
+        end
+        at = newline + 1
+        seq = seq + 1
+      end
+    elseif run == nil and one ~= nil and last >= first and last <= upto then
+      stored[last] = one
     end
-    line = line + 1
+    if last >= upto then
+      break
+    end
   end
-  return nil
+  return stored
 end
 
 -- Where each event starts in `events` (one per line): a table of `count` byte offsets, or nil
--- when it does not hold `count` lines.
+-- when it does not hold `count` lines, or a line is empty.
 local function line_starts(events, count)
   local starts = { 1 }
   local at = 1
   for i = 2, count do
     local newline = string.find(events, '\n', at, true)
-    if newline == nil then
+    if newline == nil or newline == at then
       return nil
     end
     at = newline + 1
     starts[i] = at
   end
-  if string.find(events, '\n', at, true) ~= nil then
+  if at > #events or string.find(events, '\n', at, true) ~= nil then
     return nil
   end
   return starts
@@ -136,6 +146,12 @@ local function check_append(log, snap_seq, first, events, count)
   end
   -- Events at or below the top must be exactly what is stored (a re-send after a lost reply);
   -- those trimmed away by a snapshot were made durable by this room's owner before it.
+  local upto = math.min(top, first + count - 1)
+  local from = math.max(first, snap_seq + 1)
+  local stored = {}
+  if from <= upto then
+    stored = stored_events(log, from, upto)
+  end
   for i = 1, count do
     local seq = first + i - 1
     if seq > top then
@@ -143,7 +159,7 @@ local function check_append(log, snap_seq, first, events, count)
     end
     if seq > snap_seq then
       local sent = string.sub(events, starts[i], (starts[i + 1] or (#events + 2)) - 2)
-      if stored_event(log, seq) ~= sent then
+      if stored[seq] ~= sent then
         return 'CONFLICT ' .. tostring(seq)
       end
     end
