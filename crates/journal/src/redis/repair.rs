@@ -19,7 +19,7 @@ use redis::{aio::MultiplexedConnection, RedisResult, Value};
 use roomstate_core::{redact, room::RoomId};
 
 use super::{
-    already_stored,
+    already_stored, entry,
     recent::{Acked, Recent},
     unavailable, Keys, MAX_BATCH_EVENTS, ROOMS_PER_PIPELINE,
 };
@@ -83,10 +83,7 @@ pub(super) fn stream_top(reply: RedisResult<Value>) -> Result<u64, String> {
         .find(|(name, _)| text(name).as_deref() == Some("last-generated-id"))
         .and_then(|(_, value)| text(value))
         .ok_or_else(|| format!("no last-generated-id in XINFO STREAM reply {info:?}"))?;
-    id.split('-')
-        .next()
-        .and_then(|seq| seq.parse().ok())
-        .ok_or_else(|| format!("last-generated-id {id} is not <seq>-0"))
+    entry::seq_of(&id).ok_or_else(|| format!("last-generated-id {id} is not <seq>-0"))
 }
 
 /// What a repair did.

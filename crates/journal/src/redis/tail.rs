@@ -915,12 +915,9 @@ fn observe(owner: Value, exists: Value, top: Value) -> Result<Observed, String> 
     let top: StreamRangeReply =
         redis::from_redis_value(top).map_err(|e| format!("log top: {e}"))?;
     let top = match top.ids.first() {
-        Some(entry) => entry
-            .id
-            .split('-')
-            .next()
-            .and_then(|s| s.parse::<u64>().ok())
-            .ok_or_else(|| format!("bad entry id {}", entry.id))?,
+        Some(entry) => {
+            entry::seq_of(&entry.id).ok_or_else(|| format!("bad entry id {}", entry.id))?
+        }
         None => 0,
     };
     Ok(Observed {
