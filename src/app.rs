@@ -76,6 +76,7 @@ fn open_journal(loaded: &Loaded, metrics: &Metrics) -> anyhow::Result<Opened> {
             let mut config = RedisJournalConfig::new(target, redis.min_replica_acks);
             config.access = loaded.redis_access.clone();
             config.node = loaded.node_id.clone();
+            config.commit_delay = Duration::from_millis(redis.commit_delay_ms);
             let journal = RedisJournal::open(config.clone(), metrics.journal.clone())
                 .context("starting the redis journal")?;
             Ok(Opened {

@@ -334,6 +334,9 @@ pub(crate) struct RedisSettings {
     pub(crate) master_name: String,
     /// Replicas that must hold a batch before it is acknowledged.
     pub(crate) min_replica_acks: u32,
+    /// While batches for several rooms follow each other, a batch starts at most once per this
+    /// many milliseconds, so more rooms' writes share it (0: off).
+    pub(crate) commit_delay_ms: u64,
     /// The servers' ACL user (none: the `default` user); needs `password`.
     pub(crate) username: Option<String>,
     /// The servers' password (`requirepass`, or the ACL user's).
@@ -357,6 +360,7 @@ impl std::fmt::Debug for RedisSettings {
             .field("sentinels", &self.sentinels)
             .field("master_name", &self.master_name)
             .field("min_replica_acks", &self.min_replica_acks)
+            .field("commit_delay_ms", &self.commit_delay_ms)
             .field("username", &self.username)
             .field("password", &hidden(&self.password))
             .field("sentinel_username", &self.sentinel_username)
@@ -647,6 +651,13 @@ impl Settings {
         {
             return invalid("journal.kind = \"redis\" needs redis.sentinels or redis.url".into());
         }
+        if self.redis.commit_delay_ms > MAX_COMMIT_DELAY_MS {
+            return invalid(format!(
+                "redis.commit_delay_ms is at most {MAX_COMMIT_DELAY_MS} (it adds up to that much \
+                 to every acknowledgement under load), got {}",
+                self.redis.commit_delay_ms
+            ));
+        }
         let redis_access = match self.journal.kind {
             JournalKind::Redis => self.redis.access()?,
             JournalKind::Local => RedisAccess::default(),
@@ -703,6 +714,10 @@ impl Settings {
 /// message of 2000 characters, each escaped to at most 6 bytes of JSON, and its envelope), so a
 /// socket that takes what it is sent is never dropped for one frame.
 const MIN_WS_SEND_BUFFER_BYTES: usize = 16 * 1024;
+
+/// The longest `redis.commit_delay_ms`: a state reaches every socket within 100 ms
+/// (docs/api.md), and a delay is added to every acknowledgement under load.
+const MAX_COMMIT_DELAY_MS: u64 = 50;
 
 impl HttpSettings {
     /// `trusted_proxies` and `allowed_origins`, parsed; an entry that is not one names itself.

@@ -20,6 +20,10 @@ fn embedded_defaults_match_the_contract() {
     assert_eq!(s.journal.kind, JournalKind::Local);
     assert_eq!(s.redis.master_name, "roomstate");
     assert_eq!(s.redis.min_replica_acks, 0);
+    assert_eq!(
+        s.redis.commit_delay_ms, 0,
+        "no commit delay unless asked for"
+    );
     assert_eq!(s.presence.http_ttl_s, 300);
     assert_eq!(loaded.store_url, "sqlite://data/roomstate.db");
     let token = loaded.admin_token.unwrap();
@@ -99,6 +103,25 @@ fn unknown_keys_and_bad_values_are_refused() {
 }
 
 const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+#[test]
+fn a_commit_delay_is_taken_up_to_its_bound_and_refused_above_or_garbled() {
+    let loaded =
+        Settings::load_from(None, env(&[("ROOMSTATE__REDIS__COMMIT_DELAY_MS", "2")])).unwrap();
+    assert_eq!(loaded.settings.redis.commit_delay_ms, 2);
+    let at_bound =
+        Settings::load_from(None, env(&[("ROOMSTATE__REDIS__COMMIT_DELAY_MS", "50")])).unwrap();
+    assert_eq!(at_bound.settings.redis.commit_delay_ms, 50);
+    let err = refusal(&[("ROOMSTATE__REDIS__COMMIT_DELAY_MS", "51")]);
+    assert!(
+        err.contains("redis.commit_delay_ms") && err.contains("at most 50") && err.contains("51"),
+        "{err}"
+    );
+    for garbled in ["-1", "1.5", "soon"] {
+        let err = refusal(&[("ROOMSTATE__REDIS__COMMIT_DELAY_MS", garbled)]);
+        assert!(err.contains("commit_delay_ms"), "{garbled}: {err}");
+    }
+}
 
 /// The refusal's text for these settings (embedded defaults and `pairs`).
 fn refusal(pairs: &[(&str, &str)]) -> String {

@@ -33,6 +33,7 @@
 //! # Layout
 //! - this file: the configuration, the `Journal` handle and the requests it queues;
 //! - `writer`: the writer thread's loop: group commit, connecting, acknowledging;
+//! - `commit_delay`: when the writer holds a batch back for more writes to join it;
 //! - `recover`: reading open rooms back (all at start; some when a cluster node takes them);
 //! - `watch`: listening to the sentinels' failover events;
 //! - `fence`: which primaries the writer must not write to, from what the watcher heard;
@@ -51,6 +52,7 @@
 
 mod batch;
 mod cluster;
+mod commit_delay;
 mod entry;
 mod fence;
 mod primary;
@@ -129,6 +131,9 @@ pub struct RedisJournalConfig {
     pub min_replica_acks: u32,
     /// How long `WAIT` waits for the replicas.
     pub wait_timeout: Duration,
+    /// While batches for several rooms follow each other, a batch starts at most once per this
+    /// (`commit_delay`); zero: each starts as soon as the last is done.
+    pub commit_delay: Duration,
     /// How long any reply may take (above `wait_timeout`, so `WAIT` itself never times out).
     pub response_timeout: Duration,
     pub connect_timeout: Duration,
@@ -143,13 +148,14 @@ pub struct RedisJournalConfig {
 
 impl RedisJournalConfig {
     /// The defaults for a target: no credentials and no TLS (but what a URL says), a 1 s
-    /// `WAIT`, 2 s replies, 500 ms connects, the default record of recent acknowledgements.
+    /// `WAIT`, no commit delay, 2 s replies, 500 ms connects, the default record of recent acknowledgements.
     pub fn new(target: RedisTarget, min_replica_acks: u32) -> Self {
         Self {
             target,
             access: RedisAccess::default(),
             min_replica_acks,
             wait_timeout: Duration::from_millis(1000),
+            commit_delay: Duration::ZERO,
             response_timeout: Duration::from_millis(2000),
             connect_timeout: Duration::from_millis(500),
             key_prefix: "roomstate".into(),

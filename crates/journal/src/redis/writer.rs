@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::{
     batch::{batch_call, room_of, FunctionOp},
     cluster,
+    commit_delay::CommitDelay,
     fence::Fences,
     primary,
     recent::Recent,
@@ -94,7 +95,13 @@ impl Writer {
             };
             watch::spawn(addrs, settings, fences);
         }
+        let mut delay = CommitDelay::new(self.config.commit_delay);
         while let Some(first) = queue.recv().await {
+            if matches!(first, Request::Write { .. }) {
+                if let Some(until) = delay.hold_until(Instant::now()) {
+                    tokio::time::sleep_until(until.into()).await;
+                }
+            }
             let (batch, events) = writer::gather(
                 first,
                 || queue.try_recv().ok(),
@@ -132,6 +139,7 @@ impl Writer {
                 }
             }
             if !writes.is_empty() {
+                delay.started(Instant::now(), writes.len());
                 self.write(writes, events).await;
             }
         }
