@@ -75,8 +75,10 @@ async fn after_a_batch_of_several_rooms_the_next_waits_out_the_delay() {
         );
         x.unwrap();
         y.unwrap();
+        let pair_took = started.elapsed();
         seq += 1;
-        if batches(&redis).await - before != 1 {
+        // One batch held both, and fast enough that what follows shows the hold, not a slow box.
+        if batches(&redis).await - before != 1 || pair_took >= DELAY / 3 {
             continue;
         }
         journal
@@ -88,14 +90,16 @@ async fn after_a_batch_of_several_rooms_the_next_waits_out_the_delay() {
             took >= DELAY,
             "the batch after one of two rooms started {took:?} after it, within the {DELAY:?} delay"
         );
-        assert!(took < DELAY + Duration::from_secs(3), "held back {took:?}");
+        assert!(took < DELAY + Duration::from_secs(20), "held back {took:?}");
         let logged = log_seqs(&redis.addr(), "roomstate:{r_a}:log")
             .await
             .unwrap();
         assert_eq!(logged, (1..=seq).collect::<Vec<_>>());
         return;
     }
-    panic!("in 500 tries the writer never took two rooms' writes queued together as one batch");
+    panic!(
+        "in 500 tries the writer never took two rooms' writes queued together as one quick batch"
+    );
 }
 
 #[actix_rt::test]

@@ -148,7 +148,8 @@ pub struct RedisJournalConfig {
 
 impl RedisJournalConfig {
     /// The defaults for a target: no credentials and no TLS (but what a URL says), a 1 s
-    /// `WAIT`, no commit delay, 2 s replies, 500 ms connects, the default record of recent acknowledgements.
+    /// `WAIT`, no commit delay, 2 s replies, 500 ms connects, the default record of recent
+    /// acknowledgements.
     pub fn new(target: RedisTarget, min_replica_acks: u32) -> Self {
         Self {
             target,
@@ -219,8 +220,9 @@ enum Request {
         node: String,
         reply: oneshot::Sender<Result<Vec<Adopted>, JournalError>>,
     },
-    /// Read a room's archived messages (on the writer's connection, behind the writes queued
-    /// before it).
+    /// Read a room's archived messages (on the writer's connection; a batch's reads run before
+    /// its writes, so a page may lack what was queued just before it: callers keep to what they
+    /// know is durable).
     Messages {
         room: RoomId,
         after: u64,
@@ -280,6 +282,7 @@ impl RedisJournal {
         let (server_user, sentinel_user) = (user(servers), user(sentinels));
         let tls = servers.tls().is_some()
             || matches!(&config.target, RedisTarget::Url(url) if url.starts_with("rediss://"));
+        let commit_delay_ms = u64::try_from(config.commit_delay.as_millis()).unwrap_or(u64::MAX);
         let (requests, queue) = mpsc::unbounded_channel();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -295,6 +298,7 @@ impl RedisJournal {
             redis.tls = tls,
             redis.user = server_user.as_deref(),
             redis.sentinel_user = sentinel_user.as_deref(),
+            redis.commit_delay_ms = commit_delay_ms,
             "redis journal started"
         );
         Ok(Self {

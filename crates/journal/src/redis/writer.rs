@@ -1,6 +1,7 @@
 //! The writer thread's loop: it owns the one write connection, group-commits what the rooms
 //! queued (one pipeline: the batch's `FCALL roomstate_batch_runs`, encoded by `batch`, the room
-//! index updates, then one `WAIT`), and answers each request.
+//! index updates, then one `WAIT`), and answers each request. Under load a batch may first wait
+//! for more rooms' writes to join it (`commit_delay`, when configured).
 //!
 //! A batch is acknowledged only when every write succeeded, `WAIT` counted enough replicas, and
 //! the fence (`fence`) does not name the primary it was written to: a sentinel announcing a
@@ -24,7 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::{
     batch::{batch_call, room_of, FunctionOp},
     cluster,
-    commit_delay::CommitDelay,
+    commit_delay::{CommitDelay, Rooms},
     fence::Fences,
     primary,
     recent::Recent,
@@ -139,7 +140,8 @@ impl Writer {
                 }
             }
             if !writes.is_empty() {
-                delay.started(Instant::now(), writes.len());
+                let rooms = Rooms::of(writes.iter().map(|(op, _)| room_of(op)));
+                delay.started(Instant::now(), rooms);
                 self.write(writes, events).await;
             }
         }
