@@ -60,6 +60,14 @@ fn open(redis: &RedisServer) -> RedisJournal {
     RedisJournal::open(config, JournalMetrics::detached().unwrap()).unwrap()
 }
 
+/// Asserts that `result` is the function's conflict at `seq`: never "already stored".
+fn assert_conflict(result: &Result<(), JournalError>, seq: u64) {
+    assert!(
+        matches!(result, Err(JournalError::Corrupt(m)) if m.contains(&format!("seq {seq}"))),
+        "seq {seq}: {result:?}"
+    );
+}
+
 /// The seqs the room's log holds.
 async fn logged(redis: &RedisServer, room: &RoomId) -> Vec<u64> {
     log_seqs(&redis.addr(), &format!("roomstate:{{{room}}}:log"))
@@ -124,17 +132,11 @@ async fn a_resent_event_must_be_identical_and_a_gap_is_refused() {
     let conflict = journal
         .append(Epoch::NONE, vec![event(&room, 2, "other")])
         .await;
-    assert!(
-        matches!(&conflict, Err(JournalError::Corrupt(m)) if m.contains("seq 2")),
-        "{conflict:?}"
-    );
+    assert_conflict(&conflict, 2);
     let conflict = journal
         .append(Epoch::NONE, vec![event(&room, 2, "hello")])
         .await;
-    assert!(
-        matches!(&conflict, Err(JournalError::Corrupt(m)) if m.contains("seq 2")),
-        "{conflict:?}"
-    );
+    assert_conflict(&conflict, 2);
     // A gap: seq 4 after 2.
     let gap = journal
         .append(Epoch::NONE, vec![event(&room, 4, "later")])
@@ -169,10 +171,7 @@ async fn a_resent_event_must_be_identical_and_a_gap_is_refused() {
         (vec![run[1].clone(), event(&room, 6, "other")], 6),
     ] {
         let conflict = journal.append(Epoch::NONE, resent).await;
-        assert!(
-            matches!(&conflict, Err(JournalError::Corrupt(m)) if m.contains(&format!("seq {seq}"))),
-            "seq {seq}: {conflict:?}"
-        );
+        assert_conflict(&conflict, seq);
     }
     // The run's first line again: already stored, nothing written.
     journal
@@ -274,10 +273,7 @@ async fn a_log_of_one_event_per_entry_is_read_and_continued_in_runs() {
     let conflict = journal
         .append(epoch, vec![event(&room, 2, "changed")])
         .await;
-    assert!(
-        matches!(&conflict, Err(JournalError::Corrupt(m)) if m.contains("seq 2")),
-        "{conflict:?}"
-    );
+    assert_conflict(&conflict, 2);
     let newer = vec![
         older[1].clone(),
         event(&room, 3, "now"),
@@ -316,10 +312,7 @@ async fn a_snapshot_inside_a_run_keeps_the_run_and_a_resend_above_it_is_still_ch
     let conflict = journal
         .append(Epoch::NONE, vec![event(&room, 3, "changed")])
         .await;
-    assert!(
-        matches!(&conflict, Err(JournalError::Corrupt(m)) if m.contains("seq 3")),
-        "{conflict:?}"
-    );
+    assert_conflict(&conflict, 3);
     journal
         .append(
             Epoch::NONE,
