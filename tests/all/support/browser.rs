@@ -46,6 +46,54 @@ pub struct Browser {
     profiles: tempfile::TempDir,
 }
 
+/// Times chromedriver is started again after it exited before serving.
+const DRIVER_TRIES: u32 = 3;
+
+/// How one start of chromedriver went.
+enum Launch {
+    /// Serving on this port.
+    Started(Child, String),
+    /// It exited before it said it serves.
+    Exited(String),
+    /// Still running, but it did not say it serves within `START_DEADLINE` (killed).
+    Silent,
+}
+
+/// Starts chromedriver on a port of its choosing and waits for it to say which.
+fn launch_driver(driver: &std::path::Path) -> Launch {
+    let mut child = Command::new(driver)
+        .arg("--port=0")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        // Its own process group: Drop kills chromedriver and every Chromium it started.
+        .process_group(0)
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {}: {e}", driver.display()));
+    let stdout = child.stdout.take().expect("chromedriver stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("started successfully on port ").nth(1) {
+                let _ = tx.send(rest.trim_end_matches('.').to_owned());
+            }
+        }
+    });
+    match rx.recv_timeout(START_DEADLINE) {
+        Ok(port) => Launch::Started(child, port),
+        Err(mpsc::RecvTimeoutError::Disconnected) => {
+            let status = child
+                .wait()
+                .map_or_else(|e| format!("no exit status: {e}"), |s| s.to_string());
+            Launch::Exited(status)
+        }
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            let _ = child.kill();
+            Launch::Silent
+        }
+    }
+}
+
 impl Browser {
     /// Starts chromedriver. Fails the test, saying what to run, when Chromium or chromedriver
     /// is missing: these tests are never skipped.
@@ -57,29 +105,23 @@ impl Browser {
             );
         };
         let profiles = tempfile::tempdir().expect("temp dir for browser profiles");
-        let mut child = Command::new(&driver)
-            .arg("--port=0")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            // Its own process group: Drop kills chromedriver and every Chromium it started.
-            .process_group(0)
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", driver.display()));
-        let stdout = child.stdout.take().expect("chromedriver stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("started successfully on port ").nth(1) {
-                    let _ = tx.send(rest.trim_end_matches('.').to_owned());
+        // chromedriver picks its own free port (`--port=0`) and now and then exits at once
+        // without serving (seen in CI: the port it picked was taken by the time it bound it).
+        // Such an early exit is retried; one that starts and never says so fails the test.
+        let mut tries = 0;
+        let (child, port) = loop {
+            tries += 1;
+            match launch_driver(&driver) {
+                Launch::Started(child, port) => break (child, port),
+                Launch::Exited(status) if tries < DRIVER_TRIES => {
+                    eprintln!(
+                        "chromedriver exited before it started ({status}); starting it again"
+                    );
                 }
-            }
-        });
-        let port = match rx.recv_timeout(START_DEADLINE) {
-            Ok(port) => port,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("chromedriver did not start within {START_DEADLINE:?}");
+                Launch::Exited(status) => {
+                    panic!("chromedriver exited before it started, {tries} times (last: {status})")
+                }
+                Launch::Silent => panic!("chromedriver did not start within {START_DEADLINE:?}"),
             }
         };
         Browser {
