@@ -110,6 +110,9 @@ mod imp {
                 }
                 None => Instant::now(),
             };
+            if interval.is_some() && due >= measure_from && due < end {
+                recorder.sent_late(due.elapsed());
+            }
             let op = mixer.next_op();
             let result = conn.transaction::<_, diesel::result::Error, _>(|conn| {
                 match &op {

@@ -114,6 +114,9 @@ async fn client(
         if replica_acks > 0 {
             pipe.cmd("WAIT").arg(replica_acks).arg(1000);
         }
+        if interval.is_some() {
+            run.sending(due);
+        }
         let reply: redis::RedisResult<Vec<i64>> = pipe.query_async(&mut conn).await;
         match reply {
             Ok(acked)

@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 
 use crate::{
     mix::{Kind, Mixer, Op},
+    peek::{self, Type},
     workload::{Run, Workload},
 };
 
@@ -207,6 +208,9 @@ async fn ws_client(
                 Instant::now()
             };
             outstanding.insert(next_req.to_string(), (due, op.kind()));
+            if interval.is_some() {
+                run.sending(due);
+            }
             if framed
                 .send(Message::Text(frame_of(&op, next_req).to_string().into()))
                 .await
@@ -248,15 +252,14 @@ async fn ws_client(
             Ok(Some(Ok(frame))) => frame,
         };
         let Frame::Text(bytes) = frame else { continue };
-        let Ok(value) = serde_json::from_slice::<Value>(&bytes) else {
-            continue;
-        };
-        let ok = match value["type"].as_str() {
-            Some("ack") => true,
-            Some("error") => false,
+        // Only an answer's type and `req` matter here: the rest of a frame is not parsed.
+        let frame = peek::peek(&bytes);
+        let ok = match frame.kind {
+            Type::Ack => true,
+            Type::Error => false,
             _ => continue,
         };
-        let Some((due, kind)) = value["req"].as_str().and_then(|r| outstanding.remove(r)) else {
+        let Some((due, kind)) = frame.req.and_then(|r| outstanding.remove(r)) else {
             continue;
         };
         run.answered(due, kind, ok);
@@ -325,6 +328,7 @@ async fn http_client(
                 next_due += interval;
                 let (http, urls, run) = (http.clone(), urls.clone(), run.clone());
                 inflight.push(actix_rt::spawn(async move {
+                    run.sending(due);
                     match http_request(&http, &urls, &op).await {
                         Ok(ok) => {
                             run.answered(due, op.kind(), ok);

@@ -14,6 +14,7 @@ mod cpu;
 mod engine;
 mod memory;
 mod mix;
+mod peek;
 mod process;
 mod recovery;
 mod room_acks;

@@ -1,5 +1,7 @@
-//! What a run measured: acknowledged requests, refusals, and an HDR histogram of ack latency
-//! (microseconds), summarised as throughput and percentiles.
+//! What a run measured: acknowledged requests, refusals, and HDR histograms (microseconds) of
+//! ack latency and, in open loop, of how late the client sent each request (its own lag: a
+//! client thread busy reading frames sends late, and the latency from the due time counts it),
+//! summarised as throughput and percentiles.
 
 use std::time::Duration;
 
@@ -14,6 +16,8 @@ use crate::{
 /// Collects one client's (or one run's) results.
 pub struct Recorder {
     latency: Histogram<u64>,
+    /// Open loop: from when each request was due to when the client sent it.
+    send_lag: Histogram<u64>,
     pub acked: u64,
     pub refused: u64,
     pub failed: u64,
@@ -30,10 +34,11 @@ impl Recorder {
     pub fn new() -> Self {
         // 1 µs to 10 min at 3 significant figures (constant, valid bounds); values above are
         // clamped by `saturating_record`.
-        let latency =
-            Histogram::new_with_bounds(1, 600_000_000, 3).expect("constant histogram bounds");
+        let histogram =
+            || Histogram::new_with_bounds(1, 600_000_000, 3).expect("constant histogram bounds");
         Self {
-            latency,
+            latency: histogram(),
+            send_lag: histogram(),
             acked: 0,
             refused: 0,
             failed: 0,
@@ -44,10 +49,12 @@ impl Recorder {
     pub fn ack(&mut self, kind: Kind, latency: Duration) {
         self.acked += 1;
         self.mix.add(kind);
-        let micros = u64::try_from(latency.as_micros())
-            .unwrap_or(u64::MAX)
-            .max(1);
-        self.latency.saturating_record(micros);
+        self.latency.saturating_record(micros(latency));
+    }
+
+    /// An open-loop request went out `lag` after it was due.
+    pub fn sent_late(&mut self, lag: Duration) {
+        self.send_lag.saturating_record(micros(lag));
     }
 
     pub fn refuse(&mut self) {
@@ -66,11 +73,22 @@ impl Recorder {
         self.failed += other.failed;
         self.mix.merge(other.mix);
         let _ = self.latency.add(&other.latency);
+        let _ = self.send_lag.add(&other.send_lag);
     }
 
     pub fn latency(&self) -> LatencyMs {
         LatencyMs::of(&self.latency)
     }
+
+    /// How late the requests went out (open loop); `None` when none was recorded.
+    pub fn send_lag(&self) -> Option<LatencyMs> {
+        (!self.send_lag.is_empty()).then(|| LatencyMs::of(&self.send_lag))
+    }
+}
+
+/// Whole microseconds, at least 1 (the histograms' lowest value).
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1)
 }
 
 /// The median of `values` (in any order); `None` when there are none.
@@ -125,6 +143,8 @@ pub struct Summary {
     /// Acknowledged mutations per second.
     pub throughput: f64,
     pub latency_ms: LatencyMs,
+    /// Open loop: how late the client sent its requests (the latency above counts it).
+    pub send_lag_ms: Option<LatencyMs>,
     pub mix: MixCount,
     /// CPU of the watched processes (`--cpu`) over the measured window, by name.
     pub cpu: std::collections::BTreeMap<String, crate::cpu::CpuUse>,
@@ -147,6 +167,7 @@ impl Summary {
             failed: r.failed,
             throughput: r.acked as f64 / seconds,
             latency_ms: r.latency(),
+            send_lag_ms: r.send_lag(),
             mix: r.mix,
             cpu: Default::default(),
         }
@@ -156,6 +177,10 @@ impl Summary {
         let offered = self
             .offered_rate
             .map(|r| format!(" offered {r:.0}/s,"))
+            .unwrap_or_default();
+        let lag = self
+            .send_lag_ms
+            .map(|l| format!("  sent late p50 {:.2} ms p99 {:.2} ms", l.p50, l.p99))
             .unwrap_or_default();
         let cpu: String = self
             .cpu
@@ -169,7 +194,7 @@ impl Summary {
             })
             .collect();
         format!(
-            "{:<20} {:<6}{offered} {:>9.0} acks/s  p50 {:>7.2} ms  p90 {:>7.2} ms  p99 {:>7.2} ms  max {:>8.2} ms  ({} acked, {} refused, {} failed){cpu}",
+            "{:<20} {:<6}{offered} {:>9.0} acks/s  p50 {:>7.2} ms  p90 {:>7.2} ms  p99 {:>7.2} ms  max {:>8.2} ms  ({} acked, {} refused, {} failed){lag}{cpu}",
             self.target,
             self.mode,
             self.throughput,
@@ -186,12 +211,34 @@ impl Summary {
 
 #[cfg(test)]
 mod tests {
-    use super::median;
+    use std::time::Duration;
+
+    use super::{median, Recorder};
 
     #[test]
     fn median_of_odd_even_and_none() {
         assert_eq!(median(&[]), None);
         assert_eq!(median(&[9.0, 1.0, 2.0]), Some(2.0));
         assert_eq!(median(&[4.0, 1.0, 9.0, 2.0]), Some(3.0));
+    }
+
+    #[test]
+    fn send_lag_is_reported_only_when_recorded() {
+        let mut closed = Recorder::new();
+        closed.ack(crate::mix::Kind::Vote, Duration::from_millis(3));
+        assert!(
+            closed.send_lag().is_none(),
+            "a closed loop sends when it may"
+        );
+
+        let mut open = Recorder::new();
+        open.sent_late(Duration::ZERO);
+        open.sent_late(Duration::from_millis(40));
+        let mut other = Recorder::new();
+        other.sent_late(Duration::from_millis(2));
+        open.merge(&other);
+        let lag = open.send_lag().expect("recorded");
+        assert!(lag.max >= 39.9 && lag.max <= 40.1, "{lag:?}");
+        assert!(lag.p50 >= 1.9 && lag.p50 <= 2.1, "{lag:?}");
     }
 }

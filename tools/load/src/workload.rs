@@ -98,6 +98,13 @@ impl Run {
         }
     }
 
+    /// An open-loop request due at `due` goes out now.
+    pub fn sending(&self, due: Instant) {
+        if due >= self.measure_from && due < self.end {
+            self.recorder.borrow_mut().sent_late(due.elapsed());
+        }
+    }
+
     pub fn failed(&self, sent: Instant) {
         if sent >= self.measure_from && sent < self.end {
             self.recorder.borrow_mut().fail();

@@ -66,6 +66,9 @@ async fn the_load_generator_drives_the_engine_closed_and_open_loop() {
     );
     let open = load(&["--target", "engine", "--url", &app.base, "--rate", "200"]);
     assert_eq!(open["mode"], "open");
+    // An open loop reports how late its client sent; a closed one sends when it may.
+    assert!(open["send_lag_ms"]["p99"].as_f64() > Some(0.0), "{open}");
+    assert!(closed["send_lag_ms"].is_null(), "{closed}");
     let http = load(&[
         "--target",
         "engine",

@@ -17,10 +17,8 @@ use awc::{
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 
-use super::{
-    acks::Acks,
-    peek::{self, Type},
-};
+use super::acks::Acks;
+use crate::peek::{self, Type};
 
 /// A request the schedule gives a socket.
 #[derive(Debug, Clone, Copy)]

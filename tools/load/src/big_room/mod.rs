@@ -18,7 +18,6 @@
 
 mod acks;
 mod client;
-mod peek;
 mod report;
 mod schedule;
 mod visibility;

@@ -1,5 +1,5 @@
-//! Reading only what the big room needs of a server frame — its type, its `seq`, an answer's
-//! `req` — without parsing the rest: 2000 sockets in one room get tens of thousands of `state`
+//! Reading only what a client needs of a server frame — its type, its `seq`, an answer's `req` —
+//! without parsing the rest: the sockets of a run get tens of thousands of `state` and `message`
 //! frames a second, read by one client thread on the cores the engine runs on.
 //!
 //! Sound for the engine's frames: they are flat JSON objects, and a key such as `"seq":` cannot
