@@ -121,7 +121,8 @@ if runs:
 
     print("\n### Latency vs offered load, open loop (latency counted from when each request was due)\n")
     print("Sent late: how long after its due time the client sent each request (the load generator's "
-          "own lag, on the cores the servers share; the latency counts it).\n")
+          "own lag, on the cores the servers share; the latency counts it). The baselines' clients send "
+          "one request at a time, so theirs also counts waiting for the previous answer.\n")
     print("| target | offered/s | acks/s | p50 ms | p99 ms | max ms | sent late p50 / p99 ms | engine µs/ack | "
           "all µs/ack | cores busy |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")

@@ -22,7 +22,9 @@ pub struct Peeked<'a> {
     pub kind: Type,
     /// `seq` of a `state`, `message` or `ack` frame.
     pub seq: Option<u64>,
-    /// `req` of an `ack` or `error` frame, when it is a string.
+    /// `req` of an `ack` or `error` frame, when it is a string without escapes (the load
+    /// generator's own are digits, or `v`/`m` and digits); `None` for `null`, a number, or a
+    /// string with an escape, which this does not decode.
     pub req: Option<&'a str>,
 }
 
@@ -64,7 +66,9 @@ pub fn peek(text: &[u8]) -> Peeked<'_> {
         _ => None,
     };
     let req = match kind {
-        Type::Ack | Type::Error => string_after(text, b"\"req\":\""),
+        Type::Ack | Type::Error => {
+            string_after(text, b"\"req\":\"").filter(|req| !req.contains('\\'))
+        }
         _ => None,
     };
     Peeked { kind, seq, req }
@@ -128,6 +132,14 @@ mod tests {
         let error = frames::error(&json!("m3"), ErrorCode::Unavailable, "later");
         let peeked = peek(error.as_bytes());
         assert_eq!((peeked.kind, peeked.req), (Type::Error, Some("m3")));
+        // An error of no request, and a `req` this does not decode, match no request.
+        let unparsed = frames::error(&json!(null), ErrorCode::BadRequest, "not JSON");
+        assert_eq!(peek(unparsed.as_bytes()).kind, Type::Error);
+        assert_eq!(peek(unparsed.as_bytes()).req, None);
+        for req in [r#"a"b"#, r"a\b"] {
+            let escaped = frames::ack(&json!(req), 5);
+            assert_eq!(peek(escaped.as_bytes()).req, None, "{escaped}");
+        }
         assert_eq!(peek(b"{}").kind, Type::Other);
         assert_eq!(peek(b"not json").kind, Type::Other);
     }
