@@ -79,15 +79,55 @@ pub async fn create_rooms(base: &str, rooms: usize) -> anyhow::Result<Vec<String
 /// Runs the workload against the engine at `base` (e.g. `http://127.0.0.1:8080`), or against
 /// several nodes of a cluster: the rooms are created through the first, and each client sticks
 /// to one node, taking them in turn (so every room has clients on every node).
+/// Returns the rooms it created.
 pub async fn run(
     bases: &[String],
     transport: Transport,
     w: &Workload,
     run: &Run,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<String>> {
     let first = bases.first().context("no engine URL")?;
     let rooms = create_rooms(first, w.rooms).await?;
-    drive(bases, &rooms, transport, w, run).await
+    drive(bases, &rooms, transport, w, run).await?;
+    Ok(rooms)
+}
+
+/// Closes `rooms` through the engine at `base` as its admin (`POST /admin/rooms/{id}/close` with
+/// `token` as the bearer token), as the end of a debate does: each room's final record goes to
+/// the engine's SQL store and its keys leave the Redis journal. After a measured run, so that the
+/// next run starts from a journal without this one's rooms, as the baselines delete their keys:
+/// rooms left open keep their logs and message archives in Redis, which then grows from run to
+/// run, and so does each rewrite of its append-only file (a child process that takes a core for
+/// seconds on a 2-core machine, in the middle of whatever run is measured then).
+pub async fn close_rooms(base: &str, token: &str, rooms: &[String]) -> anyhow::Result<()> {
+    let http = client();
+    for chunk in rooms.chunks(16) {
+        let closed = join_all(chunk.iter().map(|id| {
+            let http = &http;
+            async move {
+                let mut resp = http
+                    .post(format!("{base}/admin/rooms/{id}/close"))
+                    .insert_header(("Authorization", format!("Bearer {token}")))
+                    .send()
+                    .await
+                    .map_err(|e| anyhow::anyhow!("closing room {id}: {e}"))?;
+                if resp.status() != 200 {
+                    let body = resp.body().await.unwrap_or_default();
+                    bail!(
+                        "closing room {id} answered {}: {}",
+                        resp.status(),
+                        String::from_utf8_lossy(&body)
+                    );
+                }
+                Ok(())
+            }
+        }))
+        .await;
+        for result in closed {
+            result?;
+        }
+    }
+    Ok(())
 }
 
 /// Drives `rooms` (created already) with `w.users` clients each; client `k` (room by room)

@@ -158,6 +158,11 @@ struct RunArgs {
     /// (repeatable; e.g. `--cpu engine=1234 --cpu redis-primary=5678`).
     #[arg(long)]
     cpu: Vec<cpu::Watched>,
+    /// The engine's admin token (`--target engine` only): once the run is done, close the rooms
+    /// it created (their final record goes to the engine's SQL store, their keys leave the
+    /// journal), so that the next run starts from a journal without them.
+    #[arg(long)]
+    admin_token: Option<String>,
 }
 
 fn progress(seconds: f64, label: &str) -> ProgressBar {
@@ -204,6 +209,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
         .to_owned()
     });
+    if args.admin_token.is_some() && args.target != Target::Engine {
+        anyhow::bail!("--admin-token closes an engine's rooms: it is for --target engine only");
+    }
     let bar = progress(args.warmup + args.duration, &label);
     // The watched processes, and this load generator itself: on a shared box the clients' CPU
     // per ack is part of what each design costs.
@@ -213,6 +221,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         pid: std::process::id(),
     });
     let cpu_window;
+    let mut rooms_closed = None;
     let (recorder, clients, transport) = match args.target {
         Target::MysqlPerMutation => {
             let url = args.mysql_url.clone().context("--mysql-url is required")?;
@@ -250,7 +259,13 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 cpu::over_window(&watch, from, until).await
             }));
             match args.target {
-                Target::Engine => engine::run(&args.url, args.transport, &w, &run).await?,
+                Target::Engine => {
+                    let rooms = engine::run(&args.url, args.transport, &w, &run).await?;
+                    if let (Some(token), Some(first)) = (&args.admin_token, args.url.first()) {
+                        engine::close_rooms(first, token, &rooms).await?;
+                        rooms_closed = Some(rooms.len());
+                    }
+                }
                 _ => {
                     let url = baseline_redis::primary(
                         &args.redis.sentinels,
@@ -274,6 +289,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     bar.finish_and_clear();
     let mut summary = Summary::new(&label, &w, transport, clients, &recorder);
+    summary.rooms_closed = rooms_closed;
     if let Some(window) = cpu_window {
         let used = window.await.context("CPU sampler")??;
         summary.cpu = cpu::per_ack(used, summary.acked);

@@ -148,6 +148,8 @@ pub struct Summary {
     pub mix: MixCount,
     /// CPU of the watched processes (`--cpu`) over the measured window, by name.
     pub cpu: std::collections::BTreeMap<String, crate::cpu::CpuUse>,
+    /// Rooms closed once the run was done (`--admin-token`; none otherwise).
+    pub rooms_closed: Option<usize>,
 }
 
 impl Summary {
@@ -170,6 +172,7 @@ impl Summary {
             send_lag_ms: r.send_lag(),
             mix: r.mix,
             cpu: Default::default(),
+            rooms_closed: None,
         }
     }
 
@@ -181,6 +184,10 @@ impl Summary {
         let lag = self
             .send_lag_ms
             .map(|l| format!("  sent late p50 {:.2} ms p99 {:.2} ms", l.p50, l.p99))
+            .unwrap_or_default();
+        let closed = self
+            .rooms_closed
+            .map(|n| format!(", {n} rooms closed after"))
             .unwrap_or_default();
         let cpu: String = self
             .cpu
@@ -194,7 +201,7 @@ impl Summary {
             })
             .collect();
         format!(
-            "{:<20} {:<6}{offered} {:>9.0} acks/s  p50 {:>7.2} ms  p90 {:>7.2} ms  p99 {:>7.2} ms  max {:>8.2} ms  ({} acked, {} refused, {} failed){lag}{cpu}",
+            "{:<20} {:<6}{offered} {:>9.0} acks/s  p50 {:>7.2} ms  p90 {:>7.2} ms  p99 {:>7.2} ms  max {:>8.2} ms  ({} acked, {} refused, {} failed{closed}){lag}{cpu}",
             self.target,
             self.mode,
             self.throughput,

@@ -88,6 +88,78 @@ async fn the_load_generator_drives_the_engine_closed_and_open_loop() {
     );
 }
 
+/// Runs `roomstate-load run` with `args`, which must fail; returns what it printed to stderr.
+fn load_fails(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_roomstate-load"))
+        .args(["run", "--rooms", "2", "--users", "3", "--duration", "1"])
+        .args(["--warmup", "0.2"])
+        .args(args)
+        .output()
+        .expect("running roomstate-load");
+    assert!(
+        !out.status.success(),
+        "roomstate-load {args:?} succeeded:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// With the engine's admin token, a run closes the rooms it created once it is done, so that
+/// `scripts/bench`'s next run starts from a journal without them; a wrong token fails the run
+/// with the engine's answer, and the token is refused for a target that has no rooms to close.
+#[actix_rt::test]
+async fn the_load_generator_closes_its_rooms_with_the_admin_token() {
+    let app = engine()
+        .setting("ADMIN__TOKEN", "smoke-admin")
+        .setting("LIMITS__WS_RATE_PER_S", 100_000)
+        .setting("LIMITS__WS_BURST", 100_000)
+        .start();
+    let run = load(&[
+        "--target",
+        "engine",
+        "--url",
+        &app.base,
+        "--admin-token",
+        "smoke-admin",
+    ]);
+    assert_eq!(run["rooms_closed"], 2, "{run}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (status, text) = app.get("/metrics").await;
+        assert_eq!(status, 200, "{text}");
+        let text = text.as_str().unwrap_or_default().to_owned();
+        if text.lines().any(|line| line == "roomstate_rooms_open 0") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "rooms still open 20 s after the run closed them:\n{text}"
+        );
+        actix_rt::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let without = load(&["--target", "engine", "--url", &app.base]);
+    assert!(without["rooms_closed"].is_null(), "{without}");
+
+    let wrong = load_fails(&[
+        "--target",
+        "engine",
+        "--url",
+        &app.base,
+        "--admin-token",
+        "not-the-token",
+    ]);
+    assert!(wrong.contains("answered 401"), "{wrong}");
+    let baseline = load_fails(&[
+        "--target",
+        "redis-per-mutation",
+        "--redis-url",
+        "redis://127.0.0.1:1",
+        "--admin-token",
+        "smoke-admin",
+    ]);
+    assert!(baseline.contains("--target engine only"), "{baseline}");
+}
+
 /// The bare-handler floor (`roomstate-floor`) takes the engine's load over WebSocket and HTTP, so
 /// `scripts/bench` can put its CPU per ack beside the engine's.
 #[actix_rt::test]
