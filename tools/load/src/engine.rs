@@ -92,6 +92,34 @@ pub async fn run(
     Ok(rooms)
 }
 
+/// Checks, before a run, that the engine at `base` takes `token` as its admin token
+/// (`GET /admin/stats`), so that a run whose rooms cannot be closed afterwards is refused
+/// before it is measured: a wrong token, or a server with no admin routes here (the bare-handler
+/// floor, or an engine that serves them only on `http.internal_bind`).
+pub async fn check_admin(base: &str, token: &str) -> anyhow::Result<()> {
+    let mut resp = client()
+        .get(format!("{base}/admin/stats"))
+        .insert_header(("Authorization", format!("Bearer {token}")))
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("GET {base}/admin/stats: {e}"))?;
+    match resp.status().as_u16() {
+        200 => Ok(()),
+        404 => bail!(
+            "GET {base}/admin/stats answered 404: no admin routes there (the floor, or an engine \
+             that serves them on http.internal_bind only), so --admin-token cannot close rooms"
+        ),
+        _ => {
+            let body = resp.body().await.unwrap_or_default();
+            bail!(
+                "GET {base}/admin/stats with the admin token answered {}: {}",
+                resp.status(),
+                String::from_utf8_lossy(&body)
+            )
+        }
+    }
+}
+
 /// Closes `rooms` through the engine at `base` as its admin (`POST /admin/rooms/{id}/close` with
 /// `token` as the bearer token), as the end of a debate does: each room's final record goes to
 /// the engine's SQL store and its keys leave the Redis journal. After a measured run, so that the
@@ -99,35 +127,54 @@ pub async fn run(
 /// rooms left open keep their logs and message archives in Redis, which then grows from run to
 /// run, and so does each rewrite of its append-only file (a child process that takes a core for
 /// seconds on a 2-core machine, in the middle of whatever run is measured then).
-pub async fn close_rooms(base: &str, token: &str, rooms: &[String]) -> anyhow::Result<()> {
+///
+/// Returns how many it closed and, if one could not be closed, why (the rest are still tried).
+/// A close the engine answers `503` (its journal or store unavailable for 15 s) is tried once
+/// more.
+pub async fn close_rooms(
+    base: &str,
+    token: &str,
+    rooms: &[String],
+) -> (usize, Option<anyhow::Error>) {
     let http = client();
+    let (mut closed, mut first_error) = (0, None);
     for chunk in rooms.chunks(16) {
-        let closed = join_all(chunk.iter().map(|id| {
-            let http = &http;
-            async move {
-                let mut resp = http
-                    .post(format!("{base}/admin/rooms/{id}/close"))
-                    .insert_header(("Authorization", format!("Bearer {token}")))
-                    .send()
-                    .await
-                    .map_err(|e| anyhow::anyhow!("closing room {id}: {e}"))?;
-                if resp.status() != 200 {
-                    let body = resp.body().await.unwrap_or_default();
-                    bail!(
-                        "closing room {id} answered {}: {}",
-                        resp.status(),
-                        String::from_utf8_lossy(&body)
-                    );
+        for result in join_all(chunk.iter().map(|id| close_room(&http, base, token, id))).await {
+            match result {
+                Ok(()) => closed += 1,
+                Err(e) => {
+                    first_error.get_or_insert(e);
                 }
-                Ok(())
             }
-        }))
-        .await;
-        for result in closed {
-            result?;
         }
     }
-    Ok(())
+    (closed, first_error)
+}
+
+/// Closes one room (see `close_rooms`), trying once more after a `503`.
+async fn close_room(http: &Client, base: &str, token: &str, id: &str) -> anyhow::Result<()> {
+    let mut last = None;
+    for _ in 0..2 {
+        let mut resp = http
+            .post(format!("{base}/admin/rooms/{id}/close"))
+            .insert_header(("Authorization", format!("Bearer {token}")))
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("closing room {id}: {e}"))?;
+        let status = resp.status();
+        if status == 200 {
+            return Ok(());
+        }
+        let body = resp.body().await.unwrap_or_default();
+        last = Some(anyhow::anyhow!(
+            "closing room {id} answered {status}: {}",
+            String::from_utf8_lossy(&body)
+        ));
+        if status != 503 {
+            break;
+        }
+    }
+    Err(last.unwrap_or_else(|| anyhow::anyhow!("closing room {id}: no answer")))
 }
 
 /// Drives `rooms` (created already) with `w.users` clients each; client `k` (room by room)

@@ -160,7 +160,9 @@ struct RunArgs {
     cpu: Vec<cpu::Watched>,
     /// The engine's admin token (`--target engine` only): once the run is done, close the rooms
     /// it created (their final record goes to the engine's SQL store, their keys leave the
-    /// journal), so that the next run starts from a journal without them.
+    /// journal), so that the next run starts from a journal without them. Checked against
+    /// `GET /admin/stats` before the run (refused for a server without admin routes, e.g. the
+    /// bare-handler floor); a room that would not close fails the run after its summary.
     #[arg(long)]
     admin_token: Option<String>,
 }
@@ -209,8 +211,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
         .to_owned()
     });
-    if args.admin_token.is_some() && args.target != Target::Engine {
-        anyhow::bail!("--admin-token closes an engine's rooms: it is for --target engine only");
+    if let Some(token) = &args.admin_token {
+        if args.target != Target::Engine {
+            anyhow::bail!("--admin-token closes an engine's rooms: it is for --target engine only");
+        }
+        let first = args.url.first().context("no engine URL")?;
+        engine::check_admin(first, token).await?;
     }
     let bar = progress(args.warmup + args.duration, &label);
     // The watched processes, and this load generator itself: on a shared box the clients' CPU
@@ -222,6 +228,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     });
     let cpu_window;
     let mut rooms_closed = None;
+    let mut close_error = None;
     let (recorder, clients, transport) = match args.target {
         Target::MysqlPerMutation => {
             let url = args.mysql_url.clone().context("--mysql-url is required")?;
@@ -262,8 +269,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 Target::Engine => {
                     let rooms = engine::run(&args.url, args.transport, &w, &run).await?;
                     if let (Some(token), Some(first)) = (&args.admin_token, args.url.first()) {
-                        engine::close_rooms(first, token, &rooms).await?;
-                        rooms_closed = Some(rooms.len());
+                        // A room that would not close fails the run, once its summary is out.
+                        let (closed, error) = engine::close_rooms(first, token, &rooms).await;
+                        rooms_closed = Some(closed);
+                        close_error = error;
                     }
                 }
                 _ => {
@@ -295,7 +304,15 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         summary.cpu = cpu::per_ack(used, summary.acked);
     }
     println!("{}", summary.line());
-    write_json(&args.json, &summary)
+    write_json(&args.json, &summary)?;
+    match close_error {
+        Some(e) => Err(e.context(format!(
+            "the run is measured and written, but {} of its {} rooms are still open",
+            summary.rooms - summary.rooms_closed.unwrap_or(0),
+            summary.rooms
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// Advances the progress bar every 100 ms, showing acks per second.

@@ -16,13 +16,18 @@ fn engine() -> roomstate_testkit::app::Builder {
 
 /// Runs `roomstate-load run` with `args` for about a second; returns its JSON summary.
 fn load(args: &[&str]) -> Value {
+    load_rooms("2", args)
+}
+
+/// `load` with `rooms` rooms.
+fn load_rooms(rooms: &str, args: &[&str]) -> Value {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("summary.json");
     let out = Command::new(env!("CARGO_BIN_EXE_roomstate-load"))
         .args([
             "run",
             "--rooms",
-            "2",
+            rooms,
             "--users",
             "3",
             "--duration",
@@ -88,7 +93,8 @@ async fn the_load_generator_drives_the_engine_closed_and_open_loop() {
     );
 }
 
-/// Runs `roomstate-load run` with `args`, which must fail; returns what it printed to stderr.
+/// Runs `roomstate-load run` with `args`, which must fail; returns what it printed (stdout, then
+/// stderr).
 fn load_fails(args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_roomstate-load"))
         .args(["run", "--rooms", "2", "--users", "3", "--duration", "1"])
@@ -101,28 +107,33 @@ fn load_fails(args: &[&str]) -> String {
         "roomstate-load {args:?} succeeded:\n{}",
         String::from_utf8_lossy(&out.stdout)
     );
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
-/// With the engine's admin token, a run closes the rooms it created once it is done, so that
-/// `scripts/bench`'s next run starts from a journal without them; a wrong token fails the run
-/// with the engine's answer, and the token is refused for a target that has no rooms to close.
+/// With the engine's admin token, a run closes the rooms it created once it is done (over
+/// WebSocket and HTTP, more rooms than it closes at a time), so that `scripts/bench`'s next run
+/// starts from a journal without them; a wrong token is refused before the run, and the token
+/// is refused for a target that has no rooms to close.
 #[actix_rt::test]
 async fn the_load_generator_closes_its_rooms_with_the_admin_token() {
     let app = engine()
         .setting("ADMIN__TOKEN", "smoke-admin")
         .setting("LIMITS__WS_RATE_PER_S", 100_000)
         .setting("LIMITS__WS_BURST", 100_000)
+        .setting("LIMITS__HTTP_RATE_PER_S", 0)
         .start();
-    let run = load(&[
-        "--target",
-        "engine",
-        "--url",
-        &app.base,
-        "--admin-token",
-        "smoke-admin",
-    ]);
-    assert_eq!(run["rooms_closed"], 2, "{run}");
+    let closing = ["--url", &app.base, "--admin-token", "smoke-admin"];
+    let ws = load_rooms("20", &[&["--target", "engine"][..], &closing].concat());
+    assert_eq!(ws["rooms_closed"], 20, "{ws}");
+    let http = load_rooms(
+        "20",
+        &[&["--target", "engine", "--transport", "http"][..], &closing].concat(),
+    );
+    assert_eq!(http["rooms_closed"], 20, "{http}");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
         let (status, text) = app.get("/metrics").await;
@@ -148,7 +159,10 @@ async fn the_load_generator_closes_its_rooms_with_the_admin_token() {
         "--admin-token",
         "not-the-token",
     ]);
-    assert!(wrong.contains("answered 401"), "{wrong}");
+    assert!(
+        wrong.contains("answered 401") && !wrong.contains(" acked, "),
+        "refused before the run: {wrong}"
+    );
     let baseline = load_fails(&[
         "--target",
         "redis-per-mutation",
@@ -184,6 +198,16 @@ async fn the_load_generator_drives_the_floor_like_the_engine() {
         "http",
     ]);
     assert_eq!(http["refused"], 0, "{http}");
+    // The floor has no rooms to close: the admin token is refused before the run.
+    let closing = load_fails(&[
+        "--target",
+        "engine",
+        "--url",
+        &floor.base,
+        "--admin-token",
+        "any",
+    ]);
+    assert!(closing.contains("no admin routes"), "{closing}");
 }
 
 /// `roomstate-load big-room` with a few sockets for a second: every vote shows up in every
