@@ -19,22 +19,23 @@ fn load(args: &[&str]) -> Value {
     load_rooms("2", args)
 }
 
+/// `roomstate-load run` of `rooms` rooms of 3 users for about a second.
+fn short_run(rooms: &str) -> Command {
+    let mut run = Command::new(env!("CARGO_BIN_EXE_roomstate-load"));
+    run.args(["run", "--rooms", rooms, "--users", "3"]).args([
+        "--duration",
+        "1",
+        "--warmup",
+        "0.2",
+    ]);
+    run
+}
+
 /// `load` with `rooms` rooms.
 fn load_rooms(rooms: &str, args: &[&str]) -> Value {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("summary.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_roomstate-load"))
-        .args([
-            "run",
-            "--rooms",
-            rooms,
-            "--users",
-            "3",
-            "--duration",
-            "1",
-            "--warmup",
-            "0.2",
-        ])
+    let out = short_run(rooms)
         .args(args)
         .arg("--json")
         .arg(&json)
@@ -96,9 +97,7 @@ async fn the_load_generator_drives_the_engine_closed_and_open_loop() {
 /// Runs `roomstate-load run` with `args`, which must fail; returns what it printed (stdout, then
 /// stderr).
 fn load_fails(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_roomstate-load"))
-        .args(["run", "--rooms", "2", "--users", "3", "--duration", "1"])
-        .args(["--warmup", "0.2"])
+    let out = short_run("2")
         .args(args)
         .output()
         .expect("running roomstate-load");
