@@ -4,8 +4,9 @@
 //! holds no read buffer at all (an HTTP dispatcher keeps 8 KiB for the life of the
 //! connection). A read that does not fill the chunk tells the reactor the kernel has nothing
 //! more, so a wake-up costs one `recv`, not a second one to hear "nothing". Frames are limited
-//! to `limits.max_frame_bytes` (`ProtocolError::Overflow`), and the stream ends when the client
-//! ends the connection or after the first error.
+//! to `limits.max_frame_bytes` (`ProtocolError::Overflow`) as soon as a frame's header says it is
+//! larger, before its payload is read; the stream ends when the client ends the connection or
+//! after the first error.
 
 use std::{
     cell::RefCell,
@@ -44,6 +45,17 @@ pub(crate) fn poll_read(
     Poll::Ready(Ok(buf.filled().len()))
 }
 
+/// The payload length the header at the start of `bytes` declares (RFC 6455 §5.2), once
+/// enough of the header is there to tell.
+fn declared_length(bytes: &[u8]) -> Option<u64> {
+    let declared = *bytes.get(1)? & 0x7f;
+    match declared {
+        126 => Some(u16::from_be_bytes([*bytes.get(2)?, *bytes.get(3)?]).into()),
+        127 => Some(u64::from_be_bytes(bytes.get(2..10)?.try_into().ok()?)),
+        short => Some(short.into()),
+    }
+}
+
 /// The frames a client sends, in order.
 pub(crate) struct Incoming {
     read: ReadSide,
@@ -52,6 +64,7 @@ pub(crate) struct Incoming {
     bytes: BytesMut,
     /// The client ended the connection, or a frame was refused: nothing more comes.
     ended: bool,
+    max_frame_bytes: u64,
 }
 
 impl Incoming {
@@ -63,6 +76,7 @@ impl Incoming {
             codec: Codec::new().max_size(max_frame_bytes),
             bytes: early,
             ended: false,
+            max_frame_bytes: u64::try_from(max_frame_bytes).unwrap_or(u64::MAX),
         }
     }
 
@@ -77,6 +91,11 @@ impl Incoming {
                 Ok(Some(frame)) => return Poll::Ready(Some(Ok(frame))),
                 Ok(None) => {}
                 Err(error) => return Poll::Ready(Some(Err(error))),
+            }
+            // The codec refuses a frame over the limit only once all of it has come: a header
+            // declaring one is refused at once, before its payload is read into memory.
+            if declared_length(&self.bytes).is_some_and(|length| length > self.max_frame_bytes) {
+                return Poll::Ready(Some(Err(ProtocolError::Overflow)));
             }
             let this = &mut *self;
             match ready!(poll_read(&this.read, cx, &mut this.bytes)) {
@@ -179,6 +198,43 @@ mod tests {
             Some(Err(ProtocolError::Overflow))
         ));
         assert!(incoming.next().await.is_none());
+    }
+
+    /// A masked text frame's header declaring `length` bytes of payload (none of it).
+    fn header_declaring(length: u64) -> Vec<u8> {
+        let mut header = vec![0x81, 0x80 | 127];
+        header.extend_from_slice(&length.to_be_bytes());
+        header.extend_from_slice(&[1, 2, 3, 4]);
+        header
+    }
+
+    #[actix_rt::test]
+    async fn a_header_declaring_a_frame_over_the_limit_is_refused_before_its_payload() {
+        for length in [17, 1 << 20, 1 << 40] {
+            let (mut client, server) = pair().await;
+            let mut incoming = Incoming::new(server, BytesMut::new(), 16);
+            client.write_all(&header_declaring(length)).await.unwrap();
+            client.write_all(&[b'x'; 10]).await.unwrap();
+            let next = tokio::time::timeout(std::time::Duration::from_secs(20), incoming.next());
+            assert!(
+                matches!(next.await, Ok(Some(Err(ProtocolError::Overflow)))),
+                "a header declaring {length} bytes"
+            );
+            assert!(incoming.next().await.is_none());
+            assert_eq!(incoming.bytes.capacity(), 0, "nothing kept of it");
+        }
+    }
+
+    #[test]
+    fn the_declared_length_is_read_once_the_header_holds_it() {
+        let mut medium = vec![0x81, 0x80 | 126];
+        medium.extend_from_slice(&300u16.to_be_bytes());
+        assert_eq!(declared_length(&[0x81]), None);
+        assert_eq!(declared_length(&[0x81, 0x80 | 5]), Some(5));
+        assert_eq!(declared_length(&medium[..3]), None);
+        assert_eq!(declared_length(&medium), Some(300));
+        assert_eq!(declared_length(&header_declaring(1 << 40)[..9]), None);
+        assert_eq!(declared_length(&header_declaring(1 << 40)), Some(1 << 40));
     }
 
     #[actix_rt::test]

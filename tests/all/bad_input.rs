@@ -274,6 +274,31 @@ async fn oversize_frames_are_too_large_and_the_room_survives() {
 }
 
 #[actix_rt::test]
+async fn a_frame_declared_over_the_limit_is_too_large_before_its_payload_comes() {
+    let app = app::start();
+    let room = app.create_room("frames").await;
+    let mut ws = WsClient::connect(&app.ws_url(&format!("/rooms/{room}/ws?user=liar")))
+        .await
+        .unwrap();
+    ws.next_of("state").await;
+    // A text frame whose header declares 1 GiB, then 1 KiB of it and no more: refused on its
+    // header, not once a gigabyte has been read into memory, nor at the 30 s silence timeout.
+    let mut start = vec![0x81, 0x80 | 127];
+    start.extend_from_slice(&(1u64 << 30).to_be_bytes());
+    start.extend_from_slice(&[7, 7, 7, 7]);
+    start.extend_from_slice(&[b'x'; 1024]);
+    ws.send_raw(&start).await;
+    ws.deadline = std::time::Duration::from_secs(10);
+    let (code_, frames) = ws.until_closed().await;
+    assert!(
+        frames.iter().any(|f| f["error"] == "too_large"),
+        "frames before the close: {frames:?}"
+    );
+    assert_eq!(code_, Some(1009));
+    room_still_works(&app, &room).await;
+}
+
+#[actix_rt::test]
 async fn socket_flood_is_rate_limited_and_the_room_is_unharmed() {
     let app = app::builder()
         .setting("LIMITS__WS_RATE_PER_S", 5)

@@ -86,6 +86,22 @@ impl WsClient {
         self.send(Message::Binary(bytes.into())).await;
     }
 
+    /// Writes `bytes` to the connection as they are, past the codec: part of a frame, a header
+    /// that lies about its length.
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        use tokio::io::AsyncWriteExt as _;
+        let io = self.framed.io_mut();
+        match actix_rt::time::timeout(self.deadline, io.write_all(bytes)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => panic!("writing {} raw bytes: {e}", bytes.len()),
+            Err(_) => panic!(
+                "writing {} raw bytes took over {:?}",
+                bytes.len(),
+                self.deadline
+            ),
+        }
+    }
+
     async fn send(&mut self, message: Message) {
         match actix_rt::time::timeout(self.deadline, self.framed.send(message)).await {
             Ok(Ok(())) => {}
