@@ -296,10 +296,17 @@ impl Verifier {
 
     /// Verifies the signature, the algorithm, `exp` (and `nbf`), and reads the claims.
     pub(crate) fn verify(&self, token: &str) -> Result<Claims, TokenError> {
-        jsonwebtoken::decode::<RawClaims>(token.trim(), &self.key, &self.validation)
+        let claims = jsonwebtoken::decode::<RawClaims>(token.trim(), &self.key, &self.validation)
             .map_err(|e| TokenError::Invalid(describe(e.kind())))?
             .claims
-            .read()
+            .read()?;
+        // The crate compares `exp` with the current whole second and rounds a fractional `exp`,
+        // so it accepts a token for up to a second more: the contract's end (`exp` cut to whole
+        // seconds, + the leeway) is checked here, to the millisecond, as a socket's end is.
+        if claims.remaining().is_zero() {
+            return Err(TokenError::Invalid(describe(&ErrorKind::ExpiredSignature)));
+        }
+        Ok(claims)
     }
 }
 

@@ -101,6 +101,20 @@ fn exp_is_required_and_checked_with_five_seconds_of_leeway() {
         ),
         "token expired"
     );
+    // At the leeway's end: refused, though the crate alone would accept it until the next
+    // second begins (it compares whole seconds).
+    assert_eq!(
+        refusal(&v, &hs256(&json!({"sub": "a", "exp": now() - LEEWAY_S}))),
+        "token expired"
+    );
+    // A fraction is cut off, not rounded up (the crate alone rounds it).
+    assert_eq!(
+        refusal(
+            &v,
+            &hs256(&json!({"sub": "a", "exp": (now() - LEEWAY_S) as f64 + 0.9}))
+        ),
+        "token expired"
+    );
     // Within the leeway: a login service's clock may run a little ahead.
     let claims = v
         .verify(&hs256(&json!({"sub": "a", "exp": now() - 2})))
