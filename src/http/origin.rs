@@ -87,7 +87,8 @@ pub(super) async fn preflight(state: web::Data<AppState>, req: HttpRequest) -> H
 /// The origin an answer names in its CORS headers: an allowed page's, outside `/admin` (unknown
 /// paths included: a page should be able to read the JSON 404). `None` for anyone else.
 pub(super) fn answer_origin(state: &AppState, req: &ServiceRequest) -> Option<HeaderValue> {
-    if is_admin(req.path()) {
+    // The path as routed (percent-decoded): `/%61dmin/stats` is served by `/admin/stats`.
+    if is_admin(req.match_info().as_str()) {
         return None;
     }
     match allowed_origin(state, req.headers()) {
