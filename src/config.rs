@@ -634,10 +634,15 @@ impl Settings {
         if self.limits.max_open_rooms == 0 {
             return invalid("limits.max_open_rooms must be > 0".into());
         }
-        if self.limits.ws_send_buffer_bytes < MIN_WS_SEND_BUFFER_BYTES {
+        let least_buffer = (self.limits.max_frame_bytes)
+            .saturating_add(ANSWER_ENVELOPE_BYTES)
+            .max(MIN_WS_SEND_BUFFER_BYTES);
+        if self.limits.ws_send_buffer_bytes < least_buffer {
             return invalid(format!(
-                "limits.ws_send_buffer_bytes must be at least {MIN_WS_SEND_BUFFER_BYTES} (the \
-                 largest frame the engine sends, a 2000-character message, fits in it), got {}",
+                "limits.ws_send_buffer_bytes must be at least {least_buffer} (the larger of \
+                 {MIN_WS_SEND_BUFFER_BYTES}, which a 2000-character message fits in, and \
+                 limits.max_frame_bytes + {ANSWER_ENVELOPE_BYTES}: an answer echoes its \
+                 frame's req, which may be nearly the whole frame), got {}",
                 self.limits.ws_send_buffer_bytes
             ));
         }
@@ -710,10 +715,15 @@ impl Settings {
     }
 }
 
-/// The smallest `limits.ws_send_buffer_bytes`: above the largest frame the engine sends (a
-/// message of 2000 characters, each escaped to at most 6 bytes of JSON, and its envelope), so a
+/// The smallest `limits.ws_send_buffer_bytes`: above the largest frame the engine sends of its
+/// own (a message of 2000 characters, each escaped to at most 6 bytes of JSON, and its envelope), so a
 /// socket that takes what it is sent is never dropped for one frame.
 const MIN_WS_SEND_BUFFER_BYTES: usize = 16 * 1024;
+
+/// What an `ack` or `error` frame holds besides the `req` it echoes (at most a whole client
+/// frame): `limits.ws_send_buffer_bytes` is at least `limits.max_frame_bytes` + this, so a socket
+/// whose client sends a long `req` and reads its answer is not dropped for that answer.
+const ANSWER_ENVELOPE_BYTES: usize = 1024;
 
 /// The longest `redis.commit_delay_ms`: a state reaches every socket within 100 ms
 /// (docs/api.md), and a delay is added to every acknowledgement under load.

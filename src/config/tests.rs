@@ -294,7 +294,7 @@ fn edge_settings_come_from_lists_or_comma_separated_env() {
                 "https://app.example,http://localhost:3000",
             ),
             ("ROOMSTATE__LIMITS__MAX_OPEN_ROOMS", "5"),
-            ("ROOMSTATE__LIMITS__WS_SEND_BUFFER_BYTES", "65536"),
+            ("ROOMSTATE__LIMITS__WS_SEND_BUFFER_BYTES", "131072"),
         ]),
     )
     .unwrap();
@@ -345,6 +345,13 @@ fn bad_edge_settings_are_refused_naming_the_key_and_the_entry() {
             "LIMITS__WS_SEND_BUFFER_BYTES",
             "lots",
             "ws_send_buffer_bytes",
+        ),
+        // Under the default frame limit (65536) + an answer's envelope: a long `req` echoed in
+        // its `ack` would get a reading client dropped.
+        (
+            "LIMITS__WS_SEND_BUFFER_BYTES",
+            "65536",
+            "limits.max_frame_bytes + 1024",
         ),
     ] {
         let err = refusal(&[(&format!("ROOMSTATE__{key}"), value)]);
