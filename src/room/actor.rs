@@ -24,7 +24,7 @@ use roomstate_store::{FinalRecord, StoreError};
 use tokio::sync::oneshot;
 
 use super::{
-    closing::Closing,
+    closing::{older_messages, Closing},
     commit_queue::{CommitQueue, MAX_RETRY_DELAY},
     departed::Departed,
     deps::RoomDeps,
@@ -363,20 +363,18 @@ impl RoomActor {
         };
         // The messages that left memory come back from the journal for the record.
         let older_upto = self.state.older_upto();
-        let older = (older_upto > 0).then(|| {
-            self.deps
-                .journal
-                .messages(self.state.id().clone(), 0, usize::MAX)
-        });
+        let journal = self.deps.journal.clone();
+        let id = self.state.id().clone();
         let store = self.deps.store.clone();
         ctx.spawn(
             async move {
-                if let Some(older) = older {
-                    let older = older.await.map_err(|e| {
-                        StoreError::Unavailable(format!("reading the transcript: {e}"))
-                    })?;
-                    let mut all: Vec<ChatMessage> =
-                        older.into_iter().filter(|m| m.seq <= older_upto).collect();
+                if older_upto > 0 {
+                    let mut all =
+                        older_messages(&*journal, &id, older_upto)
+                            .await
+                            .map_err(|e| {
+                                StoreError::Unavailable(format!("reading the transcript: {e}"))
+                            })?;
                     all.append(&mut record.messages);
                     record.messages = all;
                 }

@@ -3,10 +3,40 @@
 //! record once nothing is pending, and answers every waiter with the same outcome. How long a
 //! caller waits for that outcome is `RoomSettings::close_timeout`.
 
-use roomstate_core::room::RoomView;
+use roomstate_core::room::{ChatMessage, RoomId, RoomView};
+use roomstate_journal::{Journal, JournalError, MESSAGES_PER_READ};
 use tokio::sync::oneshot;
 
 use super::failure::{Reply, RoomFailure};
+
+/// The room's messages up to seq `upto` (those that left its memory), for the final record:
+/// read from the journal a page at a time, since one read returns at most `MESSAGES_PER_READ`.
+pub(crate) async fn older_messages(
+    journal: &dyn Journal,
+    room: &RoomId,
+    upto: u64,
+) -> Result<Vec<ChatMessage>, JournalError> {
+    let mut all: Vec<ChatMessage> = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = journal
+            .messages(room.clone(), after, MESSAGES_PER_READ)
+            .await?;
+        let (full, from) = (page.len() == MESSAGES_PER_READ, after);
+        let mut past_upto = false;
+        for message in page {
+            if message.seq > upto {
+                past_upto = true;
+                break;
+            }
+            after = message.seq;
+            all.push(message);
+        }
+        if !full || past_upto || after >= upto || after == from {
+            return Ok(all);
+        }
+    }
+}
 
 #[derive(Default)]
 pub(crate) struct Closing {

@@ -33,6 +33,11 @@ use serde::Serialize;
 
 pub use self::metrics::JournalMetrics;
 
+/// The most messages one `Journal::messages` read returns, whatever its `limit`: a reply of
+/// bounded size (one Redis reply, one SQLite query). A caller that wants more reads on after
+/// the last seq it got.
+pub const MESSAGES_PER_READ: usize = 10_000;
+
 /// Why the journal could not do what was asked.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum JournalError {
@@ -135,7 +140,8 @@ pub trait Journal: Send + Sync + 'static {
     /// caller (a new epoch), fencing off whoever wrote it before.
     fn recover(&self) -> JournalFuture<Vec<RoomLog>>;
 
-    /// Durable chat messages of a room with `seq > after`, oldest first, at most `limit`. The
+    /// Durable chat messages of a room with `seq > after`, oldest first, at most `limit` and at
+    /// most `MESSAGES_PER_READ`. The
     /// journal keeps every message of an open room (a room holds only the newest in memory), also
     /// those whose events a snapshot trimmed away, until the room is deleted.
     fn messages(&self, room: RoomId, after: u64, limit: usize) -> JournalFuture<Vec<ChatMessage>>;

@@ -653,7 +653,7 @@ fn read_messages(
 ) -> Result<Vec<ChatMessage>, JournalError> {
     let mut conn = connect(path)?;
     let after = i64::try_from(after).unwrap_or(i64::MAX);
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let limit = i64::try_from(limit.min(crate::MESSAGES_PER_READ)).unwrap_or(i64::MAX);
     let rows: Vec<(i64, String)> = messages::table
         .filter(messages::room_id.eq(room.as_str()))
         .filter(messages::seq.gt(after))

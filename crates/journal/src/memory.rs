@@ -331,7 +331,7 @@ impl Journal for MemoryJournal {
                     log.messages
                         .iter()
                         .filter(|m| m.seq > after)
-                        .take(limit)
+                        .take(limit.min(crate::MESSAGES_PER_READ))
                         .cloned()
                         .collect()
                 })

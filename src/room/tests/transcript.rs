@@ -62,3 +62,40 @@ async fn older_messages_come_from_the_journal_and_the_record_has_them_all() {
         "the final record holds the whole transcript"
     );
 }
+
+#[actix_rt::test]
+async fn the_record_holds_a_transcript_longer_than_one_journal_read() {
+    let setup = Setup::new();
+    let settings = RoomSettings {
+        max_messages: 3,
+        snapshot_every: 5_000,
+        ..settings()
+    };
+    let registry = setup.registry(settings);
+    let (id, room) = setup.room_with_alice(&registry, "a very long debate").await;
+    // More than one read's worth leaves memory: the record must page through the journal.
+    let count = roomstate_journal::MESSAGES_PER_READ + 10;
+    let mut sent = 0;
+    while sent < count {
+        let chunk: Vec<_> = (sent..count.min(sent + 50))
+            .map(|i| ask(&room, say(&format!("m{i}"))))
+            .collect();
+        sent += chunk.len();
+        for answer in chunk {
+            answer.await.unwrap().unwrap();
+        }
+    }
+    let record = room.send(Close).await.unwrap().unwrap();
+    assert_eq!(record.counters.messages as usize, count);
+    let mut texts = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = setup.store.messages(&id, after, 500).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        texts.extend(page.into_iter().map(|m| m.text));
+    }
+    let expected: Vec<String> = (0..count).map(|i| format!("m{i}")).collect();
+    assert_eq!(texts.len(), expected.len(), "every message in the record");
+    assert_eq!(texts, expected);
+}

@@ -407,7 +407,7 @@ impl Writer {
             .arg(format!("{}-0", after.saturating_add(1)))
             .arg("+")
             .arg("COUNT")
-            .arg(limit.min(100_000))
+            .arg(limit.min(crate::MESSAGES_PER_READ))
             .query_async(conn)
             .await
             .map_err(|e| unavailable("reading messages", e))?;
