@@ -126,8 +126,13 @@ async fn scan(cluster: &Arc<Cluster>) -> bool {
             let seen = match &owner {
                 // Never claimed (written by an engine outside a cluster).
                 None => Epoch::NONE,
-                // Held by a run of this node that ended (a restart under the same id).
-                Some(owner) if owner.node == me => owner.epoch,
+                // Held by a run of this node that ended (a restart under the same id). Taken
+                // back whoever ranks highest for it: the other nodes see this id alive (its
+                // new run beats), so none of them takes it.
+                Some(owner) if owner.node == me => {
+                    mine.push((room, owner.epoch));
+                    continue;
+                }
                 Some(owner) if membership.orphaned_by(&owner.node, now) => owner.epoch,
                 Some(_) => continue,
             };
@@ -169,7 +174,15 @@ async fn check_leases(cluster: &Arc<Cluster>) {
                 tracing::warn!(room.id = %room, node.id = %owner.node, epoch = %owner.epoch,
                     "room was taken over while this node was away");
             }
-            None => {}
+            // No owner at all: the room was closed (its log and lease deleted) by the node
+            // that took it over while this one was away. A room closing here keeps its final
+            // record and ignores this.
+            None => {
+                cluster.forget_owner(room);
+                cluster.registry.fence(room, Epoch::NONE);
+                tracing::warn!(room.id = %room,
+                    "room was closed elsewhere while this node was away");
+            }
         }
     }
 }

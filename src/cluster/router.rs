@@ -7,7 +7,7 @@
 //! An owner is read from the journal once and cached; a call that finds it wrong (the node does
 //! not answer, or says it does not own the room) reads it again and retries, a few times.
 
-use std::{pin::pin, sync::Arc};
+use std::{cell::Cell, pin::pin, sync::Arc};
 
 use actix_web::http::Method;
 use futures_util::future::{join_all, select, Either};
@@ -42,21 +42,52 @@ enum Route {
     Moving,
 }
 
-/// The command as it is forwarded to an owner: a message without an idempotency key gets one.
-/// A forward whose answer was lost is sent again (to the same owner, or to the next one, which
-/// knows the keys from the journal), and must not post the message twice.
-fn keyed(command: Command) -> Command {
-    match command {
-        Command::Say {
-            user,
-            text,
-            key: None,
-        } => Command::Say {
-            user,
-            text,
-            key: Some(IdempotencyKey::generate()),
-        },
-        command => command,
+/// A client's command on its way to its room, wherever that is. Forwarded to an owner, a
+/// message without an idempotency key gets one: a forward whose answer was lost is sent again
+/// (to the same owner, or to the next one, which knows the keys from the journal), and must not
+/// post the message twice. Once forwarded, the command keeps that key when the room comes here
+/// after all (this node took it over from the owner that did not answer, and replayed what it
+/// had made durable); a command never forwarded is applied here as the client sent it.
+struct Forwarded {
+    command: Command,
+    keyed: Command,
+    sent: Cell<bool>,
+}
+
+impl Forwarded {
+    fn new(command: Command) -> Self {
+        let keyed = match &command {
+            Command::Say {
+                user,
+                text,
+                key: None,
+            } => Command::Say {
+                user: user.clone(),
+                text: text.clone(),
+                key: Some(IdempotencyKey::generate()),
+            },
+            command => command.clone(),
+        };
+        Self {
+            command,
+            keyed,
+            sent: Cell::new(false),
+        }
+    }
+
+    /// The command for its owner on another node.
+    fn to_owner(&self) -> Command {
+        self.sent.set(true);
+        self.keyed.clone()
+    }
+
+    /// The command for the room here.
+    fn here(&self) -> Command {
+        if self.sent.get() {
+            self.keyed.clone()
+        } else {
+            self.command.clone()
+        }
     }
 }
 
@@ -64,7 +95,7 @@ fn keyed(command: Command) -> Command {
 /// tell (judged dead, or the room taken over here) while the call still waits: a paused owner
 /// would otherwise hold its callers until the call's timeout. Calling the new owner instead is
 /// safe: the old one can make nothing durable any more (fenced), whatever it already made
-/// durable the new one replayed, and every forwarded command is idempotent (see `keyed`).
+/// durable the new one replayed, and every forwarded command is idempotent (see `Forwarded`).
 async fn while_owner<T>(
     cluster: &Cluster,
     room: &RoomId,
@@ -287,16 +318,16 @@ impl Router {
             return self.registry.mutate(id, command, via).await;
         };
         let path = format!("/internal/cluster/rooms/{id}/commands");
-        let forwarded = keyed(command.clone());
+        let forwarded = Forwarded::new(command);
         // Boxed, as in `routed`: the single engine's path above stays small.
         Box::pin(self.routed_in(
             cluster,
             id,
             "command",
-            || self.registry.mutate(id, command.clone(), via),
+            || self.registry.mutate(id, forwarded.here(), via),
             |node, url| {
                 let call = CommandCall {
-                    command: forwarded.clone().into(),
+                    command: forwarded.to_owner().into(),
                     socket: None,
                 };
                 let path = path.clone();
@@ -496,17 +527,17 @@ impl Router {
     ) -> Result<Applied, RegistryFailure> {
         let me = self.me();
         let path = format!("/internal/cluster/rooms/{id}/commands");
-        let forwarded = keyed(command.clone());
+        let forwarded = Forwarded::new(command);
         self.routed(
             id,
             "command",
             || {
                 self.registry
-                    .remote_mutate(id, me.clone(), session, command.clone())
+                    .remote_mutate(id, me.clone(), session, forwarded.here())
             },
             |node, url| {
                 let call = CommandCall {
-                    command: forwarded.clone().into(),
+                    command: forwarded.to_owner().into(),
                     socket: Some(WireSocket {
                         node: me.clone(),
                         session,
@@ -604,7 +635,7 @@ mod tests {
             text: "hi".into(),
             key: None,
         };
-        let Command::Say { key: Some(key), .. } = keyed(keyless) else {
+        let Command::Say { key: Some(key), .. } = Forwarded::new(keyless).to_owner() else {
             panic!("a forwarded message without a key gets one");
         };
         assert!(IdempotencyKey::parse(key.as_str()).is_ok());
@@ -613,20 +644,33 @@ mod tests {
         let keyed_by_client = Command::Say {
             user: user(),
             text: "hi".into(),
-            key: Some(own.clone()),
+            key: Some(own),
         };
-        assert_eq!(
-            keyed(keyed_by_client),
-            Command::Say {
-                user: user(),
-                text: "hi".into(),
-                key: Some(own),
-            }
-        );
+        let forwarded = Forwarded::new(keyed_by_client.clone());
+        assert_eq!(forwarded.to_owner(), keyed_by_client);
+        assert_eq!(forwarded.here(), keyed_by_client);
         let vote = Command::Vote {
             user: user(),
             side: roomstate_core::room::Side::Pro,
         };
-        assert_eq!(keyed(vote.clone()), vote);
+        assert_eq!(Forwarded::new(vote.clone()).to_owner(), vote);
+    }
+
+    #[test]
+    fn a_message_applied_here_after_a_forward_keeps_the_forwards_key() {
+        let keyless = Command::Say {
+            user: user(),
+            text: "hi".into(),
+            key: None,
+        };
+        // Never forwarded: applied as the client sent it.
+        assert_eq!(Forwarded::new(keyless.clone()).here(), keyless);
+        // Forwarded to an owner that did not answer, then taken over here: the owner may
+        // have made it durable under the forward's key, which the replay knows.
+        let forwarded = Forwarded::new(keyless);
+        let sent = forwarded.to_owner();
+        assert!(matches!(&sent, Command::Say { key: Some(_), .. }));
+        assert_eq!(forwarded.here(), sent);
+        assert_eq!(forwarded.to_owner(), sent, "the same key on every try");
     }
 }

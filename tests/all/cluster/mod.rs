@@ -3,18 +3,21 @@
 //! epochs) and one MariaDB database (the store), and serve as one. The tests drive real clients
 //! through every node, break nodes the ways production does (SIGKILL, SIGSTOP past the lease then
 //! SIGCONT, SIGTERM, a Redis primary failover during a takeover, bad input on the node-to-node
-//! route), and hold every acknowledgement against the final record in MariaDB.
+//! route, a node restarted under its own id), and hold every acknowledgement against the final
+//! record in MariaDB.
 //!
 //! One scenario per file; `setup` starts the pieces, `voters` and `watchers` are the clients,
 //! `record` is the final-record check.
 
 mod admin;
+mod closed_while_away;
 mod handoff;
 mod internal_bad_input;
 mod kill;
 mod local_dir;
 mod record;
 mod redis_failover;
+mod restart;
 mod setup;
 mod two_nodes;
 mod voters;
