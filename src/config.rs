@@ -117,7 +117,7 @@ impl ClusterConfig {
     fn node_id(&self, bind: &SocketAddr) -> Result<String, ConfigError> {
         let id = match &self.node_id {
             Some(id) => id.clone(),
-            None => format!("{}:{}", host_name(), bind.port()),
+            None => default_node_id(&host_name(), bind.port()),
         };
         let fine = !id.is_empty()
             && id.len() <= 64
@@ -163,6 +163,15 @@ impl ClusterConfig {
                  `openssl rand -base64 24`)"
             ));
         }
+        // It travels in a header: other bytes cannot be sent, and spaces at its ends are cut
+        // off on the way.
+        if !secret.bytes().all(|b| b.is_ascii_graphic()) {
+            return invalid(
+                "cluster.secret must be printable ASCII without spaces (it is sent in a header; \
+                 e.g. `openssl rand -base64 24`)"
+                    .into(),
+            );
+        }
         if !LEASE_MS_RANGE.contains(&self.lease_ms) {
             return invalid(format!(
                 "cluster.lease_ms must be {} to {}, got {}",
@@ -175,12 +184,17 @@ impl ClusterConfig {
             Some(url) => url.trim_end_matches('/').to_owned(),
             None => format!("http://{bind}"),
         };
-        let scheme_ok =
-            advertise_url.starts_with("http://") || advertise_url.starts_with("https://");
-        if !scheme_ok || advertise_url.len() <= "https://".len() {
+        if advertise_url.starts_with("https://") {
             return invalid(format!(
-                "cluster.advertise_url {advertise_url:?} must be an http:// or https:// URL other \
-                 nodes reach this one at"
+                "cluster.advertise_url {advertise_url:?}: the nodes call each other over plain \
+                 HTTP (their calls carry the cluster's secret); give an http:// URL on a network \
+                 only the nodes reach"
+            ));
+        }
+        if !advertise_url.starts_with("http://") || advertise_url.len() <= "http://".len() {
+            return invalid(format!(
+                "cluster.advertise_url {advertise_url:?} must be an http:// URL other nodes \
+                 reach this one at"
             ));
         }
         if self.advertise_url.is_none() && bind.ip().is_unspecified() {
@@ -205,6 +219,14 @@ impl ClusterConfig {
 }
 
 /// The machine's host name (for the default node id).
+/// The host name and the port, the host name cut so that the id stays within 64 characters (a
+/// long pod name must not stop an engine that was given no id).
+fn default_node_id(host: &str, port: u16) -> String {
+    let port = format!(":{port}");
+    let host: String = host.chars().take(64 - port.len()).collect();
+    format!("{host}{port}")
+}
+
 fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()

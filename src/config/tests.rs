@@ -583,6 +583,14 @@ fn the_cluster_is_off_by_default_and_a_node_id_is_still_recorded() {
 }
 
 #[test]
+fn the_default_node_id_stays_valid_for_a_long_host_name() {
+    assert_eq!(default_node_id("web-1", 8080), "web-1:8080");
+    let long = default_node_id(&"h".repeat(63), 8080);
+    assert_eq!(long.len(), 64);
+    assert_eq!(long, format!("{}:8080", "h".repeat(59)));
+}
+
+#[test]
 fn an_enabled_cluster_takes_its_settings_and_defaults_its_url_from_the_bind_address() {
     let plan = cluster_with(&[("SECRET", SECRET), ("NODE_ID", "node-a")])
         .unwrap()
@@ -598,14 +606,14 @@ fn an_enabled_cluster_takes_its_settings_and_defaults_its_url_from_the_bind_addr
 
     let plan = cluster_with(&[
         ("SECRET", SECRET),
-        ("ADVERTISE_URL", "https://node-a.internal:8443/"),
+        ("ADVERTISE_URL", "http://node-a.internal:8443/"),
         ("LEASE_MS", "200"),
         ("ROOMSTATE__HTTP__BIND", "0.0.0.0:8443"),
     ])
     .unwrap()
     .cluster
     .expect("enabled");
-    assert_eq!(plan.advertise_url, "https://node-a.internal:8443");
+    assert_eq!(plan.advertise_url, "http://node-a.internal:8443");
     assert_eq!(plan.lease, std::time::Duration::from_millis(200));
 }
 
@@ -643,9 +651,22 @@ fn cluster_settings_that_cannot_work_are_refused_saying_why() {
         "cluster.advertise_url",
     );
     refused(
-        &[("SECRET", SECRET), ("ADVERTISE_URL", "https://")],
+        &[("SECRET", SECRET), ("ADVERTISE_URL", "http://")],
         "cluster.advertise_url",
     );
+    // The node-to-node client speaks no TLS: an https:// URL would make every call fail.
+    refused(
+        &[("SECRET", SECRET), ("ADVERTISE_URL", "https://node-a:8443")],
+        "plain HTTP",
+    );
+    // A secret that cannot travel in a header whole.
+    for secret in [
+        " 0123456789abcdef ",
+        "0123456789abcdef\t",
+        "0123456789abcdéf-x",
+    ] {
+        refused(&[("SECRET", secret)], "printable ASCII");
+    }
     refused(
         &[
             ("SECRET", SECRET),
