@@ -524,12 +524,17 @@ pub(super) async fn websocket(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
-    query: web::Query<SocketQuery>,
 ) -> Result<HttpResponse, actix_web::Error> {
     // A page that may not open sockets here learns nothing else about the request.
     origin::check_socket(&state, &req)?;
-    // Then credentials: a refused token is a 401 whatever else the request holds.
-    let claims = bearer::socket_token(&state, &req, query.token.as_deref())?;
+    // The query is read here, not by an extractor, which would answer a malformed one (a key
+    // given twice) before the origin and the credentials.
+    let query = web::Query::<SocketQuery>::from_query(req.query_string());
+    // Then credentials: a refused token is a 401 whatever else the request holds (with a
+    // malformed query, only the `Authorization` header's: its `token` cannot be read).
+    let token = query.as_ref().ok().and_then(|q| q.token.as_deref());
+    let claims = bearer::socket_token(&state, &req, token)?;
+    let query = query.map_err(|e| ApiError::bad_request(format!("bad query: {e}")))?;
     let id = extract::room_id(&path)?;
     let user = match (&query.user, &claims) {
         (Some(user), _) => extract::user(user)?,

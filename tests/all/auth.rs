@@ -310,6 +310,13 @@ async fn every_bad_token_is_refused_before_the_socket_opens() {
     )
     .await;
     assert_eq!((answer.status, answer.code()), (400, "bad_request"));
+    // A malformed query (a key given twice) is a 400 only after the credentials: without a
+    // token it is the 401 of any tokenless request, with a good one in the header the 400.
+    let twice = format!("/rooms/{room}/ws?user=alice&user=alice&token={good}");
+    let answer = refused_upgrade(&app, &twice, None).await;
+    assert_refused(&answer, NO_TOKEN, "a malformed query's token is not read");
+    let answer = refused_upgrade(&app, &twice, Some(&good)).await;
+    assert_eq!((answer.status, answer.code()), (400, "bad_request"));
     assert_eq!(
         counters(&app, &room).await,
         before,

@@ -436,6 +436,17 @@ async fn a_socket_from_a_foreign_page_is_refused_before_the_upgrade() {
     assert_eq!(foreign.status, 403, "{}", foreign.head);
     assert_eq!(foreign.body()["error"], "forbidden");
     assert_eq!(foreign.header("upgrade"), None);
+    // The origin comes first, also before a malformed query (a key given twice: 400 otherwise).
+    let twice = format!("{path}&user=alice");
+    let foreign = upgrade(&app, &twice, &[("Origin", "http://evil.example")]).await;
+    assert_eq!(foreign.status, 403, "{}", foreign.head);
+    let plain = upgrade(&app, &twice, &[]).await;
+    assert_eq!(
+        (plain.status, plain.body()["error"].as_str()),
+        (400, Some("bad_request")),
+        "{}",
+        plain.head
+    );
     let port = app.base.rsplit(':').next().unwrap_or_default().to_owned();
     let other_port = format!("http://127.0.0.1:{}", port.parse::<u32>().unwrap_or(1) + 1);
     let next_door = upgrade(&app, &path, &[("Origin", &other_port)]).await;
