@@ -70,6 +70,10 @@ pub(crate) struct RoomActor {
     closing: Option<Closing>,
     /// Set once the final record is stored: the room answers with it until it stops.
     final_view: Option<RoomView>,
+    /// Users who left (a socket went, an HTTP join lapsed) while a close was under way, when the
+    /// room takes no mutations: their leaves are applied if the close fails and the room opens
+    /// again, so nobody stays present with no link to the room.
+    left_while_closing: Vec<(UserName, Via)>,
     shutdown_waiters: Vec<oneshot::Sender<()>>,
     /// The room's lease epoch: every journal write names it, and is refused once another engine
     /// has claimed the room.
@@ -100,6 +104,7 @@ impl RoomActor {
             http_idle: HttpIdle::new(settings.http_ttl),
             closing: None,
             final_view: None,
+            left_while_closing: Vec::new(),
             shutdown_waiters: Vec::new(),
             epoch,
             state,
@@ -404,6 +409,9 @@ impl RoomActor {
                 )));
                 self.closing = None;
                 self.state.reopen();
+                for (user, via) in std::mem::take(&mut self.left_while_closing) {
+                    self.leaves(user, via, ctx);
+                }
                 self.finish_shutdown(ctx);
                 return;
             }
@@ -471,15 +479,9 @@ impl RoomActor {
     /// Lapses HTTP joins idle for longer than the configured time.
     fn sweep_idle(&mut self, ctx: &mut Context<Self>) {
         for user in self.http_idle.lapsed(Instant::now()) {
-            if self.state.has_http_presence(&user) && !self.state.is_closed() {
+            if self.state.has_http_presence(&user) {
                 tracing::debug!(room.id = %self.state.id(), user = %user, "HTTP presence lapsed");
-                let leave = Command::Leave {
-                    user,
-                    via: Via::Http,
-                };
-                if let Err(error) = self.submit(leave, None, ctx) {
-                    tracing::debug!(room.id = %self.state.id(), %error, "lapse refused");
-                }
+                self.leaves(user, Via::Http, ctx);
             }
         }
     }
@@ -636,16 +638,7 @@ impl Handler<Disconnect> for RoomActor {
         let Some(user) = self.sessions.remove(msg.id) else {
             return;
         };
-        if self.state.is_closed() {
-            return;
-        }
-        let leave = Command::Leave {
-            user,
-            via: Via::Socket,
-        };
-        if let Err(error) = self.submit(leave, None, ctx) {
-            tracing::debug!(room.id = %self.state.id(), %error, "socket leave refused");
-        }
+        self.leaves(user, Via::Socket, ctx);
     }
 }
 
@@ -719,15 +712,20 @@ impl RoomActor {
 
     /// The user of a socket that went (here or on another node) leaves if it was their last.
     fn socket_leaves(&mut self, user: UserName, ctx: &mut Context<Self>) {
+        self.leaves(user, Via::Socket, ctx);
+    }
+
+    /// `user` leaves by `via` (a socket went, an HTTP join lapsed). While a close is under way
+    /// the leave waits: it is applied if the close fails (`left_while_closing`).
+    fn leaves(&mut self, user: UserName, via: Via, ctx: &mut Context<Self>) {
         if self.state.is_closed() {
+            if self.final_view.is_none() {
+                self.left_while_closing.push((user, via));
+            }
             return;
         }
-        let leave = Command::Leave {
-            user,
-            via: Via::Socket,
-        };
-        if let Err(error) = self.submit(leave, None, ctx) {
-            tracing::debug!(room.id = %self.state.id(), %error, "remote socket leave refused");
+        if let Err(error) = self.submit(Command::Leave { user, via }, None, ctx) {
+            tracing::debug!(room.id = %self.state.id(), %error, "leave refused");
         }
     }
 }

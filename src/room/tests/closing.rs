@@ -125,3 +125,57 @@ async fn a_close_that_outlasts_its_timeout_answers_unavailable_and_can_be_retrie
         .collect();
     assert_eq!(stored, [(3, "last words".to_owned())]);
 }
+
+#[actix_rt::test]
+async fn who_left_while_a_failed_close_waited_is_gone_once_the_room_opens_again() {
+    use crate::room::{
+        messages::{Connect, Disconnect},
+        outlet::{Outlet, WorkerQueue},
+    };
+    let setup = Setup::new();
+    let journal = &setup.journal;
+    let registry = setup.registry(settings());
+    let (id, room) = setup.room_with_alice(&registry, "a close that fails").await;
+    // Bob's socket: present with alice.
+    let (queue, _frames) = WorkerQueue::new();
+    let bob = Connect {
+        id: 7,
+        user: super::user("bob"),
+        session: Outlet { queue, session: 7 },
+    };
+    room.send(bob).await.unwrap().unwrap();
+    assert_eq!(room.send(GetView).await.unwrap().counters.participants, 2);
+
+    // A close that waits for a pending message, and that the store then refuses.
+    setup.refuse_records(true);
+    journal.set_down(true);
+    let held = actix_rt::spawn(ask(&room, say("last words")));
+    let closing = actix_rt::spawn(room.send(Close));
+    eventually("a refused append", PATIENCE, || async {
+        (journal.refused_appends(&id) >= 1).then_some(())
+    })
+    .await;
+    // Bob's socket goes while the close waits (the room takes no mutations then).
+    room.send(Disconnect { id: 7 }).await.unwrap();
+    journal.set_down(false);
+    assert_eq!(answered(held).await.unwrap().seq, 4);
+    let refused = answered(closing).await;
+    assert!(
+        matches!(refused, Err(RoomFailure::Unavailable(_))),
+        "{refused:?}"
+    );
+
+    // Open again: bob, who has no link to the room any more, is not present.
+    eventually(
+        "bob's leave once the room opened again",
+        PATIENCE,
+        || async {
+            let view = room.send(GetView).await.unwrap();
+            (view.status == RoomStatus::Open && view.counters.participants == 1).then_some(())
+        },
+    )
+    .await;
+    setup.refuse_records(false);
+    let record = room.send(Close).await.unwrap().unwrap();
+    assert_eq!(record.counters.participants, 1, "{record:?}");
+}

@@ -178,6 +178,21 @@ impl Setup {
         )
     }
 
+    /// While `refuse`, the store refuses every final record (a trigger in its SQLite file makes
+    /// the record's transaction fail), as a store that cannot take it would.
+    fn refuse_records(&self, refuse: bool) {
+        use diesel::{Connection as _, RunQueryDsl as _};
+        let path = self._dir.path().join("s.db");
+        let mut db = diesel::SqliteConnection::establish(&path.display().to_string()).unwrap();
+        let sql = if refuse {
+            "CREATE TRIGGER IF NOT EXISTS test_refuses_records BEFORE INSERT ON rooms \
+             BEGIN SELECT RAISE(ABORT, 'the test refuses final records'); END"
+        } else {
+            "DROP TRIGGER IF EXISTS test_refuses_records"
+        };
+        diesel::sql_query(sql).execute(&mut db).unwrap();
+    }
+
     /// A new room in `registry` that alice has joined (seq 2): the usual start of a test.
     async fn room_with_alice(&self, registry: &Registry, title: &str) -> (RoomId, Addr<RoomActor>) {
         let created = registry.create(title.into()).await.unwrap();
