@@ -3,8 +3,8 @@
 //! is written; an event sent again must be byte-identical to the stored one (a different one is a
 //! conflict, never "already stored", also inside a run of events stored as one entry, and above
 //! a snapshot taken inside one); a batch that would leave a gap is refused, and an append whose
-//! text does not hold its count of events is an error that writes nothing; and one room's
-//! refusal does not hold up the other rooms of the same batch.
+//! text does not hold its count of events is an error that writes nothing; one room's refusal
+//! does not hold up the other rooms of the same batch; and logs of earlier versions continue.
 
 use std::time::Duration;
 
@@ -362,4 +362,46 @@ async fn an_append_whose_text_does_not_hold_its_count_of_lines_is_an_error_and_w
         );
     }
     assert_eq!(logged(&redis, &room).await, Vec::<u64>::new());
+}
+
+#[actix_rt::test]
+async fn a_log_trimmed_empty_by_a_snapshot_of_an_older_engine_takes_the_next_event() {
+    // A journal of an engine that trimmed the log at a snapshot without noting the snapshot's
+    // seq in the owner hash: events 1-2 as one entry each, a snapshot at 2, the log trimmed
+    // empty (the stream stays, and knows its last id).
+    let redis = RedisServer::start().await;
+    let room = RoomId::parse("r_trimmed").unwrap();
+    let key = format!("roomstate:{{{room}}}:log");
+    for e in [event(&room, 1, ""), event(&room, 2, "before the snapshot")] {
+        command(
+            &redis.addr(),
+            &["XADD", &key, &format!("{}-0", e.seq), "e", &e.to_json()],
+        )
+        .await
+        .unwrap();
+    }
+    let snap = serde_json::to_string(&snapshot(&room, 2)).unwrap();
+    let snap_key = format!("roomstate:{{{room}}}:snap");
+    for words in [
+        &["SET", &snap_key, &snap][..],
+        &["XTRIM", &key, "MINID", "3-0"],
+        &["SADD", "roomstate:rooms", room.as_str()],
+    ] {
+        command(&redis.addr(), words).await.unwrap();
+    }
+    assert!(logged(&redis, &room).await.is_empty());
+
+    let journal = open(&redis);
+    let logs = journal.recover().await.unwrap();
+    assert_eq!(logs.len(), 1);
+    assert_eq!(logs[0].snapshot.as_ref().map(|s| s.seq), Some(2));
+    let epoch = logs[0].epoch;
+    // The next event follows the snapshot (not "a gap after 0"), and one after a gap is refused.
+    journal
+        .append(epoch, vec![event(&room, 3, "after the upgrade")])
+        .await
+        .unwrap();
+    assert_eq!(logged(&redis, &room).await, [3]);
+    let gap = journal.append(epoch, vec![event(&room, 5, "gap")]).await;
+    assert!(matches!(gap, Err(JournalError::Corrupt(_))), "{gap:?}");
 }

@@ -58,10 +58,21 @@ end
 -- log empty — the snapshot's seq (everything up to it was durable when it was taken).
 local function last_seq(log, snap_seq)
   local top = redis.call('XREVRANGE', log, '+', '-', 'COUNT', 1)
-  if #top == 0 then
+  if #top > 0 then
+    return tonumber((string.match(top[1][1], '^(%d+)')))
+  end
+  if snap_seq > 0 or redis.call('EXISTS', log) == 0 then
     return snap_seq
   end
-  return tonumber((string.match(top[1][1], '^(%d+)')))
+  -- Trimmed empty by a snapshot of an engine that did not yet note snap_seq in the owner hash:
+  -- the stream still knows the id of the last entry it took.
+  local info = redis.call('XINFO', 'STREAM', log)
+  for i = 1, #info - 1, 2 do
+    if info[i] == 'last-generated-id' then
+      return tonumber((string.match(info[i + 1], '^(%d+)'))) or 0
+    end
+  end
+  return snap_seq
 end
 
 -- A stream entry id for a seq, formatted as an integer (tostring would format a float).
