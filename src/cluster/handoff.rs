@@ -4,7 +4,11 @@
 //! epoch it was released under, so nothing can slip in between. A room that did not drain in
 //! time is not released: its lease lapses and a live node takes it over like a dead node's.
 
-use std::{collections::HashMap, sync::atomic::Ordering, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::atomic::Ordering,
+    time::{Duration, Instant},
+};
 
 use actix_web::http::Method;
 use futures_util::future::join_all;
@@ -39,7 +43,7 @@ pub(crate) async fn hand_off(cluster: &Cluster, deadline: Duration) {
     }))
     .await;
     let released: Vec<(RoomId, Epoch)> = released.into_iter().flatten().collect();
-    let successors = cluster.live_peers();
+    let successors = cluster.membership.lock().successors(Instant::now());
     let names: Vec<&str> = successors.iter().map(|(id, _)| id.as_str()).collect();
     let mut by_node: HashMap<&str, Vec<HandedRoom>> = HashMap::new();
     for (room, epoch) in &released {

@@ -130,6 +130,16 @@ impl Membership {
         nodes
     }
 
+    /// The nodes this one may hand its rooms to when it leaves: the others that take rooms
+    /// (alive, not leaving themselves), with their URLs, by id.
+    pub(crate) fn successors(&self, now: Instant) -> Vec<(String, String)> {
+        self.serving(now)
+            .into_iter()
+            .filter(|record| record.id != self.me)
+            .map(|record| (record.id.clone(), record.advertise_url.clone()))
+            .collect()
+    }
+
     /// Nodes this node judges dead now (never itself; none while it may not judge).
     pub(crate) fn dead(&self, now: Instant) -> Vec<String> {
         if !self.may_judge(now) {
@@ -218,6 +228,20 @@ mod tests {
         // It beats again: alive.
         m.beat_ok(vec![record("a", 4), record("b", 2)], t0 + ms(1500));
         assert!(m.dead(t0 + ms(1500)).is_empty());
+    }
+
+    #[test]
+    fn a_leaving_node_hands_its_rooms_to_the_others_that_take_rooms() {
+        let t0 = Instant::now();
+        let mut m = Membership::new("a".into(), LEASE);
+        let mut c = record("c", 1);
+        c.leaving = true;
+        m.beat_ok(vec![record("a", 1), record("b", 1), c], t0);
+        // Neither itself nor a node leaving at the same time (which would not serve them).
+        assert_eq!(
+            m.successors(t0),
+            vec![("b".to_string(), "http://b".to_string())]
+        );
     }
 
     #[test]

@@ -324,6 +324,12 @@ impl Cluster {
     /// Takes `rooms` (each at the epoch it was seen at) for this node and starts those won.
     /// Answers how many this node now owns.
     pub(crate) async fn adopt(&self, rooms: Vec<(RoomId, Epoch)>) -> usize {
+        if self.leaving.load(Ordering::SeqCst) {
+            // A node leaving too (two stopped at once) would hold them only to hand them on:
+            // the nodes that stay find them in their scans.
+            tracing::info!(rooms = rooms.len(), "not taking rooms while leaving");
+            return 0;
+        }
         let rooms: Vec<(RoomId, Epoch)> = {
             let mut claiming = self.claiming.lock();
             rooms
