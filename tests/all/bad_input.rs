@@ -222,11 +222,7 @@ async fn http_flood_is_rate_limited_and_the_room_recovers() {
 #[actix_rt::test]
 async fn bad_frames_get_error_frames_and_the_socket_stays_open() {
     let app = app::start();
-    let room = app.create_room("frames").await;
-    let mut ws = WsClient::connect(&app.ws_url(&format!("/rooms/{room}/ws?user=alice")))
-        .await
-        .unwrap();
-    ws.next_of("state").await;
+    let (_, mut ws) = socket_in_a_new_room(&app, "alice").await;
     ws.send_text("{nope".into()).await;
     let err = ws.next_of("error").await;
     assert_eq!(
@@ -255,32 +251,39 @@ async fn bad_frames_get_error_frames_and_the_socket_stays_open() {
     assert_eq!(ack["req"], "ok", "the socket still works");
 }
 
-#[actix_rt::test]
-async fn oversize_frames_are_too_large_and_the_room_survives() {
-    let app = app::start();
+/// A socket of `user` in a new room, past its first `state`.
+async fn socket_in_a_new_room(app: &TestApp, user: &str) -> (String, WsClient) {
     let room = app.create_room("frames").await;
-    let mut ws = WsClient::connect(&app.ws_url(&format!("/rooms/{room}/ws?user=big")))
+    let mut ws = WsClient::connect(&app.ws_url(&format!("/rooms/{room}/ws?user={user}")))
         .await
         .unwrap();
     ws.next_of("state").await;
-    ws.send_text("x".repeat(65 * 1024)).await;
+    (room, ws)
+}
+
+/// The socket gets an `error` frame `too_large`, then is closed with 1009.
+async fn closed_as_too_large(ws: &mut WsClient) {
     let (code_, frames) = ws.until_closed().await;
     assert!(
         frames.iter().any(|f| f["error"] == "too_large"),
         "frames before the close: {frames:?}"
     );
     assert_eq!(code_, Some(1009));
+}
+
+#[actix_rt::test]
+async fn oversize_frames_are_too_large_and_the_room_survives() {
+    let app = app::start();
+    let (room, mut ws) = socket_in_a_new_room(&app, "big").await;
+    ws.send_text("x".repeat(65 * 1024)).await;
+    closed_as_too_large(&mut ws).await;
     room_still_works(&app, &room).await;
 }
 
 #[actix_rt::test]
 async fn a_frame_declared_over_the_limit_is_too_large_before_its_payload_comes() {
     let app = app::start();
-    let room = app.create_room("frames").await;
-    let mut ws = WsClient::connect(&app.ws_url(&format!("/rooms/{room}/ws?user=liar")))
-        .await
-        .unwrap();
-    ws.next_of("state").await;
+    let (room, mut ws) = socket_in_a_new_room(&app, "liar").await;
     // A text frame whose header declares 1 GiB, then 1 KiB of it and no more: refused on its
     // header, not once a gigabyte has been read into memory, nor at the 30 s silence timeout.
     let mut start = vec![0x81, 0x80 | 127];
@@ -289,12 +292,7 @@ async fn a_frame_declared_over_the_limit_is_too_large_before_its_payload_comes()
     start.extend_from_slice(&[b'x'; 1024]);
     ws.send_raw(&start).await;
     ws.deadline = std::time::Duration::from_secs(10);
-    let (code_, frames) = ws.until_closed().await;
-    assert!(
-        frames.iter().any(|f| f["error"] == "too_large"),
-        "frames before the close: {frames:?}"
-    );
-    assert_eq!(code_, Some(1009));
+    closed_as_too_large(&mut ws).await;
     room_still_works(&app, &room).await;
 }
 
