@@ -11,7 +11,9 @@
 // - delivers room states, never an older seq after a newer one;
 // - turns requests into promises that resolve on their `ack` and reject on their `error`;
 //   requests still unanswered when the socket drops are sent again after the reconnect, which is
-//   safe: votes are idempotent by nature and every `say` carries an idempotency key.
+//   safe: votes are idempotent by nature and every `say` carries an idempotency key (one older
+//   than the engine keeps keys for is not sent again but rejected, and a request over the
+//   engine's frame limit is rejected with `too_large` instead of being sent on every socket).
 
 /** Reconnect backoff: the first delay and the cap, before jitter. */
 const BACKOFF_FIRST_MS = 500;
@@ -24,6 +26,13 @@ const TOKEN_EXPIRED = 4001;
 const FINAL_CLOSES = new Set([1000, 1008, 1009]);
 /** `WebSocket.OPEN`, for runtimes whose socket class lacks the constant. */
 const OPEN = 1;
+/**
+ * A request unanswered for this long is not sent again after a reconnect: the engine keeps an
+ * idempotency key for 10 minutes, and a vote that old may undo a newer one.
+ */
+const RESEND_WITHIN_MS = 9 * 60 * 1000;
+/** User names the engine accepts (docs/api.md "Names"). */
+const USER_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
 
 /** An error the engine answered (`{"error": CODE, "message": ...}`), or a lost connection. */
 export class RoomstateError extends Error {
@@ -193,6 +202,10 @@ export class RoomClient extends EventTarget {
   constructor({ room, user, baseUrl, token, after = 0, WebSocket: WebSocketImpl, fetch: fetchImpl }) {
     super();
     if (!room) throw new TypeError("RoomClient needs a room id");
+    // An upgrade refused for its user shows in a browser only as a dropped socket.
+    if (user !== undefined && user !== null && !USER_NAME.test(user)) {
+      throw new TypeError(`not a user name the engine accepts: ${JSON.stringify(user)}`);
+    }
     this.room = room;
     this.user = user;
     this.api = new RoomstateApi({ baseUrl, token, fetch: fetchImpl });
@@ -320,7 +333,9 @@ export class RoomClient extends EventTarget {
     }
     const id = req ?? `r-${++this.reqCounter}-${Date.now().toString(36)}`;
     return new Promise((resolve, reject) => {
-      const entry = { frame: { ...frame, req: id }, resolve, reject };
+      const text = JSON.stringify({ ...frame, req: id });
+      const bytes = new TextEncoder().encode(text).length;
+      const entry = { text, bytes, since: Date.now(), resolve, reject };
       this.pending.set(id, entry);
       this.transmit(entry);
     });
@@ -328,8 +343,15 @@ export class RoomClient extends EventTarget {
 
   transmit(entry) {
     const ws = this.socket;
-    if (ws && this.conn?.live && ws.readyState === OPEN) ws.send(JSON.stringify(entry.frame));
+    if (ws && this.conn?.live && ws.readyState === OPEN) ws.send(entry.text);
     // Otherwise it goes out when a socket is live again (see `onState`).
+  }
+
+  /** The unanswered request whose frame is the largest: `[req, entry]`, or null. */
+  largestPending() {
+    let largest = null;
+    for (const pair of this.pending) if (!largest || pair[1].bytes > largest[1].bytes) largest = pair;
+    return largest;
   }
 
   socketUrl(token) {
@@ -395,6 +417,12 @@ export class RoomClient extends EventTarget {
         if (frame.req !== null && frame.req !== undefined && this.pending.has(frame.req)) {
           return this.answer(frame.req, (p) => p.reject(error));
         }
+        if (frame.error === "too_large" && conn.live) {
+          // A frame over the engine's limit is refused unread (the socket then closes with
+          // 1009). The largest unanswered request is over it, and would be on every socket.
+          const largest = this.largestPending();
+          if (largest) return this.answer(largest[0], (p) => p.reject(error));
+        }
         conn.error = error;
         if (frame.req === null || frame.req === undefined) this.emit("problem", error);
         return;
@@ -434,8 +462,18 @@ export class RoomClient extends EventTarget {
       this.resolveFirst(view);
       this.resolveFirst = this.rejectFirst = null;
     }
-    // Requests unanswered when the last socket dropped: send them again (idempotent).
-    for (const entry of this.pending.values()) this.transmit(entry);
+    // Requests unanswered when the last socket dropped: send them again (idempotent), unless
+    // the engine may have forgotten them.
+    const now = Date.now();
+    for (const [req, entry] of [...this.pending]) {
+      if (now - entry.since <= RESEND_WITHIN_MS) {
+        this.transmit(entry);
+        continue;
+      }
+      this.answer(req, (p) =>
+        p.reject(new RoomstateError("disconnected", "not answered before the connection dropped; too old to send again")),
+      );
+    }
   }
 
   deliverState(view) {
@@ -484,6 +522,11 @@ export class RoomClient extends EventTarget {
   onClose(conn, code) {
     if (this.stopped) return;
     const refused = conn.error;
+    if (!conn.live && refused?.code === "room_closed") {
+      // Closed between the upgrade and the join: the API has its final view and transcript.
+      this.isOver().then((over) => over || this.retry(null));
+      return;
+    }
     if (!conn.live && this.rejectFirst && refused && FINAL_CLOSES.has(code)) {
       // The room refused this user for good on the first try: no point retrying.
       return this.fail(refused);
@@ -513,7 +556,12 @@ export class RoomClient extends EventTarget {
     }
     if (token) {
       try {
-        await this.api.auth({ token, room: this.room });
+        const who = await this.api.auth({ token, room: this.room });
+        if (this.user && who?.user && who.user !== this.user) {
+          const message = `the token is for user ${who.user}, not ${this.user}`;
+          this.fail(new RoomstateError("forbidden", message, 403));
+          return true;
+        }
       } catch (e) {
         if (tokenRefused(e)) {
           this.fail(e);

@@ -486,6 +486,64 @@ async fn say_all(app: &TestApp, room: &str, user: &str, texts: &[&str]) {
     }
 }
 
+/// A message over the engine's frame limit (`limits.max_frame_bytes`, here 1 KiB; the page's
+/// input takes 2000 characters): the engine refuses it unread and closes the socket with 1009.
+/// The page's client rejects that message with `too_large` and does not send it again — it
+/// reconnects once and gets on — where it used to send it on every new socket, one 1009 after
+/// another.
+#[actix_rt::test]
+async fn the_client_rejects_a_message_over_the_frame_limit_and_gets_back_on() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let app = app::builder()
+        .setting("LIMITS__MAX_FRAME_BYTES", 1024)
+        .start();
+    let room = app.create_room("frame limit").await;
+    let browser = Browser::start().await;
+    let alice = browser.session_in("alice", KOREAN).await;
+    join(&alice, &app, &room, "alice").await;
+    alice
+        .eval(
+            "const c = window.roomstate.client;
+             window.__retries = 0;
+             c.addEventListener('retry', () => { window.__retries += 1; });
+             window.__refused = null;
+             c.say('x'.repeat(2000)).then(
+               () => { window.__refused = 'acknowledged'; },
+               (e) => { window.__refused = e.code; });
+             return true;",
+            json!([]),
+        )
+        .await;
+    let refused = alice
+        .wait_for(
+            "the oversize message's refusal",
+            "return window.__refused",
+            json!([]),
+        )
+        .await;
+    assert_eq!(refused, "too_large");
+    alice.wait_attr("#conn", "data-state", "live").await;
+    let said = alice
+        .eval(
+            "window.__said = null;
+             window.roomstate.client.say('작은 글').then((a) => { window.__said = a.seq; });
+             return true;",
+            json!([]),
+        )
+        .await;
+    assert_eq!(said, true);
+    alice
+        .wait_for("the next message's ack", "return window.__said", json!([]))
+        .await;
+    let retries = alice.eval("return window.__retries;", json!([])).await;
+    assert_eq!(
+        retries, 1,
+        "one reconnect after the 1009, not one per attempt"
+    );
+    let server = server_transcript(&app, &room).await;
+    assert_eq!(server.len(), 1, "{server:?}");
+}
+
 /// The page's client (`window.roomstate.client`, clients/js/roomstate.js) across two drops,
 /// one of them in the middle of its catch-up, while another user keeps posting: every message
 /// reaches the page once, in seq order — both the client's `message` events and the list the
