@@ -85,10 +85,11 @@ pub(crate) struct RoomActor {
 }
 
 impl RoomActor {
-    /// A room whose state is entirely durable (just created, or replayed from the journal), held
-    /// under `epoch`.
+    /// A room whose state is entirely durable (just created, or replayed from the journal, whose
+    /// last snapshot is at `snapshot_seq`, 0 if none), held under `epoch`.
     pub(crate) fn new(
         state: RoomState,
+        snapshot_seq: u64,
         epoch: Epoch,
         deps: Arc<RoomDeps>,
         index: Arc<RoomIndex>,
@@ -100,7 +101,11 @@ impl RoomActor {
             sessions: Sessions::default(),
             remote: RemoteSessions::default(),
             throttle: StateThrottle::new(state.seq(), Instant::now()),
-            snapshots: SnapshotSchedule::new(settings.snapshot_every, state.seq()),
+            snapshots: SnapshotSchedule::new(
+                settings.snapshot_every,
+                settings.max_messages,
+                snapshot_seq,
+            ),
             http_idle: HttpIdle::new(settings.http_ttl),
             closing: None,
             final_view: None,

@@ -156,6 +156,7 @@ impl Registry {
     fn start(
         &self,
         mut state: RoomState,
+        snapshot_seq: u64,
         epoch: Epoch,
         place: Option<Creating<'_>>,
     ) -> Addr<RoomActor> {
@@ -165,7 +166,7 @@ impl Registry {
         let (index, departed) = (self.rooms.clone(), self.departed.clone());
         let n = self.next_arbiter.fetch_add(1, Ordering::Relaxed) % self.arbiters.len();
         let addr = RoomActor::start_in_arbiter(&self.arbiters[n].handle(), move |_| {
-            RoomActor::new(state, epoch, deps, index, departed)
+            RoomActor::new(state, snapshot_seq, epoch, deps, index, departed)
         });
         let mut rooms = self.rooms.write();
         rooms.insert(id, addr.clone());
@@ -207,7 +208,7 @@ impl Registry {
             .inc();
         let view = state.view(state.counters());
         tracing::info!(room.id = %view.id, %epoch, "room created");
-        self.start(state, epoch, Some(place));
+        self.start(state, 0, epoch, Some(place));
         Ok(view)
     }
 
@@ -464,7 +465,8 @@ impl Registry {
                 None => RoomState::replay(&log.room, &log.events)?,
             };
             tracing::debug!(room.id = %log.room, seq = state.seq(), "room recovered");
-            self.start(state, log.epoch, None);
+            let snapshot_seq = log.snapshot.as_ref().map_or(0, |s| s.seq);
+            self.start(state, snapshot_seq, log.epoch, None);
             recovered += 1;
         }
         self.deps.metrics.rooms_recovered.inc_by(recovered as u64);
@@ -541,7 +543,8 @@ impl Registry {
             None => RoomState::replay(&log.room, &log.events)?,
         };
         tracing::debug!(room.id = %log.room, seq = state.seq(), epoch = %log.epoch, "room adopted");
-        self.start(state, log.epoch, None);
+        let snapshot_seq = log.snapshot.as_ref().map_or(0, |s| s.seq);
+        self.start(state, snapshot_seq, log.epoch, None);
         self.deps.metrics.rooms_recovered.inc();
         Ok(())
     }

@@ -106,7 +106,8 @@ async fn a_failed_snapshot_keeps_the_room_serving_and_the_log_whole() {
     assert_eq!(recovered.1.len(), 25);
 
     // The second registry claimed the room (as a second engine would): it serves it now, and
-    // snapshots on its own schedule: as many events after seq 27 as the room has messages (26).
+    // snapshots on the room's schedule, counted from its last snapshot (none): 26 events (as
+    // many as the room has messages) have passed, so the first commit here takes one.
     journal.set_snapshots_failing(false);
     let refused = journal.refused_snapshots();
     let room = again.get(&id).unwrap();
@@ -127,10 +128,44 @@ async fn a_failed_snapshot_keeps_the_room_serving_and_the_log_whole() {
         journal.snapshot_seq(&id)
     })
     .await;
-    assert_eq!(snapshot_seq, 53, "26 events after seq 27");
+    assert_eq!(snapshot_seq, 28, "at the first commit after the restart");
     assert_eq!(journal.refused_snapshots(), refused);
     assert!(
         journal.events(&id).iter().all(|e| e.seq > snapshot_seq),
         "the snapshot trimmed the log"
     );
+}
+
+#[actix_rt::test]
+async fn a_room_restarted_before_its_interval_comes_round_is_snapshotted_all_the_same() {
+    let setup = Setup::new();
+    let journal = &setup.journal;
+    let registry = setup.registry(every(10));
+    let (id, room) = setup.room_with_alice(&registry, "restarted often").await;
+    for i in 0..6 {
+        ask(&room, say(&format!("before {i}")))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    registry.shutdown(PATIENCE).await;
+    assert_eq!(journal.snapshot_seq(&id), None, "8 events: none due yet");
+
+    // Started again: 8 events since the room's last snapshot (none), and 7 more now make 15,
+    // past the interval of 10 — though fewer than 10 came since this start.
+    let registry = setup.registry(every(10));
+    assert_eq!(registry.recover().await.unwrap(), 1);
+    let room = registry.get(&id).unwrap();
+    ask(&room, join_alice()).await.unwrap().unwrap();
+    for i in 0..6 {
+        ask(&room, say(&format!("after {i}")))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    eventually("a snapshot after the restart", PATIENCE, || async {
+        journal.snapshot_seq(&id)
+    })
+    .await;
+    registry.shutdown(PATIENCE).await;
 }
