@@ -450,7 +450,7 @@ impl Registry {
             .collect();
         let mut recovered = 0;
         for log in logs {
-            if closed.contains(&log.room) {
+            if closed.contains(&log.room) && self.record_covers(&log).await? {
                 tracing::info!(room.id = %log.room, "room already closed in the store; deleting its log");
                 // A leftover log is harmless (the store's record wins, and the next start tries
                 // again); it must not keep every other room from coming back.
@@ -521,12 +521,31 @@ impl Registry {
         handed
     }
 
+    /// Whether the stored record of `log`'s room holds everything its log does. It does not when
+    /// a close's answer was lost after the record was committed: the close was reported failed,
+    /// the room opened again and took more mutations. Such a room comes back open (its next
+    /// close replaces the record), instead of losing what its log holds past the record.
+    async fn record_covers(&self, log: &RoomLog) -> Result<bool, RecoveryError> {
+        let Some(stored) = self.deps.store.room(&log.room).await? else {
+            return Ok(false);
+        };
+        let last = (log.events.last().map(|e| e.seq))
+            .or(log.snapshot.as_ref().map(|s| s.seq))
+            .unwrap_or(0);
+        if last > stored.counters.seq {
+            tracing::warn!(room.id = %log.room, seq.log = last, seq.stored = stored.counters.seq,
+                "the room's log goes past its stored record; it is open again until its next close");
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
     /// Starts a room taken over from another node (or from a run of this node that ended),
     /// replayed from `log` under the epoch the claim won. A room whose final record is already
     /// in the store only has its log deleted.
     pub(crate) async fn adopt(&self, log: RoomLog) -> Result<(), RecoveryError> {
         let closed = self.deps.store.stored_among(vec![log.room.clone()]).await?;
-        if !closed.is_empty() {
+        if !closed.is_empty() && self.record_covers(&log).await? {
             tracing::info!(room.id = %log.room, "room taken over is closed in the store; deleting its log");
             if let Err(error) = self
                 .deps

@@ -33,11 +33,13 @@ pub(crate) fn query_failed(e: DieselError) -> StoreError {
     }
 }
 
-/// Writes a closed room's final record in one transaction, unless the room is already stored.
+/// Writes a closed room's final record in one transaction, unless the room is already stored
+/// at the same seq or a later one.
 ///
 /// Returns the view as stored: status closed, times truncated to milliseconds. Idempotency comes
 /// from the primary key: the room row is inserted first, so a second close of the same room fails
-/// on the key, is rolled back whole, and returns the row already there. Inserting first (rather
+/// on the key, is rolled back whole, and returns the row already there — unless that row is of
+/// an earlier seq, which the new record then replaces. Inserting first (rather
 /// than SELECT, then INSERT) also makes the transaction's first statement a write, so SQLite takes
 /// its write lock up front and waits on `busy_timeout`, instead of failing with SQLITE_BUSY when a
 /// concurrent close commits between our read and our write.
@@ -68,7 +70,7 @@ pub fn write_final(conn: &mut DbConnection, record: &FinalRecord) -> Result<Room
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
 
-    let written = conn.transaction(|conn| {
+    let insert_all = |conn: &mut DbConnection| {
         diesel::insert_into(rooms::table)
             .values(&room_row)
             .execute(conn)?;
@@ -85,11 +87,31 @@ pub fn write_final(conn: &mut DbConnection, record: &FinalRecord) -> Result<Room
                 .execute(c))?;
         }
         Ok::<_, DieselError>(())
-    });
+    };
+    let written = conn.transaction(insert_all);
     match written {
         Ok(()) => Ok(view),
         Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info)) => {
             match room(conn, &record.room.id)? {
+                // An earlier close's record, whose answer was lost: that close was reported
+                // failed, the room opened again and took more mutations, all of which this
+                // record holds. It replaces the earlier one, so no acknowledged mutation is
+                // missing from the room's record.
+                Some(stored) if stored.counters.seq < view.counters.seq => {
+                    conn.transaction(|conn| {
+                        diesel::delete(room_votes::table.filter(room_votes::room_id.eq(room_id)))
+                            .execute(conn)?;
+                        diesel::delete(
+                            room_messages::table.filter(room_messages::room_id.eq(room_id)),
+                        )
+                        .execute(conn)?;
+                        diesel::delete(rooms::table.find(room_id)).execute(conn)?;
+                        insert_all(conn)
+                    })
+                    .map_err(query_failed)?;
+                    Ok(view)
+                }
+                // The same close again (a retry), or a stale writer's: the stored record stands.
                 Some(stored) => Ok(stored),
                 // The room row went in; a vote or message key collided (the record names a user
                 // or a seq twice). Nothing was written.

@@ -88,6 +88,7 @@ macro_rules! on_both_backends {
 on_both_backends!(
     final_record_round_trips,
     closing_twice_returns_the_first_record,
+    a_record_of_a_later_seq_replaces_an_earlier_one,
     unknown_rooms_are_absent,
     messages_page_by_seq,
     reopening_is_idempotent,
@@ -196,14 +197,17 @@ async fn closing_twice_returns_the_first_record(db: TestDb) {
     let first = record(RoomId::generate(), 10);
     let stored = store.write_final(first.clone()).await.unwrap();
 
-    let mut second = record(first.room.id.clone(), 4);
-    second.room.title = "another title".into();
-    second.room.counters.pro = 99;
-    second.room.counters.seq = 1_000;
-    second.votes = vec![(user("mallory"), Side::Pro)];
-    assert_ne!(second.room, first.room);
-
-    assert_eq!(store.write_final(second).await.unwrap(), stored);
+    // The same close again, or a stale writer's record of the room at an earlier seq: the
+    // stored record stands.
+    for seq in [first.room.counters.seq, first.room.counters.seq - 1] {
+        let mut second = record(first.room.id.clone(), 4);
+        second.room.title = "another title".into();
+        second.room.counters.pro = 99;
+        second.room.counters.seq = seq;
+        second.votes = vec![(user("mallory"), Side::Pro)];
+        assert_ne!(second.room, first.room);
+        assert_eq!(store.write_final(second).await.unwrap(), stored);
+    }
     assert_eq!(
         store.room(&first.room.id).await.unwrap(),
         Some(first.room.clone())
@@ -213,6 +217,25 @@ async fn closing_twice_returns_the_first_record(db: TestDb) {
         sorted_votes(&first)
     );
     assert_eq!(all_messages(&store, &first.room.id).await, first.messages);
+}
+
+async fn a_record_of_a_later_seq_replaces_an_earlier_one(db: TestDb) {
+    // A close whose answer was lost after its commit: reported failed, the room opened again
+    // and took more mutations; its next close's record holds them all and replaces the first.
+    let store = db.open();
+    let first = record(RoomId::generate(), 4);
+    store.write_final(first.clone()).await.unwrap();
+    let mut later = record(first.room.id.clone(), 10);
+    later.room.counters.seq = first.room.counters.seq + 100;
+    later.votes = vec![(user("mallory"), Side::Pro)];
+    let stored = store.write_final(later.clone()).await.unwrap();
+    assert_eq!(stored.counters.seq, later.room.counters.seq);
+    assert_eq!(store.room(&first.room.id).await.unwrap(), Some(stored));
+    assert_eq!(
+        store.votes(&first.room.id).await.unwrap(),
+        sorted_votes(&later)
+    );
+    assert_eq!(all_messages(&store, &first.room.id).await, later.messages);
 }
 
 async fn unknown_rooms_are_absent(db: TestDb) {

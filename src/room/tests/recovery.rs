@@ -86,3 +86,50 @@ async fn a_refused_creation_leaves_no_room_behind() {
     let again = setup.registry(settings());
     assert_eq!(again.recover().await.unwrap(), 0, "nothing comes back");
 }
+
+#[actix_rt::test]
+async fn a_room_whose_log_goes_past_its_stored_record_comes_back_open() {
+    use roomstate_store::FinalRecord;
+
+    use crate::room::messages::{Close, GetMessages};
+    let setup = Setup::new();
+    let (journal, store) = (&setup.journal, &setup.store);
+    let registry = setup.registry(settings());
+    let (id, room) = setup.room_with_alice(&registry, "lost answer").await;
+    ask(&room, say("before")).await.unwrap().unwrap();
+    // A close whose record was committed but whose answer was lost: reported failed, the room
+    // stayed open and took more mutations. (Its record, as that close wrote it, at seq 3.)
+    let at_close = room.send(GetView).await.unwrap();
+    let messages = room
+        .send(GetMessages {
+            after: 0,
+            limit: 10,
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .write_final(FinalRecord {
+            room: at_close.clone(),
+            votes: Vec::new(),
+            messages,
+        })
+        .await
+        .unwrap();
+    ask(&room, say("after")).await.unwrap().unwrap();
+    registry.shutdown(PATIENCE).await;
+    assert_eq!(log_seqs(journal, &id), [1, 2, 3, 4]);
+
+    // Its log holds seq 4, past the record's 3: back open, not deleted.
+    let again = setup.registry(settings());
+    assert_eq!(again.recover().await.unwrap(), 1);
+    let back = again.get(&id).expect("open again");
+    let view = back.send(GetView).await.unwrap();
+    assert_eq!((view.status, view.counters.seq), (RoomStatus::Open, 4));
+    // Its next close replaces the record with one holding everything.
+    let record = back.send(Close).await.unwrap().unwrap();
+    assert_eq!((record.counters.seq, record.counters.messages), (4, 2));
+    let stored = store.messages(&id, 0, 10).await.unwrap();
+    let texts: Vec<&str> = stored.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(texts, ["before", "after"]);
+}
