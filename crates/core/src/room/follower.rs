@@ -157,10 +157,12 @@ impl Follower {
             // Older than the steps kept: what the follower counted is the better guess.
             return;
         }
+        // A view at `seq` includes the event at `seq`, but not an owner change noted there: a
+        // late view of the old owner at that seq still counts those it had present.
         self.participants = self
             .steps
             .iter()
-            .filter(|(at, _)| *at > seq)
+            .filter(|(at, step)| *at > seq || (*at == seq && *step == Step::Reset))
             .fold(participants, |count, (_, step)| step.apply(count));
     }
 
@@ -322,6 +324,23 @@ mod tests {
         follower.owner_changed(3);
         assert_eq!(follower.view().counters.participants, 0);
         assert_eq!(follower.epoch(), 3);
+    }
+
+    #[test]
+    fn a_late_view_of_the_old_owner_at_the_takeovers_seq_counts_nobody() {
+        let mut owner = Owner::new();
+        owner.join("ann");
+        let mut follower = Follower::load(owner.state.id(), None, &owner.events, 1).unwrap();
+        follower.anchor(2, 1);
+        assert_eq!(follower.view().counters.participants, 1);
+        // Taken over at seq 2 (the new owner replayed the room with nobody present); then the
+        // old owner's answer of a view at seq 2, ann present, comes late.
+        follower.owner_changed(2);
+        follower.anchor(2, 1);
+        assert_eq!(follower.view().counters.participants, 0);
+        // A view at that seq from the new owner agrees.
+        follower.anchor(2, 0);
+        assert_eq!(follower.view().counters.participants, 0);
     }
 
     #[test]
