@@ -335,7 +335,8 @@ impl RoomActor {
 
     /// Nothing is pending any more: a close or a shutdown waiting for that may go on.
     fn on_drained(&mut self, ctx: &mut Context<Self>) {
-        if self.closing.is_some() {
+        // Not again once the record is stored (a shutdown while the log is being deleted).
+        if self.closing.is_some() && self.final_view.is_none() {
             self.write_final_record(ctx);
         }
         self.finish_shutdown(ctx);
