@@ -70,10 +70,11 @@ pub(crate) struct RoomActor {
     closing: Option<Closing>,
     /// Set once the final record is stored: the room answers with it until it stops.
     final_view: Option<RoomView>,
-    /// Users who left (a socket went, an HTTP join lapsed) while a close was under way, when the
-    /// room takes no mutations: their leaves are applied if the close fails and the room opens
-    /// again, so nobody stays present with no link to the room.
-    left_while_closing: Vec<(UserName, Via)>,
+    /// Presence that changed while a close was under way, when the room takes no mutations (a
+    /// socket came or went, here or on another node; an HTTP join lapsed): the joins and leaves,
+    /// in order, are applied if the close fails and the room opens again, so nobody stays
+    /// present with no link to the room, nor absent with one.
+    presence_while_closing: Vec<Command>,
     shutdown_waiters: Vec<oneshot::Sender<()>>,
     /// The room's lease epoch: every journal write names it, and is refused once another engine
     /// has claimed the room.
@@ -109,7 +110,7 @@ impl RoomActor {
             http_idle: HttpIdle::new(settings.http_ttl),
             closing: None,
             final_view: None,
-            left_while_closing: Vec::new(),
+            presence_while_closing: Vec::new(),
             shutdown_waiters: Vec::new(),
             epoch,
             state,
@@ -415,8 +416,8 @@ impl RoomActor {
                 )));
                 self.closing = None;
                 self.state.reopen();
-                for (user, via) in std::mem::take(&mut self.left_while_closing) {
-                    self.leaves(user, via, ctx);
+                for change in std::mem::take(&mut self.presence_while_closing) {
+                    self.presence(change, ctx);
                 }
                 self.finish_shutdown(ctx);
                 return;
@@ -546,14 +547,19 @@ impl Handler<Mutate> for RoomActor {
         }
         let reply = ReplyTo::new(reply);
         let applied = self.check_backlog().and_then(|()| {
-            if via == Via::Http {
-                let user = command.user();
-                match command {
-                    Command::Leave { .. } => self.http_idle.forget(user),
-                    _ => self.http_idle.touch(user, Instant::now()),
-                }
+            let http = (via == Via::Http).then(|| {
+                let leaves = matches!(command, Command::Leave { .. });
+                (command.user().clone(), leaves)
+            });
+            let change = self.state.apply(command, time::now())?;
+            // Only a command the room took moves the user's HTTP presence (a leave refused
+            // while a close waits must not end its lapse timer).
+            match http {
+                Some((user, true)) => self.http_idle.forget(&user),
+                Some((user, false)) => self.http_idle.touch(&user, Instant::now()),
+                None => {}
             }
-            Ok(self.state.apply(command, time::now())?)
+            Ok(change)
         });
         match applied {
             Ok(change) => self.queue(
@@ -704,16 +710,8 @@ impl Handler<Shutdown> for RoomActor {
 impl RoomActor {
     /// The user of a socket that arrived (here or on another node) joins.
     fn socket_joins(&mut self, user: UserName, ctx: &mut Context<Self>) {
-        if self.state.is_closed() {
-            return;
-        }
-        let join = Command::Join {
-            user,
-            via: Via::Socket,
-        };
-        if let Err(error) = self.submit(join, None, ctx) {
-            tracing::debug!(room.id = %self.state.id(), %error, "remote socket join refused");
-        }
+        let via = Via::Socket;
+        self.presence(Command::Join { user, via }, ctx);
     }
 
     /// The user of a socket that went (here or on another node) leaves if it was their last.
@@ -721,17 +719,22 @@ impl RoomActor {
         self.leaves(user, Via::Socket, ctx);
     }
 
-    /// `user` leaves by `via` (a socket went, an HTTP join lapsed). While a close is under way
-    /// the leave waits: it is applied if the close fails (`left_while_closing`).
+    /// `user` leaves by `via` (a socket went, an HTTP join lapsed).
     fn leaves(&mut self, user: UserName, via: Via, ctx: &mut Context<Self>) {
+        self.presence(Command::Leave { user, via }, ctx);
+    }
+
+    /// A join or leave of the room's own making. While a close is under way it waits: it is
+    /// applied if the close fails (`presence_while_closing`).
+    fn presence(&mut self, change: Command, ctx: &mut Context<Self>) {
         if self.state.is_closed() {
             if self.final_view.is_none() {
-                self.left_while_closing.push((user, via));
+                self.presence_while_closing.push(change);
             }
             return;
         }
-        if let Err(error) = self.submit(Command::Leave { user, via }, None, ctx) {
-            tracing::debug!(room.id = %self.state.id(), %error, "leave refused");
+        if let Err(error) = self.submit(change, None, ctx) {
+            tracing::debug!(room.id = %self.state.id(), %error, "join or leave refused");
         }
     }
 }

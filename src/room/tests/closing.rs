@@ -179,3 +179,50 @@ async fn who_left_while_a_failed_close_waited_is_gone_once_the_room_opens_again(
     let record = room.send(Close).await.unwrap().unwrap();
     assert_eq!(record.counters.participants, 1, "{record:?}");
 }
+
+#[actix_rt::test]
+async fn a_socket_that_came_and_went_while_a_failed_close_waited_leaves_its_user_as_they_were() {
+    use crate::room::{
+        messages::{Connect, DetachRemote, SyncRemote},
+        outlet::{Outlet, WorkerQueue},
+    };
+    let setup = Setup::new();
+    let journal = &setup.journal;
+    let registry = setup.registry(settings());
+    let (id, room) = setup.room_with_alice(&registry, "a close that fails").await;
+    // Bob's socket here: present with alice.
+    let (queue, _frames) = WorkerQueue::new();
+    let bob = Connect {
+        id: 7,
+        user: super::user("bob"),
+        session: Outlet { queue, session: 7 },
+    };
+    room.send(bob).await.unwrap().unwrap();
+
+    setup.refuse_records(true);
+    journal.set_down(true);
+    let held = actix_rt::spawn(ask(&room, say("last words")));
+    let closing = actix_rt::spawn(room.send(Close));
+    eventually("a refused append", PATIENCE, || async {
+        (journal.refused_appends(&id) >= 1).then_some(())
+    })
+    .await;
+    // While the close waits, a second socket of bob's on another node comes and goes.
+    let node = "node-b".to_owned();
+    let sessions = vec![(1, super::user("bob"))];
+    room.send(SyncRemote {
+        node: node.clone(),
+        sessions,
+    })
+    .await
+    .unwrap();
+    room.send(DetachRemote { node, session: 1 }).await.unwrap();
+    journal.set_down(false);
+    answered(held).await.unwrap();
+    assert!(answered(closing).await.is_err());
+
+    // Open again: bob still has his socket here, and is present.
+    setup.refuse_records(false);
+    let record = room.send(Close).await.unwrap().unwrap();
+    assert_eq!(record.counters.participants, 2, "{record:?}");
+}
