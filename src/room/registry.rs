@@ -535,6 +535,8 @@ impl Registry {
         if last > stored.counters.seq {
             tracing::warn!(room.id = %log.room, seq.log = last, seq.stored = stored.counters.seq,
                 "the room's log goes past its stored record; it is open again until its next close");
+            // The room is open: no lookup may take that record for its end.
+            self.deps.store.forget_stale(&log.room, last).await?;
             return Ok(false);
         }
         Ok(true)

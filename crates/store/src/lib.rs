@@ -133,6 +133,14 @@ impl Store {
             .await
     }
 
+    /// Deletes room `id`'s record if it is of a seq below `seq` (a close whose answer was lost,
+    /// after which the room went on: it is open, and its next close records it); whether it did.
+    pub async fn forget_stale(&self, id: &RoomId, seq: u64) -> Result<bool, StoreError> {
+        let id = id.clone();
+        self.run(move |conn| records::forget_stale(conn, &id, seq))
+            .await
+    }
+
     /// A closed room's final view, or `None` if it is not stored.
     pub async fn room(&self, id: &RoomId) -> Result<Option<RoomView>, StoreError> {
         let id = id.clone();

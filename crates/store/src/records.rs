@@ -98,18 +98,26 @@ pub fn write_final(conn: &mut DbConnection, record: &FinalRecord) -> Result<Room
                 // record holds. It replaces the earlier one, so no acknowledged mutation is
                 // missing from the room's record.
                 Some(stored) if stored.counters.seq < view.counters.seq => {
-                    conn.transaction(|conn| {
-                        diesel::delete(room_votes::table.filter(room_votes::room_id.eq(room_id)))
-                            .execute(conn)?;
-                        diesel::delete(
-                            room_messages::table.filter(room_messages::room_id.eq(room_id)),
-                        )
-                        .execute(conn)?;
-                        diesel::delete(rooms::table.find(room_id)).execute(conn)?;
-                        insert_all(conn)
-                    })
-                    .map_err(query_failed)?;
-                    Ok(view)
+                    let seq = stored_seq(view.counters.seq)?;
+                    let replaced = conn
+                        .transaction(|conn| {
+                            // Checked again in the transaction: of two writers past the stored
+                            // record, the one of the later seq stays.
+                            if forget_below(conn, room_id, seq)? == 0 {
+                                return Ok(false);
+                            }
+                            insert_all(conn).map(|()| true)
+                        })
+                        .map_err(query_failed)?;
+                    match replaced {
+                        true => Ok(view),
+                        false => room(conn, &record.room.id)?.ok_or_else(|| {
+                            StoreError::Unavailable(format!(
+                                "final record of room {} went while it was replaced",
+                                record.room.id
+                            ))
+                        }),
+                    }
                 }
                 // The same close again (a retry), or a stale writer's: the stored record stands.
                 Some(stored) => Ok(stored),
@@ -124,6 +132,32 @@ pub fn write_final(conn: &mut DbConnection, record: &FinalRecord) -> Result<Room
         }
         Err(e) => Err(query_failed(e)),
     }
+}
+
+/// Deletes room `room_id`'s record if its seq is below `seq`; the rows deleted (0 or 1 room).
+fn forget_below(conn: &mut DbConnection, room_id: &str, seq: i64) -> Result<usize, DieselError> {
+    let gone = diesel::delete(
+        rooms::table
+            .filter(rooms::id.eq(room_id))
+            .filter(rooms::seq.lt(seq)),
+    )
+    .execute(conn)?;
+    if gone > 0 {
+        // Also where foreign keys do not cascade.
+        diesel::delete(room_votes::table.filter(room_votes::room_id.eq(room_id))).execute(conn)?;
+        diesel::delete(room_messages::table.filter(room_messages::room_id.eq(room_id)))
+            .execute(conn)?;
+    }
+    Ok(gone)
+}
+
+/// Deletes room `id`'s record if its seq is below `seq`: a close recorded it, but the room's
+/// log went on past it (the close's answer was lost and the room opened again). Whether it did.
+pub fn forget_stale(conn: &mut DbConnection, id: &RoomId, seq: u64) -> Result<bool, StoreError> {
+    let seq = stored_seq(seq)?;
+    conn.transaction(|conn| forget_below(conn, id.as_str(), seq))
+        .map(|gone| gone > 0)
+        .map_err(query_failed)
 }
 
 /// The view as the store keeps it.

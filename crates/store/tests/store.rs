@@ -89,6 +89,7 @@ on_both_backends!(
     final_record_round_trips,
     closing_twice_returns_the_first_record,
     a_record_of_a_later_seq_replaces_an_earlier_one,
+    a_stale_record_is_forgotten_only_below_the_logs_seq,
     unknown_rooms_are_absent,
     messages_page_by_seq,
     reopening_is_idempotent,
@@ -236,6 +237,23 @@ async fn a_record_of_a_later_seq_replaces_an_earlier_one(db: TestDb) {
         sorted_votes(&later)
     );
     assert_eq!(all_messages(&store, &first.room.id).await, later.messages);
+}
+
+async fn a_stale_record_is_forgotten_only_below_the_logs_seq(db: TestDb) {
+    let store = db.open();
+    let first = record(RoomId::generate(), 4);
+    let id = first.room.id.clone();
+    store.write_final(first.clone()).await.unwrap();
+    let seq = first.room.counters.seq;
+    assert!(
+        !store.forget_stale(&id, seq).await.unwrap(),
+        "the log holds no more"
+    );
+    assert_eq!(store.room(&id).await.unwrap(), Some(first.room.clone()));
+    assert!(store.forget_stale(&id, seq + 1).await.unwrap());
+    assert_eq!(store.room(&id).await.unwrap(), None);
+    assert!(store.votes(&id).await.unwrap().is_empty());
+    assert!(all_messages(&store, &id).await.is_empty());
 }
 
 async fn unknown_rooms_are_absent(db: TestDb) {

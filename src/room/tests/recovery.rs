@@ -126,6 +126,11 @@ async fn a_room_whose_log_goes_past_its_stored_record_comes_back_open() {
     let back = again.get(&id).expect("open again");
     let view = back.send(GetView).await.unwrap();
     assert_eq!((view.status, view.counters.seq), (RoomStatus::Open, 4));
+    assert_eq!(
+        store.room(&id).await.unwrap(),
+        None,
+        "no record of an open room"
+    );
     // Its next close replaces the record with one holding everything.
     let record = back.send(Close).await.unwrap().unwrap();
     assert_eq!((record.counters.seq, record.counters.messages), (4, 2));
