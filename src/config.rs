@@ -219,12 +219,21 @@ impl ClusterConfig {
 }
 
 /// The machine's host name (for the default node id).
-/// The host name and the port, the host name cut so that the id stays within 64 characters (a
-/// long pod name must not stop an engine that was given no id).
+/// The host name and the port. A host name too long for a 64-character id (a long pod name
+/// must not stop an engine that was given no id) keeps its start and ends in a hash of the
+/// whole name: replicas whose names differ only at the end (a pod's random suffix) keep ids of
+/// their own.
 fn default_node_id(host: &str, port: u16) -> String {
     let port = format!(":{port}");
-    let host: String = host.chars().take(64 - port.len()).collect();
-    format!("{host}{port}")
+    if host.chars().count() + port.len() <= 64 {
+        return format!("{host}{port}");
+    }
+    // FNV-1a: the same on every build and platform (an id outlives the binary that chose it).
+    let hash = (host.bytes()).fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    let kept: String = host.chars().take(64 - port.len() - 9).collect();
+    format!("{kept}-{:08x}{port}", hash as u32)
 }
 
 fn host_name() -> String {

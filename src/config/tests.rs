@@ -585,9 +585,27 @@ fn the_cluster_is_off_by_default_and_a_node_id_is_still_recorded() {
 #[test]
 fn the_default_node_id_stays_valid_for_a_long_host_name() {
     assert_eq!(default_node_id("web-1", 8080), "web-1:8080");
-    let long = default_node_id(&"h".repeat(63), 8080);
-    assert_eq!(long.len(), 64);
-    assert_eq!(long, format!("{}:8080", "h".repeat(59)));
+    // Two pods of one deployment: 61-character names that differ only in their last letter.
+    let pod = |last: char| format!("{}-7d9c4b5f6-x2kq{last}", "web".repeat(15));
+    let (a, b) = (
+        default_node_id(&pod('a'), 8080),
+        default_node_id(&pod('b'), 8080),
+    );
+    assert_ne!(a, b, "each keeps an id of its own");
+    for id in [&a, &b] {
+        assert_eq!(id.len(), 64, "{id}");
+        assert!(id.starts_with("webwebweb") && id.ends_with(":8080"), "{id}");
+        assert!(
+            id.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c)),
+            "{id}"
+        );
+    }
+    assert_eq!(
+        a,
+        default_node_id(&pod('a'), 8080),
+        "the same on every start"
+    );
 }
 
 #[test]
