@@ -751,9 +751,10 @@ impl Settings {
 /// socket that takes what it is sent is never dropped for one frame.
 const MIN_WS_SEND_BUFFER_BYTES: usize = 16 * 1024;
 
-/// What an `ack` or `error` frame holds besides the `req` it echoes (at most a whole client
-/// frame): `limits.ws_send_buffer_bytes` is at least `limits.max_frame_bytes` + this, so a socket
-/// whose client sends a long `req` and reads its answer is not dropped for that answer.
+/// Room for what an `ack` or `error` frame holds besides the `req` it echoes (a string `req` is
+/// at most a whole client frame): `limits.ws_send_buffer_bytes` is at least
+/// `limits.max_frame_bytes` + this, so the answer to a long `req` fits a buffer with nothing
+/// else waiting in it.
 const ANSWER_ENVELOPE_BYTES: usize = 1024;
 
 /// The longest `redis.commit_delay_ms`: a state reaches every socket within 100 ms

@@ -203,7 +203,7 @@ export class RoomClient extends EventTarget {
     super();
     if (!room) throw new TypeError("RoomClient needs a room id");
     // An upgrade refused for its user shows in a browser only as a dropped socket.
-    if (user !== undefined && user !== null && !USER_NAME.test(user)) {
+    if (user && !USER_NAME.test(user)) {
       throw new TypeError(`not a user name the engine accepts: ${JSON.stringify(user)}`);
     }
     this.room = room;
@@ -471,7 +471,7 @@ export class RoomClient extends EventTarget {
         continue;
       }
       this.answer(req, (p) =>
-        p.reject(new RoomstateError("disconnected", "not answered before the connection dropped; too old to send again")),
+        p.reject(new RoomstateError("disconnected", "no answer within 9 minutes; not sent again, as the engine may have forgotten it")),
       );
     }
   }
