@@ -120,7 +120,10 @@ async fn scan(cluster: &Arc<Cluster>) -> bool {
         let mut mine: Vec<(RoomId, Epoch)> = Vec::new();
         let mut left = false;
         for (room, owner) in rooms {
-            if cluster.registry.get(&room).is_some() || cluster.is_claiming(&room) {
+            if cluster.registry.get(&room).is_some()
+                || cluster.is_claiming(&room)
+                || cluster.registry.is_forgetting(&room)
+            {
                 continue;
             }
             let seen = match &owner {

@@ -20,7 +20,7 @@ use std::{
 
 use actix::prelude::*;
 use futures_util::{future::join_all, FutureExt};
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use roomstate_core::{
     room::{
         ChatMessage, Command, ReplayError, RoomError, RoomId, RoomState, RoomView, UserName, Via,
@@ -87,6 +87,9 @@ pub(crate) struct Registry {
     /// Creations under way: counted against the cap until their room is in `rooms`, so that
     /// concurrent creations cannot pass it together.
     creating: AtomicUsize,
+    /// Rooms whose creation was refused and whose log is being deleted: no scan may take one
+    /// for a room of this node's to take back meanwhile.
+    forgetting: Arc<Mutex<HashSet<RoomId>>>,
 }
 
 /// The guard of one creation's place under the cap.
@@ -119,6 +122,7 @@ impl Registry {
         Self {
             rooms: Arc::new(RwLock::new(HashMap::new())),
             departed: Arc::default(),
+            forgetting: Arc::default(),
             stopping: AtomicBool::new(false),
             arbiters: (0..threads).map(|_| rooms_thread()).collect(),
             next_arbiter: AtomicUsize::new(0),
@@ -216,20 +220,31 @@ impl Registry {
     /// the journal takes it (for `ORPHAN_CLEANUP` at most).
     fn forget_half_created(&self, id: RoomId, epoch: Epoch) {
         let journal = self.deps.journal.clone();
+        let forgetting = self.forgetting.clone();
+        forgetting.lock().insert(id.clone());
         actix_rt::spawn(async move {
             let started = std::time::Instant::now();
             let mut delay = Duration::from_millis(100);
-            while started.elapsed() < ORPHAN_CLEANUP {
+            let mut deleted = false;
+            while !deleted && started.elapsed() < ORPHAN_CLEANUP {
                 match journal.delete_room(epoch, id.clone()).await {
-                    Ok(()) => return,
+                    Ok(()) => deleted = true,
                     Err(_) => {
                         actix_rt::time::sleep(delay).await;
                         delay = (delay * 2).min(Duration::from_secs(5));
                     }
                 }
             }
-            tracing::warn!(room.id = %id, "a refused room's log could not be deleted; it may come back at the next start");
+            forgetting.lock().remove(&id);
+            if !deleted {
+                tracing::warn!(room.id = %id, "a refused room's log could not be deleted; it may come back at the next start");
+            }
         });
+    }
+
+    /// Whether room `id`'s creation was refused here and its log is being deleted.
+    pub(crate) fn is_forgetting(&self, id: &RoomId) -> bool {
+        self.forgetting.lock().contains(id)
     }
 
     /// The open room's actor, if it is open here.

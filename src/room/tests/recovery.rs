@@ -76,12 +76,22 @@ async fn a_refused_creation_leaves_no_room_behind() {
         "{refused:?}"
     );
     assert_eq!(registry.open_rooms(), 0);
+    // The journal down before the log's deletion is tried: it waits, and meanwhile the room is
+    // known as being forgotten (a cluster's scan does not take it for one of this node's).
+    journal.set_down(true);
+    let half_made = journal.room_ids();
+    assert_eq!(half_made.len(), 1, "the append was written");
+    assert!(registry.is_forgetting(&half_made[0]));
     journal.set_fault(Fault::None);
     eventually(
         "the half-made room's log to be deleted",
         PATIENCE,
         || async { journal.room_ids().is_empty().then_some(()) },
     )
+    .await;
+    eventually("the room no longer being forgotten", PATIENCE, || async {
+        (!registry.is_forgetting(&half_made[0])).then_some(())
+    })
     .await;
     let again = setup.registry(settings());
     assert_eq!(again.recover().await.unwrap(), 0, "nothing comes back");
