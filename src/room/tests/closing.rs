@@ -1,18 +1,22 @@
 //! Closing a room while the journal is down: the close waits for the pending events, the room is
 //! closed to mutations at once but shown open until the final record is stored, a close that
 //! outlasts `close_timeout` answers 503 and can be retried, and the record holds every
-//! acknowledged mutation.
+//! acknowledged mutation. A close the store refuses opens the room again, with the joins and
+//! leaves that came while it waited.
 
 use std::time::{Duration, Instant};
 
-use roomstate_core::room::{RoomError, RoomStatus};
+use roomstate_core::room::{RoomError, RoomId, RoomStatus, RoomView};
 use roomstate_testkit::eventually;
+use tokio::sync::oneshot;
 
 use super::{answered, ask, say, settings, Request, Setup, PATIENCE};
 use crate::room::{
+    actor::RoomActor,
     deps::RoomSettings,
-    failure::{RegistryFailure, RoomFailure},
-    messages::{Close, GetView},
+    failure::{RegistryFailure, Reply, RoomFailure},
+    messages::{Applied, Close, Connect, DetachRemote, Disconnect, GetView, SyncRemote},
+    outlet::{Outlet, WorkerQueue},
 };
 
 #[actix_rt::test]
@@ -126,17 +130,8 @@ async fn a_close_that_outlasts_its_timeout_answers_unavailable_and_can_be_retrie
     assert_eq!(stored, [(3, "last words".to_owned())]);
 }
 
-#[actix_rt::test]
-async fn who_left_while_a_failed_close_waited_is_gone_once_the_room_opens_again() {
-    use crate::room::{
-        messages::{Connect, Disconnect},
-        outlet::{Outlet, WorkerQueue},
-    };
-    let setup = Setup::new();
-    let journal = &setup.journal;
-    let registry = setup.registry(settings());
-    let (id, room) = setup.room_with_alice(&registry, "a close that fails").await;
-    // Bob's socket: present with alice.
+/// Bob's socket (session 7) in `room`: present, with alice.
+async fn bob_connects(room: &actix::Addr<RoomActor>) {
     let (queue, _frames) = WorkerQueue::new();
     let bob = Connect {
         id: 7,
@@ -144,26 +139,57 @@ async fn who_left_while_a_failed_close_waited_is_gone_once_the_room_opens_again(
         session: Outlet { queue, session: 7 },
     };
     room.send(bob).await.unwrap().unwrap();
-    assert_eq!(room.send(GetView).await.unwrap().counters.participants, 2);
+}
 
-    // A close that waits for a pending message, and that the store then refuses.
+/// A close of `room` that waits for a pending message (the journal down), and whose record the
+/// store will refuse: the message's request and the close, both under way.
+async fn a_close_that_will_fail(
+    setup: &Setup,
+    id: &RoomId,
+    room: &actix::Addr<RoomActor>,
+) -> (
+    actix_rt::task::JoinHandle<Result<Reply<Applied>, oneshot::error::RecvError>>,
+    actix_rt::task::JoinHandle<Result<Reply<RoomView>, actix::MailboxError>>,
+) {
     setup.refuse_records(true);
-    journal.set_down(true);
-    let held = actix_rt::spawn(ask(&room, say("last words")));
+    setup.journal.set_down(true);
+    let held = actix_rt::spawn(ask(room, say("last words")));
     let closing = actix_rt::spawn(room.send(Close));
     eventually("a refused append", PATIENCE, || async {
-        (journal.refused_appends(&id) >= 1).then_some(())
+        (setup.journal.refused_appends(id) >= 1).then_some(())
     })
     .await;
-    // Bob's socket goes while the close waits (the room takes no mutations then).
-    room.send(Disconnect { id: 7 }).await.unwrap();
-    journal.set_down(false);
+    (held, closing)
+}
+
+/// The journal back: the message is acknowledged, then the close refused by the store.
+async fn the_close_fails(
+    setup: &Setup,
+    held: actix_rt::task::JoinHandle<Result<Reply<Applied>, oneshot::error::RecvError>>,
+    closing: actix_rt::task::JoinHandle<Result<Reply<RoomView>, actix::MailboxError>>,
+) {
+    setup.journal.set_down(false);
     assert_eq!(answered(held).await.unwrap().seq, 4);
     let refused = answered(closing).await;
     assert!(
         matches!(refused, Err(RoomFailure::Unavailable(_))),
         "{refused:?}"
     );
+    setup.refuse_records(false);
+}
+
+#[actix_rt::test]
+async fn who_left_while_a_failed_close_waited_is_gone_once_the_room_opens_again() {
+    let setup = Setup::new();
+    let registry = setup.registry(settings());
+    let (id, room) = setup.room_with_alice(&registry, "a close that fails").await;
+    bob_connects(&room).await;
+    assert_eq!(room.send(GetView).await.unwrap().counters.participants, 2);
+
+    let (held, closing) = a_close_that_will_fail(&setup, &id, &room).await;
+    // Bob's socket goes while the close waits (the room takes no mutations then).
+    room.send(Disconnect { id: 7 }).await.unwrap();
+    the_close_fails(&setup, held, closing).await;
 
     // Open again: bob, who has no link to the room any more, is not present.
     eventually(
@@ -175,38 +201,18 @@ async fn who_left_while_a_failed_close_waited_is_gone_once_the_room_opens_again(
         },
     )
     .await;
-    setup.refuse_records(false);
     let record = room.send(Close).await.unwrap().unwrap();
     assert_eq!(record.counters.participants, 1, "{record:?}");
 }
 
 #[actix_rt::test]
 async fn a_socket_that_came_and_went_while_a_failed_close_waited_leaves_its_user_as_they_were() {
-    use crate::room::{
-        messages::{Connect, DetachRemote, SyncRemote},
-        outlet::{Outlet, WorkerQueue},
-    };
     let setup = Setup::new();
-    let journal = &setup.journal;
     let registry = setup.registry(settings());
     let (id, room) = setup.room_with_alice(&registry, "a close that fails").await;
-    // Bob's socket here: present with alice.
-    let (queue, _frames) = WorkerQueue::new();
-    let bob = Connect {
-        id: 7,
-        user: super::user("bob"),
-        session: Outlet { queue, session: 7 },
-    };
-    room.send(bob).await.unwrap().unwrap();
+    bob_connects(&room).await;
 
-    setup.refuse_records(true);
-    journal.set_down(true);
-    let held = actix_rt::spawn(ask(&room, say("last words")));
-    let closing = actix_rt::spawn(room.send(Close));
-    eventually("a refused append", PATIENCE, || async {
-        (journal.refused_appends(&id) >= 1).then_some(())
-    })
-    .await;
+    let (held, closing) = a_close_that_will_fail(&setup, &id, &room).await;
     // While the close waits, a second socket of bob's on another node comes and goes.
     let node = "node-b".to_owned();
     let sessions = vec![(1, super::user("bob"))];
@@ -217,12 +223,9 @@ async fn a_socket_that_came_and_went_while_a_failed_close_waited_leaves_its_user
     .await
     .unwrap();
     room.send(DetachRemote { node, session: 1 }).await.unwrap();
-    journal.set_down(false);
-    answered(held).await.unwrap();
-    assert!(answered(closing).await.is_err());
+    the_close_fails(&setup, held, closing).await;
 
     // Open again: bob still has his socket here, and is present.
-    setup.refuse_records(false);
     let record = room.send(Close).await.unwrap().unwrap();
     assert_eq!(record.counters.participants, 2, "{record:?}");
 }
