@@ -47,22 +47,41 @@ impl TokenBucket {
     }
 }
 
-/// Buckets per client address; off when `rate_per_s` is 0.
+/// Buckets per client (an IPv4 address, or an IPv6 /64: one host's share of a network, which
+/// hands it the whole block); off when `rate_per_s` is 0.
 pub(crate) struct AddressLimiter {
     rate_per_s: u32,
     burst: u32,
-    buckets: Mutex<HashMap<IpAddr, TokenBucket>>,
+    buckets: Mutex<Buckets>,
 }
 
-/// Addresses tracked before idle (full) buckets are pruned.
+struct Buckets {
+    by_client: HashMap<IpAddr, TokenBucket>,
+    /// Clients tracked before idle (full) buckets are pruned next: twice as many as the last
+    /// prune kept, so that clients which stay busy do not make every request scan them all.
+    prune_at: usize,
+}
+
+/// Clients tracked before idle (full) buckets are first pruned.
 const PRUNE_AT: usize = 10_000;
+
+/// The key of `addr`'s bucket: the address, or the /64 of an IPv6 one.
+fn client_of(addr: IpAddr) -> IpAddr {
+    match addr.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        v4 => v4,
+    }
+}
 
 impl AddressLimiter {
     pub(crate) fn new(rate_per_s: u32, burst: u32) -> Self {
         Self {
             rate_per_s,
             burst,
-            buckets: Mutex::new(HashMap::new()),
+            buckets: Mutex::new(Buckets {
+                by_client: HashMap::new(),
+                prune_at: PRUNE_AT,
+            }),
         }
     }
 
@@ -73,11 +92,13 @@ impl AddressLimiter {
         };
         let now = Instant::now();
         let mut buckets = self.buckets.lock();
-        if buckets.len() >= PRUNE_AT {
-            buckets.retain(|_, b| !b.is_full_at(now));
+        if buckets.by_client.len() >= buckets.prune_at {
+            buckets.by_client.retain(|_, b| !b.is_full_at(now));
+            buckets.prune_at = (buckets.by_client.len() * 2).max(PRUNE_AT);
         }
         buckets
-            .entry(addr)
+            .by_client
+            .entry(client_of(addr))
             .or_insert_with(|| TokenBucket::new(self.rate_per_s, self.burst))
             .take_at(now)
     }
@@ -109,5 +130,36 @@ mod tests {
         assert!(limiter.check(b));
         let off = AddressLimiter::new(0, 0);
         assert!((0..100).all(|_| off.check(a)));
+    }
+
+    #[test]
+    fn an_ipv6_client_is_its_64_block() {
+        let limiter = AddressLimiter::new(1, 1);
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        assert!(limiter.check(ip("2001:db8:1:2::1")));
+        // Another address of the same /64: the same client, out of tokens.
+        assert!(!limiter.check(ip("2001:db8:1:2:ffff:0:0:7")));
+        // Another /64: another client.
+        assert!(limiter.check(ip("2001:db8:1:3::1")));
+        // An IPv4-mapped address is its IPv4 client.
+        assert!(limiter.check(ip("10.0.0.1")));
+        assert!(!limiter.check(ip("::ffff:10.0.0.1")));
+    }
+
+    #[test]
+    fn busy_clients_are_pruned_now_and_then_not_on_every_request() {
+        let limiter = AddressLimiter::new(1, 10);
+        let client = |i: u32| Some(IpAddr::from((0x0a00_0000 + i).to_be_bytes()));
+        // More busy clients than the first threshold: none of their buckets is full.
+        for i in 0..(PRUNE_AT as u32 + 10) {
+            assert!(limiter.check(client(i)));
+        }
+        let buckets = limiter.buckets.lock();
+        assert_eq!(buckets.by_client.len(), PRUNE_AT + 10, "busy ones are kept");
+        assert_eq!(
+            buckets.prune_at,
+            2 * PRUNE_AT,
+            "the next prune waits for twice the clients it kept"
+        );
     }
 }
