@@ -266,10 +266,12 @@ impl Router {
             ));
         }
         let (node, url) = cluster.place_new_room();
+        let id = RoomId::generate();
         if node != cluster.me() {
             cluster.metrics().forwarded("create");
             let call = CreateCall {
                 title: title.clone(),
+                id: Some(id.clone()),
             };
             let created = cluster
                 .client()
@@ -286,22 +288,29 @@ impl Router {
                 Err(CallError::Refused { code, message }) => {
                     return Err(RoomFailure::Refused { code, message })
                 }
-                // That node cannot take it now: this one does.
+                // That node cannot take it now, or its answer was lost: this one opens it under
+                // the same id. If the other made it after all, the claim of the id is refused,
+                // and the room it made is the answer.
                 Err(error) => {
-                    tracing::debug!(node.id = %node, %error, "new room not placed on its node; opening it here")
+                    tracing::debug!(node.id = %node, room.id = %id, %error, "new room not placed on its node; opening it here");
+                    return match self.create_here(cluster, id.clone(), title).await {
+                        Ok(view) => Ok(view),
+                        Err(failure) => Box::pin(self.view(&id)).await.map_err(|_| failure),
+                    };
                 }
             }
         }
-        self.create_here(cluster, title).await
+        self.create_here(cluster, id, title).await
     }
 
-    /// Opens a room on this node: claims it first, so its owner is known before it exists.
+    /// Opens room `id` on this node: claims it first, so its owner is known before it exists
+    /// (a claim the journal refuses when the room exists already).
     pub(crate) async fn create_here(
         &self,
         cluster: &Cluster,
+        id: RoomId,
         title: String,
     ) -> Result<RoomView, RoomFailure> {
-        let id = RoomId::generate();
         let claim = cluster.claim_new(&id).await?;
         self.registry.create_claimed(id, title, claim.epoch).await
     }

@@ -128,6 +128,11 @@ pub(crate) struct AppliedAnswer {
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateCall {
     pub(crate) title: String,
+    /// The room's id, chosen by the node that placed the room there: if the call's answer is
+    /// lost, that node opens the room under the same id, which the journal refuses if it was
+    /// made after all, so a room is never opened twice. Absent: this node picks one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) id: Option<RoomId>,
 }
 
 /// `POST /internal/cluster/rooms/{id}/sockets`: a socket of `user` opened on `node`.

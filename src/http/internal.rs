@@ -138,7 +138,7 @@ fn owner_answer(
     path = "/internal/cluster/rooms",
     operation_id = "cluster_create_room",
     tag = "cluster",
-    request_body(content = inline(serde_json::Value), description = "`{\"title\": ...}`"),
+    request_body(content = inline(serde_json::Value), description = "`{\"title\": ..., \"id\": ...}` (`id` optional: the room's id, chosen by the calling node)"),
     security(("cluster_secret" = [])),
     responses(
         (status = 201, description = "The new room's view", body = RoomView),
@@ -157,10 +157,9 @@ pub(super) async fn create(
     let Some(cluster) = state.router.cluster() else {
         return Err(not_clustered());
     };
-    let view = state
-        .router
-        .create_here(cluster, body.into_inner().title)
-        .await?;
+    let CreateCall { title, id } = body.into_inner();
+    let id = id.unwrap_or_else(RoomId::generate);
+    let view = state.router.create_here(cluster, id, title).await?;
     Ok(HttpResponse::Created().json(view))
 }
 

@@ -11,6 +11,7 @@
 
 mod admin;
 mod closed_while_away;
+mod create_once;
 mod handoff;
 mod internal_bad_input;
 mod kill;
