@@ -35,9 +35,11 @@ use crate::{
 
 /// How long shutdown waits for rooms to make their pending events durable.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
-/// How long a close waits for pending events to become durable and the record to be written
-/// before answering 503 (the room stays closed to mutations; the close can be retried).
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a close waits, beyond `store.timeout_s`, for pending events to become durable and
+/// the record to be written before answering 503 (the room stays closed to mutations; the close
+/// can be retried). Longer than the store's own limit, so a store that does not answer is
+/// reported as such, with the room open again.
+const CLOSE_BEYOND_STORE: Duration = Duration::from_secs(5);
 
 /// How often a cluster node's journal tail reads (the longest a mirror waits for a new room's
 /// first updates, and how often it checks its rooms' owners).
@@ -108,7 +110,8 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         .with_context(|| format!("creating data_dir {}", settings.data_dir.display()))?;
     let metrics = Metrics::new().context("setting up metrics")?;
     let Opened { journal, redis } = open_journal(&loaded, &metrics)?;
-    let store = Store::open(&loaded.store_url).context("opening the SQL store")?;
+    let store = Store::open_with_timeout(&loaded.store_url, settings.store.timeout())
+        .context("opening the SQL store")?;
     tracing::info!(journal = ?journal.status(), store = store.backend(), "durability set up");
 
     let registry = Arc::new(
@@ -121,7 +124,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
                     max_pending: settings.journal.max_pending,
                     http_ttl: settings.presence.http_ttl(),
                     snapshot_every: settings.journal.snapshot_every,
-                    close_timeout: CLOSE_TIMEOUT,
+                    close_timeout: settings.store.timeout() + CLOSE_BEYOND_STORE,
                     max_messages: settings.limits.room_messages_in_memory,
                 },
             },

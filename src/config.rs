@@ -497,6 +497,8 @@ impl RedisSettings {
 pub(crate) struct StoreSettings {
     /// `sqlite://path` or `mysql://...`; default `sqlite://<data_dir>/roomstate.db`.
     pub(crate) url: Option<String>,
+    /// Seconds one store operation may take before it counts as failed (1–300).
+    pub(crate) timeout_s: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -650,6 +652,12 @@ impl Settings {
                 ));
             }
         }
+        if !(1..=MAX_STORE_TIMEOUT_S).contains(&self.store.timeout_s) {
+            return invalid(format!(
+                "store.timeout_s is {}: from 1 to {MAX_STORE_TIMEOUT_S} seconds",
+                self.store.timeout_s
+            ));
+        }
         if self.presence.http_ttl_s == 0 || self.presence.ws_timeout_s == 0 {
             return invalid("presence.http_ttl_s and presence.ws_timeout_s must be > 0".into());
         }
@@ -756,6 +764,9 @@ const MIN_WS_SEND_BUFFER_BYTES: usize = 16 * 1024;
 /// `limits.max_frame_bytes` + this, so the answer to a long `req` fits a buffer with nothing
 /// else waiting in it.
 const ANSWER_ENVELOPE_BYTES: usize = 1024;
+
+/// The longest `store.timeout_s`: a close waits this long (and 5 s more) at most.
+const MAX_STORE_TIMEOUT_S: u64 = 300;
 
 /// The longest `redis.commit_delay_ms`: a state reaches every socket within 100 ms
 /// (docs/api.md), and a delay is added to every acknowledgement under load.
@@ -864,6 +875,12 @@ impl AuthSettings {
             create_rooms: self.create_rooms,
             dev_default: false,
         })
+    }
+}
+
+impl StoreSettings {
+    pub(crate) fn timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout_s)
     }
 }
 

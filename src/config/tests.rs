@@ -26,6 +26,7 @@ fn embedded_defaults_match_the_contract() {
     );
     assert_eq!(s.presence.http_ttl_s, 300);
     assert_eq!(loaded.store_url, "sqlite://data/roomstate.db");
+    assert_eq!(s.store.timeout(), Duration::from_secs(10));
     let token = loaded.admin_token.unwrap();
     assert!(token.generated && token.token.len() >= 32);
 }
@@ -120,6 +121,29 @@ fn a_commit_delay_is_taken_up_to_its_bound_and_refused_above_or_garbled() {
     for garbled in ["-1", "1.5", "soon"] {
         let err = refusal(&[("ROOMSTATE__REDIS__COMMIT_DELAY_MS", garbled)]);
         assert!(err.contains("commit_delay_ms"), "{garbled}: {err}");
+    }
+}
+
+#[test]
+fn a_store_timeout_is_taken_from_one_to_300_seconds_and_refused_otherwise() {
+    for (given, seconds) in [("1", 1), ("300", 300), ("25", 25)] {
+        let loaded =
+            Settings::load_from(None, env(&[("ROOMSTATE__STORE__TIMEOUT_S", given)])).unwrap();
+        assert_eq!(
+            loaded.settings.store.timeout(),
+            Duration::from_secs(seconds)
+        );
+    }
+    for out_of_range in ["0", "301"] {
+        let err = refusal(&[("ROOMSTATE__STORE__TIMEOUT_S", out_of_range)]);
+        assert!(
+            err.contains("store.timeout_s") && err.contains("from 1 to 300"),
+            "{out_of_range}: {err}"
+        );
+    }
+    for garbled in ["-1", "1.5", "soon"] {
+        let err = refusal(&[("ROOMSTATE__STORE__TIMEOUT_S", garbled)]);
+        assert!(err.contains("timeout_s"), "{garbled}: {err}");
     }
 }
 

@@ -279,3 +279,63 @@ async fn sigterm_during_a_close_while_mariadb_is_down_leaves_the_room_closable()
     let (status, again) = app.close_room(&room).await;
     assert_eq!((status.as_u16(), &again), (200, &closed));
 }
+
+/// MariaDB stops answering (a hung server: connections stay up, nothing crosses them) during a
+/// close: the close answers 503 within `store.timeout_s` saying the store did not answer, and
+/// the room takes mutations again at once, not only once the server is back. When it is back,
+/// the abandoned write may land after all (here it does: the proxy held its bytes); the next
+/// close replaces that record with one holding everything acknowledged since.
+#[actix_rt::test]
+async fn a_close_while_mariadb_hangs_is_refused_within_the_store_timeout_and_the_room_goes_on() {
+    let db = TestDatabase::create();
+    let (proxy, url) = behind_a_proxy(&db);
+    let app = app::builder()
+        .setting("STORE__URL", &url)
+        .setting("STORE__TIMEOUT_S", "2")
+        .start();
+    let (room, mut bob) = busy_room(&app).await;
+
+    proxy.stall();
+    let started = std::time::Instant::now();
+    let (status, refused) = app.close_room(&room).await;
+    let waited = started.elapsed();
+    assert_eq!(
+        (status.as_u16(), refused["error"].as_str()),
+        (503, Some("unavailable")),
+        "{refused}"
+    );
+    let message = refused["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("no answer within 2000 ms") && message.contains("retry the close"),
+        "{refused}"
+    );
+    assert!(
+        waited >= Duration::from_secs(2) && waited < Duration::from_secs(7),
+        "answered after {waited:?}: the store's 2 s, before the close's own 7 s"
+    );
+    // While the server still hangs, the room is open and takes mutations.
+    let mut acked = Acknowledged::busy_room();
+    let (status, vote) = app.vote(&room, "alice", "con").await;
+    assert_eq!(status, 200, "a vote after the refused close: {vote}");
+    acked.votes[0].1 = "con".into();
+    bob.send_json(&json!({"type": "say", "text": "still here", "req": "b1"}))
+        .await;
+    let answer = bob.answer_to("b1").await.expect("the socket is still open");
+    assert_eq!(answer["type"], "ack", "{answer}");
+    acked.lines.push("still here".into());
+
+    proxy.resume();
+    let closed = eventually("the close to succeed", NOTICE_DEADLINE, || async {
+        let (status, body) = app.close_room(&room).await;
+        match status.as_u16() {
+            200 => Some(body),
+            503 => None,
+            other => panic!("close answered {other}: {body}"),
+        }
+    })
+    .await;
+    assert_eq!(closed["status"], "closed");
+    let (code, frames) = bob.until_closed().await;
+    assert_eq!(code, Some(1000), "{frames:?}");
+    check_record(&db, &room, &closed, &acked).await;
+}

@@ -33,9 +33,17 @@ const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migration
 const MYSQL_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/mysql");
 
 /// Run per MySQL connection: refuse to truncate or coerce instead of warning, whatever the
-/// server's default `sql_mode` is, so a stored row is exactly what was written or an error.
+/// server's default `sql_mode` is, so a stored row is exactly what was written or an error; and
+/// wait at most `lock_wait_s` seconds for a lock (a table someone locked, a row another
+/// transaction holds), so a statement that cannot go on fails on the server and frees its
+/// connection (`Store::open_with_timeout`).
 #[cfg(feature = "mysql")]
-const MYSQL_SETUP: &str = "SET SESSION sql_mode = 'TRADITIONAL'";
+fn mysql_setup(lock_wait_s: u64) -> String {
+    format!(
+        "SET SESSION sql_mode = 'TRADITIONAL', lock_wait_timeout = {lock_wait_s}, \
+         innodb_lock_wait_timeout = {lock_wait_s}"
+    )
+}
 
 /// Which backend a store uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +67,9 @@ impl Backend {
 #[derive(Debug)]
 pub(crate) struct Setup {
     pub(crate) backend: Backend,
+    /// MySQL's lock waits, in seconds (SQLite waits by its own `busy_timeout`).
+    #[cfg_attr(not(feature = "mysql"), allow(dead_code))]
+    pub(crate) lock_wait_s: u64,
 }
 
 impl CustomizeConnection<DbConnection, r2d2::Error> for Setup {
@@ -66,7 +77,9 @@ impl CustomizeConnection<DbConnection, r2d2::Error> for Setup {
         match (self.backend, conn) {
             (Backend::Sqlite, DbConnection::Sqlite(c)) => roomstate_sqlite::setup(c),
             #[cfg(feature = "mysql")]
-            (Backend::Mysql, DbConnection::Mysql(c)) => c.batch_execute(MYSQL_SETUP),
+            (Backend::Mysql, DbConnection::Mysql(c)) => {
+                c.batch_execute(&mysql_setup(self.lock_wait_s))
+            }
             #[cfg(feature = "mysql")]
             _ => {
                 return Err(r2d2::Error::ConnectionError(

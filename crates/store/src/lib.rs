@@ -38,6 +38,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Connections per pool. Write-back happens once per closed room and reads of closed rooms are
 /// rare, so a few suffice; SQLite has one writer anyway.
 const POOL_SIZE: u32 = 4;
+/// How long one store operation may take when the caller names no limit (`Store::open`).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why the store could not do what was asked.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -67,6 +69,8 @@ pub struct FinalRecord {
 pub struct Store {
     pool: DbPool,
     backend: &'static str,
+    /// How long one operation may take before it is reported as failed (`run`).
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for Store {
@@ -80,9 +84,25 @@ impl std::fmt::Debug for Store {
 
 impl Store {
     /// Opens `sqlite://path` (relative or absolute; parent directories are created) or
-    /// `mysql://user:pass@host:port/db`, builds the pool and runs the embedded migrations.
-    /// Blocking: call it once at start-up, not on the event loop.
+    /// `mysql://user:pass@host:port/db`, builds the pool and runs the embedded migrations, with
+    /// the [`DEFAULT_TIMEOUT`] per operation. Blocking: call it once at start-up, not on the event
+    /// loop.
     pub fn open(url: &str) -> Result<Store, StoreError> {
+        Store::open_with_timeout(url, DEFAULT_TIMEOUT)
+    }
+
+    /// [`Store::open`], with `timeout` (at least a second) as the longest one operation may take:
+    /// past it the operation answers [`StoreError::Unavailable`] and is left to finish or fail on
+    /// its own. A server that stops answering (a hung MySQL, a network that drops packets) must
+    /// not hold a closing room for good. MySQL's lock waits end a second before it, as an error
+    /// of the server's (`lock_wait_timeout`, `innodb_lock_wait_timeout`), so a table locked by
+    /// someone else frees the connection too.
+    pub fn open_with_timeout(url: &str, timeout: Duration) -> Result<Store, StoreError> {
+        if timeout < Duration::from_secs(1) {
+            return Err(StoreError::Config(format!(
+                "a store timeout of {timeout:?}: at least a second"
+            )));
+        }
         let (backend, address) = match Target::parse(url)? {
             Target::Sqlite(path) => {
                 if let Some(dir) = path.parent() {
@@ -107,7 +127,10 @@ impl Store {
             // The derived `establish` reports every failure as "Invalid connection url"; the
             // caller of `get` says what failed, once.
             .error_handler(Box::new(NopErrorHandler))
-            .connection_customizer(Box::new(connection::Setup { backend }))
+            .connection_customizer(Box::new(connection::Setup {
+                backend,
+                lock_wait_s: lock_wait_s(timeout),
+            }))
             .build_unchecked(ConnectionManager::new(address));
         let mut conn = checkout(&pool)?;
         connection::run_migrations(&mut conn)?;
@@ -117,6 +140,7 @@ impl Store {
         Ok(Store {
             pool,
             backend: backend.name(),
+            timeout,
         })
     }
 
@@ -184,10 +208,25 @@ impl Store {
         T: Send + 'static,
     {
         let pool = self.pool.clone();
-        tokio::task::spawn_blocking(move || query(&mut *checkout(&pool)?))
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("blocking thread pool: {e}")))?
+        let call = tokio::task::spawn_blocking(move || query(&mut *checkout(&pool)?));
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(done) => {
+                done.map_err(|e| StoreError::Unavailable(format!("blocking thread pool: {e}")))?
+            }
+            // The blocking call goes on without us: it ends when the server answers or the
+            // connection fails (MySQL's lock waits end before this deadline, above).
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "no answer within {} ms; whether it was applied is unknown",
+                self.timeout.as_millis()
+            ))),
+        }
     }
+}
+
+/// The seconds MySQL may wait for a lock within one operation of `timeout`: a second less, at
+/// least one.
+fn lock_wait_s(timeout: Duration) -> u64 {
+    timeout.as_secs().saturating_sub(1).max(1)
 }
 
 fn checkout(

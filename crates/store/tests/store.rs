@@ -460,3 +460,52 @@ async fn garbage_urls_are_config_errors() {
         assert!(matches!(err, StoreError::Config(_)), "{url:?}: {err:?}");
     }
 }
+
+#[actix_rt::test]
+async fn a_timeout_under_a_second_is_a_config_error() {
+    let db = TestDb::sqlite();
+    let err = Store::open_with_timeout(&db.url, Duration::from_millis(500)).unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Config(m) if m.contains("at least a second")),
+        "{err:?}"
+    );
+}
+
+/// A table someone else locked: the write fails as the server's own lock wait timeout, a second
+/// before the store's deadline (so the statement ends on the server and its connection is free),
+/// and once the lock is gone the same record is written, once.
+#[actix_rt::test]
+async fn a_write_to_a_locked_table_fails_at_the_servers_lock_wait_and_works_once_unlocked() {
+    mysql::require_feature();
+    let db = TestDb::mysql();
+    let store = Store::open_with_timeout(&db.url, Duration::from_secs(3)).unwrap();
+    let id = RoomId::generate();
+    let mut locker = db.raw();
+    locker.batch_execute("LOCK TABLES rooms WRITE").unwrap();
+
+    let started = Instant::now();
+    let err = store.write_final(record(id.clone(), 3)).await.unwrap_err();
+    let waited = started.elapsed();
+    assert!(
+        matches!(&err, StoreError::Unavailable(m) if m.contains("Lock wait timeout")),
+        "the server's lock wait, not the store's deadline: {err:?}"
+    );
+    assert!(
+        waited >= Duration::from_secs(2) && waited < Duration::from_secs(3),
+        "the lock wait is the deadline less a second: {waited:?}"
+    );
+
+    locker.batch_execute("UNLOCK TABLES").unwrap();
+    let written = record(id.clone(), 3);
+    assert_eq!(
+        store.write_final(written.clone()).await.unwrap(),
+        written.room
+    );
+    assert_eq!(all_messages(&store, &id).await, written.messages);
+    let rows: i64 = rooms::table
+        .filter(rooms::id.eq(id.as_str()))
+        .count()
+        .get_result(&mut db.raw())
+        .unwrap();
+    assert_eq!(rows, 1);
+}

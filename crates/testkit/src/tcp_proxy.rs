@@ -6,15 +6,17 @@
 //! It runs on plain threads: one accepting, two per forwarded connection (one per direction).
 //! The listener stays bound from start to `Drop`, so its port can never be taken by anyone else
 //! while the proxy is down; "down" answers a new connection by closing it at once, which a client
-//! sees as a failed connect, just like a refused one. `Drop` cuts every connection and joins
-//! every thread it started: nothing outlives the proxy.
+//! sees as a failed connect, just like a refused one. It can also be "stalled": connections stay
+//! up, but nothing crosses until it is resumed, as with a server that hangs or a network that
+//! loses every packet for a while. `Drop` cuts every connection and joins every thread it
+//! started: nothing outlives the proxy.
 
 use std::{
-    io,
+    io::{self, Read, Write},
     net::{Shutdown, SocketAddr, TcpListener, TcpStream},
     sync::{
         atomic::{AtomicBool, Ordering},
-        Arc, Mutex, MutexGuard,
+        Arc, Condvar, Mutex, MutexGuard,
     },
     thread::JoinHandle,
     time::Duration,
@@ -61,12 +63,29 @@ struct Shared {
     target: SocketAddr,
     stopping: AtomicBool,
     links: Mutex<Links>,
+    /// True while stalled: every pump holds what it read until this turns false.
+    stalled: Mutex<bool>,
+    resumed: Condvar,
 }
 
 impl Shared {
     fn links(&self) -> MutexGuard<'_, Links> {
         // A panicking pump thread must not make the proxy unusable (or its Drop panic).
         self.links.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set_stalled(&self, stalled: bool) {
+        *self.stalled.lock().unwrap_or_else(|e| e.into_inner()) = stalled;
+        self.resumed.notify_all();
+    }
+
+    fn wait_while_stalled(&self) {
+        let stalled = self.stalled.lock().unwrap_or_else(|e| e.into_inner());
+        drop(
+            self.resumed
+                .wait_while(stalled, |stalled| *stalled)
+                .unwrap_or_else(|e| e.into_inner()),
+        );
     }
 }
 
@@ -89,6 +108,8 @@ impl TcpProxy {
                 up: true,
                 open: Vec::new(),
             }),
+            stalled: Mutex::new(false),
+            resumed: Condvar::new(),
         });
         let acceptor = {
             let shared = shared.clone();
@@ -109,9 +130,23 @@ impl TcpProxy {
         self.addr
     }
 
-    /// Cuts every current connection and drops new ones until `up`. Returns once every cut
-    /// connection's threads have finished.
+    /// Holds every byte in flight, both ways, on every connection (those open now and those made
+    /// meanwhile) until `resume`: to a client the service is up but answers nothing, like a hung
+    /// server, or a network that lost every packet for a while.
+    pub fn stall(&self) {
+        self.shared.set_stalled(true);
+    }
+
+    /// Lets what `stall` held go through, in order, and forwards as before.
+    pub fn resume(&self) {
+        self.shared.set_stalled(false);
+    }
+
+    /// Cuts every current connection and drops new ones until `up` (a stall ends with them).
+    /// Returns once every cut connection's threads have finished.
     pub fn down(&self) {
+        // A pump holding bytes of a stall must see its connection cut to end.
+        self.shared.set_stalled(false);
         let cut = {
             let mut links = self.shared.links();
             links.up = false;
@@ -197,9 +232,9 @@ fn forward(client: TcpStream, shared: &Arc<Shared>) -> io::Result<()> {
     };
     // Registered before the pumps start, so whatever fails below still cuts and joins them.
     let started = (|| {
-        let upstream = pump(link.client.try_clone()?, link.server.try_clone()?)?;
+        let upstream = pump(link.client.try_clone()?, link.server.try_clone()?, shared)?;
         link.pumps.push(upstream);
-        let downstream = pump(link.server.try_clone()?, link.client.try_clone()?)?;
+        let downstream = pump(link.server.try_clone()?, link.client.try_clone()?, shared)?;
         link.pumps.push(downstream);
         Ok(())
     })();
@@ -212,12 +247,29 @@ fn forward(client: TcpStream, shared: &Arc<Shared>) -> io::Result<()> {
 }
 
 /// Copies `from` to `to` until either end closes, then closes both (so the other direction ends
-/// too).
-fn pump(mut from: TcpStream, mut to: TcpStream) -> io::Result<JoinHandle<()>> {
+/// too). While the proxy is stalled, what it read waits.
+fn pump(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    shared: &Arc<Shared>,
+) -> io::Result<JoinHandle<()>> {
+    let shared = shared.clone();
     std::thread::Builder::new()
         .name("tcp-proxy-pump".into())
         .spawn(move || {
-            let _ = io::copy(&mut from, &mut to);
+            let mut buffer = vec![0; 16 * 1024];
+            loop {
+                let read = match from.read(&mut buffer) {
+                    Ok(0) => break,
+                    Ok(read) => read,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(_) => break,
+                };
+                shared.wait_while_stalled();
+                if to.write_all(&buffer[..read]).is_err() {
+                    break;
+                }
+            }
             let _ = from.shutdown(Shutdown::Both);
             let _ = to.shutdown(Shutdown::Both);
         })
@@ -225,8 +277,6 @@ fn pump(mut from: TcpStream, mut to: TcpStream) -> io::Result<JoinHandle<()>> {
 
 #[cfg(test)]
 mod tests {
-    use std::io::{Read, Write};
-
     use super::*;
 
     /// An echo server on a free port; each connection echoes until its client closes.
@@ -279,5 +329,46 @@ mod tests {
         // The echo server saw exactly the two forwarded connections; a third ends it.
         drop(TcpStream::connect(echo));
         server.join().unwrap();
+    }
+
+    #[test]
+    fn a_stall_holds_every_byte_until_resumed_then_passes_them_in_order() {
+        let (echo, _server) = echo_server();
+        let proxy = TcpProxy::start(echo);
+        let mut open = TcpStream::connect(proxy.addr()).unwrap();
+        assert_eq!(echo_once(&mut open, b"before").unwrap(), b"before");
+
+        proxy.stall();
+        open.write_all(b"held").unwrap();
+        open.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let mut got = [0; 4];
+        let held = open.read(&mut got);
+        assert!(
+            held.as_ref().is_err_and(|e| matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            )),
+            "nothing answers while stalled: {held:?}"
+        );
+
+        proxy.resume();
+        open.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        open.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"held", "what was held arrives once resumed");
+        assert_eq!(echo_once(&mut open, b"after").unwrap(), b"after");
+    }
+
+    #[test]
+    fn down_ends_a_stall_and_cuts_its_connections() {
+        let (echo, _server) = echo_server();
+        let proxy = TcpProxy::start(echo);
+        let mut open = TcpStream::connect(proxy.addr()).unwrap();
+        proxy.stall();
+        open.write_all(b"held").unwrap();
+        // Returns only once the pump holding "held" has ended.
+        proxy.down();
+        assert!(echo_once(&mut open, b"x").is_err(), "the connection is cut");
     }
 }
