@@ -10,7 +10,7 @@ use roomstate_core::{
     time,
 };
 use roomstate_journal::{
-    redis::{RedisJournal, RedisJournalConfig, RedisTarget},
+    redis::{NodeRecord, RedisJournal, RedisJournalConfig, RedisTarget},
     Epoch, Journal, JournalError, JournalMetrics,
 };
 use roomstate_testkit::{
@@ -174,4 +174,39 @@ async fn a_recovery_claims_every_room_it_reads_and_fences_the_engine_before_it()
         .append(Epoch(1), vec![event(&rooms[0], 3)])
         .await
         .is_err());
+}
+
+/// The writer's connection killed while nothing is written (`CLIENT KILL`; a primary restarted
+/// in place looks the same): a heartbeat or a message read that fails on it finds it gone, and
+/// the next one connects again, without waiting for some room to write.
+#[actix_rt::test]
+async fn a_connection_lost_between_writes_is_replaced_after_the_first_call_that_fails() {
+    let redis = RedisServer::start().await;
+    let journal = open(&redis, "a");
+    let room = RoomId::parse("r_quiet").unwrap();
+    let beat = |beat| NodeRecord {
+        id: "a".into(),
+        advertise_url: "http://127.0.0.1:9".into(),
+        rooms: 0,
+        beat,
+        started_ms: 1,
+        leaving: false,
+    };
+    journal.heartbeat(beat(1)).await.unwrap();
+
+    kill_clients(&redis).await;
+    // The first call may still go to the dead connection: nothing told the writer yet.
+    let _ = journal.heartbeat(beat(2)).await;
+    let nodes = journal.heartbeat(beat(3)).await.unwrap();
+    assert_eq!(nodes.iter().map(|n| n.beat).collect::<Vec<_>>(), [3]);
+
+    kill_clients(&redis).await;
+    let _ = journal.messages(room.clone(), 0, 10).await;
+    assert_eq!(journal.messages(room, 0, 10).await.unwrap(), []);
+}
+
+/// Kills every client connection of `redis` but the one asking.
+async fn kill_clients(redis: &RedisServer) {
+    let killed = command(&redis.addr(), &["CLIENT", "KILL", "TYPE", "normal"]).await;
+    assert_ne!(killed.unwrap(), "0", "the journal's connection was killed");
 }

@@ -62,11 +62,15 @@ pub(super) enum Call {
     },
 }
 
-pub(super) async fn serve(conn: &mut MultiplexedConnection, keys: &Keys<'_>, call: Call) {
+/// Runs `call` and answers it; the error it answered, if Redis could not be reached (the writer
+/// then checks whether the connection itself is gone).
+pub(super) async fn serve(
+    conn: &mut MultiplexedConnection,
+    keys: &Keys<'_>,
+    call: Call,
+) -> Option<JournalError> {
     match call {
-        Call::Heartbeat { me, reply } => {
-            let _ = reply.send(heartbeat(conn, keys, &me).await);
-        }
+        Call::Heartbeat { me, reply } => answer(reply, heartbeat(conn, keys, &me).await),
         Call::Forget { node, reply } => {
             let result = redis::cmd("HDEL")
                 .arg(keys.nodes())
@@ -75,11 +79,9 @@ pub(super) async fn serve(conn: &mut MultiplexedConnection, keys: &Keys<'_>, cal
                 .await
                 .map(drop)
                 .map_err(|e| unavailable("forgetting a node", e));
-            let _ = reply.send(result);
+            answer(reply, result)
         }
-        Call::Owners { rooms, reply } => {
-            let _ = reply.send(owners(conn, keys, &rooms).await);
-        }
+        Call::Owners { rooms, reply } => answer(reply, owners(conn, keys, &rooms).await),
         Call::OpenRooms { reply } => {
             let result = async {
                 let rooms: Vec<RoomId> = recover::list_rooms(conn, keys)
@@ -91,9 +93,19 @@ pub(super) async fn serve(conn: &mut MultiplexedConnection, keys: &Keys<'_>, cal
                 Ok(rooms.into_iter().zip(owners).collect())
             }
             .await;
-            let _ = reply.send(result);
+            answer(reply, result)
         }
     }
+}
+
+/// Sends `result`; its error if it is `Unavailable`.
+fn answer<T>(reply: Reply<T>, result: Result<T, JournalError>) -> Option<JournalError> {
+    let unreachable = match &result {
+        Err(error @ JournalError::Unavailable(_)) => Some(error.clone()),
+        _ => None,
+    };
+    let _ = reply.send(result);
+    unreachable
 }
 
 /// Answers a call that could not reach the writer thread.

@@ -122,12 +122,21 @@ impl Writer {
                         limit,
                         reply,
                     } => {
-                        let _ = reply.send(self.messages(&room, after, limit).await);
+                        let read = self.messages(&room, after, limit).await;
+                        if let Err(error @ JournalError::Unavailable(_)) = &read {
+                            self.check_connection(error).await;
+                        }
+                        let _ = reply.send(read);
                     }
                     Request::Cluster(call) => {
                         let prefix = self.config.key_prefix.clone();
                         match self.connection().await {
-                            Ok(conn) => cluster::serve(conn, &Keys { prefix: &prefix }, call).await,
+                            Ok(conn) => {
+                                let keys = Keys { prefix: &prefix };
+                                if let Some(error) = cluster::serve(conn, &keys, call).await {
+                                    self.check_connection(&error).await;
+                                }
+                            }
                             Err(error) => {
                                 self.fail(&error);
                                 cluster::refuse(call, error);
@@ -160,6 +169,22 @@ impl Writer {
             tracing::warn!(redis.primary = ?self.status.lock().primary, %error,
                 "redis journal cannot write; re-resolving the primary on the next batch");
             self.healthy = false;
+        }
+    }
+
+    /// After a call other than a write failed with `error`: drops the connection if it does not
+    /// answer a `PING` either, so the next call connects again. A write drops it on any failure
+    /// (`fail`); without this, a connection that died while no write was under way (a primary
+    /// restarted in place, `CLIENT KILL`, a reset) failed every heartbeat and message read until
+    /// some room wrote, and a cluster node judged dead meanwhile lost its rooms.
+    async fn check_connection(&mut self, error: &JournalError) {
+        let Some(conn) = self.conn.as_mut() else {
+            return;
+        };
+        let pong = redis::cmd("PING").query_async::<String>(conn).await;
+        if let Err(ping) = pong {
+            tracing::debug!(%error, %ping, "redis journal connection lost; connecting again at the next call");
+            self.fail(error);
         }
     }
 
