@@ -14,6 +14,8 @@ pub(crate) struct ClusterMetrics {
     pub(crate) mirror_lag: Histogram,
     /// Live nodes as this node sees them (itself included).
     pub(crate) nodes_alive: IntGauge,
+    /// Rooms owned elsewhere that this node mirrors for its sockets.
+    pub(crate) mirrors: IntGauge,
 }
 
 impl ClusterMetrics {
@@ -41,12 +43,17 @@ impl ClusterMetrics {
                 ]),
             )?,
             nodes_alive: IntGauge::new("cluster_nodes_alive", "Live nodes, this one included")?,
+            mirrors: IntGauge::new(
+                "cluster_mirrors",
+                "Rooms owned by other nodes that this node mirrors for its sockets",
+            )?,
         };
         registry.register(Box::new(metrics.leases.clone()))?;
         registry.register(Box::new(metrics.takeovers.clone()))?;
         registry.register(Box::new(metrics.forwarded.clone()))?;
         registry.register(Box::new(metrics.mirror_lag.clone()))?;
         registry.register(Box::new(metrics.nodes_alive.clone()))?;
+        registry.register(Box::new(metrics.mirrors.clone()))?;
         Ok(metrics)
     }
 

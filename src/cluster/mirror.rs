@@ -286,6 +286,10 @@ impl Actor for RoomMirror {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(4096);
+        // A mirror is started for a socket on its way (`Router::socket_link`); if none comes (the
+        // request was no upgrade after all, the client went), it must not follow the room for
+        // as long as the room is open.
+        self.stop_if_idle(ctx);
         ctx.run_interval(RESYNC_EVERY, |act, ctx| {
             if !act.sockets.is_empty() && act.resync_backoff.is_none() {
                 act.resync(ctx);

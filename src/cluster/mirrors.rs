@@ -84,7 +84,9 @@ impl Mirrors {
             });
             RoomMirror::new(room, router, on_stop, metrics, max_messages)
         });
-        rooms.insert(id.clone(), mirror.clone());
+        if rooms.insert(id.clone(), mirror.clone()).is_none() {
+            self.inner.metrics.mirrors.inc();
+        }
         self.inner.tail.follow(Cursor {
             room: id.clone(),
             seq: 0,
@@ -108,6 +110,7 @@ impl Mirrors {
         let mut rooms = self.inner.rooms.lock();
         if rooms.get(id) == Some(mirror) {
             rooms.remove(id);
+            self.inner.metrics.mirrors.dec();
             self.inner.tail.unfollow(id);
         }
     }

@@ -208,3 +208,36 @@ async fn two_nodes_serve_one_room_and_a_close_on_the_non_owner_writes_the_record
         assert_eq!(cluster.room(i, &room).await, final_view);
     }
 }
+
+/// A socket request for a room owned elsewhere that never becomes a socket (no upgrade headers:
+/// `400`) leaves no mirror behind: the node does not follow the room for as long as it is open.
+#[actix_rt::test]
+async fn a_socket_request_that_is_no_upgrade_leaves_no_mirror_on_the_non_owner() {
+    let pieces = setup::start(2, 3000).await;
+    let cluster = &pieces.cluster;
+    let room = cluster.create_room(0, "no upgrade").await;
+    let owner = cluster.owner_of(&room).await;
+    let other = 1 - cluster.index_of(&owner.node);
+
+    let (status, body) = cluster
+        .get(other, &format!("/rooms/{room}/ws?user=carol"))
+        .await;
+    assert_eq!(status, 400, "a request that is no upgrade: {body}");
+    assert_eq!(mirrors(cluster, other).await, 1, "a mirror started for it");
+    eventually(
+        "the mirror nobody attached to to stop",
+        Duration::from_secs(60),
+        || async { (mirrors(cluster, other).await == 0).then_some(()) },
+    )
+    .await;
+}
+
+/// `roomstate_cluster_mirrors` on node `i`.
+async fn mirrors(cluster: &roomstate_testkit::cluster::TestCluster, i: usize) -> i64 {
+    let metrics = cluster.metrics_text(i).await;
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("roomstate_cluster_mirrors "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no roomstate_cluster_mirrors on node {i}:\n{metrics}"))
+}
