@@ -38,7 +38,7 @@ pub(super) async fn run(cluster: Arc<Cluster>) {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut dead_before: HashSet<String> = HashSet::new();
     let mut tick: u64 = 0;
-    let mut orphans_seen = true;
+    let mut chores = Chores::default();
     tracing::info!(node.id = %cluster.me(), lease_ms = cluster.settings.lease.as_millis() as u64,
         "joining the cluster");
     loop {
@@ -78,23 +78,68 @@ pub(super) async fn run(cluster: Arc<Cluster>) {
             tracing::warn!(node.id = %node, "node lost; its sockets here are gone, its rooms will be taken over");
             cluster.registry.forget_node(node);
         }
-        if beat.lapsed || tick.is_multiple_of(CHECK_LEASES_EVERY_BEATS) {
-            if beat.lapsed {
-                tracing::warn!(node.id = %cluster.me(), "this node missed its heartbeats for longer than the lease; checking which rooms it still owns");
-            }
-            check_leases(&cluster).await;
+        if beat.lapsed {
+            tracing::warn!(node.id = %cluster.me(), "this node missed its heartbeats for longer than the lease; checking which rooms it still owns");
         }
-        let hinted = cluster.scan_now.swap(false, Ordering::SeqCst);
-        if hinted
-            || orphans_seen
+        chores.leases_due |= beat.lapsed || tick.is_multiple_of(CHECK_LEASES_EVERY_BEATS);
+        chores.scan_due |= cluster.scan_now.swap(false, Ordering::SeqCst)
             || !newly_dead.is_empty()
             || !beat.vanished.is_empty()
-            || tick.is_multiple_of(SCAN_EVERY_BEATS)
-        {
-            orphans_seen = scan(&cluster).await;
-        }
-        forget_long_dead(&cluster, &dead).await;
+            || tick.is_multiple_of(SCAN_EVERY_BEATS);
+        chores.start(&cluster, &dead);
         dead_before = dead.into_iter().collect();
+    }
+}
+
+/// The lease checks, the scan for orphaned rooms and the clean-up of dead nodes that the beats
+/// asked for, run as a task beside the loop, one at a time: taking many rooms over, or a slow
+/// SQL store, can take longer than the lease, and a node whose beats waited for that would be
+/// judged dead by the others, which would take its rooms, and stall the same way.
+struct Chores {
+    leases_due: bool,
+    /// Due at the start, and whenever a scan left orphans for later.
+    scan_due: bool,
+    running: Option<actix_rt::task::JoinHandle<bool>>,
+}
+
+impl Default for Chores {
+    fn default() -> Self {
+        Self {
+            leases_due: false,
+            scan_due: true,
+            running: None,
+        }
+    }
+}
+
+impl Chores {
+    /// Starts what is due, unless the last chores are still running (then it waits for a later
+    /// beat, still due).
+    fn start(&mut self, cluster: &Arc<Cluster>, dead: &[String]) {
+        if let Some(running) = &self.running {
+            if !running.is_finished() {
+                return;
+            }
+        }
+        if let Some(finished) = self.running.take() {
+            // Finished: its answer is ready (a chore that panicked left orphans, say).
+            let orphans_left = futures_util::FutureExt::now_or_never(finished)
+                .is_none_or(|answer| answer.unwrap_or(true));
+            self.scan_due |= orphans_left;
+        }
+        let (leases, scan_now) = (
+            std::mem::take(&mut self.leases_due),
+            std::mem::take(&mut self.scan_due),
+        );
+        let (cluster, dead) = (cluster.clone(), dead.to_vec());
+        self.running = Some(actix_rt::spawn(async move {
+            if leases {
+                check_leases(&cluster).await;
+            }
+            let orphans_left = scan_now && scan(&cluster).await;
+            forget_long_dead(&cluster, &dead).await;
+            orphans_left
+        }));
     }
 }
 

@@ -6,11 +6,10 @@
 //! store is down: refused, and done after the restart.
 //! After a refused close the room takes mutations again: a 503 promises nothing was applied.
 
-use std::{net::ToSocketAddrs, time::Duration};
+use std::time::Duration;
 
 use roomstate_core::room::RoomId;
 use roomstate_store::Store;
-use roomstate_testkit::tcp_proxy::TcpProxy;
 use serde_json::{json, Value};
 
 use crate::{
@@ -25,24 +24,6 @@ use crate::{
 /// How long the engine may take to notice the store is down or back (its pool waits 3 s for a
 /// connection, readiness probes 2 s), on a loaded machine.
 const NOTICE_DEADLINE: Duration = Duration::from_secs(60);
-
-/// A test database behind a proxy: the proxy, and the store URL that goes through it.
-fn behind_a_proxy(db: &TestDatabase) -> (TcpProxy, String) {
-    let url = db.url();
-    let (creds, rest) = url
-        .strip_prefix("mysql://")
-        .and_then(|u| u.split_once('@'))
-        .unwrap_or_else(|| panic!("not a mysql://user:pass@host:port/db URL: {url}"));
-    let (server, name) = rest.split_once('/').expect("a database name");
-    let target = server
-        .to_socket_addrs()
-        .unwrap_or_else(|e| panic!("resolving {server}: {e}"))
-        .next()
-        .expect("an address for the MariaDB server");
-    let proxy = TcpProxy::start(target);
-    let proxied = format!("mysql://{creds}@{}/{name}", proxy.addr());
-    (proxy, proxied)
-}
 
 /// `/readyz` once it answers `status` (fails after `NOTICE_DEADLINE`).
 async fn readiness(app: &TestApp, status: u16) -> Value {
@@ -129,7 +110,7 @@ async fn check_record(db: &TestDatabase, room: &str, closed: &Value, acked: &Ack
 /// After the refused close the room takes mutations again (nothing of the close was applied).
 async fn close_while_mariadb_is_down() {
     let db = TestDatabase::create();
-    let (proxy, url) = behind_a_proxy(&db);
+    let (proxy, url) = db.behind_a_proxy();
     let app = app::builder().setting("STORE__URL", &url).start();
     let (room, mut bob) = busy_room(&app).await;
     let before = app.room(&room).await;
@@ -208,7 +189,7 @@ async fn a_close_while_mariadb_is_down_is_refused_and_done_once_it_is_back() {
 #[actix_rt::test]
 async fn sigterm_during_a_close_while_mariadb_is_down_leaves_the_room_closable() {
     let db = TestDatabase::create();
-    let (proxy, url) = behind_a_proxy(&db);
+    let (proxy, url) = db.behind_a_proxy();
     let mut app = app::builder().setting("STORE__URL", &url).start();
     let (room, mut bob) = busy_room(&app).await;
     let before = app.room(&room).await;
@@ -288,7 +269,7 @@ async fn sigterm_during_a_close_while_mariadb_is_down_leaves_the_room_closable()
 #[actix_rt::test]
 async fn a_close_while_mariadb_hangs_is_refused_within_the_store_timeout_and_the_room_goes_on() {
     let db = TestDatabase::create();
-    let (proxy, url) = behind_a_proxy(&db);
+    let (proxy, url) = db.behind_a_proxy();
     let app = app::builder()
         .setting("STORE__URL", &url)
         .setting("STORE__TIMEOUT_S", "2")

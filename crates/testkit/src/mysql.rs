@@ -45,6 +45,26 @@ impl TestDatabase {
     pub fn url(&self) -> String {
         format!("{}/{}", self.base, self.name)
     }
+
+    /// A proxy in front of the server (to play an outage or a hang of it), and this database's
+    /// URL through it.
+    pub fn behind_a_proxy(&self) -> (crate::tcp_proxy::TcpProxy, String) {
+        use std::net::ToSocketAddrs;
+
+        let (creds, server) = self
+            .base
+            .strip_prefix("mysql://")
+            .and_then(|u| u.split_once('@'))
+            .unwrap_or_else(|| panic!("not a mysql://user:pass@host:port URL: {}", self.base));
+        let target = server
+            .to_socket_addrs()
+            .unwrap_or_else(|e| panic!("resolving {server}: {e}"))
+            .next()
+            .expect("an address for the MariaDB server");
+        let proxy = crate::tcp_proxy::TcpProxy::start(target);
+        let proxied = format!("mysql://{creds}@{}/{}", proxy.addr(), self.name);
+        (proxy, proxied)
+    }
 }
 
 impl Drop for TestDatabase {

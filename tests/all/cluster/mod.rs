@@ -20,6 +20,7 @@ mod record;
 mod redis_failover;
 mod restart;
 mod setup;
+mod slow_store;
 mod two_nodes;
 mod voters;
 mod watchers;
