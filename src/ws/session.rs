@@ -30,7 +30,10 @@ use actix_http::ws::{self, CloseCode, Frame, OpCode, ProtocolError};
 use actix_web::{web::BytesMut, HttpMessage as _, HttpRequest, HttpResponse};
 use futures_util::StreamExt as _;
 use roomstate_core::{
-    protocol::{frames, ClientFrame, CloseReason, ErrorCode},
+    protocol::{
+        frames::{self, Req},
+        ClientFrame, CloseReason, ErrorCode,
+    },
     room::{Command, IdempotencyKey, RoomId, RoomView, UserName},
 };
 use serde_json::Value;
@@ -119,8 +122,13 @@ fn refusal(failure: &RoomFailure, room_closed: bool) -> ApiError {
 /// A request sent to the room and not answered yet: its tag, and the `req` its answer echoes.
 struct InFlight {
     tag: u64,
-    req: Value,
+    req: Req,
 }
+
+/// Requests one socket may have awaiting their answers; more are refused (`rate_limited`)
+/// without reaching the room. Their `req`s together may also hold at most as many bytes as the
+/// socket's send buffer, which their answers would need.
+const MAX_IN_FLIGHT: usize = 256;
 
 /// What the session knows and decides; shared by its task (frames in, answers, the deadline)
 /// and its worker's hub (what the room sends).
@@ -139,6 +147,8 @@ struct Session {
     early: Vec<Outbound>,
     /// Requests sent to the room and not answered yet, oldest first, and the next one's tag.
     in_flight: Vec<InFlight>,
+    /// The bytes of their `req`s.
+    in_flight_bytes: usize,
     next_tag: u64,
     /// Where the room answers (and sends frames): this socket on its worker's hub.
     outlet: Outlet,
@@ -243,6 +253,7 @@ pub(crate) fn open(accepted: Accepted, read: ReadSide, early: BytesMut) -> (Outg
         connecting: true,
         early: Vec::new(),
         in_flight: Vec::new(),
+        in_flight_bytes: 0,
         next_tag: 0,
         outlet: registration.outlet(),
         deferred: Vec::new(),
@@ -545,6 +556,17 @@ impl Session {
                 )
             }
         };
+        let kept = Req::of(&req);
+        if self.in_flight.len() >= MAX_IN_FLIGHT
+            || self.in_flight_bytes + kept.len() > self.settings.send_buffer_bytes
+        {
+            let error = ApiError::rate_limited(format!(
+                "{} requests of this socket await their answers; wait for them before sending \
+                 more",
+                self.in_flight.len()
+            ));
+            return self.send_error(&req, &error);
+        }
         let tag = self.next_tag;
         self.next_tag += 1;
         // Answered through the hub (`Outbound::Answer`): in order with the room's frames where
@@ -555,7 +577,8 @@ impl Session {
             session: self.id,
             answer: AnswerTo::new(self.outlet.clone(), tag),
         });
-        self.in_flight.push(InFlight { tag, req });
+        self.in_flight_bytes += kept.len();
+        self.in_flight.push(InFlight { tag, req: kept });
     }
 
     /// The room answered the request `tag`.
@@ -564,9 +587,14 @@ impl Session {
             return;
         };
         let InFlight { req, .. } = self.in_flight.remove(at);
+        self.in_flight_bytes -= req.len();
         match outcome {
-            Ok(seq) => self.send(frames::ack(&req, *seq).as_bytes()),
-            Err(failure) => self.send_error(&req, &refusal(failure, self.room_closed)),
+            Ok(seq) => self.send(frames::ack_to(&req, *seq).as_bytes()),
+            Err(failure) => {
+                let error = refusal(failure, self.room_closed);
+                self.metrics.refused(error.error.as_str());
+                self.send(frames::error_to(&req, error.error, &error.message).as_bytes());
+            }
         }
         if self.in_flight.is_empty() {
             self.play_deferred();

@@ -245,3 +245,84 @@ async fn a_wait_for_a_frame_that_never_comes_fails_on_its_deadline() {
         "it failed on its 3 s deadline, not later ({took:?})"
     );
 }
+
+/// A socket may have at most 256 requests awaiting their answers, and their `req`s at most as
+/// many bytes as its send buffer: past either, a request is refused at once (`rate_limited`,
+/// its `req` echoed) without reaching the room, so a client cannot pile up requests in the
+/// engine's memory while the journal is slow. Those awaiting are answered once it writes again.
+#[actix_rt::test]
+async fn requests_past_what_a_socket_may_have_awaiting_answers_are_refused_at_once() {
+    use roomstate_testkit::redis_admin::command;
+
+    use crate::support::sentinel::RedisServer;
+
+    const SEND_BUFFER: usize = 131_072;
+    let redis = RedisServer::start().await;
+    let app = app::builder()
+        .setting("JOURNAL__KIND", "redis")
+        .setting("REDIS__URL", redis.url())
+        .setting("LIMITS__WS_RATE_PER_S", 10_000)
+        .setting("LIMITS__WS_BURST", 10_000)
+        .setting("LIMITS__WS_SEND_BUFFER_BYTES", SEND_BUFFER)
+        .start();
+    let room = app.create_room("held").await;
+    let url = |user: &str| app.ws_url(&format!("/rooms/{room}/ws?user={user}"));
+    let mut many = WsClient::connect(&url("many")).await.unwrap();
+    many.next_of("state").await;
+    let mut large = WsClient::connect(&url("large")).await.unwrap();
+    large.next_of("state").await;
+
+    // The journal's writes wait while Redis is paused: every request awaits its answer.
+    command(&redis.addr(), &["CLIENT", "PAUSE", "60000", "WRITE"])
+        .await
+        .unwrap();
+    let side = |i: usize| if i.is_multiple_of(2) { "pro" } else { "con" };
+    for i in 0..300 {
+        let vote = json!({"type": "vote", "side": side(i), "req": format!("c{i}")});
+        many.send_json(&vote).await;
+    }
+    let mut refused: Vec<String> = Vec::new();
+    while refused.len() < 44 {
+        let error = many.next_of("error").await;
+        assert_eq!(error["error"], "rate_limited", "{error}");
+        refused.push(error["req"].as_str().unwrap_or_default().to_owned());
+    }
+    let past_the_count: Vec<String> = (256..300).map(|i| format!("c{i}")).collect();
+    assert_eq!(refused, past_the_count, "the requests past 256, at once");
+
+    // A `req` of 8000 characters is 8002 bytes of JSON: 16 fit the 131072 bytes, the 17th not.
+    let long_req = |i: usize| format!("{i:02}{}", "x".repeat(7998));
+    for i in 0..20 {
+        let vote = json!({"type": "vote", "side": side(i), "req": long_req(i)});
+        large.send_json(&vote).await;
+    }
+    for i in 16..20 {
+        let error = large.next_of("error").await;
+        assert_eq!(
+            (&error["error"], &error["req"]),
+            (&json!("rate_limited"), &json!(long_req(i))),
+            "the requests past the send buffer's bytes, at once"
+        );
+    }
+
+    command(&redis.addr(), &["CLIENT", "UNPAUSE"])
+        .await
+        .unwrap();
+    let mut acked = 0;
+    while acked < 256 {
+        let ack = many.next_of("ack").await;
+        assert_eq!(ack["req"], format!("c{acked}"), "acknowledged in order");
+        acked += 1;
+    }
+    for i in 0..16 {
+        let ack = large.next_of("ack").await;
+        assert_eq!(ack["req"], long_req(i));
+    }
+    // Nothing refused reached the room: 256 + 16 votes, the last of each user's standing.
+    let view = app.room(&room).await;
+    assert_eq!(
+        (view["pro"].as_u64(), view["con"].as_u64()),
+        (Some(0), Some(2)),
+        "{view}"
+    );
+}

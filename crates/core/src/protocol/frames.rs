@@ -163,13 +163,7 @@ fn view_frame(head: &str, view: &RoomView) -> String {
 }
 
 pub fn ack(req: &Value, seq: u64) -> String {
-    let mut out = String::with_capacity(48);
-    out.push_str("{\"type\":\"ack\",\"req\":");
-    json::value(&mut out, req);
-    out.push_str(",\"seq\":");
-    json::uint(&mut out, seq);
-    out.push('}');
-    out
+    ack_to(&Req::of(req), seq)
 }
 
 pub fn error(req: &Value, error: ErrorCode, message: &str) -> String {
@@ -178,6 +172,52 @@ pub fn error(req: &Value, error: ErrorCode, message: &str) -> String {
         error,
         message,
     })
+}
+
+/// A request's `req`, already written as JSON: what a socket keeps of a request until it is
+/// answered (the parsed value of a large `req` takes many times its text).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Req(Box<str>);
+
+impl Req {
+    pub fn of(req: &Value) -> Self {
+        let mut out = String::new();
+        json::value(&mut out, req);
+        Self(out.into_boxed_str())
+    }
+
+    /// Its length as JSON, in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// `ack`, for a `req` kept as JSON.
+pub fn ack_to(req: &Req, seq: u64) -> String {
+    let mut out = String::with_capacity(40 + req.len());
+    out.push_str("{\"type\":\"ack\",\"req\":");
+    out.push_str(&req.0);
+    out.push_str(",\"seq\":");
+    json::uint(&mut out, seq);
+    out.push('}');
+    out
+}
+
+/// `error`, for a `req` kept as JSON (written by hand, as `encode` writes it).
+pub fn error_to(req: &Req, error: ErrorCode, message: &str) -> String {
+    let mut out = String::with_capacity(64 + req.len() + message.len());
+    out.push_str("{\"type\":\"error\",\"req\":");
+    out.push_str(&req.0);
+    out.push_str(",\"error\":");
+    json::string(&mut out, error.as_str());
+    out.push_str(",\"message\":");
+    json::string(&mut out, message);
+    out.push('}');
+    out
 }
 
 #[cfg(test)]
@@ -245,6 +285,15 @@ mod tests {
         ] {
             for seq in [0, 1, u64::MAX] {
                 assert_eq!(ack(&req, seq), encode(&ServerFrame::Ack { req: &req, seq }));
+            }
+            for (code, message) in [
+                (ErrorCode::RateLimited, "slow \"down\"\n"),
+                (ErrorCode::Unavailable, ""),
+            ] {
+                assert_eq!(
+                    error_to(&Req::of(&req), code, message),
+                    error(&req, code, message)
+                );
             }
         }
         for (closed_at, status) in [
