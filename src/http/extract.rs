@@ -2,13 +2,21 @@
 //! the client's address (the TCP peer, or what a trusted proxy says of it) and the per-address
 //! rate limit. (Credentials are `bearer.rs`, `Origin` is `origin.rs`.)
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    time::Duration,
+};
 
-use actix_web::{error::JsonPayloadError, http::header::HeaderName, web, HttpRequest};
+use actix_web::{
+    dev::Payload, error::JsonPayloadError, http::header::HeaderName, web, FromRequest, HttpRequest,
+};
+use futures_util::{future::Map, FutureExt as _};
 use roomstate_core::{
     protocol::ErrorCode,
     room::{RoomId, UserName},
 };
+use serde::de::DeserializeOwned;
+use tokio::time::{error::Elapsed, Timeout};
 
 use super::AppState;
 use crate::error::ApiError;
@@ -29,6 +37,54 @@ pub(crate) fn json_config(limit: usize) -> web::JsonConfig {
             };
             api.into()
         })
+}
+
+/// How long a request's body may take to arrive once its head has: a client that sends part of
+/// a body and stops would otherwise hold its connection for good.
+pub(crate) const BODY_DEADLINE: Duration = Duration::from_secs(10);
+
+/// A JSON body (read as `web::Json`, with `json_config`'s limits and errors) that must arrive
+/// within `BODY_DEADLINE`; past it the request is `400 bad_request`, and its connection is closed
+/// (actix-http closes a connection whose request body was not read whole).
+pub(crate) struct Body<T>(pub(crate) T);
+
+impl<T> Body<T> {
+    pub(crate) fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T> std::ops::Deref for Body<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+type JsonRead<T> = <web::Json<T> as FromRequest>::Future;
+type BodyRead<T> = Result<Result<web::Json<T>, actix_web::Error>, Elapsed>;
+
+impl<T: DeserializeOwned + 'static> FromRequest for Body<T> {
+    type Error = actix_web::Error;
+    type Future = Map<Timeout<JsonRead<T>>, fn(BodyRead<T>) -> Result<Body<T>, actix_web::Error>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let read = web::Json::<T>::from_request(req, payload);
+        tokio::time::timeout(BODY_DEADLINE, read).map(arrived::<T>)
+    }
+}
+
+fn arrived<T>(read: BodyRead<T>) -> Result<Body<T>, actix_web::Error> {
+    match read {
+        Ok(Ok(json)) => Ok(Body(json.into_inner())),
+        Ok(Err(error)) => Err(error),
+        Err(_) => Err(ApiError::bad_request(format!(
+            "the body did not arrive within {} s",
+            BODY_DEADLINE.as_secs()
+        ))
+        .into()),
+    }
 }
 
 pub(crate) fn path_config() -> web::PathConfig {

@@ -22,7 +22,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::{
-    extract,
+    extract::{self, Body},
     responses::{BadRequest, Misdirected, NotFound, TooLarge, Unauthorized, Unavailable},
     AppState,
 };
@@ -152,7 +152,7 @@ fn owner_answer(
 pub(super) async fn create(
     _: NodeCall,
     state: web::Data<AppState>,
-    body: web::Json<CreateCall>,
+    body: Body<CreateCall>,
 ) -> Result<HttpResponse, ApiError> {
     let Some(cluster) = state.router.cluster() else {
         return Err(not_clustered());
@@ -231,7 +231,7 @@ pub(super) async fn command(
     _: NodeCall,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    body: web::Json<CommandCall>,
+    body: Body<CommandCall>,
 ) -> Result<HttpResponse, ApiError> {
     let CommandCall { command, socket } = body.into_inner();
     let command = Command::from(command);
@@ -341,7 +341,7 @@ pub(super) async fn attach(
     _: NodeCall,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    body: web::Json<AttachCall>,
+    body: Body<AttachCall>,
 ) -> Result<HttpResponse, ApiError> {
     let AttachCall {
         node,
@@ -417,7 +417,7 @@ pub(super) async fn sync(
     _: NodeCall,
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
-    body: web::Json<SyncCall>,
+    body: Body<SyncCall>,
 ) -> Result<HttpResponse, ApiError> {
     let (id, node) = path.into_inner();
     let sockets = body
@@ -452,7 +452,7 @@ pub(super) async fn sync(
 pub(super) async fn adopt(
     _: NodeCall,
     state: web::Data<AppState>,
-    body: web::Json<AdoptCall>,
+    body: Body<AdoptCall>,
 ) -> Result<HttpResponse, ApiError> {
     let Some(cluster) = state.router.cluster() else {
         return Err(not_clustered());

@@ -9,7 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{
     bearer::{self, RoomCreator, UserToken},
-    extract::{self, rate_limit},
+    extract::{self, rate_limit, Body},
     origin,
     responses::{
         BadRequest, Conflict, Forbidden, Internal, NotFound, RateLimited, RoomClosed, TooLarge,
@@ -180,7 +180,7 @@ pub(super) async fn create(
     _: RoomCreator,
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Json<CreateRoom>,
+    body: Body<CreateRoom>,
 ) -> Result<HttpResponse, ApiError> {
     rate_limit(&state, &req)?;
     let view = state.router.create(body.into_inner().title).await?;
@@ -255,7 +255,7 @@ pub(super) async fn join(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
-    body: web::Json<UserBody>,
+    body: Body<UserBody>,
 ) -> Result<HttpResponse, ApiError> {
     let user = body.into_inner().user;
     token.check(&path, &user)?;
@@ -299,7 +299,7 @@ pub(super) async fn leave(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
-    body: web::Json<UserBody>,
+    body: Body<UserBody>,
 ) -> Result<HttpResponse, ApiError> {
     let user = body.into_inner().user;
     token.check(&path, &user)?;
@@ -356,7 +356,7 @@ pub(super) async fn vote(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<(String, String)>,
-    body: web::Json<VoteBody>,
+    body: Body<VoteBody>,
 ) -> Result<HttpResponse, ApiError> {
     let (id, user) = path.into_inner();
     let user = extract::user(&user)?;
@@ -436,7 +436,7 @@ pub(super) async fn say(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
-    body: web::Json<SayBody>,
+    body: Body<SayBody>,
 ) -> Result<HttpResponse, ApiError> {
     token.check(&path, &body.user)?;
     let key = match req.headers().get(IDEMPOTENCY_KEY) {

@@ -1118,3 +1118,33 @@ fn bad_edge_settings_are_refused_at_start() {
         }
     }
 }
+
+/// A body that stops arriving (its head and part of it sent, then nothing): `400 bad_request`
+/// once 10 s passed, and the connection closed, so a client cannot hold connections open by
+/// sending bodies slowly.
+#[actix_rt::test]
+async fn a_body_that_stops_arriving_is_refused_and_its_connection_closed() {
+    let app = app::start();
+    let mut stream = TcpStream::connect(authority(&app)).await.expect("connect");
+    let request = format!(
+        "POST /rooms HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+         Content-Length: 100\r\n\r\n{{\"title\":",
+        authority(&app)
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let started = Instant::now();
+    let answer = read_to_end(&mut stream, Vec::new()).await;
+    let waited = started.elapsed();
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    assert!(
+        text.contains("the body did not arrive within 10 s"),
+        "{text}"
+    );
+    assert!(
+        waited >= Duration::from_secs(9),
+        "refused after {waited:?}, before the body's 10 s"
+    );
+    let (_, listed) = app.get("/rooms").await;
+    assert_eq!(listed["rooms"], json!([]), "nothing was created");
+}
