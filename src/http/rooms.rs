@@ -534,8 +534,9 @@ pub(super) async fn websocket(
     // malformed query, only the `Authorization` header's: its `token` cannot be read).
     let token = query.as_ref().ok().and_then(|q| q.token.as_deref());
     let claims = bearer::socket_token(&state, &req, token)?;
-    let query = query.map_err(|e| ApiError::bad_request(format!("bad query: {e}")))?;
+    // A path id that cannot be a room comes before a malformed query, as docs/api.md orders them.
     let id = extract::room_id(&path)?;
+    let query = query.map_err(|e| ApiError::bad_request(format!("bad query: {e}")))?;
     let user = match (&query.user, &claims) {
         (Some(user), _) => extract::user(user)?,
         // Token mode: the token names the user.

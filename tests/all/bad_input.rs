@@ -342,6 +342,19 @@ async fn a_plain_get_of_the_socket_path_is_a_json_400() {
     assert_eq!((status.as_u16(), code(&err)), (400, "bad_request"), "{err}");
     let (status, _) = app.get(&format!("/rooms/{room}/messages?_=123")).await;
     assert_eq!(status, 200, "unknown query parameters are ignored");
+    // In the documented order: a path id that cannot be a room (404) before a malformed query
+    // (400), before a request that is no upgrade (400).
+    let (status, err) = app.get("/rooms/bad.id/ws?user=a&user=b").await;
+    assert_eq!((status.as_u16(), code(&err)), (404, "not_found"), "{err}");
+    let (status, err) = app.get(&format!("/rooms/{room}/ws?user=a&user=b")).await;
+    assert_eq!((status.as_u16(), code(&err)), (400, "bad_request"), "{err}");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("bad query"),
+        "{err}"
+    );
     room_still_works(&app, &room).await;
 }
 
