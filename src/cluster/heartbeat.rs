@@ -78,6 +78,10 @@ pub(super) async fn run(cluster: Arc<Cluster>) {
             tracing::warn!(node.id = %node, "node lost; its sockets here are gone, its rooms will be taken over");
             cluster.registry.forget_node(node);
         }
+        for (node, started_ms) in &beat.restarted {
+            tracing::info!(node.id = %node, started_ms, "node restarted; the sockets of its earlier run are gone");
+            cluster.registry.forget_earlier_runs(node, *started_ms);
+        }
         if beat.lapsed {
             tracing::warn!(node.id = %cluster.me(), "this node missed its heartbeats for longer than the lease; checking which rooms it still owns");
         }

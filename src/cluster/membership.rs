@@ -22,6 +22,9 @@ pub(crate) struct Beat {
     pub(crate) lapsed: bool,
     /// Nodes whose record vanished since the last heartbeat (they left, or were forgotten).
     pub(crate) vanished: Vec<String>,
+    /// Nodes that started a new run since the last heartbeat (restarted under their id), with
+    /// the new run's `started_ms`: the sockets of their earlier runs are gone.
+    pub(crate) restarted: Vec<(String, u64)>,
 }
 
 #[derive(Debug, Clone)]
@@ -63,9 +66,16 @@ impl Membership {
         self.last_ok = Some(now);
         let mut vanished: Vec<String> = self.nodes.keys().cloned().collect();
         let mut nodes = HashMap::with_capacity(records.len());
+        let mut restarted = Vec::new();
         for record in records {
             vanished.retain(|id| *id != record.id);
-            let changed = match self.nodes.remove(&record.id) {
+            let seen = self.nodes.remove(&record.id);
+            if let Some(seen) = &seen {
+                if seen.record.started_ms != record.started_ms && record.id != self.me {
+                    restarted.push((record.id.clone(), record.started_ms));
+                }
+            }
+            let changed = match seen {
                 Some(seen)
                     if seen.record.beat == record.beat
                         && seen.record.started_ms == record.started_ms =>
@@ -78,7 +88,12 @@ impl Membership {
         }
         self.nodes = nodes;
         vanished.sort();
-        Beat { lapsed, vanished }
+        restarted.sort();
+        Beat {
+            lapsed,
+            vanished,
+            restarted,
+        }
     }
 
     /// A heartbeat failed at `now`.
@@ -271,8 +286,14 @@ mod tests {
         restarted.started_ms = 2;
         let beat = m.beat_ok(vec![record("a", 2), restarted.clone()], t0 + ms(500));
         assert_eq!(beat.vanished, vec!["c".to_string()]);
+        assert_eq!(
+            beat.restarted,
+            vec![("b".to_string(), 2)],
+            "b's new run, once"
+        );
         assert!(!beat.lapsed);
-        m.beat_ok(vec![record("a", 3), restarted], t0 + ms(1200));
+        let beat = m.beat_ok(vec![record("a", 3), restarted], t0 + ms(1200));
+        assert!(beat.restarted.is_empty(), "told once");
         // b's beat count is the same as at t0, but it is a new run since 500: alive at 1200,
         // when this node may judge (it has beaten for a whole lease).
         assert!(m.alive("b", t0 + ms(1200)));

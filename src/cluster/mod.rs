@@ -113,6 +113,7 @@ impl Cluster {
         let started_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
+        crate::room::outbound::start_run(started_ms);
         Arc::new(Self {
             membership: Mutex::new(Membership::new(settings.node_id.clone(), settings.lease)),
             client: NodeClient::new(settings.secret.clone()),

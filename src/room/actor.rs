@@ -823,7 +823,10 @@ impl Handler<ForgetNode> for RoomActor {
     type Result = ();
 
     fn handle(&mut self, msg: ForgetNode, ctx: &mut Self::Context) {
-        let users = self.remote.remove_node(&msg.node);
+        let users = match msg.before {
+            None => self.remote.remove_node(&msg.node),
+            Some(before) => self.remote.remove_node_before(&msg.node, before),
+        };
         if !users.is_empty() {
             tracing::info!(room.id = %self.state.id(), node.id = %msg.node, sockets = users.len(),
                 "a node's sockets are gone with it");

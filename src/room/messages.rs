@@ -133,11 +133,13 @@ pub(crate) struct SyncRemote {
     pub(crate) sessions: Vec<(SessionId, UserName)>,
 }
 
-/// `node` left the cluster or died: its sockets are gone.
+/// `node` left the cluster or died: its sockets are gone; or, with `before`, it restarted: the
+/// sockets of its earlier runs (session ids below `before`) are gone.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(crate) struct ForgetNode {
     pub(crate) node: String,
+    pub(crate) before: Option<SessionId>,
 }
 
 /// A command from a socket on another node: like `Mutate` from a socket, and the socket is

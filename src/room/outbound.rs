@@ -6,7 +6,10 @@
 //! needs its text encodes it, and the other sessions reuse that text, so a broadcast is encoded
 //! once per room, not once per socket.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{
+    atomic::{AtomicU64, Ordering},
+    Arc, OnceLock,
+};
 
 use roomstate_core::{
     protocol::CloseReason,
@@ -15,8 +18,30 @@ use roomstate_core::{
 
 use super::failure::Reply;
 
-/// Identifies one WebSocket session within the process.
+/// Identifies one WebSocket session of a node, across its runs in a cluster
+/// (`first_session_of_run`).
 pub(crate) type SessionId = u64;
+
+static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
+
+/// A new session's id.
+pub(crate) fn next_session_id() -> SessionId {
+    NEXT_SESSION.fetch_add(1, Ordering::Relaxed)
+}
+
+/// This process is the run of its node that started at `started_ms`: session ids count up from
+/// its first (a cluster node; a single engine's ids need only differ within the process).
+pub(crate) fn start_run(started_ms: u64) {
+    NEXT_SESSION.fetch_max(first_session_of_run(started_ms), Ordering::Relaxed);
+}
+
+/// The first session id of a run of the engine started at `started_ms` (Unix milliseconds): a
+/// run's ids count up from it, so two runs of one node never give out the same id (a run would
+/// have to open 65 536 sockets for each millisecond between the two starts), and a room's owner
+/// can tell the sockets of a restarted node's earlier runs from those of its new one.
+pub(crate) fn first_session_of_run(started_ms: u64) -> SessionId {
+    started_ms << 16
+}
 
 /// A value sent to many sockets, with its encoding once someone made it.
 pub(crate) struct Shared<T> {

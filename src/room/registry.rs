@@ -40,7 +40,7 @@ use super::{
         Abandon, Applied, AttachRemote, Close, DetachRemote, Fence, ForgetNode, GetEpoch,
         GetMessages, GetView, Mutate, RemoteMutate, Shutdown, SyncRemote,
     },
-    outbound::SessionId,
+    outbound::{first_session_of_run, SessionId},
 };
 use crate::thread_name;
 
@@ -605,9 +605,20 @@ impl Registry {
 
     /// `node` left the cluster or died: every room here forgets its sockets.
     pub(crate) fn forget_node(&self, node: &str) {
+        self.forget_sockets_of(node, None);
+    }
+
+    /// `node` restarted (a new run under its id, started at `started_ms`): the rooms here forget
+    /// the sockets of its earlier runs, which ended with them, and keep those of the new one.
+    pub(crate) fn forget_earlier_runs(&self, node: &str, started_ms: u64) {
+        self.forget_sockets_of(node, Some(first_session_of_run(started_ms)));
+    }
+
+    fn forget_sockets_of(&self, node: &str, before: Option<SessionId>) {
         for addr in self.rooms.read().values() {
             addr.do_send(ForgetNode {
                 node: node.to_owned(),
+                before,
             });
         }
     }

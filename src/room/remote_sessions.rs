@@ -42,6 +42,20 @@ impl RemoteSessions {
             .unwrap_or_default()
     }
 
+    /// Forgets the sockets of `node` whose session id is below `before` (those of a run of the
+    /// node that ended); their users, one per socket.
+    pub(crate) fn remove_node_before(&mut self, node: &str, before: SessionId) -> Vec<UserName> {
+        let Some(sessions) = self.by_node.get_mut(node) else {
+            return Vec::new();
+        };
+        let gone: Vec<SessionId> = sessions.keys().copied().filter(|s| *s < before).collect();
+        let users = gone.iter().filter_map(|s| sessions.remove(s)).collect();
+        if sessions.is_empty() {
+            self.by_node.remove(node);
+        }
+        users
+    }
+
     /// Makes `node`'s sockets exactly `now`: answers the users of the sockets added and of those
     /// removed, one per socket.
     pub(crate) fn sync(
@@ -90,6 +104,32 @@ mod tests {
         assert_eq!(remote.remove("n1", 1), None);
         assert_eq!(remote.remove_node("n2"), vec![user("bob")]);
         assert_eq!(remote.remove_node("n1"), vec![user("ann")]);
+    }
+
+    #[test]
+    fn a_restarted_nodes_earlier_sockets_are_forgotten_and_its_new_ones_kept() {
+        let mut remote = RemoteSessions::default();
+        remote.add("n1", 10, user("old"));
+        remote.add("n1", 11, user("old2"));
+        remote.add("n1", 100, user("new"));
+        remote.add("n2", 5, user("other"));
+        let mut gone = remote.remove_node_before("n1", 100);
+        gone.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        assert_eq!(gone, vec![user("old"), user("old2")]);
+        assert!(remote.remove_node_before("n1", 100).is_empty());
+        assert!(remote.remove_node_before("n3", 100).is_empty());
+        assert_eq!(remote.remove_node("n1"), vec![user("new")]);
+        assert_eq!(
+            remote.remove_node("n2"),
+            vec![user("other")],
+            "another node's kept"
+        );
+        remote.add("n1", 1, user("last"));
+        assert_eq!(remote.remove_node_before("n1", 2), vec![user("last")]);
+        assert!(
+            remote.remove_node("n1").is_empty(),
+            "an emptied node is gone"
+        );
     }
 
     #[test]

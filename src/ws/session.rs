@@ -17,10 +17,7 @@ use std::{
     net::IpAddr,
     pin::Pin,
     rc::Rc,
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc,
-    },
+    sync::Arc,
     task::{ready, Context, Poll, Waker},
     time::Duration,
 };
@@ -53,7 +50,7 @@ use crate::{
         failure::{Reply, RoomFailure},
         link::RoomLink,
         messages::{Connect, Disconnect, SocketMutate},
-        outbound::{Outbound, SessionId, Shared},
+        outbound::{self, Outbound, SessionId, Shared},
         outlet::{AnswerTo, Outlet},
     },
 };
@@ -68,8 +65,6 @@ const LAST_ANSWERS_GRACE: Duration = Duration::from_secs(2);
 /// Tokens that outlive this are not watched: a timer that far out is pointless (the socket will
 /// have been dropped or reconnected long before) and a far-future `exp` must not overflow one.
 const LONGEST_WATCHED_TOKEN: Duration = Duration::from_secs(366 * 24 * 3600);
-
-static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 
 /// Per-socket settings.
 #[derive(Debug, Clone)]
@@ -238,7 +233,7 @@ pub(crate) fn open(accepted: Accepted, read: ReadSide, early: BytesMut) -> (Outg
     );
     let incoming = Incoming::new(read, early, settings.max_frame_bytes);
     let now = Instant::now();
-    let id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
+    let id = outbound::next_session_id();
     let registration = Registration::new(id);
     let session = Rc::new(RefCell::new(Session {
         id,

@@ -5,6 +5,8 @@
 
 use std::time::{Duration, Instant};
 
+use roomstate_testkit::{cluster::TestCluster, ws::WsClient};
+
 use super::setup::{self, DEADLINE};
 use crate::support::app::eventually;
 
@@ -78,4 +80,76 @@ async fn a_node_restarted_within_its_lease_takes_back_every_room_it_owned() {
         "all {OWNED} rooms served again {:.3?} after the kill",
         killed_at.elapsed()
     );
+}
+
+/// A node killed and restarted within its lease: its sockets on rooms another node owns died
+/// with it, and their users must leave those rooms, also where nothing of the new run tells the
+/// owner so (the owner never judged the node dead, and the new run has no socket there to
+/// resync). The new run's sockets are new ones, though its process numbers them from scratch:
+/// in a room where the old run had a socket under the number a new one gets, its user joins.
+#[actix_rt::test]
+async fn the_sockets_of_a_restarted_nodes_earlier_run_leave_the_rooms_owned_elsewhere() {
+    let mut pieces = setup::start(2, LEASE_MS).await;
+    let cluster = &mut pieces.cluster;
+    let owner_id = cluster.node_id(0).to_owned();
+    let mut rooms = Vec::new();
+    for n in 0.. {
+        assert!(n < 100, "node 0 owns {} of {n} rooms", rooms.len());
+        let room = cluster.create_room(n % 2, &format!("ghosts {n}")).await;
+        if cluster.owner_of(&room).await.node == owner_id {
+            rooms.push(room);
+            if rooms.len() == 3 {
+                break;
+            }
+        }
+    }
+    let (left, shared, other) = (&rooms[0], &rooms[1], &rooms[2]);
+    let url = |cluster: &TestCluster, room: &str, user: &str| {
+        cluster.ws_url(1, &format!("/rooms/{room}/ws?user={user}"))
+    };
+    let participants = |view: &serde_json::Value| view["participants"].as_u64();
+    // The old run's first and second sockets, in `left` and in `shared`.
+    let mut ghost = WsClient::connect(&url(cluster, left, "ghost"))
+        .await
+        .unwrap();
+    assert_eq!(participants(&ghost.next_of("state").await), Some(1));
+    let mut old = WsClient::connect(&url(cluster, shared, "old"))
+        .await
+        .unwrap();
+    assert_eq!(participants(&old.next_of("state").await), Some(1));
+
+    cluster.kill(1);
+    cluster.restart(1).await;
+    // The new run's first and second sockets: in `other`, and in `shared`.
+    let mut probe = WsClient::connect(&url(cluster, other, "probe"))
+        .await
+        .unwrap();
+    probe.next_of("state").await;
+    let mut fresh = WsClient::connect(&url(cluster, shared, "fresh"))
+        .await
+        .unwrap();
+    fresh.next_of("state").await;
+    eventually(
+        "the killed run's sockets to leave both rooms, the new run's to stay",
+        DEADLINE,
+        || async {
+            for (room, present) in [(left, 0), (shared, 1), (other, 1)] {
+                let (status, view) = cluster.get(0, &format!("/rooms/{room}")).await;
+                if status != 200 || participants(&view) != Some(present) {
+                    return None;
+                }
+            }
+            Some(())
+        },
+    )
+    .await;
+    fresh
+        .send_json(&serde_json::json!({"type": "vote", "side": "pro", "req": "v1"}))
+        .await;
+    let answer = fresh.answer_to("v1").await.expect("the socket is open");
+    assert_eq!(
+        answer["type"], "ack",
+        "the new run's user is present: {answer}"
+    );
+    drop((ghost, old, probe));
 }
