@@ -901,3 +901,46 @@ async fn receive_until(
         }
     }
 }
+
+/// A room followed from 0 whose archive holds more messages than one read gives: the reload
+/// carries the newest `MESSAGES_PER_READ` of them, oldest first, not the whole archive in one
+/// reply (a room open for weeks would block Redis with it).
+#[actix_rt::test]
+async fn a_first_load_reads_only_the_newest_messages_of_a_long_archive() {
+    let redis = RedisServer::start().await;
+    let target = RedisTarget::Url(redis.url());
+    let journal = journal(config(target.clone(), 0));
+    let room = RoomId::parse("r_long").unwrap();
+    // Messages at the even seqs: 12 001 of them, past one read's 10 000.
+    let last: u64 = 24_002;
+    for first in (1..=last).step_by(4000) {
+        let upto = (first + 3999).min(last);
+        journal
+            .append(Epoch::NONE, events(&room, first..=upto))
+            .await
+            .unwrap();
+    }
+
+    let (tail, mut updates) = open_tail(config(target, 0));
+    tail.follow(Cursor {
+        room: room.clone(),
+        seq: 0,
+    });
+    let end = Instant::now() + DEADLINE;
+    let messages = loop {
+        let left = end.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, updates.recv()).await {
+            Ok(Some(TailUpdate::Reload { messages, .. })) => break messages,
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("the tail ended"),
+            Err(_) => panic!("no reload within {DEADLINE:?}"),
+        }
+    };
+    let seqs: Vec<u64> = messages.iter().map(|m| m.seq).collect();
+    let newest = message_seqs(1..=last);
+    assert_eq!(
+        seqs,
+        newest[newest.len() - roomstate_journal::MESSAGES_PER_READ..],
+        "the newest messages, oldest first"
+    );
+}

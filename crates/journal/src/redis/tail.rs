@@ -99,7 +99,9 @@ pub struct Cursor {
 pub enum TailUpdate {
     /// The room as of now: snapshot (if any) + the events after it (a `RoomLog`, its `epoch` =
     /// the owner hash's epoch), and the archived messages with seq > the cursor's seq up to the
-    /// log's last seq (from the msgs stream) so a follower that reloads skips no message. Sent
+    /// log's last seq (from the msgs stream), oldest first, so a follower that reloads skips no
+    /// message; for a cursor at 0, only the newest `MESSAGES_PER_READ` of them (a new follower's
+    /// sockets want what is newer than their first state, not a weeks-old room's archive). Sent
     /// first for a cursor at 0, and whenever the events right after the cursor are no longer in
     /// the log (a snapshot trimmed them) or the log went backwards.
     Reload {
@@ -487,11 +489,24 @@ impl Tail {
                     .arg(keys.snap(room))
                     .arg(keys.owner(room))
                     .ignore();
-                pipe.cmd("XRANGE")
-                    .arg(keys.msgs(room))
-                    .arg(format!("{}-0", cursor.saturating_add(1)))
-                    .arg("+")
-                    .ignore();
+                if *cursor == 0 {
+                    // A first load: its sockets came just now and want only what is newer
+                    // than their first state, while a room open for weeks archives far more;
+                    // the newest of the archive, not one reply of all of it.
+                    pipe.cmd("XREVRANGE")
+                        .arg(keys.msgs(room))
+                        .arg("+")
+                        .arg("-")
+                        .arg("COUNT")
+                        .arg(crate::MESSAGES_PER_READ)
+                        .ignore();
+                } else {
+                    pipe.cmd("XRANGE")
+                        .arg(keys.msgs(room))
+                        .arg(format!("{}-0", cursor.saturating_add(1)))
+                        .arg("+")
+                        .ignore();
+                }
                 pipe.cmd("EXEC");
             }
             let conn = self.connection().await?;
@@ -1163,7 +1178,7 @@ fn read_whole(room: &RoomId, cursor: u64, reply: Value) -> Result<Option<Whole>,
         .unwrap_or(0);
     let messages: StreamRangeReply =
         redis::from_redis_value(messages).map_err(|e| format!("messages: {e}"))?;
-    let messages = messages
+    let mut messages = messages
         .ids
         .into_iter()
         .map(|entry| {
@@ -1180,6 +1195,8 @@ fn read_whole(room: &RoomId, cursor: u64, reply: Value) -> Result<Option<Whole>,
         })
         .filter(|m| m.as_ref().map_or(true, |m| m.seq > cursor && m.seq <= last))
         .collect::<Result<Vec<_>, String>>()?;
+    // A first load reads the archive newest first.
+    messages.sort_by_key(|m| m.seq);
     Ok(Some(Whole {
         log: Some(log),
         messages,
