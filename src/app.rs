@@ -30,7 +30,11 @@ use crate::{
         deps::{RoomDeps, RoomSettings},
         registry::Registry,
     },
-    ws::{self, open_sockets::OpenSockets, session::SessionSettings},
+    ws::{
+        self,
+        open_sockets::{OpenSockets, SocketLimits},
+        session::SessionSettings,
+    },
 };
 
 /// How long shutdown waits for rooms to make their pending events durable.
@@ -182,7 +186,10 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
             burst: limits.ws_burst,
             send_buffer_bytes: limits.ws_send_buffer_bytes,
         },
-        sockets: OpenSockets::default(),
+        sockets: OpenSockets::new(SocketLimits {
+            total: limits.max_sockets,
+            per_client: limits.max_sockets_per_client,
+        }),
         max_body_bytes: limits.max_body_bytes,
         edge: loaded.edge.clone(),
         openapi,

@@ -522,6 +522,10 @@ pub(crate) struct LimitSettings {
     pub(crate) http_burst: u32,
     /// Open rooms a process holds; `POST /rooms` past it is 503.
     pub(crate) max_open_rooms: usize,
+    /// Open WebSockets a process holds; an upgrade past it is 503.
+    pub(crate) max_sockets: usize,
+    /// Open WebSockets of one client (an address, or an IPv6 /64); an upgrade past it is 429.
+    pub(crate) max_sockets_per_client: usize,
     /// Bytes a socket's outgoing buffer may hold (written, not yet taken by the client) before
     /// the socket is dropped.
     pub(crate) ws_send_buffer_bytes: usize,
@@ -669,6 +673,11 @@ impl Settings {
         }
         if self.limits.room_messages_in_memory == 0 {
             return invalid("limits.room_messages_in_memory must be > 0".into());
+        }
+        if self.limits.max_sockets == 0 || self.limits.max_sockets_per_client == 0 {
+            return invalid(
+                "limits.max_sockets and limits.max_sockets_per_client must be > 0".into(),
+            );
         }
         if self.limits.max_open_rooms == 0 {
             return invalid("limits.max_open_rooms must be > 0".into());

@@ -65,8 +65,8 @@ struct Buckets {
 /// Clients tracked before idle (full) buckets are first pruned.
 const PRUNE_AT: usize = 10_000;
 
-/// The key of `addr`'s bucket: the address, or the /64 of an IPv6 one.
-fn client_of(addr: IpAddr) -> IpAddr {
+/// The client `addr` belongs to: the address, or the /64 of an IPv6 one.
+pub(crate) fn client_of(addr: IpAddr) -> IpAddr {
     match addr.to_canonical() {
         IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
         v4 => v4,

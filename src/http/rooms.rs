@@ -1,8 +1,9 @@
 //! Public room endpoints: create and list rooms, join and leave, votes, messages, the socket.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use roomstate_core::room::{
-    ChatMessage, Command, IdempotencyKey, RoomId, RoomView, Side, UserName, Via,
+use roomstate_core::{
+    protocol::ErrorCode,
+    room::{ChatMessage, Command, IdempotencyKey, RoomId, RoomView, Side, UserName, Via},
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -20,7 +21,7 @@ use super::{
 use crate::{
     error::ApiError,
     room::messages::Applied,
-    ws::{self, session::Opening},
+    ws::{self, open_sockets::Full, session::Opening},
 };
 
 /// The request header that makes `POST /messages` safe to repeat.
@@ -548,6 +549,16 @@ pub(super) async fn websocket(
     }
     // An upgrade costs what a mutation costs: a flood of sockets is a flood.
     let client = rate_limit(&state, &req)?;
+    // A place among the open sockets, given back if the upgrade is refused below.
+    let counted = state.sockets.open_for(client).map_err(|full| match full {
+        Full::Client(most) => ApiError::rate_limited(format!(
+            "this client holds its maximum of {most} open sockets"
+        )),
+        Full::Engine(most) => ApiError::new(
+            ErrorCode::Unavailable,
+            format!("this engine holds its maximum of {most} open sockets"),
+        ),
+    })?;
     let room = state
         .router
         .socket_link(&id)
@@ -565,6 +576,6 @@ pub(super) async fn websocket(
         opening,
         state.sessions.clone(),
         state.metrics.clone(),
-        &state.sockets,
+        counted,
     )?)
 }

@@ -39,7 +39,7 @@ use tokio::time::{Instant, Sleep};
 use super::{
     hub::{Deliver, Registration},
     incoming::{Incoming, ReadSide},
-    open_sockets::{OpenSockets, SocketGuard},
+    open_sockets::SocketGuard,
     outgoing::Outgoing,
 };
 use crate::{
@@ -189,7 +189,7 @@ pub(crate) fn accept(
     opening: Opening,
     settings: SessionSettings,
     metrics: Metrics,
-    sockets: &OpenSockets,
+    counted: SocketGuard,
 ) -> Result<HttpResponse, ApiError> {
     let mut response = match ws::handshake(req.head()) {
         Ok(mut handshake) => HttpResponse::from(handshake.finish().map_into_boxed_body()),
@@ -210,7 +210,7 @@ pub(crate) fn accept(
         opening,
         settings,
         metrics,
-        counted: sockets.open(),
+        counted,
     });
     Ok(response)
 }

@@ -1148,3 +1148,58 @@ async fn a_body_that_stops_arriving_is_refused_and_its_connection_closed() {
     let (_, listed) = app.get("/rooms").await;
     assert_eq!(listed["rooms"], json!([]), "nothing was created");
 }
+
+/// Open sockets are bounded per client and in all, before the upgrade: past a client's
+/// `limits.max_sockets_per_client` its next upgrade is `429 rate_limited`, past the engine's
+/// `limits.max_sockets` anyone's is `503 unavailable`; a socket that ends gives its place back.
+/// (Clients told apart by a trusted proxy's `X-Forwarded-For`.)
+#[actix_rt::test]
+async fn open_sockets_are_bounded_per_client_and_in_all() {
+    let app = app::builder()
+        .setting("HTTP__TRUSTED_PROXIES", "127.0.0.1/32")
+        .setting("LIMITS__MAX_SOCKETS", 3)
+        .setting("LIMITS__MAX_SOCKETS_PER_CLIENT", 2)
+        .start();
+    let room = app.create_room("bounded").await;
+    let open = |user: &'static str, client: &'static str| {
+        let path = format!("/rooms/{room}/ws?user={user}");
+        let app = &app;
+        async move { upgrade(app, &path, &[("X-Forwarded-For", client)]).await }
+    };
+    let a1 = open("a1", "198.51.100.1").await;
+    let a2 = open("a2", "198.51.100.1").await;
+    assert_eq!((a1.status, a2.status), (101, 101));
+    let a3 = open("a3", "198.51.100.1").await;
+    assert_eq!(a3.status, 429, "{}", a3.head);
+    assert_eq!(a3.body()["error"], "rate_limited");
+    assert!(
+        a3.body()["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("maximum of 2 open sockets")),
+        "{}",
+        a3.body()
+    );
+    let b1 = open("b1", "198.51.100.2").await;
+    assert_eq!(b1.status, 101);
+    let c1 = open("c1", "198.51.100.3").await;
+    assert_eq!(c1.status, 503, "{}", c1.head);
+    assert_eq!(c1.body()["error"], "unavailable");
+    // The three sockets' joins, and none of the refused.
+    eventually("the three sockets to have joined", STEP, || async {
+        (participants(&app, &room).await == 3).then_some(())
+    })
+    .await;
+
+    assert_eq!(
+        participants(&app, &room).await,
+        3,
+        "the refused joined nobody"
+    );
+    drop(a1);
+    let c1 = eventually("a place to free up", STEP, || async {
+        let c1 = open("c1", "198.51.100.3").await;
+        (c1.status == 101).then_some(c1)
+    })
+    .await;
+    drop((a2, b1, c1));
+}

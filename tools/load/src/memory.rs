@@ -44,6 +44,11 @@ pub async fn measure(
             "ROOMSTATE__LIMITS__HTTP_RATE_PER_S".to_owned(),
             "0".to_owned(),
         ),
+        // Every socket of the run is of this one client.
+        (
+            "ROOMSTATE__LIMITS__MAX_SOCKETS_PER_CLIENT".to_owned(),
+            "1000000".to_owned(),
+        ),
     ];
     let engine = spawn_engine(bin, &env, &work_dir.join("memory-engine.log"))?;
     actix_rt::time::sleep(SETTLE).await;

@@ -26,6 +26,8 @@ const BENCH_SETTINGS: &[(&str, &str)] = &[
     ("LIMITS__WS_RATE_PER_S", "1000000"),
     ("LIMITS__WS_BURST", "1000000"),
     ("LIMITS__HTTP_RATE_PER_S", "0"),
+    // Every socket of the benchmark is of its one client.
+    ("LIMITS__MAX_SOCKETS_PER_CLIENT", "1000000"),
 ];
 
 /// The prefix of an engine process's name in the CPU figures (`engine`, `engine-node-0`, ...).
