@@ -74,7 +74,22 @@ impl NodeClient {
         path: &str,
         body: Option<&B>,
     ) -> Result<T, CallError> {
-        let bytes = self.request(node, base, method, path, body).await?;
+        self.call_within(node, base, method, path, body, CALL_TIMEOUT)
+            .await
+    }
+
+    /// `call`, for a call that may take longer than most (a close writes the final record):
+    /// taken for unanswered only after `within`.
+    pub(crate) async fn call_within<B: Serialize, T: DeserializeOwned>(
+        &self,
+        node: &str,
+        base: &str,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        within: Duration,
+    ) -> Result<T, CallError> {
+        let bytes = self.request(node, base, method, path, body, within).await?;
         serde_json::from_slice(&bytes).map_err(|e| CallError::Garbled {
             node: node.to_owned(),
             why: e.to_string(),
@@ -90,7 +105,9 @@ impl NodeClient {
         path: &str,
         body: Option<&B>,
     ) -> Result<(), CallError> {
-        self.request(node, base, method, path, body).await.map(drop)
+        self.request(node, base, method, path, body, CALL_TIMEOUT)
+            .await
+            .map(drop)
     }
 
     async fn request<B: Serialize>(
@@ -100,6 +117,7 @@ impl NodeClient {
         method: Method,
         path: &str,
         body: Option<&B>,
+        within: Duration,
     ) -> Result<actix_web::web::Bytes, CallError> {
         let unreachable = |why: String| CallError::Unreachable {
             node: node.to_owned(),
@@ -108,6 +126,7 @@ impl NodeClient {
         let url = format!("{}{path}", base.trim_end_matches('/'));
         let request = client()
             .request(method, &url)
+            .timeout(within)
             .insert_header((SECRET_HEADER, self.secret.as_str()));
         let sent = match body {
             Some(body) => request.send_json(body).await,

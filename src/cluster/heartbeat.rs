@@ -95,15 +95,18 @@ pub(super) async fn run(cluster: Arc<Cluster>) {
     }
 }
 
-/// The lease checks, the scan for orphaned rooms and the clean-up of dead nodes that the beats
-/// asked for, run as a task beside the loop, one at a time: taking many rooms over, or a slow
-/// SQL store, can take longer than the lease, and a node whose beats waited for that would be
-/// judged dead by the others, which would take its rooms, and stall the same way.
+/// The lease checks, and the scan for orphaned rooms with the clean-up of dead nodes, that the
+/// beats asked for, each run as a task beside the loop, one of each kind at a time: taking many
+/// rooms over, or a slow SQL store, can take longer than the lease, and a node whose beats waited
+/// for that would be judged dead by the others, which would take its rooms, and stall the same
+/// way. The lease checks have a task of their own so that a node back from a pause stops the
+/// rooms taken from it at once, whatever scan is under way.
 struct Chores {
     leases_due: bool,
     /// Due at the start, and whenever a scan left orphans for later.
     scan_due: bool,
-    running: Option<actix_rt::task::JoinHandle<bool>>,
+    leases: Option<actix_rt::task::JoinHandle<()>>,
+    scan: Option<actix_rt::task::JoinHandle<bool>>,
 }
 
 impl Default for Chores {
@@ -111,35 +114,35 @@ impl Default for Chores {
         Self {
             leases_due: false,
             scan_due: true,
-            running: None,
+            leases: None,
+            scan: None,
         }
     }
 }
 
 impl Chores {
-    /// Starts what is due, unless the last chores are still running (then it waits for a later
-    /// beat, still due).
+    /// Starts what is due, unless the last task of its kind is still running (then it waits for
+    /// a later beat, still due).
     fn start(&mut self, cluster: &Arc<Cluster>, dead: &[String]) {
-        if let Some(running) = &self.running {
-            if !running.is_finished() {
-                return;
-            }
+        if self.leases_due && self.leases.as_ref().is_none_or(|task| task.is_finished()) {
+            self.leases_due = false;
+            let cluster = cluster.clone();
+            self.leases = Some(actix_rt::spawn(async move {
+                check_leases(&cluster).await;
+            }));
         }
-        if let Some(finished) = self.running.take() {
-            // Finished: its answer is ready (a chore that panicked left orphans, say).
+        if self.scan.as_ref().is_some_and(|task| !task.is_finished()) {
+            return;
+        }
+        if let Some(finished) = self.scan.take() {
+            // Finished: its answer is ready (a scan that panicked left orphans, say).
             let orphans_left = futures_util::FutureExt::now_or_never(finished)
                 .is_none_or(|answer| answer.unwrap_or(true));
             self.scan_due |= orphans_left;
         }
-        let (leases, scan_now) = (
-            std::mem::take(&mut self.leases_due),
-            std::mem::take(&mut self.scan_due),
-        );
+        let scan_now = std::mem::take(&mut self.scan_due);
         let (cluster, dead) = (cluster.clone(), dead.to_vec());
-        self.running = Some(actix_rt::spawn(async move {
-            if leases {
-                check_leases(&cluster).await;
-            }
+        self.scan = Some(actix_rt::spawn(async move {
             let orphans_left = scan_now && scan(&cluster).await;
             forget_long_dead(&cluster, &dead).await;
             orphans_left

@@ -44,7 +44,10 @@ use serde::Serialize;
 
 pub(crate) use self::handoff::hand_off;
 use self::{client::NodeClient, membership::Membership, metrics::ClusterMetrics, mirrors::Mirrors};
-use crate::room::{failure::RoomFailure, registry::Registry};
+use crate::room::{
+    failure::RoomFailure,
+    registry::{RecoveryError, Registry},
+};
 
 /// The cluster settings (`[cluster]`), checked at start.
 #[derive(Debug, Clone)]
@@ -366,8 +369,17 @@ impl Cluster {
                                     self.metrics.takeovers.inc();
                                     tracing::info!(room.id = %room, %epoch, node.id = %self.me(), "room taken over");
                                 }
-                                Err(error) => tracing::error!(room.id = %room, %epoch, %error,
-                                    "a room taken over cannot be replayed; it needs an operator"),
+                                Err(error @ RecoveryError::Replay(_)) => {
+                                    tracing::error!(room.id = %room, %epoch, %error,
+                                        "a room taken over cannot be replayed; it needs an operator");
+                                }
+                                // The journal or the store did not answer: claimed and not
+                                // started, the room is taken back (as this node's) by a scan.
+                                Err(error) => {
+                                    tracing::warn!(room.id = %room, %epoch, %error,
+                                        "a room taken over could not be started yet; retrying at the next scan");
+                                    self.scan_now.store(true, Ordering::SeqCst);
+                                }
                             }
                         }
                         Adopted::Lost { room, why } => {

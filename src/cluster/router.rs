@@ -7,7 +7,7 @@
 //! An owner is read from the journal once and cached; a call that finds it wrong (the node does
 //! not answer, or says it does not own the room) reads it again and retries, a few times.
 
-use std::{cell::Cell, pin::pin, sync::Arc};
+use std::{cell::Cell, pin::pin, sync::Arc, time::Duration};
 
 use actix_web::http::Method;
 use futures_util::future::{join_all, select, Either};
@@ -31,6 +31,8 @@ use crate::room::{
 
 /// Tries per call: the owner may move once (or the cache be stale) between two tries.
 const TRIES: usize = 3;
+/// How much longer than its owner's close timeout a forwarded close is waited for.
+const CLOSE_CALL_MARGIN: Duration = Duration::from_secs(5);
 
 /// Where a room's calls go.
 enum Route {
@@ -419,6 +421,9 @@ impl Router {
     /// Closes a room, wherever it is; closing a closed room answers its final view again.
     pub(crate) async fn close(&self, id: &RoomId) -> Result<RoomView, RegistryFailure> {
         let path = format!("/internal/cluster/rooms/{id}/close");
+        // The owner answers within its close timeout (the store's, and 5 s more): waiting less
+        // would take a slow close for an owner that is gone.
+        let within = self.registry.close_timeout() + CLOSE_CALL_MARGIN;
         self.routed(
             id,
             "close",
@@ -427,7 +432,7 @@ impl Router {
                 let path = path.clone();
                 async move {
                     self.client()
-                        .call::<(), RoomView>(&node, &url, Method::POST, &path, None)
+                        .call_within::<(), RoomView>(&node, &url, Method::POST, &path, None, within)
                         .await
                 }
             },

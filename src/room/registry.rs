@@ -604,6 +604,11 @@ impl Registry {
     }
 
     /// `node` left the cluster or died: every room here forgets its sockets.
+    /// How long a close may wait for its room (`RoomSettings::close_timeout`).
+    pub(crate) fn close_timeout(&self) -> Duration {
+        self.deps.settings.close_timeout
+    }
+
     pub(crate) fn forget_node(&self, node: &str) {
         self.forget_sockets_of(node, None);
     }

@@ -40,6 +40,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const POOL_SIZE: u32 = 4;
 /// How long one store operation may take when the caller names no limit (`Store::open`).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// A final record gets the store's timeout once more for every this many messages it holds.
+const MESSAGES_PER_TIMEOUT: usize = 50_000;
 
 /// Why the store could not do what was asked.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -153,7 +155,8 @@ impl Store {
     /// by room id: if the room is already stored, writes nothing and returns the stored view, so
     /// closing twice returns the same record.
     pub async fn write_final(&self, record: FinalRecord) -> Result<RoomView, StoreError> {
-        self.run(move |conn| records::write_final(conn, &record))
+        let within = record_deadline(self.timeout, record.messages.len());
+        self.run_within(within, move |conn| records::write_final(conn, &record))
             .await
     }
 
@@ -186,8 +189,16 @@ impl Store {
     /// Which of `ids` are stored (closed), in one round trip per thousand ids: recovery asks
     /// this for every open room of the journal at once.
     pub async fn stored_among(&self, ids: Vec<RoomId>) -> Result<Vec<RoomId>, StoreError> {
-        self.run(move |conn| records::stored_among(conn, &ids))
-            .await
+        // Each round trip with a deadline of its own: recovery asks this of every open room.
+        let mut stored = Vec::new();
+        for chunk in ids.chunks(records::IDS_PER_QUERY) {
+            let chunk = chunk.to_vec();
+            stored.extend(
+                self.run(move |conn| records::stored_among(conn, &chunk))
+                    .await?,
+            );
+        }
+        Ok(stored)
     }
 
     /// A stored room's final votes, sorted by user.
@@ -207,9 +218,18 @@ impl Store {
         F: FnOnce(&mut DbConnection) -> Result<T, StoreError> + Send + 'static,
         T: Send + 'static,
     {
+        self.run_within(self.timeout, query).await
+    }
+
+    /// `run`, given up on after `within`.
+    async fn run_within<T, F>(&self, within: Duration, query: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
         let pool = self.pool.clone();
         let call = tokio::task::spawn_blocking(move || query(&mut *checkout(&pool)?));
-        match tokio::time::timeout(self.timeout, call).await {
+        match tokio::time::timeout(within, call).await {
             Ok(done) => {
                 done.map_err(|e| StoreError::Unavailable(format!("blocking thread pool: {e}")))?
             }
@@ -217,14 +237,22 @@ impl Store {
             // connection fails (MySQL's lock waits end before this deadline, above).
             Err(_) => Err(StoreError::Unavailable(format!(
                 "no answer within {} ms; whether it was applied is unknown",
-                self.timeout.as_millis()
+                within.as_millis()
             ))),
         }
     }
 }
 
+/// How long writing a final record of `messages` messages may take: a long debate's transcript
+/// takes its time, so the store's timeout once more for every `MESSAGES_PER_TIMEOUT` of them (only
+/// a store that does not answer is given up on).
+fn record_deadline(timeout: Duration, messages: usize) -> Duration {
+    let steps = 1 + messages / MESSAGES_PER_TIMEOUT;
+    timeout.saturating_mul(u32::try_from(steps).unwrap_or(u32::MAX))
+}
+
 /// The seconds MySQL may wait for a lock within one operation of `timeout`: a second less, at
-/// least one.
+/// least one (so with a timeout of one second, as long as it).
 fn lock_wait_s(timeout: Duration) -> u64 {
     timeout.as_secs().saturating_sub(1).max(1)
 }
@@ -266,5 +294,26 @@ fn probe(backend: Backend, address: &str) -> Result<(), StoreError> {
             "no answer from {shown} within {}s",
             CONNECT_TIMEOUT.as_secs()
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_records_deadline_grows_with_its_transcript() {
+        let ten = Duration::from_secs(10);
+        assert_eq!(record_deadline(ten, 0), ten);
+        assert_eq!(record_deadline(ten, MESSAGES_PER_TIMEOUT - 1), ten);
+        assert_eq!(record_deadline(ten, MESSAGES_PER_TIMEOUT), 2 * ten);
+        assert_eq!(record_deadline(ten, 1_000_000), 21 * ten);
+        assert_eq!(record_deadline(ten, usize::MAX), ten * u32::MAX, "bounded");
+    }
+
+    #[test]
+    fn mysql_waits_for_locks_a_second_less_than_an_operation_and_at_least_one() {
+        assert_eq!(lock_wait_s(Duration::from_secs(10)), 9);
+        assert_eq!(lock_wait_s(Duration::from_secs(1)), 1);
     }
 }

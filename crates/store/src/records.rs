@@ -182,10 +182,13 @@ pub fn room(conn: &mut DbConnection, id: &RoomId) -> Result<Option<RoomView>, St
         .transpose()
 }
 
+/// Room ids one `stored_among` query asks about.
+pub const IDS_PER_QUERY: usize = 1000;
+
 /// The ids among `ids` that have a stored room row.
 pub fn stored_among(conn: &mut DbConnection, ids: &[RoomId]) -> Result<Vec<RoomId>, StoreError> {
     let mut stored = Vec::new();
-    for chunk in ids.chunks(1000) {
+    for chunk in ids.chunks(IDS_PER_QUERY) {
         let names: Vec<&str> = chunk.iter().map(RoomId::as_str).collect();
         let found: Vec<String> = rooms::table
             .filter(rooms::id.eq_any(names))

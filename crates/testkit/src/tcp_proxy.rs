@@ -145,13 +145,16 @@ impl TcpProxy {
     /// Cuts every current connection and drops new ones until `up` (a stall ends with them).
     /// Returns once every cut connection's threads have finished.
     pub fn down(&self) {
-        // A pump holding bytes of a stall must see its connection cut to end.
-        self.shared.set_stalled(false);
         let cut = {
             let mut links = self.shared.links();
             links.up = false;
             std::mem::take(&mut links.open)
         };
+        // Cut before a stall is let go: what a pump held then goes nowhere.
+        for link in &cut {
+            link.cut();
+        }
+        self.shared.set_stalled(false);
         for link in cut {
             link.close();
         }

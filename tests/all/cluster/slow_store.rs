@@ -85,3 +85,45 @@ async fn a_node_taking_rooms_over_while_the_store_hangs_keeps_beating_and_its_ow
         assert_eq!(status, 200, "a vote in a room taken over: {tally}");
     }
 }
+
+/// A close through a node that does not own the room, while the store hangs for longer than all
+/// the tries of a node-to-node call (three of 15 s): the non-owner waits for the owner's own
+/// answer (the store's `503`, the room open again) instead of taking the slow owner for a gone
+/// one.
+#[actix_rt::test]
+async fn a_slow_close_forwarded_to_the_owner_gets_the_owners_answer() {
+    // Longer than the three tries of 15 s a call to a node that does not answer gets.
+    const SLOW_STORE_S: u64 = 50;
+    let set = SentinelSet::start().await;
+    let db = TestDatabase::create();
+    let (proxy, store_url) = db.behind_a_proxy();
+    let cluster = TestCluster::builder(ENGINE)
+        .nodes(2)
+        .lease_ms(3000)
+        .setting("STORE__TIMEOUT_S", SLOW_STORE_S)
+        .start(&set, &store_url)
+        .await;
+    let room = cluster.create_room(0, "slow close").await;
+    let owner = cluster.owner_of(&room).await;
+    let other = 1 - cluster.index_of(&owner.node);
+
+    proxy.stall();
+    let (status, refused) = cluster.close_room(other, &room).await;
+    assert_eq!(
+        (status.as_u16(), refused["error"].as_str()),
+        (503, Some("unavailable")),
+        "{refused}"
+    );
+    let message = refused["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&format!("no answer within {}", SLOW_STORE_S * 1000)),
+        "the owner's answer, about the store: {refused}"
+    );
+    proxy.resume();
+    let closed = eventually("the close once the store answers", DEADLINE, || async {
+        let (status, body) = cluster.close_room(other, &room).await;
+        (status == 200).then_some(body)
+    })
+    .await;
+    assert_eq!(closed["status"], "closed");
+}
