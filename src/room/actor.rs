@@ -670,9 +670,12 @@ impl Handler<Close> for RoomActor {
             match tokio::time::timeout(timeout, rx).await {
                 Ok(Ok(reply)) => reply,
                 Ok(Err(_)) => Err(RoomFailure::Unavailable("the room stopped".into())),
-                Err(_) => Err(RoomFailure::Unavailable(
-                    "the room's last events are not yet durable; retry the close".into(),
-                )),
+                Err(_) => Err(RoomFailure::Unavailable(format!(
+                    "the close did not finish within {} s (the room's last events not yet \
+                     durable, or a long transcript still being written); it goes on: retry the \
+                     close for its answer",
+                    timeout.as_secs()
+                ))),
             }
         })
     }
