@@ -38,6 +38,19 @@ async fn readiness(app: &TestApp, status: u16) -> Value {
     .await
 }
 
+/// The close of `room`, retried while it answers `503` (fails after `NOTICE_DEADLINE`).
+async fn close_once_the_store_answers(app: &TestApp, room: &str) -> Value {
+    eventually("the close to succeed", NOTICE_DEADLINE, || async {
+        let (status, body) = app.close_room(room).await;
+        match status.as_u16() {
+            200 => Some(body),
+            503 => None,
+            other => panic!("close answered {other}: {body}"),
+        }
+    })
+    .await
+}
+
 /// A room where alice (HTTP) voted pro and said a line, and bob has a socket open.
 async fn busy_room(app: &TestApp) -> (String, WsClient) {
     let room = app.create_room("store outage").await;
@@ -161,15 +174,7 @@ async fn close_while_mariadb_is_down() {
     proxy.up();
     let ready = readiness(&app, 200).await;
     assert_eq!(ready, json!({"journal": "up", "store": "up"}));
-    let closed = eventually("the close to succeed", NOTICE_DEADLINE, || async {
-        let (status, body) = app.close_room(&room).await;
-        match status.as_u16() {
-            200 => Some(body),
-            503 => None,
-            other => panic!("close answered {other}: {body}"),
-        }
-    })
-    .await;
+    let closed = close_once_the_store_answers(&app, &room).await;
     assert_eq!(closed["status"], "closed");
     let (code, frames) = bob.until_closed().await;
     assert_eq!(code, Some(1000), "{frames:?}");
@@ -306,15 +311,7 @@ async fn a_close_while_mariadb_hangs_is_refused_within_the_store_timeout_and_the
     acked.lines.push("still here".into());
 
     proxy.resume();
-    let closed = eventually("the close to succeed", NOTICE_DEADLINE, || async {
-        let (status, body) = app.close_room(&room).await;
-        match status.as_u16() {
-            200 => Some(body),
-            503 => None,
-            other => panic!("close answered {other}: {body}"),
-        }
-    })
-    .await;
+    let closed = close_once_the_store_answers(&app, &room).await;
     assert_eq!(closed["status"], "closed");
     let (code, frames) = bob.until_closed().await;
     assert_eq!(code, Some(1000), "{frames:?}");
