@@ -50,6 +50,8 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 const ABANDON_DEADLINE: Duration = Duration::from_secs(2);
 /// How long a room id whose creation may have half-landed is retried for deletion.
 const ORPHAN_CLEANUP: Duration = Duration::from_secs(600);
+/// How long a cluster node asks the store whether a room it cannot route is closed.
+const CLOSED_LOOKUP_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Why recovery at start failed.
 #[derive(Debug, thiserror::Error)]
@@ -274,6 +276,16 @@ impl Registry {
             None if self.departed.lately(id) => Err(RoomFailure::Stopped.into()),
             None => Err(RegistryFailure::UnknownRoom),
         }
+    }
+
+    /// Whether the store holds room `id`'s final record (a store that does not answer within a
+    /// second: no). A cluster node asks it of a room whose lease names a node that cannot serve
+    /// it (itself with no actor for it, a dead node, a node that answers it does not own it): a
+    /// room closed a moment ago keeps its lease until its log is deleted, and is not moving.
+    /// Bounded apart from the store's own timeout: the answer otherwise is `503`, retry.
+    pub(crate) async fn is_closed_in_store(&self, id: &RoomId) -> bool {
+        let lookup = tokio::time::timeout(CLOSED_LOOKUP_TIMEOUT, self.deps.store.room(id));
+        matches!(lookup.await, Ok(Ok(Some(_))))
     }
 
     /// Applies a client's command to an open room; answers once it is durable.

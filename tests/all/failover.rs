@@ -119,15 +119,7 @@ async fn check_record(
         "the voters got {refused} 503s; the engine counted {counted}"
     );
 
-    let final_view = eventually("the room to close", FAILOVER_DEADLINE, || async {
-        let (status, view) = app.close_room(room).await;
-        match status.as_u16() {
-            200 => Some(view),
-            503 => None,
-            other => panic!("close answered {other}: {view}"),
-        }
-    })
-    .await;
+    let final_view = app.close_room_retried(room, FAILOVER_DEADLINE).await;
     let (status, again) = app.close_room(room).await;
     assert_eq!(status, 200);
     assert_eq!(again, final_view, "closing twice returns the same record");

@@ -40,15 +40,7 @@ async fn readiness(app: &TestApp, status: u16) -> Value {
 
 /// The close of `room`, retried while it answers `503` (fails after `NOTICE_DEADLINE`).
 async fn close_once_the_store_answers(app: &TestApp, room: &str) -> Value {
-    eventually("the close to succeed", NOTICE_DEADLINE, || async {
-        let (status, body) = app.close_room(room).await;
-        match status.as_u16() {
-            200 => Some(body),
-            503 => None,
-            other => panic!("close answered {other}: {body}"),
-        }
-    })
-    .await
+    app.close_room_retried(room, NOTICE_DEADLINE).await
 }
 
 /// A room where alice (HTTP) voted pro and said a line, and bob has a socket open.

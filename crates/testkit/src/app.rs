@@ -261,6 +261,17 @@ impl TestApp {
         self.request("POST", &path, None, Some(TOKEN)).await
     }
 
+    /// The close of `id`, retried while it answers `503` (a failover, a takeover or a store
+    /// outage under way, as the contract allows); its final view. Panics on any other answer,
+    /// or when it still answers `503` after `deadline`.
+    pub async fn close_room_retried(&self, id: &str, deadline: Duration) -> Value {
+        eventually(&format!("the close of {id}"), deadline, || async {
+            let (status, view) = self.close_room(id).await;
+            answered_close(status, view, "the close")
+        })
+        .await
+    }
+
     /// Creates a room and returns its id.
     pub async fn create_room(&self, title: &str) -> String {
         let (status, view) = self
@@ -318,6 +329,15 @@ impl Drop for TestApp {
 }
 
 /// Polls `probe` until it returns `Some`, or fails the test after `deadline`.
+/// A close's answer: its final view on `200`, `None` on `503` (retry); panics on anything else.
+pub(crate) fn answered_close(status: StatusCode, view: Value, what: &str) -> Option<Value> {
+    match status.as_u16() {
+        200 => Some(view),
+        503 => None,
+        other => panic!("{what} answered {other}: {view}"),
+    }
+}
+
 pub async fn eventually<T, F, Fut>(what: &str, deadline: Duration, mut probe: F) -> T
 where
     F: FnMut() -> Fut,

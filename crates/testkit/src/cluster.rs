@@ -23,7 +23,7 @@ use awc::{http::StatusCode, Client};
 use serde_json::Value;
 
 use crate::{
-    app::TOKEN,
+    app::{answered_close, eventually, TOKEN},
     engine::{DropPolicy, EngineProcess},
     ports::free_ports,
     redis_admin::wait_until,
@@ -915,6 +915,18 @@ impl TestCluster {
     pub async fn close_room(&self, i: usize, room: &str) -> (StatusCode, Value) {
         self.admin(i, "POST", &format!("/admin/rooms/{room}/close"))
             .await
+    }
+
+    /// The close of `room` through node `i`, retried while it answers `503` (the room between
+    /// owners, a failover or a store outage under way, as the contract allows); its final
+    /// view. Panics on any other answer, or when it still answers `503` after `deadline`.
+    pub async fn close_room_retried(&self, i: usize, room: &str, deadline: Duration) -> Value {
+        let what = format!("the close of {room} through {}", self.node_id(i));
+        eventually(&what, deadline, || async {
+            let (status, view) = self.close_room(i, room).await;
+            answered_close(status, view, &what)
+        })
+        .await
     }
 
     /// The metric `name` on node `i`'s `/metrics`, summed over its labels; 0 when it is not

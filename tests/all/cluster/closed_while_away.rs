@@ -38,15 +38,7 @@ async fn a_node_back_from_a_pause_stops_serving_a_room_closed_elsewhere_meanwhil
     let n = cluster.index_of(&next.node);
     // The lease in the journal may name the new owner before it has replayed the room: until
     // then the room is "moving" (503), as the contract says; a client retries.
-    let record = eventually("the close on the new owner", DEADLINE, || async {
-        let (status, record) = cluster.close_room(n, &room).await;
-        match status.as_u16() {
-            200 => Some(record),
-            503 => None,
-            other => panic!("the close answered {other}: {record}"),
-        }
-    })
-    .await;
+    let record = cluster.close_room_retried(n, &room, DEADLINE).await;
     assert_eq!(record["status"], "closed", "{record}");
     assert_eq!(record["pro"], 1, "{record}");
     // Hold the stop for a fixed time past the lease (the one sleep of the test: it is the

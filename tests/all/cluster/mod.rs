@@ -10,6 +10,7 @@
 //! `record` is the final-record check.
 
 mod admin;
+mod closed_lease_left;
 mod closed_while_away;
 mod create_once;
 mod handoff;
