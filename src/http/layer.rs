@@ -1,9 +1,12 @@
 //! The one middleware every HTTP answer passes. It times and counts the answer by route
-//! (`measure.rs`), counts a refusal by its API code, and gives an answer to an allowed browser
-//! page its CORS headers (`origin.rs`).
+//! (`measure.rs`), counts a refusal by its API code, gives an answer to an allowed browser
+//! page its CORS headers (`origin.rs`), and marks the request handled in its connection's
+//! watchdog (`watchdog.rs`).
 //!
 //! One layer rather than one per job: each `from_fn` layer boxes the request's future once more
 //! and reads the application state again, for every request.
+
+use std::rc::Rc;
 
 use actix_web::{
     body::MessageBody,
@@ -13,7 +16,7 @@ use actix_web::{
 };
 use roomstate_core::protocol::ErrorCode;
 
-use super::{measure::Timing, origin, AppState};
+use super::{measure::Timing, origin, watchdog::Watch, AppState};
 
 /// Middleware: see the module.
 pub(crate) async fn edge(
@@ -24,6 +27,8 @@ pub(crate) async fn edge(
         // Only an application built without the state has none (tests of the routes alone).
         return next.call(req).await;
     };
+    // The connection's watchdog leaves a connection alone while one of its requests is handled.
+    let _handling = req.conn_data::<Rc<Watch>>().map(Watch::handling);
     let timing = Timing::start(&req);
     let origin = origin::answer_origin(&state, &req);
     let mut result = next.call(req).await;

@@ -18,6 +18,7 @@ mod responses;
 mod rooms;
 mod routes;
 mod server;
+mod watchdog;
 
 pub(crate) use openapi::{document as openapi_document, Scope as DocumentScope};
 pub(crate) use server::{serve, Bind};

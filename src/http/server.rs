@@ -1,7 +1,8 @@
 //! The HTTP server of a listener: actix-http serving the application (`config`), with every
 //! upgrade request handed to `ws::upgrade` so that a WebSocket leaves the HTTP dispatcher once
-//! it is open. Listeners are bound like actix-web's own server binds them (every address the
-//! name resolves to, `SO_REUSEADDR`, a deep backlog).
+//! it is open, and every connection watched for stalls (`watchdog.rs`). Listeners are bound like
+//! actix-web's own server binds them (every address the name resolves to, `SO_REUSEADDR`, a deep
+//! backlog).
 
 use std::{
     net::{SocketAddr, TcpListener, ToSocketAddrs},
@@ -10,8 +11,11 @@ use std::{
 };
 
 use actix_codec::Framed;
-use actix_http::{h1, HttpService, Request};
-use actix_service::{fn_factory, fn_service, map_config, IntoServiceFactory as _, ServiceFactory};
+use actix_http::{error::DispatchError, h1, HttpService, Protocol as HttpProtocol, Request};
+use actix_service::{
+    fn_factory, fn_service, map_config, IntoServiceFactory as _, ServiceFactory,
+    ServiceFactoryExt as _,
+};
 use actix_web::{
     body::MessageBody,
     dev::{AppConfig, Server, ServiceRequest, ServiceResponse},
@@ -21,7 +25,7 @@ use actix_web::{
 use anyhow::Context as _;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::{AppState, Listener};
+use super::{watchdog::Watched, AppState, Listener};
 use crate::{thread_name, ws};
 
 /// Connections waiting to be accepted, per listener (actix-web's default).
@@ -70,8 +74,10 @@ pub(crate) fn serve(
                     async move {
                         let app = Rc::new(app.new_service(AppConfig::default()).await?);
                         Ok::<_, ()>(fn_service(
-                            move |(req, framed): (Request, Framed<TcpStream, h1::Codec>)| {
+                            move |(req, framed): (Request, Framed<Watched, h1::Codec>)| {
                                 let app = app.clone();
+                                // A socket is judged by its pings, not the watchdog.
+                                let framed = framed.into_map_io(Watched::into_inner);
                                 async move {
                                     // The socket is over either way; how it ended is logged.
                                     if let Err(error) = ws::upgrade::serve(app, req, framed).await
@@ -87,22 +93,33 @@ pub(crate) fn serve(
                 let stopping = stopping.clone();
                 // As actix-web's own server: idle keep-alive connections end when the server
                 // stops, and a closing connection gets a second to say goodbye.
-                HttpService::build()
+                let http = HttpService::build()
                     .graceful_shutdown_signal(move || {
                         let stopping = stopping.clone();
                         async move { stopping.notified().await }
                     })
                     .client_disconnect_timeout(Duration::from_secs(1))
                     .local_addr(addr)
-                    // Small frames (acks, states) must go out at once, not wait for Nagle's
-                    // algorithm to meet the client's delayed ACK (40 ms per request on
-                    // loopback without this).
-                    .tcp_nodelay(true)
+                    // Each request marks itself in its connection's watchdog while handled.
+                    .on_connect_ext(|io: &Watched, data| {
+                        data.insert(io.watch());
+                    })
                     .upgrade(upgrades)
                     .finish(map_config(app(state.clone(), listener), |_| {
                         AppConfig::default()
-                    }))
-                    .tcp()
+                    }));
+                // As actix-http's own `tcp()`, with each connection watched.
+                fn_service(|io: TcpStream| async move {
+                    // Small frames (acks, states) must go out at once, not wait for Nagle's
+                    // algorithm to meet the client's delayed ACK (40 ms per request on
+                    // loopback without this).
+                    if let Err(error) = io.set_nodelay(true) {
+                        tracing::debug!(%error, "TCP_NODELAY not set on a connection");
+                    }
+                    let peer = io.peer_addr().ok();
+                    Ok::<_, DispatchError>((Watched::new(io), HttpProtocol::Http1, peer))
+                })
+                .and_then(http)
             })
             .context("serving the listener")?;
     }

@@ -1149,6 +1149,86 @@ async fn a_body_that_stops_arriving_is_refused_and_its_connection_closed() {
     assert_eq!(listed["rooms"], json!([]), "nothing was created");
 }
 
+/// A connection's first request head that stops arriving: `408` once 5 s passed, and the
+/// connection closed.
+#[actix_rt::test]
+async fn a_first_request_head_that_stops_arriving_is_answered_408_and_closed() {
+    let app = app::start();
+    let mut stream = TcpStream::connect(authority(&app)).await.expect("connect");
+    stream
+        .write_all(b"GET /rooms HTTP/1.1\r\nHo")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let answer = read_to_end(&mut stream, Vec::new()).await;
+    let waited = started.elapsed();
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(
+        waited >= Duration::from_millis(4500),
+        "answered after {waited:?}, before the head's 5 s"
+    );
+}
+
+/// A kept-alive connection's second request whose head stops arriving (actix-http times only a
+/// connection's first head): the connection is closed once nothing moved on it for 10 s (found
+/// within 20), so a client cannot hold connections open that way; the engine serves on.
+#[actix_rt::test]
+async fn a_later_request_head_that_stops_arriving_has_its_connection_closed() {
+    let app = app::start();
+    let mut stream = TcpStream::connect(authority(&app)).await.expect("connect");
+    let first = format!("GET /rooms HTTP/1.1\r\nHost: {}\r\n\r\n", authority(&app));
+    stream.write_all(first.as_bytes()).await.unwrap();
+    // The first answer, whole: its head, then as many body bytes as it says.
+    let mut answer = Vec::new();
+    let complete = |answer: &[u8]| {
+        let text = String::from_utf8_lossy(answer);
+        let (head, body) = text.split_once("\r\n\r\n")?;
+        let length = head.lines().find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse::<usize>().ok())?
+        })?;
+        (body.len() >= length).then(|| head.to_owned())
+    };
+    let head = loop {
+        if let Some(head) = complete(&answer) {
+            break head;
+        }
+        let mut chunk = vec![0u8; 1 << 16];
+        let n = actix_rt::time::timeout(STEP, stream.read(&mut chunk))
+            .await
+            .expect("the first answer within the step")
+            .expect("reading the first answer");
+        assert!(
+            n > 0,
+            "closed before the first answer was whole: {answer:?}"
+        );
+        answer.extend_from_slice(&chunk[..n]);
+    };
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+
+    stream
+        .write_all(b"GET /rooms HTTP/1.1\r\nHo")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let rest = read_to_end(&mut stream, Vec::new()).await;
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(9),
+        "closed after {waited:?}, before 10 s without a byte: {:?}",
+        String::from_utf8_lossy(&rest)
+    );
+    assert!(
+        !String::from_utf8_lossy(&rest).contains("HTTP/1.1 200"),
+        "the stalled request was answered: {:?}",
+        String::from_utf8_lossy(&rest)
+    );
+    let (status, _) = app.get("/rooms").await;
+    assert_eq!(status, 200, "the engine serves on");
+}
+
 /// Open sockets are bounded per client and in all, before the upgrade: past a client's
 /// `limits.max_sockets_per_client` its next upgrade is `429 rate_limited`, past the engine's
 /// `limits.max_sockets` anyone's is `503 unavailable`; a socket that ends gives its place back.
