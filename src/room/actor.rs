@@ -20,11 +20,11 @@ use roomstate_core::{
     time,
 };
 use roomstate_journal::{Epoch, JournalError};
-use roomstate_store::{FinalRecord, StoreError};
+use roomstate_store::FinalRecord;
 use tokio::sync::oneshot;
 
 use super::{
-    closing::{older_messages, Closing},
+    closing::{older_messages, Closing, RecordFailure},
     commit_queue::{CommitQueue, MAX_RETRY_DELAY},
     departed::Departed,
     deps::RoomDeps,
@@ -378,19 +378,29 @@ impl RoomActor {
         let journal = self.deps.journal.clone();
         let id = self.state.id().clone();
         let store = self.deps.store.clone();
+        let epoch = self.epoch;
         ctx.spawn(
             async move {
+                // Only the room's owner records its end: a node that lost the room and has not
+                // noticed yet would record an older state than the owner's.
+                journal
+                    .hold(epoch, id.clone())
+                    .await
+                    .map_err(RecordFailure::from_hold)?;
                 if older_upto > 0 {
                     let mut all =
                         older_messages(&*journal, &id, older_upto)
                             .await
                             .map_err(|e| {
-                                StoreError::Unavailable(format!("reading the transcript: {e}"))
+                                RecordFailure::Failed(format!("reading the transcript: {e}"))
                             })?;
                     all.append(&mut record.messages);
                     record.messages = all;
                 }
-                store.write_final(record).await
+                store
+                    .write_final(record)
+                    .await
+                    .map_err(|e| RecordFailure::Failed(e.to_string()))
             }
             .into_actor(self)
             .map(|result, act, ctx| act.final_record_written(result, ctx)),
@@ -399,7 +409,7 @@ impl RoomActor {
 
     fn final_record_written(
         &mut self,
-        result: Result<RoomView, StoreError>,
+        result: Result<RoomView, RecordFailure>,
         ctx: &mut Context<Self>,
     ) {
         let Some(closing) = self.closing.as_mut() else {
@@ -407,7 +417,15 @@ impl RoomActor {
         };
         let view = match result {
             Ok(view) => view,
-            Err(error) => {
+            Err(RecordFailure::Lost(why)) => {
+                tracing::warn!(room.id = %self.state.id(), %why, "room lost to another owner before its close was recorded; dropping it");
+                return self.give_up(
+                    "the room moved to another node before its close was recorded; retry the close",
+                    CloseReason::TryAgainLater,
+                    ctx,
+                );
+            }
+            Err(RecordFailure::Failed(error)) => {
                 // Nothing of the close was applied (the record is one transaction): the room
                 // takes mutations again, and the admin retries the close.
                 tracing::warn!(room.id = %self.state.id(), %error, "final record not written; the room stays open");

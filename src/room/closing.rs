@@ -38,6 +38,26 @@ pub(crate) async fn older_messages(
     }
 }
 
+/// Why a close's final record was not written.
+#[derive(Debug)]
+pub(crate) enum RecordFailure {
+    /// Another writer holds the room now: the room stops here, and its owner closes it.
+    Lost(String),
+    /// The journal or the store failed: nothing of the close was applied, the room takes
+    /// mutations again, and the close may be retried.
+    Failed(String),
+}
+
+impl RecordFailure {
+    /// The failure of the journal's `hold` before the record.
+    pub(crate) fn from_hold(error: JournalError) -> Self {
+        match error {
+            JournalError::Fenced(why) => Self::Lost(why),
+            other => Self::Failed(format!("the room's lease could not be confirmed: {other}")),
+        }
+    }
+}
+
 #[derive(Default)]
 pub(crate) struct Closing {
     waiters: Vec<oneshot::Sender<Reply<RoomView>>>,

@@ -766,6 +766,45 @@ mod tests {
     /// A room whose actor stopped because another node took it over is not closed: a request
     /// that raced the stop, or that comes after it, hears `unavailable` (retry), not
     /// `room_closed` or `not_found`; a room that closed still reads as closed.
+    /// A close on a node that lost the room and has not noticed yet (nothing pending, so no
+    /// fenced append told it): the record is not written, the close answers `unavailable`
+    /// (retry: the owner closes it), and the room stops here.
+    #[actix_rt::test]
+    async fn a_close_of_a_room_lost_to_another_owner_records_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Arc::new(MemoryJournal::new());
+        let registry = registry_on(dir.path(), 10, journal.clone());
+        let lost = registry
+            .create("lost, then closed".into())
+            .await
+            .unwrap()
+            .id;
+        let actor = registry.get(&lost).expect("open here");
+        journal.claim(&lost);
+        let close = registry.close(&lost).await;
+        assert!(
+            matches!(
+                close,
+                Err(RegistryFailure::Room(RoomFailure::Unavailable(ref m))) if m.contains("retry the close")
+            ),
+            "{close:?}"
+        );
+        assert!(
+            registry.deps.store.room(&lost).await.unwrap().is_none(),
+            "the node that lost the room recorded it"
+        );
+        let stopping = std::time::Instant::now();
+        while actor.connected() {
+            assert!(
+                stopping.elapsed() < Duration::from_secs(10),
+                "the lost room's actor still runs after 10 s"
+            );
+            actix_rt::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(journal.has_room(&lost), "its log is the new owner's");
+        registry.shutdown(Duration::from_secs(5)).await;
+    }
+
     #[actix_rt::test]
     async fn a_room_lost_to_another_owner_is_gone_but_not_closed() {
         let dir = tempfile::tempdir().unwrap();

@@ -149,6 +149,12 @@ pub trait Journal: Send + Sync + 'static {
     /// Forgets a room (after its final record is in the SQL store).
     fn delete_room(&self, epoch: Epoch, room: RoomId) -> JournalFuture<()>;
 
+    /// Succeeds while `room` is still at `epoch`: `Fenced` once another writer claimed it (or
+    /// it was closed, and its log deleted, by one). A close asks this before it writes the
+    /// room's final record, so that a writer that lost the room and has not noticed yet (paused
+    /// past its lease, say) does not record its older state as the room's end.
+    fn hold(&self, epoch: Epoch, room: RoomId) -> JournalFuture<()>;
+
     /// Succeeds when the journal can take writes now.
     fn check(&self) -> JournalFuture<()>;
 

@@ -322,6 +322,13 @@ impl Journal for MemoryJournal {
         async move { result }.boxed()
     }
 
+    fn hold(&self, epoch: Epoch, room: RoomId) -> JournalFuture<()> {
+        let result = self
+            .refuse_if_down()
+            .and_then(|()| fenced(&self.inner.rooms.lock(), &room, epoch));
+        async move { result }.boxed()
+    }
+
     fn messages(&self, room: RoomId, after: u64, limit: usize) -> JournalFuture<Vec<ChatMessage>> {
         let result = self.refuse_if_down().map(|()| {
             let rooms = self.inner.rooms.lock();

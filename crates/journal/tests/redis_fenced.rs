@@ -4,7 +4,8 @@
 //! conflict, never "already stored", also inside a run of events stored as one entry, and above
 //! a snapshot taken inside one); a batch that would leave a gap is refused, and an append whose
 //! text does not hold its count of events is an error that writes nothing; one room's refusal
-//! does not hold up the other rooms of the same batch; and logs of earlier versions continue.
+//! does not hold up the other rooms of the same batch; a fenced delete leaves the room, and the
+//! room index, alone, and `hold` tells the old writer it lost the room; and logs of earlier versions continue.
 
 use std::time::Duration;
 
@@ -98,6 +99,15 @@ async fn a_room_leased_to_another_writer_is_fenced_and_nothing_is_written() {
     )
     .await
     .unwrap();
+    let hold = journal.hold(Epoch::NONE, room.clone()).await;
+    assert!(
+        matches!(hold, Err(JournalError::Fenced(ref why)) if why.contains("n2")),
+        "the old writer no longer holds the room: {hold:?}"
+    );
+    journal
+        .hold(Epoch(7), room.clone())
+        .await
+        .expect("the new owner holds it");
     let refused = journal
         .append(Epoch::NONE, vec![event(&room, 3, "b")])
         .await;
@@ -110,11 +120,38 @@ async fn a_room_leased_to_another_writer_is_fenced_and_nothing_is_written() {
         [1, 2],
         "nothing of it was written"
     );
-    let snapshot_refused = journal
+    let delete_refused = journal
         .delete_room(Epoch::NONE, room.clone())
         .await
         .expect_err("a fenced writer cannot delete the room either");
-    assert!(matches!(snapshot_refused, JournalError::Fenced(_)));
+    assert!(matches!(delete_refused, JournalError::Fenced(_)));
+    let indexed = || async {
+        command(
+            &redis.addr(),
+            &["SISMEMBER", "roomstate:rooms", room.as_str()],
+        )
+        .await
+        .unwrap()
+    };
+    assert_eq!(
+        indexed().await,
+        "1",
+        "the refused delete left the room in the index, for its owner's takeovers"
+    );
+    assert_eq!(logged(&redis, &room).await, [1, 2], "and its log");
+    // The owner's own delete drops both.
+    journal.delete_room(Epoch(7), room.clone()).await.unwrap();
+    assert_eq!(
+        indexed().await,
+        "0",
+        "the owner's delete unindexes the room"
+    );
+    assert_eq!(logged(&redis, &room).await, Vec::<u64>::new());
+    let hold = journal.hold(Epoch(7), room.clone()).await;
+    assert!(
+        matches!(hold, Err(JournalError::Fenced(_))),
+        "nobody holds a deleted room: {hold:?}"
+    );
 }
 
 #[actix_rt::test]

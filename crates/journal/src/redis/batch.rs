@@ -23,8 +23,11 @@ const ROOM_KEYS: [&str; 4] = ["log", "snap", "owner", "msgs"];
 /// One batch as Redis commands.
 pub(super) struct BatchCall {
     pub(super) fcall: Cmd,
-    /// `SADD` of new rooms, `SREM` of deleted ones (the index is global, so outside the
-    /// function, whose keys all belong to rooms).
+    /// `SADD` of new rooms (the index is global, so outside the function, whose keys all belong
+    /// to rooms). Sent with the call, so that its `WAIT` covers them: a room whose first event
+    /// is durable is in the index. A refused append's `SADD` is harmless (recovery leaves out a
+    /// room with no log). The `SREM` of a deleted room waits for the function's answer instead
+    /// (`deleted_rooms`): a refused delete must not drop a room another owner serves.
     pub(super) index: Vec<Cmd>,
     /// Per room operation in the call, in order: the op's index in the batch and, for an
     /// append, its events' JSON as sent.
@@ -129,9 +132,6 @@ pub(super) fn batch_call(keys: &Keys<'_>, ops: &[Op]) -> Result<BatchCall, Journ
             }
             Op::Delete(epoch, _) => {
                 fcall.arg("D").arg(epoch.0);
-                let mut srem = redis::cmd("SREM");
-                srem.arg(keys.rooms()).arg(room);
-                index.push(srem);
             }
             Op::Claim(claim) => {
                 fcall.arg("C");
@@ -336,10 +336,7 @@ mod tests {
         );
         assert!(call.function_ops[2].events_json.is_empty());
         let index: Vec<Vec<String>> = call.index.iter().map(args).collect();
-        assert_eq!(
-            index,
-            [["SADD", "p:rooms", "r_a"], ["SREM", "p:rooms", "r_c"]]
-        );
+        assert_eq!(index, [["SADD", "p:rooms", "r_a"]]);
         assert_eq!(call.checks, 1);
     }
 }

@@ -415,6 +415,26 @@ impl Journal for RedisJournal {
         self.write(Op::Delete(epoch, room))
     }
 
+    fn hold(&self, epoch: Epoch, room: RoomId) -> JournalFuture<()> {
+        // Read on the writer's connection to the primary, after every write sent before it.
+        let owners = self.owners(vec![room.clone()]);
+        async move {
+            let owner = owners.await?.into_iter().next().flatten();
+            let held = owner.as_ref().map_or(Epoch::NONE, |owner| owner.epoch);
+            if held == epoch {
+                return Ok(());
+            }
+            Err(JournalError::Fenced(match owner {
+                Some(owner) => format!(
+                    "room {room}: held at epoch {epoch}, the room is at {held} (node {})",
+                    owner.node
+                ),
+                None => format!("room {room}: held at epoch {epoch}, the room has no lease"),
+            }))
+        }
+        .boxed()
+    }
+
     fn messages(&self, room: RoomId, after: u64, limit: usize) -> JournalFuture<Vec<ChatMessage>> {
         let (reply, answer) = oneshot::channel();
         let request = Request::Messages {

@@ -326,6 +326,7 @@ impl Writer {
             return Err(JournalError::Unavailable(reason));
         }
         let mut appended = Vec::new();
+        let mut deleted = Vec::new();
         for (FunctionOp { op, events_json }, answer) in call.function_ops.into_iter().zip(refusals)
         {
             let room = room_of(&ops[op]).unwrap_or_default();
@@ -336,20 +337,42 @@ impl Writer {
                 continue;
             }
             if answer == "OK" {
-                if let Op::Append(_, events) = &ops[op] {
-                    // Recorded as it was sent.
-                    let sent = events.iter().zip(events_json);
-                    appended.extend(sent.map(|(e, json)| Appended {
-                        room: e.room.clone(),
-                        seq: e.seq,
-                        json,
-                    }));
+                match &ops[op] {
+                    Op::Append(_, events) => {
+                        // Recorded as it was sent.
+                        let sent = events.iter().zip(events_json);
+                        appended.extend(sent.map(|(e, json)| Appended {
+                            room: e.room.clone(),
+                            seq: e.seq,
+                            json,
+                        }));
+                    }
+                    Op::Delete(_, room) => deleted.push(room.as_str()),
+                    _ => {}
                 }
                 continue;
             }
             answers[op] = Err(refusal(room, &answer));
         }
+        self.unindex(&deleted).await;
         Ok((answers, appended))
+    }
+
+    /// Drops rooms whose logs the function deleted from the index. Only those: a delete it
+    /// refused (the room has another owner) leaves the room listed for that owner's takeovers.
+    /// A failure only leaves an entry with no log, which recovery leaves out.
+    async fn unindex(&mut self, rooms: &[&str]) {
+        if rooms.is_empty() {
+            return;
+        }
+        let mut srem = redis::cmd("SREM");
+        srem.arg(self.keys().rooms()).arg(rooms);
+        let Some(conn) = self.conn.as_mut() else {
+            return;
+        };
+        if let Err(error) = srem.query_async::<()>(conn).await {
+            tracing::warn!(rooms = ?rooms, %error, "deleted rooms not dropped from the index");
+        }
     }
 
     /// The connection to the primary, (re)connecting through the sentinels when there is none
