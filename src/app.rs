@@ -22,7 +22,7 @@ use crate::{
     cluster::{
         self, metrics::ClusterMetrics, mirrors::Mirrors, router::Router, Cluster, ClusterSettings,
     },
-    config::{ClusterPlan, JournalKind, Loaded, Origin},
+    config::{self, ClusterPlan, JournalKind, Loaded, Origin},
     http::{self, AppState, Bind, DocumentScope, Listener},
     metrics::Metrics,
     ratelimit::AddressLimiter,
@@ -61,6 +61,10 @@ fn open_journal(loaded: &Loaded, metrics: &Metrics) -> anyhow::Result<Opened> {
     let settings = &loaded.settings;
     match settings.journal.kind {
         JournalKind::Local => {
+            // Made only here: an engine on Redis and MySQL writes nothing to disk (a default
+            // SQLite store makes its own directory).
+            std::fs::create_dir_all(&settings.data_dir)
+                .with_context(|| format!("creating data_dir {}", settings.data_dir.display()))?;
             let path = settings.data_dir.join("journal.db");
             let journal = LocalJournal::open(&path, metrics.journal.clone())
                 .with_context(|| format!("opening the local journal at {}", path.display()))?;
@@ -110,8 +114,6 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         tracing::info!(proxies = %edge.proxies.describe(), "X-Forwarded-For is believed from trusted proxies");
     }
     tracing::info!(origins = %edge.origins.describe(), "browser pages allowed (http.allowed_origins)");
-    std::fs::create_dir_all(&settings.data_dir)
-        .with_context(|| format!("creating data_dir {}", settings.data_dir.display()))?;
     let metrics = Metrics::new().context("setting up metrics")?;
     let Opened { journal, redis } = open_journal(&loaded, &metrics)?;
     let store = Store::open_with_timeout(&loaded.store_url, settings.store.timeout())
@@ -132,7 +134,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
                     max_messages: settings.limits.room_messages_in_memory,
                 },
             },
-            settings.rooms.threads,
+            config::threads_or_per_core(settings.rooms.threads),
         )
         .with_max_open_rooms(settings.limits.max_open_rooms),
     );
@@ -199,10 +201,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
             |c| c.advertise_url.clone(),
         ),
     });
-    let workers = match settings.http.workers {
-        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
-        n => n,
-    };
+    let workers = config::threads_or_per_core(settings.http.workers);
     let public = match internal {
         None => Listener::All,
         Some(_) => Listener::Public,

@@ -355,7 +355,9 @@ pub(crate) struct JournalSettings {
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RedisSettings {
-    /// A plain Redis URL (`redis://` or `rediss://`, credentials allowed in it).
+    /// A plain Redis URL (`redis://` or `rediss://`, credentials allowed in it). An empty value
+    /// counts as unset.
+    #[serde(default, deserialize_with = "empty_as_none")]
     pub(crate) url: Option<String>,
     /// Sentinel addresses; take precedence over `url`. A list, or one comma-separated string
     /// (as environment variables give it).
@@ -495,7 +497,9 @@ impl RedisSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct StoreSettings {
-    /// `sqlite://path` or `mysql://...`; default `sqlite://<data_dir>/roomstate.db`.
+    /// `sqlite://path` or `mysql://...`; default `sqlite://<data_dir>/roomstate.db`. An empty
+    /// value counts as unset.
+    #[serde(default, deserialize_with = "empty_as_none")]
     pub(crate) url: Option<String>,
     /// Seconds one store operation may take before it counts as failed (1–300).
     pub(crate) timeout_s: u64,
@@ -656,6 +660,13 @@ impl Settings {
                 ));
             }
         }
+        if self.http.workers > MAX_THREADS || self.rooms.threads > MAX_THREADS {
+            return invalid(format!(
+                "http.workers and rooms.threads are at most {MAX_THREADS} (0: one per core), got \
+                 {} and {}",
+                self.http.workers, self.rooms.threads
+            ));
+        }
         if !(1..=MAX_STORE_TIMEOUT_S).contains(&self.store.timeout_s) {
             return invalid(format!(
                 "store.timeout_s is {}: from 1 to {MAX_STORE_TIMEOUT_S} seconds",
@@ -739,6 +750,9 @@ impl Settings {
         let store_url = self.store.url.clone().unwrap_or_else(|| {
             format!("sqlite://{}", self.data_dir.join("roomstate.db").display())
         });
+        if let Err(error) = roomstate_store::Store::check_url(&store_url) {
+            return invalid(format!("store.url: {error}"));
+        }
         let auth = self.auth.policy(&origin, admin_token.is_some())?;
         let bind: SocketAddr = self
             .http
@@ -773,6 +787,20 @@ const MIN_WS_SEND_BUFFER_BYTES: usize = 16 * 1024;
 /// `limits.max_frame_bytes` + this, so the answer to a long `req` fits a buffer with nothing
 /// else waiting in it.
 const ANSWER_ENVELOPE_BYTES: usize = 1024;
+
+/// The most HTTP workers, and room threads: actix-server's own bound on workers.
+pub(crate) const MAX_THREADS: usize = 512;
+
+/// `http.workers` or `rooms.threads` as threads to start: 0 is one per core (at most
+/// `MAX_THREADS`).
+pub(crate) fn threads_or_per_core(threads: usize) -> usize {
+    match threads {
+        0 => std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .min(MAX_THREADS),
+        n => n,
+    }
+}
 
 /// The longest `store.timeout_s`: a close waits this long (and 5 s more) at most.
 const MAX_STORE_TIMEOUT_S: u64 = 300;
@@ -919,7 +947,8 @@ fn redact_secrets(value: &mut toml::Value) {
                 .iter()
                 .any(|word| key.contains(word));
             match value {
-                toml::Value::String(text) if secret => *text = "***".into(),
+                // Whatever its type: a numeric token is read as text, and is as secret.
+                other if secret && !other.is_table() => *other = toml::Value::String("***".into()),
                 toml::Value::String(text) if key.ends_with("url") => {
                     *text = roomstate_core::redact::url(text)
                 }

@@ -730,3 +730,64 @@ fn cluster_settings_that_cannot_work_are_refused_saying_why() {
     );
     refused(&[("SECRET", SECRET), ("LEADER", "yes")], "leader");
 }
+
+#[test]
+fn thread_counts_above_the_servers_bound_are_refused() {
+    for (key, value) in [
+        ("ROOMSTATE__HTTP__WORKERS", "513"),
+        ("ROOMSTATE__ROOMS__THREADS", "100000"),
+    ] {
+        let err = refusal(&[(key, value)]);
+        assert!(
+            err.contains("http.workers and rooms.threads are at most 512"),
+            "{key}={value}: {err}"
+        );
+    }
+    let loaded = Settings::load_from(
+        None,
+        env(&[
+            ("ROOMSTATE__HTTP__WORKERS", "512"),
+            ("ROOMSTATE__ROOMS__THREADS", "0"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(loaded.settings.http.workers, 512);
+    assert!((1..=512).contains(&crate::config::threads_or_per_core(0)));
+}
+
+#[test]
+fn a_store_url_this_build_cannot_open_is_refused_at_the_check_and_an_empty_one_is_unset() {
+    for url in ["postgres://db/roomstate", "sqlite://", "sqlite://:memory:"] {
+        let err = refusal(&[("ROOMSTATE__STORE__URL", url)]);
+        assert!(err.contains("store.url"), "{url}: {err}");
+    }
+    let loaded = Settings::load_from(None, env(&[("ROOMSTATE__STORE__URL", "")])).unwrap();
+    assert!(
+        loaded.store_url.starts_with("sqlite://") && loaded.store_url.ends_with("roomstate.db"),
+        "an empty store.url is the default store: {}",
+        loaded.store_url
+    );
+    let err = refusal(&[
+        ("ROOMSTATE__JOURNAL__KIND", "redis"),
+        ("ROOMSTATE__REDIS__URL", ""),
+    ]);
+    assert!(
+        err.contains("needs redis.sentinels or redis.url"),
+        "an empty redis.url is unset: {err}"
+    );
+}
+
+#[test]
+fn check_config_hides_secrets_of_any_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("roomstate.toml");
+    std::fs::write(
+        &path,
+        "[auth]\nmode = \"open\"\n[admin]\ntoken = 8675309123\n[cluster]\nsecret = 1234567890123456\n",
+    )
+    .unwrap();
+    let described = Settings::describe(Some(path), env(&[])).unwrap();
+    assert!(!described.contains("8675309123"), "{described}");
+    assert!(!described.contains("1234567890123456"), "{described}");
+    assert!(described.contains("\"***\""), "{described}");
+}
