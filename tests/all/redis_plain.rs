@@ -120,3 +120,28 @@ async fn redis_fully_down_gives_503s_loses_nothing_and_service_resumes() {
     });
     check_final_record(&app, &db.url(), &room, &logs).await;
 }
+
+/// An engine on Redis and MySQL keeps nothing on its own disk: it starts, and closes a room,
+/// where its `data_dir` cannot even be made (a read-only container's file system, say; here its
+/// parent is a file, which no user, root included, can make a directory in).
+#[actix_rt::test]
+async fn an_engine_on_redis_and_mysql_needs_no_data_dir() {
+    let redis = RedisServer::start().await;
+    let db = TestDatabase::create();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"not a directory").unwrap();
+    let app = app::builder()
+        .setting("JOURNAL__KIND", "redis")
+        .setting("REDIS__URL", redis.url())
+        .setting("STORE__URL", db.url())
+        .setting("DATA_DIR", file.join("data").display())
+        .start();
+    let room = app.create_room("no disk").await;
+    app.join(&room, "alice").await;
+    app.vote(&room, "alice", "pro").await;
+    let (status, closed) = app.close_room(&room).await;
+    assert_eq!(status, 200, "{closed}");
+    assert_eq!(closed["pro"], 1, "{closed}");
+    assert!(!file.join("data").exists());
+}
