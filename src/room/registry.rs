@@ -50,6 +50,16 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 const ABANDON_DEADLINE: Duration = Duration::from_secs(2);
 /// How long a room id whose creation may have half-landed is retried for deletion.
 const ORPHAN_CLEANUP: Duration = Duration::from_secs(600);
+/// How a room answered the engine's shutdown.
+enum Drained {
+    /// Nothing pending: its lease may be handed over, under this epoch.
+    Handed(RoomId, Epoch),
+    /// It had stopped already.
+    Gone,
+    /// Not drained by the deadline.
+    Late,
+}
+
 /// How long a cluster node asks the store whether a room it cannot route is closed.
 const CLOSED_LOOKUP_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -510,7 +520,8 @@ impl Registry {
 
     /// Makes every pending event durable (waiting at most `deadline`), ends every socket, and
     /// stops the rooms and their arbiters. Answers the rooms that stopped with nothing pending,
-    /// each with the epoch it was held under (a cluster node hands them over).
+    /// each with the epoch it was held under (a cluster node hands them over): every room that
+    /// drained in time, whichever others did not.
     pub(crate) async fn shutdown(&self, deadline: Duration) -> Vec<(RoomId, Epoch)> {
         self.stopping.store(true, Ordering::SeqCst);
         // The rooms leave the map themselves as they stop.
@@ -520,26 +531,36 @@ impl Registry {
             .iter()
             .map(|(id, addr)| (id.clone(), addr.clone()))
             .collect();
+        let until = tokio::time::Instant::now() + deadline;
         let drained = join_all(rooms.iter().map(|(id, addr)| {
             let id = id.clone();
-            addr.send(Shutdown)
-                .map(move |epoch| epoch.ok().map(|epoch| (id, epoch)))
-        }));
-        let mut handed = Vec::new();
-        match tokio::time::timeout(deadline, drained).await {
-            Ok(drained) => handed.extend(drained.into_iter().flatten()),
-            Err(_) => {
-                tracing::warn!("shutdown deadline passed with events not yet durable");
-                // The rooms still waiting for the journal refuse what they hold (503: not durable)
-                // and end their sockets, instead of being dropped with their requests unanswered.
-                let left: Vec<_> = self.rooms.read().values().cloned().collect();
-                let abandoned = join_all(left.iter().map(|a| a.send(Abandon)));
-                if tokio::time::timeout(ABANDON_DEADLINE, abandoned)
-                    .await
-                    .is_err()
-                {
-                    tracing::warn!("rooms did not stop within {ABANDON_DEADLINE:?}; stopping them");
-                }
+            tokio::time::timeout_at(until, addr.send(Shutdown)).map(move |answer| match answer {
+                Ok(Ok(epoch)) => Drained::Handed(id, epoch),
+                // Stopped meanwhile (closed, or lost to another owner): nothing to hand over.
+                Ok(Err(_)) => Drained::Gone,
+                Err(_) => Drained::Late,
+            })
+        }))
+        .await;
+        let late = drained.iter().any(|d| matches!(d, Drained::Late));
+        let handed = drained
+            .into_iter()
+            .filter_map(|d| match d {
+                Drained::Handed(id, epoch) => Some((id, epoch)),
+                Drained::Gone | Drained::Late => None,
+            })
+            .collect();
+        if late {
+            tracing::warn!("shutdown deadline passed with events not yet durable");
+            // The rooms still waiting for the journal refuse what they hold (503: not durable)
+            // and end their sockets, instead of being dropped with their requests unanswered.
+            let left: Vec<_> = self.rooms.read().values().cloned().collect();
+            let abandoned = join_all(left.iter().map(|a| a.send(Abandon)));
+            if tokio::time::timeout(ABANDON_DEADLINE, abandoned)
+                .await
+                .is_err()
+            {
+                tracing::warn!("rooms did not stop within {ABANDON_DEADLINE:?}; stopping them");
             }
         }
         for arbiter in &self.arbiters {
@@ -766,6 +787,59 @@ mod tests {
     /// A room whose actor stopped because another node took it over is not closed: a request
     /// that raced the stop, or that comes after it, hears `unavailable` (retry), not
     /// `room_closed` or `not_found`; a room that closed still reads as closed.
+    /// At shutdown, a room that does not drain by the deadline (here: its close is writing to a
+    /// store someone else has locked) holds up no other: the rooms that drained are answered,
+    /// to be handed over, and the late one is abandoned.
+    #[actix_rt::test]
+    async fn a_room_late_at_shutdown_keeps_no_other_from_being_handed_over() {
+        use diesel::{connection::SimpleConnection as _, Connection as _};
+
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Arc::new(MemoryJournal::new());
+        let registry = Arc::new(registry_on(dir.path(), 10, journal));
+        let idle = registry.create("idle".into()).await.unwrap().id;
+        let closing = registry.create("closing".into()).await.unwrap().id;
+        let path = dir.path().join("s.db");
+        let mut lock = diesel::SqliteConnection::establish(&path.display().to_string()).unwrap();
+        lock.batch_execute("BEGIN EXCLUSIVE").unwrap();
+        let close = actix_rt::spawn({
+            let (registry, closing) = (registry.clone(), closing.clone());
+            async move { registry.close(&closing).await }
+        });
+        let started = std::time::Instant::now();
+        // Once the close began, the room takes no more mutations.
+        let join = || Command::Join {
+            user: UserName::parse("ann").unwrap(),
+            via: Via::Http,
+        };
+        while !matches!(
+            registry.mutate(&closing, join(), Via::Http).await,
+            Err(RegistryFailure::Room(RoomFailure::Rule(RoomError::Closed)))
+        ) {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "the close never began"
+            );
+            actix_rt::time::sleep(Duration::from_millis(10)).await;
+        }
+        let handed = registry.shutdown(Duration::from_secs(1)).await;
+        let handed: Vec<RoomId> = handed.into_iter().map(|(id, _)| id).collect();
+        assert_eq!(
+            handed,
+            [idle],
+            "the drained room is handed over, the late one is not"
+        );
+        lock.batch_execute("ROLLBACK").unwrap();
+        let close = close.await.unwrap();
+        assert!(
+            matches!(
+                close,
+                Err(RegistryFailure::Room(RoomFailure::Unavailable(_)))
+            ),
+            "{close:?}"
+        );
+    }
+
     /// A close on a node that lost the room and has not noticed yet (nothing pending, so no
     /// fenced append told it): the record is not written, the close answers `unavailable`
     /// (retry: the owner closes it), and the room stops here.
