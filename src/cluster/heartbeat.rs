@@ -46,24 +46,25 @@ pub(super) async fn run(cluster: Arc<Cluster>) {
         tick += 1;
         let record = cluster.record();
         let beat = tokio::time::timeout(cluster.settings.lease, cluster.journal.heartbeat(record));
-        let now = Instant::now();
+        let sent = Instant::now();
         let records = match beat.await {
             Ok(Ok(records)) => records,
             Ok(Err(error)) => {
-                cluster.membership.lock().beat_failed(now);
+                beat_failed(&cluster, sent);
                 tracing::debug!(%error, "heartbeat failed");
                 continue;
             }
             Err(_) => {
-                cluster.membership.lock().beat_failed(now);
+                beat_failed(&cluster, sent);
                 tracing::debug!("heartbeat timed out");
                 continue;
             }
         };
+        let now = Instant::now();
         cluster.placed.lock().clear();
         let (beat, dead, serving) = {
             let mut membership = cluster.membership.lock();
-            let beat = membership.beat_ok(records, now);
+            let beat = membership.beat_ok(records, sent, now);
             let dead = membership.dead(now);
             let serving = membership.serving(now).len();
             (beat, dead, serving)
@@ -85,7 +86,9 @@ pub(super) async fn run(cluster: Arc<Cluster>) {
         if beat.lapsed {
             tracing::warn!(node.id = %cluster.me(), "this node missed its heartbeats for longer than the lease; checking which rooms it still owns");
         }
-        chores.leases_due |= beat.lapsed || tick.is_multiple_of(CHECK_LEASES_EVERY_BEATS);
+        chores.leases_due |= beat.lapsed
+            || cluster.leases_now.swap(false, Ordering::SeqCst)
+            || tick.is_multiple_of(CHECK_LEASES_EVERY_BEATS);
         chores.scan_due |= cluster.scan_now.swap(false, Ordering::SeqCst)
             || !newly_dead.is_empty()
             || !beat.vanished.is_empty()
@@ -93,6 +96,15 @@ pub(super) async fn run(cluster: Arc<Cluster>) {
         chores.start(&cluster, &dead);
         dead_before = dead.into_iter().collect();
     }
+}
+
+/// A heartbeat sent at `sent` failed: this node may be out of the cluster now, and counts
+/// itself out of the live nodes once it is.
+fn beat_failed(cluster: &Cluster, sent: Instant) {
+    let mut membership = cluster.membership.lock();
+    membership.beat_failed(sent);
+    let serving = membership.serving(Instant::now()).len();
+    cluster.metrics.nodes_alive.set(serving as i64);
 }
 
 /// The lease checks, and the scan for orphaned rooms with the clean-up of dead nodes, that the
@@ -215,7 +227,7 @@ async fn check_leases(cluster: &Arc<Cluster>) {
         Ok(owners) => owners,
         Err(error) => {
             tracing::warn!(%error, "cannot check this node's leases; retrying at the next beat");
-            cluster.scan_now.store(true, Ordering::SeqCst);
+            cluster.leases_now.store(true, Ordering::SeqCst);
             return;
         }
     };

@@ -55,15 +55,24 @@ impl Membership {
         }
     }
 
-    /// A heartbeat succeeded at `now` and Redis holds `records`.
-    pub(crate) fn beat_ok(&mut self, records: Vec<NodeRecord>, now: Instant) -> Beat {
+    /// A heartbeat sent at `sent` succeeded, and its answer, at `answered`, says that Redis holds
+    /// `records`. This node's own beat counts from when it was sent (its record was written
+    /// then or later); another's record was seen as it is when the answer came (a beat queued
+    /// behind a slow write of this node's must not make the others' records look older, and
+    /// them dead sooner).
+    pub(crate) fn beat_ok(
+        &mut self,
+        records: Vec<NodeRecord>,
+        sent: Instant,
+        answered: Instant,
+    ) -> Beat {
         let lapsed = self
             .last_ok
-            .is_some_and(|last| now.saturating_duration_since(last) > self.lease);
+            .is_some_and(|last| sent.saturating_duration_since(last) > self.lease);
         if lapsed || self.healthy_since.is_none() {
-            self.healthy_since = Some(now);
+            self.healthy_since = Some(sent);
         }
-        self.last_ok = Some(now);
+        self.last_ok = Some(sent);
         let mut vanished: Vec<String> = self.nodes.keys().cloned().collect();
         let mut nodes = HashMap::with_capacity(records.len());
         let mut restarted = Vec::new();
@@ -82,7 +91,7 @@ impl Membership {
                 {
                     seen.changed
                 }
-                _ => now,
+                _ => answered,
             };
             nodes.insert(record.id.clone(), Seen { record, changed });
         }
@@ -231,18 +240,61 @@ mod tests {
     fn a_node_whose_record_stands_still_for_a_lease_is_dead_once_this_one_may_judge() {
         let t0 = Instant::now();
         let mut m = Membership::new("a".into(), LEASE);
-        m.beat_ok(vec![record("a", 1), record("b", 1)], t0);
+        m.beat_ok(vec![record("a", 1), record("b", 1)], t0, t0);
         // b stops beating right away; a keeps beating. Before a full lease of a's own watching,
         // nobody is judged.
-        m.beat_ok(vec![record("a", 2), record("b", 1)], t0 + ms(600));
+        m.beat_ok(
+            vec![record("a", 2), record("b", 1)],
+            t0 + ms(600),
+            t0 + ms(600),
+        );
         assert!(m.dead(t0 + ms(600)).is_empty());
-        m.beat_ok(vec![record("a", 3), record("b", 1)], t0 + ms(1200));
+        m.beat_ok(
+            vec![record("a", 3), record("b", 1)],
+            t0 + ms(1200),
+            t0 + ms(1200),
+        );
         assert_eq!(m.dead(t0 + ms(1200)), vec!["b".to_string()]);
         assert!(m.orphaned_by("b", t0 + ms(1200)));
         assert_eq!(m.serving(t0 + ms(1200)).len(), 1);
         // It beats again: alive.
-        m.beat_ok(vec![record("a", 4), record("b", 2)], t0 + ms(1500));
+        m.beat_ok(
+            vec![record("a", 4), record("b", 2)],
+            t0 + ms(1500),
+            t0 + ms(1500),
+        );
         assert!(m.dead(t0 + ms(1500)).is_empty());
+    }
+
+    /// A beat whose answer came late (queued behind a slow write of this node's): the others'
+    /// records were seen when it came, not when it was sent, so a node beating on time is not
+    /// judged dead for this node's delay.
+    #[test]
+    fn a_late_answer_does_not_make_the_others_records_look_older() {
+        let t0 = Instant::now();
+        let mut m = Membership::new("a".into(), LEASE);
+        m.beat_ok(vec![record("a", 1), record("b", 1)], t0, t0);
+        m.beat_ok(
+            vec![record("a", 2), record("b", 2)],
+            t0 + ms(300),
+            t0 + ms(300),
+        );
+        // Sent at 1000 ms, answered at 1900 ms: b's record had changed by then.
+        m.beat_ok(
+            vec![record("a", 3), record("b", 3)],
+            t0 + ms(1000),
+            t0 + ms(1900),
+        );
+        // b beats every 250 ms, and this node's next beat (sent at 1900 ms, its own beats on
+        // time) reads b's record before b's next beat landed: b's record last changed when the
+        // late answer came, 150 ms before, not when that beat was sent, 1050 ms before.
+        m.beat_ok(
+            vec![record("a", 4), record("b", 3)],
+            t0 + ms(1900),
+            t0 + ms(2050),
+        );
+        assert!(m.dead(t0 + ms(2050)).is_empty(), "b beats on time");
+        assert!(!m.orphaned_by("b", t0 + ms(2050)));
     }
 
     #[test]
@@ -251,7 +303,7 @@ mod tests {
         let mut m = Membership::new("a".into(), LEASE);
         let mut c = record("c", 1);
         c.leaving = true;
-        m.beat_ok(vec![record("a", 1), record("b", 1), c], t0);
+        m.beat_ok(vec![record("a", 1), record("b", 1), c], t0, t0);
         // Neither itself nor a node leaving at the same time (which would not serve them).
         assert_eq!(
             m.successors(t0),
@@ -263,17 +315,33 @@ mod tests {
     fn after_a_redis_outage_nobody_is_judged_for_a_lease() {
         let t0 = Instant::now();
         let mut m = Membership::new("a".into(), LEASE);
-        m.beat_ok(vec![record("a", 1), record("b", 1)], t0);
-        m.beat_ok(vec![record("a", 2), record("b", 2)], t0 + ms(1100));
+        m.beat_ok(vec![record("a", 1), record("b", 1)], t0, t0);
+        m.beat_ok(
+            vec![record("a", 2), record("b", 2)],
+            t0 + ms(1100),
+            t0 + ms(1100),
+        );
         // Redis gone for 3 s: every record stood still.
         m.beat_failed(t0 + ms(2000));
         m.beat_failed(t0 + ms(4000));
         assert!(!m.in_cluster(t0 + ms(4000)));
-        let beat = m.beat_ok(vec![record("a", 3), record("b", 2)], t0 + ms(4100));
+        let beat = m.beat_ok(
+            vec![record("a", 3), record("b", 2)],
+            t0 + ms(4100),
+            t0 + ms(4100),
+        );
         assert!(beat.lapsed, "a's own leases may be gone");
         assert!(m.dead(t0 + ms(4100)).is_empty(), "b is not judged yet");
-        m.beat_ok(vec![record("a", 4), record("b", 3)], t0 + ms(4600));
-        m.beat_ok(vec![record("a", 5), record("b", 4)], t0 + ms(5200));
+        m.beat_ok(
+            vec![record("a", 4), record("b", 3)],
+            t0 + ms(4600),
+            t0 + ms(4600),
+        );
+        m.beat_ok(
+            vec![record("a", 5), record("b", 4)],
+            t0 + ms(5200),
+            t0 + ms(5200),
+        );
         assert!(m.dead(t0 + ms(5200)).is_empty());
     }
 
@@ -281,10 +349,14 @@ mod tests {
     fn a_restarted_node_is_a_new_run_and_a_vanished_one_is_reported() {
         let t0 = Instant::now();
         let mut m = Membership::new("a".into(), LEASE);
-        m.beat_ok(vec![record("a", 1), record("b", 9), record("c", 1)], t0);
+        m.beat_ok(vec![record("a", 1), record("b", 9), record("c", 1)], t0, t0);
         let mut restarted = record("b", 9);
         restarted.started_ms = 2;
-        let beat = m.beat_ok(vec![record("a", 2), restarted.clone()], t0 + ms(500));
+        let beat = m.beat_ok(
+            vec![record("a", 2), restarted.clone()],
+            t0 + ms(500),
+            t0 + ms(500),
+        );
         assert_eq!(beat.vanished, vec!["c".to_string()]);
         assert_eq!(
             beat.restarted,
@@ -292,7 +364,11 @@ mod tests {
             "b's new run, once"
         );
         assert!(!beat.lapsed);
-        let beat = m.beat_ok(vec![record("a", 3), restarted], t0 + ms(1200));
+        let beat = m.beat_ok(
+            vec![record("a", 3), restarted],
+            t0 + ms(1200),
+            t0 + ms(1200),
+        );
         assert!(beat.restarted.is_empty(), "told once");
         // b's beat count is the same as at t0, but it is a new run since 500: alive at 1200,
         // when this node may judge (it has beaten for a whole lease).

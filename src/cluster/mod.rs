@@ -46,7 +46,7 @@ pub(crate) use self::handoff::hand_off;
 use self::{client::NodeClient, membership::Membership, metrics::ClusterMetrics, mirrors::Mirrors};
 use crate::room::{
     failure::RoomFailure,
-    registry::{RecoveryError, Registry},
+    registry::{Adoption, RecoveryError, Registry},
 };
 
 /// The cluster settings (`[cluster]`), checked at start.
@@ -101,8 +101,10 @@ pub(crate) struct Cluster {
     beats: AtomicU64,
     /// Handing over at SIGTERM: takes no new rooms.
     leaving: AtomicBool,
-    /// An adoption hint arrived (a hand-off): the next tick scans at once.
+    /// An adoption hint arrived (a hand-off), or a takeover failed: the next tick scans at once.
     scan_now: AtomicBool,
+    /// A lease check failed: the next tick checks again.
+    leases_now: AtomicBool,
 }
 
 impl Cluster {
@@ -132,6 +134,7 @@ impl Cluster {
             beats: AtomicU64::new(0),
             leaving: AtomicBool::new(false),
             scan_now: AtomicBool::new(false),
+            leases_now: AtomicBool::new(false),
         })
     }
 
@@ -364,11 +367,12 @@ impl Cluster {
                                 },
                             );
                             match self.registry.adopt(log).await {
-                                Ok(()) => {
+                                Ok(Adoption::Opened) => {
                                     won += 1;
                                     self.metrics.takeovers.inc();
                                     tracing::info!(room.id = %room, %epoch, node.id = %self.me(), "room taken over");
                                 }
+                                Ok(Adoption::Closed) => {}
                                 Err(error @ RecoveryError::Replay(_)) => {
                                     tracing::error!(room.id = %room, %epoch, %error,
                                         "a room taken over cannot be replayed; it needs an operator");
@@ -390,7 +394,8 @@ impl Cluster {
                 }
             }
             Err(error) => {
-                tracing::warn!(rooms = ids.len(), %error, "taking rooms over failed; retrying at the next scan")
+                tracing::warn!(rooms = ids.len(), %error, "taking rooms over failed; retrying at the next beat");
+                self.scan_now.store(true, Ordering::SeqCst);
             }
         }
         {

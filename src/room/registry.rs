@@ -50,6 +50,15 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 const ABANDON_DEADLINE: Duration = Duration::from_secs(2);
 /// How long a room id whose creation may have half-landed is retried for deletion.
 const ORPHAN_CLEANUP: Duration = Duration::from_secs(600);
+/// What became of a room taken over.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Adoption {
+    /// Replayed and open here.
+    Opened,
+    /// Closed already (its record in the store): only its log was deleted.
+    Closed,
+}
+
 /// How a room answered the engine's shutdown.
 enum Drained {
     /// Nothing pending: its lease may be handed over, under this epoch.
@@ -593,7 +602,7 @@ impl Registry {
     /// Starts a room taken over from another node (or from a run of this node that ended),
     /// replayed from `log` under the epoch the claim won. A room whose final record is already
     /// in the store only has its log deleted.
-    pub(crate) async fn adopt(&self, log: RoomLog) -> Result<(), RecoveryError> {
+    pub(crate) async fn adopt(&self, log: RoomLog) -> Result<Adoption, RecoveryError> {
         let closed = self.deps.store.stored_among(vec![log.room.clone()]).await?;
         if !closed.is_empty() && self.record_covers(&log).await? {
             tracing::info!(room.id = %log.room, "room taken over is closed in the store; deleting its log");
@@ -605,7 +614,7 @@ impl Registry {
             {
                 tracing::warn!(room.id = %log.room, %error, "log of a closed room not deleted");
             }
-            return Ok(());
+            return Ok(Adoption::Closed);
         }
         let state = match &log.snapshot {
             Some(snapshot) => RoomState::restore(snapshot, &log.events)?,
@@ -615,7 +624,7 @@ impl Registry {
         let snapshot_seq = log.snapshot.as_ref().map_or(0, |s| s.seq);
         self.start(state, snapshot_seq, log.epoch, None);
         self.deps.metrics.rooms_recovered.inc();
-        Ok(())
+        Ok(Adoption::Opened)
     }
 
     /// The journal says `room` is at `epoch` now: if its actor here holds another, the room was
@@ -838,6 +847,48 @@ mod tests {
             ),
             "{close:?}"
         );
+    }
+
+    /// A room taken over whose record is in the store already (its owner died between the
+    /// record and the log's deletion) is not opened: only its log goes, and it is not counted as
+    /// a room recovered (the cluster counts takeovers by what this answers).
+    #[actix_rt::test]
+    async fn a_room_taken_over_that_closed_already_is_not_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Arc::new(MemoryJournal::new());
+        let registry = registry_on(dir.path(), 10, journal.clone());
+        let room = registry
+            .create("closed, its log left".into())
+            .await
+            .unwrap()
+            .id;
+        let log = RoomLog {
+            room: room.clone(),
+            snapshot: None,
+            events: journal.events(&room),
+            epoch: Epoch::NONE,
+        };
+        registry.close(&room).await.unwrap();
+        let recovered = registry.deps.metrics.rooms_recovered.get();
+        assert_eq!(registry.adopt(log).await.unwrap(), Adoption::Closed);
+        assert!(
+            registry.get(&room).is_none(),
+            "a closed room was opened again"
+        );
+        assert_eq!(registry.deps.metrics.rooms_recovered.get(), recovered);
+        let open = registry.create("open".into()).await.unwrap().id;
+        let log = RoomLog {
+            room: open.clone(),
+            snapshot: None,
+            events: journal.events(&open),
+            epoch: Epoch::NONE,
+        };
+        registry.shutdown(Duration::from_secs(5)).await;
+        let dir = tempfile::tempdir().unwrap();
+        let other = registry_on(dir.path(), 10, Arc::new(MemoryJournal::new()));
+        assert_eq!(other.adopt(log).await.unwrap(), Adoption::Opened);
+        assert!(other.get(&open).is_some());
+        other.shutdown(Duration::from_secs(5)).await;
     }
 
     /// A close on a node that lost the room and has not noticed yet (nothing pending, so no
