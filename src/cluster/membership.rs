@@ -56,10 +56,11 @@ impl Membership {
     }
 
     /// A heartbeat sent at `sent` succeeded, and its answer, at `answered`, says that Redis holds
-    /// `records`. This node's own beat counts from when it was sent (its record was written
-    /// then or later); another's record was seen as it is when the answer came (a beat queued
-    /// behind a slow write of this node's must not make the others' records look older, and
-    /// them dead sooner).
+    /// `records`. Each judgement takes the time that errs on the safe side: this node's record
+    /// was written between the two, so the gap the others saw since its last beat may reach
+    /// `answered` (lapsed: check its leases), while its next beat is due from `sent`; another's
+    /// record was seen as it is when the answer came (a beat queued behind a slow write of this
+    /// node's must not make the others' records look older, and them dead sooner).
     pub(crate) fn beat_ok(
         &mut self,
         records: Vec<NodeRecord>,
@@ -68,9 +69,9 @@ impl Membership {
     ) -> Beat {
         let lapsed = self
             .last_ok
-            .is_some_and(|last| sent.saturating_duration_since(last) > self.lease);
+            .is_some_and(|last| answered.saturating_duration_since(last) > self.lease);
         if lapsed || self.healthy_since.is_none() {
-            self.healthy_since = Some(sent);
+            self.healthy_since = Some(answered);
         }
         self.last_ok = Some(sent);
         let mut vanished: Vec<String> = self.nodes.keys().cloned().collect();

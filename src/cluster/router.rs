@@ -160,26 +160,27 @@ impl Router {
                 None => return Ok(Route::Here),
             }
         }
-        let url = match cluster.url_of_live(&owner.node) {
-            Some(url) if owner.node != cluster.me() => url,
-            // Owned by this node's id and not open here: being created or taken over right
-            // now, held by a run of this node that ended (the next scan takes it back), or
-            // closed here a moment ago (its record stored, its log not yet deleted). Or owned
-            // by a node that is not alive: it dies, or it closed the room and died before it
-            // deleted the log.
-            _ => {
-                cluster.forget_owner(id);
-                return Ok(if self.registry.is_closed_in_store(id).await {
-                    Route::Here
-                } else {
-                    Route::Moving
-                });
+        if owner.node == cluster.me() {
+            cluster.forget_owner(id);
+            // Closed here a moment ago: its lease goes with its log, which its actor deletes
+            // now. The store has its record.
+            if self.registry.closed_lately(id) {
+                return Ok(Route::Here);
             }
-        };
-        Ok(Route::Remote {
-            node: owner.node,
-            url,
-        })
+            // Owned by this node's id and not open here: being created or taken over right
+            // now, or held by a run of this node that ended (the next scan takes it back).
+            return Ok(Route::Moving);
+        }
+        match cluster.url_of_live(&owner.node) {
+            Some(url) => Ok(Route::Remote {
+                node: owner.node,
+                url,
+            }),
+            None => {
+                cluster.forget_owner(id);
+                Ok(Route::Moving)
+            }
+        }
     }
 
     /// Runs `remote` against the room's owner, or `here` when the room is open here (or
@@ -248,14 +249,6 @@ impl Router {
                         Ok(answer) => return Ok(answer),
                         Err(CallError::Refused { code, message }) => {
                             return Err(RoomFailure::Refused { code, message }.into())
-                        }
-                        // The node its lease names has closed it: the lease goes with its log,
-                        // right after the close (or at the next scan, if that failed).
-                        Err(CallError::Misdirected { .. })
-                            if self.registry.is_closed_in_store(id).await =>
-                        {
-                            cluster.forget_owner(id);
-                            return here().await;
                         }
                         Err(error) => {
                             tracing::debug!(room.id = %id, %error, "the room's owner did not answer the call; reading the owner again");

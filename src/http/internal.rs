@@ -93,11 +93,13 @@ fn misdirected(id: &RoomId) -> HttpResponse {
     ))
 }
 
-/// The room's id, if this node owns it now.
+/// The room's id, if this node owns it now, or closed it lately (its lease may still name this
+/// node while its log is deleted: the registry answers the closed room from the store).
 /// (The refusal is boxed: a response is large and this is the rare path.)
 fn owned_here(state: &AppState, path: &str) -> Result<RoomId, Box<HttpResponse>> {
     let id = extract::room_id(path).map_err(|e| Box::new(HttpResponse::from_error(e)))?;
-    if state.router.registry().get(&id).is_some() {
+    let registry = state.router.registry();
+    if registry.get(&id).is_some() || registry.closed_lately(&id) {
         Ok(id)
     } else {
         Err(Box::new(misdirected(&id)))

@@ -443,6 +443,7 @@ impl RoomActor {
         };
         tracing::info!(room.id = %view.id, seq = view.counters.seq, "room closed; final record stored");
         self.deps.metrics.rooms_closed.inc();
+        self.departed.record_closed(self.state.id());
         let last = Outbound::Closed(Shared::new(view.clone()));
         self.sessions.end_all(Some(last), CloseReason::RoomClosed);
         closing.written(&view);

@@ -69,9 +69,6 @@ enum Drained {
     Late,
 }
 
-/// How long a cluster node asks the store whether a room it cannot route is closed.
-const CLOSED_LOOKUP_TIMEOUT: Duration = Duration::from_secs(1);
-
 /// Why recovery at start failed.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum RecoveryError {
@@ -297,14 +294,10 @@ impl Registry {
         }
     }
 
-    /// Whether the store holds room `id`'s final record (a store that does not answer within a
-    /// second: no). A cluster node asks it of a room whose lease names a node that cannot serve
-    /// it (itself with no actor for it, a dead node, a node that answers it does not own it): a
-    /// room closed a moment ago keeps its lease until its log is deleted, and is not moving.
-    /// Bounded apart from the store's own timeout: the answer otherwise is `503`, retry.
-    pub(crate) async fn is_closed_in_store(&self, id: &RoomId) -> bool {
-        let lookup = tokio::time::timeout(CLOSED_LOOKUP_TIMEOUT, self.deps.store.room(id));
-        matches!(lookup.await, Ok(Ok(Some(_))))
+    /// Whether room `id` was closed here lately (see `Departed`): its lease may still name this
+    /// node, with no actor here, while its log is deleted; it is closed, not moving.
+    pub(crate) fn closed_lately(&self, id: &RoomId) -> bool {
+        self.departed.closed_lately(id)
     }
 
     /// Applies a client's command to an open room; answers once it is durable.
@@ -793,9 +786,6 @@ mod tests {
         registry.shutdown(Duration::from_secs(5)).await;
     }
 
-    /// A room whose actor stopped because another node took it over is not closed: a request
-    /// that raced the stop, or that comes after it, hears `unavailable` (retry), not
-    /// `room_closed` or `not_found`; a room that closed still reads as closed.
     /// At shutdown, a room that does not drain by the deadline (here: its close is writing to a
     /// store someone else has locked) holds up no other: the rooms that drained are answered,
     /// to be handed over, and the late one is abandoned.
@@ -930,6 +920,9 @@ mod tests {
         registry.shutdown(Duration::from_secs(5)).await;
     }
 
+    /// A room whose actor stopped because another node took it over is not closed: a request
+    /// that raced the stop, or that comes after it, hears `unavailable` (retry), not
+    /// `room_closed` or `not_found`; a room that closed still reads as closed.
     #[actix_rt::test]
     async fn a_room_lost_to_another_owner_is_gone_but_not_closed() {
         let dir = tempfile::tempdir().unwrap();

@@ -1164,9 +1164,11 @@ async fn a_first_request_head_that_stops_arriving_is_answered_408_and_closed() {
     let waited = started.elapsed();
     let text = String::from_utf8_lossy(&answer);
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    // actix-http counts the 5 s from a clock it refreshes every 500 ms, so from up to half a
+    // second (more on a loaded machine) before the head's first bytes.
     assert!(
-        waited >= Duration::from_millis(4500),
-        "answered after {waited:?}, before the head's 5 s"
+        waited >= Duration::from_millis(3500),
+        "answered after {waited:?}, well before the head's 5 s"
     );
 }
 

@@ -72,6 +72,9 @@ struct Inner {
     /// Snapshots fail (and write nothing) while set, apart from `fault`: a snapshot is a
     /// different write from an append and may fail alone.
     failing_snapshots: Mutex<bool>,
+    /// Deletes fail (and delete nothing) while set: the state a crash between a close's record
+    /// and its log's deletion leaves.
+    failing_deletes: Mutex<bool>,
     appends: AtomicU64,
     refused_snapshots: AtomicU64,
     /// Every append call per room, in the order they came.
@@ -103,6 +106,11 @@ impl MemoryJournal {
     /// While `failing`, snapshots fail with `Unavailable` and change nothing.
     pub fn set_snapshots_failing(&self, failing: bool) {
         *self.inner.failing_snapshots.lock() = failing;
+    }
+
+    /// While `failing`, room deletions fail with `Unavailable` and change nothing.
+    pub fn set_deletes_failing(&self, failing: bool) {
+        *self.inner.failing_deletes.lock() = failing;
     }
 
     /// Successful appends so far (each one a group-committed batch).
@@ -313,6 +321,12 @@ impl Journal for MemoryJournal {
     }
 
     fn delete_room(&self, epoch: Epoch, room: RoomId) -> JournalFuture<()> {
+        if *self.inner.failing_deletes.lock() {
+            let failed = Err(JournalError::Unavailable(
+                "memory journal deletes set failing".into(),
+            ));
+            return async move { failed }.boxed();
+        }
         let result = self.refuse_if_down().and_then(|()| {
             let mut rooms = self.inner.rooms.lock();
             fenced(&rooms, &room, epoch)?;

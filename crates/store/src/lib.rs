@@ -85,16 +85,16 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Opens `sqlite://path` (relative or absolute; parent directories are created) or
-    /// `mysql://user:pass@host:port/db`, builds the pool and runs the embedded migrations, with
-    /// the [`DEFAULT_TIMEOUT`] per operation. Blocking: call it once at start-up, not on the event
-    /// loop.
     /// Checks that `url` names a store this build can open (its spelling, its backend), without
     /// opening it: for the configuration's check at start-up.
     pub fn check_url(url: &str) -> Result<(), StoreError> {
         Target::parse(url).map(drop)
     }
 
+    /// Opens `sqlite://path` (relative or absolute; parent directories are created) or
+    /// `mysql://user:pass@host:port/db`, builds the pool and runs the embedded migrations, with
+    /// the [`DEFAULT_TIMEOUT`] per operation. Blocking: call it once at start-up, not on the event
+    /// loop.
     pub fn open(url: &str) -> Result<Store, StoreError> {
         Store::open_with_timeout(url, DEFAULT_TIMEOUT)
     }

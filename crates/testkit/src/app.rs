@@ -328,7 +328,6 @@ impl Drop for TestApp {
     }
 }
 
-/// Polls `probe` until it returns `Some`, or fails the test after `deadline`.
 /// A close's answer: its final view on `200`, `None` on `503` (retry); panics on anything else.
 pub(crate) fn answered_close(status: StatusCode, view: Value, what: &str) -> Option<Value> {
     match status.as_u16() {
@@ -338,6 +337,7 @@ pub(crate) fn answered_close(status: StatusCode, view: Value, what: &str) -> Opt
     }
 }
 
+/// Polls `probe` until it returns `Some`, or fails the test after `deadline`.
 pub async fn eventually<T, F, Fut>(what: &str, deadline: Duration, mut probe: F) -> T
 where
     F: FnMut() -> Fut,

@@ -22,14 +22,14 @@ async fn recovery_deletes_the_log_of_a_room_already_in_the_store_and_reopens_the
     let open_before = open_room.send(GetView).await.unwrap();
 
     // With nothing pending, the close writes the record to the store, which works, and then
-    // fails to delete the log from the down journal: the state a crash between the two leaves.
-    journal.set_down(true);
+    // fails to delete the log from the journal: the state a crash between the two leaves.
+    journal.set_deletes_failing(true);
     let final_view = registry.close(&closed).await.unwrap();
     eventually("the closed room to stop", PATIENCE, || async {
         (!closed_room.connected()).then_some(())
     })
     .await;
-    journal.set_down(false);
+    journal.set_deletes_failing(false);
     assert_eq!(
         log_seqs(journal, &closed),
         [1, 2, 3],

@@ -2,7 +2,8 @@
 //! moment after every close (the close answers once the record is in MariaDB, and the log goes
 //! after), and until the next scan when the deletion failed. Meanwhile the room is closed, not
 //! moving: closing it again answers the final view through every node, the owner included (it
-//! once answered `503` "moving" there), reads answer the closed room, and a vote `room_closed`.
+//! once answered `503` "moving" there), reads answer the closed room, and a vote `room_closed`
+//! (the owner remembers for 30 s which rooms it closed).
 
 use roomstate_testkit::redis_admin::command;
 
