@@ -298,6 +298,22 @@ mod tests {
         assert!(!m.orphaned_by("b", t0 + ms(2050)));
     }
 
+    /// A beat sent within the lease but answered past it may have written this node's record
+    /// past it too: the others may have judged this node dead meanwhile, so it checks its leases.
+    #[test]
+    fn a_beat_answered_past_the_lease_counts_as_lapsed() {
+        let t0 = Instant::now();
+        let mut m = Membership::new("a".into(), LEASE);
+        m.beat_ok(vec![record("a", 1)], t0, t0);
+        let beat = m.beat_ok(vec![record("a", 2)], t0 + ms(900), t0 + ms(1500));
+        assert!(beat.lapsed);
+        let beat = m.beat_ok(vec![record("a", 3)], t0 + ms(1600), t0 + ms(1650));
+        assert!(
+            !beat.lapsed,
+            "the next beat is due from when the last was sent"
+        );
+    }
+
     #[test]
     fn a_leaving_node_hands_its_rooms_to_the_others_that_take_rooms() {
         let t0 = Instant::now();
