@@ -21,6 +21,11 @@ use tokio::time::{error::Elapsed, Timeout};
 use super::AppState;
 use crate::error::ApiError;
 
+/// The body limit of the node-to-node calls that carry lists (`NodeSync`, `NodeAdopt`): the
+/// sockets one node holds in a room (at most `limits.max_sockets`, ~60 bytes each) or the rooms
+/// a leaving node hands over. Only a caller with the cluster's secret gets as far as the body.
+pub(crate) const NODE_LIST_BODY_LIMIT: usize = 16 * 1024 * 1024;
+
 pub(crate) fn json_config(limit: usize) -> web::JsonConfig {
     web::JsonConfig::default()
         .limit(limit)

@@ -26,7 +26,7 @@ pub(crate) use server::{serve, Bind};
 use std::sync::Arc;
 
 use actix_web::{http::Method, web};
-use routes::{Endpoint, Kind, ROUTES};
+use routes::{Endpoint, Kind, Route, ROUTES};
 
 use crate::{
     auth::Policy,
@@ -149,6 +149,13 @@ fn under(prefix: &str, path: &'static str) -> Option<&'static str> {
 /// its scope's prefix): every method the table gives it, and preflights where its kind has them.
 fn route_resource(path: &'static str, at: &'static str) -> actix_web::Resource {
     let mut resource = resource(at);
+    // Node-to-node lists (a node's sockets in a room, a leaving node's rooms) grow with the
+    // cluster, not with what one client may send: `limits.max_body_bytes` would refuse the
+    // sockets of a room watched by some thousand clients on one node.
+    let lists = |r: &&Route| matches!(r.endpoint, Endpoint::NodeSync | Endpoint::NodeAdopt);
+    if ROUTES.iter().filter(|r| r.path == path).any(|r| lists(&r)) {
+        resource = resource.app_data(extract::json_config(extract::NODE_LIST_BODY_LIMIT));
+    }
     if ROUTES.iter().any(|r| r.path == path && r.kind.preflight()) {
         resource = resource.route(web::method(Method::OPTIONS).to(origin::preflight));
     }

@@ -16,6 +16,7 @@ mod create_once;
 mod handoff;
 mod internal_bad_input;
 mod kill;
+mod large_sync;
 mod local_dir;
 mod record;
 mod redis_failover;
