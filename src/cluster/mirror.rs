@@ -35,6 +35,11 @@ use crate::room::{
 const IDLE_GRACE: Duration = Duration::from_secs(5);
 /// Tells the owner every socket here this often, so a lost arrival or departure heals.
 const RESYNC_EVERY: Duration = Duration::from_secs(10);
+// The owner lets a node's sockets go after a silence of several resyncs, never after one.
+const _: () = assert!(
+    RESYNC_EVERY.as_secs() * 3 < crate::room::remote_sessions::SILENCE.as_secs(),
+    "the owner would drop the sockets of a node that resyncs on time"
+);
 /// Retrying to tell a new owner about the sockets here, at most this far apart.
 const RESYNC_RETRY_MAX: Duration = Duration::from_secs(2);
 

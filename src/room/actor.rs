@@ -502,12 +502,23 @@ impl RoomActor {
         ctx.stop();
     }
 
-    /// Lapses HTTP joins idle for longer than the configured time.
+    /// Lapses HTTP joins idle for longer than the configured time, and the sockets of nodes
+    /// silent for `remote_sessions::SILENCE`.
     fn sweep_idle(&mut self, ctx: &mut Context<Self>) {
-        for user in self.http_idle.lapsed(Instant::now()) {
+        let now = Instant::now();
+        for user in self.http_idle.lapsed(now) {
             if self.state.has_http_presence(&user) {
                 tracing::debug!(room.id = %self.state.id(), user = %user, "HTTP presence lapsed");
                 self.leaves(user, Via::Http, ctx);
+            }
+        }
+        // A node's sockets nobody has heard of for a while (see `RemoteSessions`).
+        for node in self.remote.silent(now) {
+            let users = self.remote.remove_node(&node);
+            tracing::info!(room.id = %self.state.id(), node.id = %node, sockets = users.len(),
+                "no word of a node's sockets in the room for a while; they leave");
+            for user in users {
+                self.socket_leaves(user, ctx);
             }
         }
     }

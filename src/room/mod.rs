@@ -24,7 +24,7 @@ pub(crate) mod messages;
 pub(crate) mod outbound;
 pub(crate) mod outlet;
 pub(crate) mod registry;
-mod remote_sessions;
+pub(crate) mod remote_sessions;
 mod reply_to;
 mod sessions;
 mod snapshots;

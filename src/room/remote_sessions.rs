@@ -1,22 +1,41 @@
 //! The sockets of a room that other nodes of a cluster hold (each node serves its own clients'
 //! sockets and mirrors the room; the owner counts them present): which user each belongs to,
 //! by node. Only bookkeeping: the actor turns arrivals and departures into joins and leaves.
+//!
+//! A node that holds sockets of the room tells their whole set again every 10 s (its mirror's
+//! resync). One not heard of for `SILENCE` holds none any more, whatever it failed to say: a
+//! departure lost on the way (or overtaken by a request of the same socket, which put it back),
+//! with its mirror stopped since. Its sockets leave then.
 
-use std::collections::HashMap;
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
 
 use roomstate_core::room::UserName;
 
 use super::outbound::SessionId;
 
+/// How long a node's sockets in a room stay without word of them: three and a half of the
+/// mirrors' resyncs (`cluster::mirror`, every 10 s).
+pub(crate) const SILENCE: Duration = Duration::from_secs(35);
+
 /// Remote sockets by node, then by the node's session id.
 #[derive(Default)]
 pub(crate) struct RemoteSessions {
     by_node: HashMap<String, HashMap<SessionId, UserName>>,
+    /// When each node of `by_node` last told of its sockets (an arrival, a request, a sync).
+    heard: HashMap<String, Instant>,
 }
 
 impl RemoteSessions {
     /// Records a socket; false if it was recorded already.
     pub(crate) fn add(&mut self, node: &str, session: SessionId, user: UserName) -> bool {
+        self.add_at(node, session, user, Instant::now())
+    }
+
+    fn add_at(&mut self, node: &str, session: SessionId, user: UserName, now: Instant) -> bool {
+        self.heard.insert(node.to_owned(), now);
         self.by_node
             .entry(node.to_owned())
             .or_default()
@@ -30,16 +49,28 @@ impl RemoteSessions {
         let user = sessions.remove(&session);
         if sessions.is_empty() {
             self.by_node.remove(node);
+            self.heard.remove(node);
         }
         user
     }
 
     /// Forgets every socket of `node`; their users, one per socket.
     pub(crate) fn remove_node(&mut self, node: &str) -> Vec<UserName> {
+        self.heard.remove(node);
         self.by_node
             .remove(node)
             .map(|sessions| sessions.into_values().collect())
             .unwrap_or_default()
+    }
+
+    /// The nodes holding sockets here that nobody has heard of for `SILENCE` as of `now`.
+    pub(crate) fn silent(&self, now: Instant) -> Vec<String> {
+        let mut silent: Vec<String> = (self.heard.iter())
+            .filter(|(_, heard)| now.saturating_duration_since(**heard) >= SILENCE)
+            .map(|(node, _)| node.clone())
+            .collect();
+        silent.sort();
+        silent
     }
 
     /// Forgets the sockets of `node` whose session id is below `before` (those of a run of the
@@ -52,6 +83,7 @@ impl RemoteSessions {
         let users = gone.iter().filter_map(|s| sessions.remove(s)).collect();
         if sessions.is_empty() {
             self.by_node.remove(node);
+            self.heard.remove(node);
         }
         users
     }
@@ -62,6 +94,15 @@ impl RemoteSessions {
         &mut self,
         node: &str,
         now: Vec<(SessionId, UserName)>,
+    ) -> (Vec<UserName>, Vec<UserName>) {
+        self.sync_at(node, now, Instant::now())
+    }
+
+    fn sync_at(
+        &mut self,
+        node: &str,
+        now: Vec<(SessionId, UserName)>,
+        at: Instant,
     ) -> (Vec<UserName>, Vec<UserName>) {
         let mut before = self.by_node.remove(node).unwrap_or_default();
         let mut added = Vec::new();
@@ -78,8 +119,11 @@ impl RemoteSessions {
                 }
             }
         }
-        if !kept.is_empty() {
+        if kept.is_empty() {
+            self.heard.remove(node);
+        } else {
             self.by_node.insert(node.to_owned(), kept);
+            self.heard.insert(node.to_owned(), at);
         }
         (added, before.into_values().collect())
     }
@@ -143,5 +187,28 @@ mod tests {
         assert!(added.is_empty());
         assert_eq!(removed.len(), 2);
         assert!(remote.remove_node("n1").is_empty());
+    }
+
+    #[test]
+    fn a_node_not_heard_of_for_the_silence_is_found_and_one_heard_of_again_is_not() {
+        let mut remote = RemoteSessions::default();
+        let t0 = Instant::now();
+        let s = Duration::from_secs(1);
+        remote.add_at("n1", 1, user("ann"), t0);
+        remote.add_at("n2", 1, user("bob"), t0);
+        assert!(remote.silent(t0 + SILENCE - s).is_empty());
+        assert_eq!(remote.silent(t0 + SILENCE), ["n1", "n2"]);
+        // n2 syncs: heard of then. n1's last socket leaves: nothing of it to lapse.
+        remote.sync_at("n2", vec![(1, user("bob"))], t0 + s * 10);
+        assert_eq!(remote.silent(t0 + SILENCE), ["n1"]);
+        assert_eq!(remote.remove("n1", 1), Some(user("ann")));
+        assert!(remote.silent(t0 + SILENCE).is_empty());
+        assert_eq!(remote.silent(t0 + s * 10 + SILENCE), ["n2"]);
+        // A request of a socket it holds is word of it too.
+        remote.add_at("n2", 1, user("bob"), t0 + s * 20);
+        assert!(remote.silent(t0 + s * 10 + SILENCE).is_empty());
+        // A sync with none: nothing of it left to lapse.
+        remote.sync_at("n2", Vec::new(), t0 + s * 30);
+        assert!(remote.silent(t0 + s * 100).is_empty());
     }
 }
