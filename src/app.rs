@@ -242,8 +242,13 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         }
         match &cluster {
             Some((cluster, arbiter)) => {
-                cluster::hand_off(cluster, DRAIN_DEADLINE).await;
-                cluster.mirrors().end_all(DRAIN_DEADLINE).await;
+                // The sockets of rooms owned elsewhere end beside the hand-over of this node's
+                // own rooms, not after it: neither waits for the other.
+                futures_util::future::join(
+                    cluster::hand_off(cluster, DRAIN_DEADLINE),
+                    cluster.mirrors().end_all(DRAIN_DEADLINE),
+                )
+                .await;
                 arbiter.stop();
             }
             None => {
