@@ -807,7 +807,7 @@ impl Handler<DetachRemote> for RoomActor {
     type Result = ();
 
     fn handle(&mut self, msg: DetachRemote, ctx: &mut Self::Context) {
-        if let Some(user) = self.remote.remove(&msg.node, msg.session) {
+        if let Some(user) = self.remote.detach(&msg.node, msg.session) {
             self.socket_leaves(user, ctx);
         }
     }

@@ -4,11 +4,13 @@
 //!
 //! A node that holds sockets of the room tells their whole set again every 10 s (its mirror's
 //! resync). One not heard of for `SILENCE` holds none any more, whatever it failed to say: a
-//! departure lost on the way (or overtaken by a request of the same socket, which put it back),
-//! with its mirror stopped since. Its sockets leave then.
+//! departure lost on the way, with its mirror stopped since. Its sockets leave then.
+//!
+//! A departure may also overtake what the node sent before it (a request of the socket, a sync
+//! built before the socket went): a socket that departed is not taken back for `SILENCE`.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     time::{Duration, Instant},
 };
 
@@ -26,6 +28,9 @@ pub(crate) struct RemoteSessions {
     by_node: HashMap<String, HashMap<SessionId, UserName>>,
     /// When each node of `by_node` last told of its sockets (an arrival, a request, a sync).
     heard: HashMap<String, Instant>,
+    /// Sockets that departed within `SILENCE`, with when, and in that order to prune them.
+    departed: HashMap<(String, SessionId), Instant>,
+    departures: VecDeque<(Instant, String, SessionId)>,
 }
 
 impl RemoteSessions {
@@ -35,6 +40,9 @@ impl RemoteSessions {
     }
 
     fn add_at(&mut self, node: &str, session: SessionId, user: UserName, now: Instant) -> bool {
+        if self.departed_lately(node, session, now) {
+            return false;
+        }
         self.heard.insert(node.to_owned(), now);
         self.by_node
             .entry(node.to_owned())
@@ -52,6 +60,40 @@ impl RemoteSessions {
             self.heard.remove(node);
         }
         user
+    }
+
+    /// A socket departed: forgets it, and takes it back for no word that its node sent before
+    /// (for `SILENCE`). Its user, if it was recorded.
+    pub(crate) fn detach(&mut self, node: &str, session: SessionId) -> Option<UserName> {
+        self.detach_at(node, session, Instant::now())
+    }
+
+    fn detach_at(&mut self, node: &str, session: SessionId, now: Instant) -> Option<UserName> {
+        self.prune(now);
+        self.departed.insert((node.to_owned(), session), now);
+        self.departures.push_back((now, node.to_owned(), session));
+        self.remove(node, session)
+    }
+
+    fn departed_lately(&mut self, node: &str, session: SessionId, now: Instant) -> bool {
+        self.prune(now);
+        !self.departed.is_empty() && self.departed.contains_key(&(node.to_owned(), session))
+    }
+
+    /// Forgets departures older than `SILENCE`.
+    fn prune(&mut self, now: Instant) {
+        while let Some((at, _, _)) = self.departures.front() {
+            if now.saturating_duration_since(*at) < SILENCE {
+                break;
+            }
+            let Some((at, node, session)) = self.departures.pop_front() else {
+                break;
+            };
+            let key = (node, session);
+            if self.departed.get(&key) == Some(&at) {
+                self.departed.remove(&key);
+            }
+        }
     }
 
     /// Forgets every socket of `node`; their users, one per socket.
@@ -104,10 +146,15 @@ impl RemoteSessions {
         now: Vec<(SessionId, UserName)>,
         at: Instant,
     ) -> (Vec<UserName>, Vec<UserName>) {
+        self.prune(at);
         let mut before = self.by_node.remove(node).unwrap_or_default();
         let mut added = Vec::new();
         let mut kept = HashMap::with_capacity(now.len());
         for (session, user) in now {
+            // Listed before its departure reached this room.
+            if self.departed.contains_key(&(node.to_owned(), session)) {
+                continue;
+            }
             match before.remove(&session) {
                 // A session id names one socket of one user: the recorded user stands.
                 Some(known) => {
@@ -210,5 +257,27 @@ mod tests {
         // A sync with none: nothing of it left to lapse.
         remote.sync_at("n2", Vec::new(), t0 + s * 30);
         assert!(remote.silent(t0 + s * 100).is_empty());
+    }
+
+    #[test]
+    fn a_departed_socket_is_not_taken_back_by_word_sent_before_its_departure() {
+        let mut remote = RemoteSessions::default();
+        let t0 = Instant::now();
+        let s = Duration::from_secs(1);
+        // The departure overtook the socket's request: the request does not put it back.
+        assert_eq!(remote.detach_at("n1", 7, t0), None);
+        assert!(!remote.add_at("n1", 7, user("ann"), t0 + s));
+        // Nor does a sync built before the departure; the node's other sockets are taken.
+        let (added, removed) =
+            remote.sync_at("n1", vec![(7, user("ann")), (8, user("bob"))], t0 + s * 2);
+        assert_eq!((added, removed), (vec![user("bob")], Vec::new()));
+        // A departure of a recorded socket forgets it too.
+        assert_eq!(remote.detach_at("n1", 8, t0 + s * 3), Some(user("bob")));
+        assert!(!remote.add_at("n1", 8, user("bob"), t0 + s * 4));
+        // Another node's socket of the same number is another socket.
+        assert!(remote.add_at("n2", 7, user("cid"), t0 + s * 4));
+        // After the silence, nothing of an old departure is kept.
+        assert!(remote.add_at("n1", 7, user("ann"), t0 + SILENCE + s));
+        assert!(remote.departed.len() <= 1 && remote.departures.len() <= 1);
     }
 }

@@ -13,6 +13,7 @@ mod closing;
 mod idempotency;
 mod outage;
 mod recovery;
+mod remote;
 mod shutdown;
 mod snapshots;
 mod socket_answers;
