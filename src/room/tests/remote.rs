@@ -48,10 +48,25 @@ async fn a_departure_that_overtook_the_sockets_request_leaves_nobody_present() {
     // A sync node-b built before the departure lists the socket still: not taken back either;
     // its other socket is.
     room.send(SyncRemote {
-        node,
+        node: node.clone(),
         sessions: vec![(7, user("bob")), (8, user("cid"))],
     })
     .await
     .unwrap();
-    assert_eq!(present().await, 2, "alice and cid");
+    // The sync answers nothing, and its joins are shown once durable: cid's vote, answered
+    // once it is durable, is ordered after them.
+    let vote = Command::Vote {
+        user: user("cid"),
+        side: Side::Con,
+    };
+    let applied = room
+        .send(RemoteMutate {
+            node,
+            session: 8,
+            command: vote,
+        })
+        .await
+        .unwrap();
+    assert!(applied.is_ok(), "cid is present: {applied:?}");
+    assert_eq!(present().await, 2, "alice and cid, not bob");
 }
