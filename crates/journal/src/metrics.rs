@@ -23,8 +23,9 @@ pub struct JournalMetrics {
     /// Acknowledged events re-appended to a primary that lacked them (a failover lost them), by
     /// `primary`.
     pub repaired_events: IntCounterVec,
-    /// Acknowledged events a primary lacked that the record of recent acknowledgements no
-    /// longer held: lost, the room's log has a gap. By `primary`.
+    /// Acknowledged events a primary lacked that could not go back: the record of recent
+    /// acknowledgements no longer held them (the room's log has a gap), or the room was claimed
+    /// under a newer lease since. By `primary`.
     pub unrepairable_events: IntCounterVec,
     /// Acknowledged events the record of recent acknowledgements dropped before its time window
     /// ran out, by the `bound` that forced it (`count`, `bytes`).
@@ -64,7 +65,7 @@ impl JournalMetrics {
             unrepairable_events: IntCounterVec::new(
                 Opts::new(
                     "journal_unrepairable_events_total",
-                    "Acknowledged events a Redis primary lacked that the journal no longer held",
+                    "Acknowledged events a Redis primary lacked that could not go back",
                 ),
                 &["primary"],
             )?,

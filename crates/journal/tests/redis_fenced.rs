@@ -5,7 +5,8 @@
 //! a snapshot taken inside one); a batch that would leave a gap is refused, and an append whose
 //! text does not hold its count of events is an error that writes nothing; one room's refusal
 //! does not hold up the other rooms of the same batch; a fenced delete leaves the room, and the
-//! room index, alone, and `hold` tells the old writer it lost the room; and logs of earlier versions continue.
+//! room index, alone, and `hold` tells the old writer it lost the room; logs of earlier versions
+//! continue; and a repair after a failover puts back only what the room's lease still covers.
 
 use std::time::Duration;
 
@@ -18,7 +19,7 @@ use roomstate_journal::{
     Epoch, Journal, JournalError, JournalMetrics,
 };
 use roomstate_testkit::{
-    redis_admin::{command, log_events, log_seqs, stream_ids},
+    redis_admin::{command, log_events, log_seqs, query, stream_ids, wait_until},
     redis_server::RedisServer,
 };
 
@@ -441,4 +442,151 @@ async fn a_log_trimmed_empty_by_a_snapshot_of_an_older_engine_takes_the_next_eve
     assert_eq!(logged(&redis, &room).await, [3]);
     let gap = journal.append(epoch, vec![event(&room, 5, "gap")]).await;
     assert!(matches!(gap, Err(JournalError::Corrupt(_))), "{gap:?}");
+}
+
+/// The primary the writer is connected to loses what it acknowledged of three rooms (a failover
+/// can): one that another node claimed meanwhile, one whose claim went with its events, and one
+/// it still holds. The writer's repair on its next connection puts back the last two, and leaves
+/// the first as its new owner serves it (that owner replayed the log without these events and
+/// numbers its own from where that log stops).
+#[actix_rt::test]
+async fn a_repair_puts_back_only_what_no_newer_lease_replaced() {
+    let redis = RedisServer::start().await;
+    let metrics = JournalMetrics::detached().unwrap();
+    let mut config = RedisJournalConfig::new(RedisTarget::Url(redis.url()), 0);
+    config.response_timeout = Duration::from_secs(5);
+    let journal = RedisJournal::open(config, metrics.clone()).unwrap();
+    let addr = redis.addr();
+    let key = |room: &RoomId, what: &str| format!("roomstate:{{{room}}}:{what}");
+    let [kept, moved, unclaimed] =
+        ["r_kept", "r_moved", "r_unclaimed"].map(|name| RoomId::parse(name).unwrap());
+    let lease = Epoch(3);
+    for room in [&kept, &moved, &unclaimed] {
+        command(
+            &addr,
+            &["HSET", &key(room, "owner"), "epoch", "3", "node", "n1"],
+        )
+        .await
+        .unwrap();
+        journal
+            .append(lease, vec![event(room, 1, "")])
+            .await
+            .unwrap();
+        let events = vec![event(room, 2, "a"), event(room, 3, "b")];
+        journal.append(lease, events).await.unwrap();
+    }
+    // What the new primary holds: of r_kept only seq 1 (an event put back above it is not a new
+    // room); of r_moved nothing, and another node's newer lease; of r_unclaimed nothing at all,
+    // its claim and its place in the index included. No room's messages.
+    let first: redis::streams::StreamRangeReply = query(
+        &addr,
+        redis::cmd("XRANGE")
+            .arg(key(&kept, "log"))
+            .arg("1-0")
+            .arg("1-0"),
+    )
+    .await
+    .unwrap();
+    for room in [&kept, &moved, &unclaimed] {
+        command(&addr, &["DEL", &key(room, "log"), &key(room, "msgs")])
+            .await
+            .unwrap();
+    }
+    for entry in first.ids {
+        let mut xadd = redis::cmd("XADD");
+        xadd.arg(key(&kept, "log")).arg(&entry.id);
+        for (field, value) in &entry.map {
+            let value: String = redis::from_redis_value(value.clone()).unwrap();
+            xadd.arg(field).arg(value);
+        }
+        let _: String = query(&addr, &xadd).await.unwrap();
+    }
+    assert_eq!(logged(&redis, &kept).await, [1]);
+    command(
+        &addr,
+        &["HSET", &key(&moved, "owner"), "epoch", "7", "node", "n2"],
+    )
+    .await
+    .unwrap();
+    command(&addr, &["DEL", &key(&unclaimed, "owner")])
+        .await
+        .unwrap();
+    command(&addr, &["SREM", "roomstate:rooms", unclaimed.as_str()])
+        .await
+        .unwrap();
+
+    // The writer's connection goes; its next write connects again and repairs first.
+    let reconnect_and_append = |seq: u64| {
+        let (journal, addr, kept) = (&journal, addr.clone(), kept.clone());
+        async move {
+            command(&addr, &["CLIENT", "KILL", "TYPE", "normal"])
+                .await
+                .unwrap();
+            wait_until(
+                "an append on a new connection",
+                Duration::from_secs(30),
+                || {
+                    let append = journal.append(lease, vec![event(&kept, seq, "c")]);
+                    async move { append.await.map_err(|e| e.to_string()) }
+                },
+            )
+            .await
+            .unwrap();
+        }
+    };
+    reconnect_and_append(4).await;
+    assert_eq!(
+        logged(&redis, &kept).await,
+        [1, 2, 3, 4],
+        "put back before 4"
+    );
+    let entries = log_events(&addr, &key(&kept, "log")).await.unwrap();
+    assert!(
+        entries.iter().all(|e| e.epoch.as_deref() == Some("3")),
+        "under the lease they were written with: {entries:?}"
+    );
+    assert_eq!(
+        stream_ids(&addr, &key(&kept, "msgs")).await.unwrap(),
+        ["2-0", "3-0", "4-0"],
+        "and the messages with them"
+    );
+    assert_eq!(
+        (
+            logged(&redis, &unclaimed).await,
+            stream_ids(&addr, &key(&unclaimed, "msgs")).await.unwrap(),
+        ),
+        (vec![1, 2, 3], vec!["2-0".to_owned(), "3-0".to_owned()]),
+        "a room whose claim was lost with its events gets them back"
+    );
+    assert_eq!(
+        command(&addr, &["SISMEMBER", "roomstate:rooms", unclaimed.as_str()])
+            .await
+            .unwrap(),
+        "1",
+        "and its place in the index"
+    );
+    assert_eq!(
+        (
+            logged(&redis, &moved).await,
+            stream_ids(&addr, &key(&moved, "msgs")).await.unwrap()
+        ),
+        (vec![], vec![]),
+        "nothing written under the replaced lease"
+    );
+    assert_eq!(
+        command(&addr, &["HGET", &key(&moved, "owner"), "epoch"])
+            .await
+            .unwrap(),
+        "7"
+    );
+    let primary = journal.status().target;
+    let count = |counter: &prometheus::IntCounterVec| counter.with_label_values(&[&primary]).get();
+    assert_eq!(count(&metrics.repaired_events), 2 + 3);
+    assert_eq!(count(&metrics.unrepairable_events), 3, "reported lost");
+
+    // The lost room left the record: the next connection does not report it again.
+    reconnect_and_append(5).await;
+    assert_eq!(logged(&redis, &kept).await, [1, 2, 3, 4, 5]);
+    assert_eq!(count(&metrics.repaired_events), 5);
+    assert_eq!(count(&metrics.unrepairable_events), 3);
 }

@@ -25,6 +25,8 @@ use std::{
 use foldhash::{HashMap, HashMapExt as _};
 use roomstate_core::room::RoomId;
 
+use crate::Epoch;
+
 /// Per-entry cost counted on top of the event's JSON and its room id (the queues' slots, the
 /// string headers), so the byte bound tracks memory rather than payload alone.
 const ENTRY_OVERHEAD: usize = 64;
@@ -50,10 +52,12 @@ impl Default for RecentBounds {
     }
 }
 
-/// An acknowledged event as it was written: its seq and the JSON of its stream entry.
+/// An acknowledged event as it was written: its seq, the lease epoch it was written under and
+/// the JSON of its stream entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Acked {
     pub(super) seq: u64,
+    pub(super) epoch: Epoch,
     pub(super) json: String,
 }
 
@@ -69,6 +73,7 @@ pub(super) struct Evicted {
 struct Slot {
     room: RoomId,
     seq: u64,
+    epoch: Epoch,
     at: Instant,
     bytes: usize,
 }
@@ -93,16 +98,33 @@ impl Recent {
 
     /// Remembers that `room`'s event `seq`, stored as `json`, was acknowledged at `at`, then
     /// applies the bounds. A room's events arrive in seq order; one already recorded is ignored.
-    pub(super) fn record(&mut self, room: &RoomId, seq: u64, json: String, at: Instant) -> Evicted {
+    pub(super) fn record(
+        &mut self,
+        room: &RoomId,
+        seq: u64,
+        epoch: Epoch,
+        json: String,
+        at: Instant,
+    ) -> Evicted {
         let events = self.rooms.entry(room.clone()).or_default();
+        // A new lease of the room numbers its events from where the log it replayed stopped:
+        // what an older lease acknowledged at or above that seq never made it into the log the
+        // new one read, and is superseded.
+        while events
+            .back()
+            .is_some_and(|last| last.epoch != epoch && last.seq >= seq)
+        {
+            events.pop_back();
+        }
         if events.back().is_some_and(|last| last.seq >= seq) {
             return Evicted::default();
         }
         let bytes = json.len() + room.as_str().len() + ENTRY_OVERHEAD;
-        events.push_back(Acked { seq, json });
+        events.push_back(Acked { seq, epoch, json });
         self.order.push_back(Slot {
             room: room.clone(),
             seq,
+            epoch,
             at,
             bytes,
         });
@@ -139,7 +161,9 @@ impl Recent {
         let Some(events) = self.rooms.get_mut(&slot.room) else {
             return false;
         };
-        let live = events.front().is_some_and(|first| first.seq == slot.seq);
+        let live = events
+            .front()
+            .is_some_and(|first| first.seq == slot.seq && first.epoch == slot.epoch);
         if live {
             events.pop_front();
         }
@@ -182,6 +206,8 @@ impl Recent {
 mod tests {
     use super::*;
 
+    const E0: Epoch = Epoch::NONE;
+
     fn room(name: &str) -> RoomId {
         RoomId::parse(name).unwrap()
     }
@@ -200,20 +226,20 @@ mod tests {
         let t0 = Instant::now();
         let at = |ms| t0 + Duration::from_millis(ms);
         let mut recent = Recent::new(bounds(1000, 100, 1 << 20));
-        recent.record(&a, 1, "a1".into(), at(0));
-        recent.record(&a, 2, "a2".into(), at(400));
-        recent.record(&b, 1, "b1".into(), at(900));
+        recent.record(&a, 1, E0, "a1".into(), at(0));
+        recent.record(&a, 2, E0, "a2".into(), at(400));
+        recent.record(&b, 1, E0, "b1".into(), at(900));
         assert_eq!(recent.len(), 3, "all within 1 s of the newest");
 
         // 1.2 s: a1 (1.2 s old) ages out; a2 (0.8 s) stays.
-        let evicted = recent.record(&b, 2, "b2".into(), at(1200));
+        let evicted = recent.record(&b, 2, E0, "b2".into(), at(1200));
         assert_eq!(recent.seqs(&a), [2]);
         assert_eq!(recent.seqs(&b), [1, 2]);
         assert_eq!(evicted, Evicted::default(), "ageing out is not counted");
 
         // Nothing ages while nothing is acknowledged: the window follows the newest entry.
         assert_eq!(recent.len(), 3);
-        recent.record(&b, 3, "b3".into(), at(2000));
+        recent.record(&b, 3, E0, "b3".into(), at(2000));
         assert_eq!(recent.seqs(&a), Vec::<u64>::new(), "a2 is 1.6 s older");
         assert_eq!(recent.seqs(&b), [2, 3], "b1 is 1.1 s older; b2 0.8 s");
         assert!(
@@ -229,14 +255,14 @@ mod tests {
         let mut recent = Recent::new(bounds(60_000, 3, 1 << 20));
         for seq in 1..=3 {
             assert_eq!(
-                recent.record(&a, seq, format!("a{seq}"), now),
+                recent.record(&a, seq, E0, format!("a{seq}"), now),
                 Evicted::default()
             );
         }
-        let evicted = recent.record(&b, 1, "b1".into(), now);
+        let evicted = recent.record(&b, 1, E0, "b1".into(), now);
         assert_eq!(evicted.by_count, 1);
         assert_eq!(recent.seqs(&a), [2, 3]);
-        let evicted = recent.record(&b, 2, "b2".into(), now);
+        let evicted = recent.record(&b, 2, E0, "b2".into(), now);
         assert_eq!(evicted.by_count, 1);
         assert_eq!((recent.seqs(&a), recent.seqs(&b)), (vec![3], vec![1, 2]));
     }
@@ -248,9 +274,9 @@ mod tests {
         // Each entry costs 100 (JSON) + 1 (room id) + 64.
         let entry = 100 + 1 + ENTRY_OVERHEAD;
         let mut recent = Recent::new(bounds(60_000, 1000, 2 * entry + 10));
-        recent.record(&a, 1, "x".repeat(100), now);
-        recent.record(&a, 2, "x".repeat(100), now);
-        let evicted = recent.record(&a, 3, "x".repeat(100), now);
+        recent.record(&a, 1, E0, "x".repeat(100), now);
+        recent.record(&a, 2, E0, "x".repeat(100), now);
+        let evicted = recent.record(&a, 3, E0, "x".repeat(100), now);
         assert_eq!(
             evicted,
             Evicted {
@@ -266,16 +292,55 @@ mod tests {
         let (a, b) = (room("a"), room("b"));
         let now = Instant::now();
         let mut recent = Recent::new(bounds(60_000, 3, 1 << 20));
-        recent.record(&a, 1, "a1".into(), now);
-        recent.record(&a, 2, "a2".into(), now);
+        recent.record(&a, 1, E0, "a1".into(), now);
+        recent.record(&a, 2, E0, "a2".into(), now);
         recent.forget(&a);
         assert!(recent.is_empty());
-        recent.record(&b, 1, "b1".into(), now);
+        recent.record(&b, 1, E0, "b1".into(), now);
         // a's two stale slots go first, and lose nothing.
-        let evicted = recent.record(&b, 2, "b2".into(), now);
+        let evicted = recent.record(&b, 2, E0, "b2".into(), now);
         assert_eq!(evicted, Evicted::default());
         assert_eq!(recent.seqs(&b), [1, 2]);
         assert_eq!(recent.len(), 2);
+    }
+
+    #[test]
+    fn a_new_lease_supersedes_what_an_older_one_recorded_from_its_first_seq_on() {
+        let a = room("a");
+        let now = Instant::now();
+        let mut recent = Recent::new(bounds(60_000, 5, 1 << 20));
+        for seq in 1..=3 {
+            recent.record(&a, seq, Epoch(1), format!("old{seq}"), now);
+        }
+        // The room came back under epoch 2 from a log that stopped at 1: its seq 2 is new, and
+        // the old lease's 2 and 3 never reached that log.
+        recent.record(&a, 2, Epoch(2), "new2".into(), now);
+        recent.record(&a, 3, Epoch(2), "new3".into(), now);
+        let kept = |recent: &Recent| -> Vec<(u64, Epoch, String)> {
+            recent.rooms[&a]
+                .iter()
+                .map(|e| (e.seq, e.epoch, e.json.clone()))
+                .collect()
+        };
+        assert_eq!(
+            kept(&recent),
+            [
+                (1, Epoch(1), "old1".into()),
+                (2, Epoch(2), "new2".into()),
+                (3, Epoch(2), "new3".into())
+            ]
+        );
+        // Over the count bound the oldest goes, old1; then the superseded events' slots, which
+        // take nothing with them (the new lease's 2 and 3 stay).
+        let evicted = recent.record(&a, 4, Epoch(2), "new4".into(), now);
+        assert_eq!(evicted.by_count, 1);
+        let evicted = recent.record(&a, 5, Epoch(2), "new5".into(), now);
+        assert_eq!(
+            evicted,
+            Evicted::default(),
+            "only a superseded event's slot went"
+        );
+        assert_eq!(recent.seqs(&a), [2, 3, 4, 5]);
     }
 
     #[test]
@@ -283,10 +348,10 @@ mod tests {
         let a = room("a");
         let now = Instant::now();
         let mut recent = Recent::new(RecentBounds::default());
-        recent.record(&a, 1, "a1".into(), now);
-        recent.record(&a, 2, "a2".into(), now);
-        recent.record(&a, 2, "a2".into(), now);
-        recent.record(&a, 1, "a1".into(), now);
+        recent.record(&a, 1, E0, "a1".into(), now);
+        recent.record(&a, 2, E0, "a2".into(), now);
+        recent.record(&a, 2, E0, "a2".into(), now);
+        recent.record(&a, 1, E0, "a1".into(), now);
         assert_eq!(recent.seqs(&a), [1, 2]);
     }
 }

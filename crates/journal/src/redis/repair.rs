@@ -8,8 +8,14 @@
 //! survives trims), re-appends each recorded event above it as an entry of its own, `<seq>-0`
 //! with the same payload (plus the room's `SADD` for a seq 1), then `WAIT`s as for a batch (a
 //! run the events were first written in is one entry: everything at or below the top is stored,
-//! so a re-append never lands inside one). Only when
-//! that succeeded does the batch go out. Each room repaired is logged at warn level and counted
+//! so a re-append never lands inside one). Only when that succeeded does the batch go out.
+//!
+//! The re-append is fenced (`repair.lua`, one script per room): an event written under an epoch
+//! below the one the room's owner hash now holds does not go back. A room another
+//! node claimed meanwhile (this one was cut off past its lease) was replayed there without these
+//! events, and its owner numbers its own from where that log stopped; they are reported as lost
+//! (error log, `journal_unrepairable_events_total`) and the room leaves the record. An owner hash
+//! at the events' epoch or below it (the failover lost the claim as well) takes them back. Each room repaired is logged at warn level and counted
 //! (`journal_repaired_events_total`); a missing range older than the record can only be
 //! reported (error log, `journal_unrepairable_events_total`): the log has a gap from then on.
 
@@ -19,19 +25,14 @@ use redis::{aio::MultiplexedConnection, RedisResult, Value};
 use roomstate_core::{redact, room::RoomId};
 
 use super::{
-    already_stored, entry,
+    entry,
     recent::{Acked, Recent},
     unavailable, Keys, MAX_BATCH_EVENTS, ROOMS_PER_PIPELINE,
 };
 use crate::{JournalError, JournalMetrics};
 
-/// One write of a repair: an event back in the log, its message back in the archive, or a new
-/// room back in the index.
-enum Write<'a> {
-    Event(&'a str),
-    Message(String),
-    Index,
-}
+/// The script that puts one room's events back under its lease.
+const REPAIR_SCRIPT: &str = include_str!("repair.lua");
 
 /// What one room needs on a primary whose stream top for it is known.
 #[derive(Debug, PartialEq, Eq)]
@@ -103,12 +104,13 @@ pub(super) struct Target<'a> {
     pub(super) wait_ms: u64,
 }
 
-/// Re-appends to `target` every event of `recent` it lacks, then waits for the replicas.
+/// Re-appends to `target` every event of `recent` it lacks, then waits for the replicas. A room
+/// claimed under a newer lease since its events were recorded leaves `recent`.
 /// `Err`: the primary may hold only part of the repair; nothing new may be written on this
 /// connection, and the next connection repairs again.
 pub(super) async fn run(
     target: Target<'_>,
-    recent: &Recent,
+    recent: &mut Recent,
     metrics: &JournalMetrics,
 ) -> Result<Repaired, JournalError> {
     let Target {
@@ -159,102 +161,131 @@ pub(super) async fn run(
         return Ok(Repaired::default());
     }
 
-    // One entry per event (`<seq>-0`), the same payloads as the first time, and a posted message
-    // back in the room's archive
-    // too; batches of at most MAX_BATCH_EVENTS, and one WAIT after the last: it covers every
-    // earlier write on the connection.
-    let mut commands: Vec<(&RoomId, u64, Write)> = Vec::new();
-    for (room, events) in &missing {
-        for event in events {
-            commands.push((room, event.seq, Write::Event(event.json.as_str())));
-            let message = serde_json::from_str(&event.json)
-                .ok()
-                .and_then(|e| crate::message_of(&e))
-                .and_then(|m| serde_json::to_string(&m).ok());
-            if let Some(message) = message {
-                commands.push((room, event.seq, Write::Message(message)));
-            }
-            if event.seq == 1 {
-                commands.push((room, 1, Write::Index));
-            }
+    // One EVAL per room and at most MAX_BATCH_EVENTS events (the script checks the lease each
+    // time), as many as make MAX_BATCH_EVENTS events per pipeline.
+    let pieces: Vec<(&RoomId, &[&Acked])> = missing
+        .iter()
+        .flat_map(|(room, events)| {
+            events
+                .chunks(MAX_BATCH_EVENTS)
+                .map(move |piece| (*room, piece))
+        })
+        .collect();
+    let mut outcomes: Vec<(&RoomId, &[&Acked], Outcome)> = Vec::with_capacity(pieces.len());
+    let mut start = 0;
+    while start < pieces.len() {
+        let mut end = start;
+        let mut events = 0;
+        while end < pieces.len()
+            && (end == start || events + pieces[end].1.len() <= MAX_BATCH_EVENTS)
+        {
+            events += pieces[end].1.len();
+            end += 1;
         }
-    }
-    let batches: Vec<_> = commands.chunks(MAX_BATCH_EVENTS).collect();
-    let mut wait_reply = None;
-    for (i, batch) in batches.iter().enumerate() {
         let mut pipe = redis::pipe();
-        pipe.ignore_errors();
-        for (room, seq, write) in batch.iter() {
-            match write {
-                Write::Event(json) => {
-                    pipe.cmd("XADD")
-                        .arg(keys.log(room.as_str()))
-                        .arg(format!("{seq}-0"))
-                        .arg("e")
-                        .arg(*json);
-                }
-                Write::Message(json) => {
-                    pipe.cmd("XADD")
-                        .arg(keys.msgs(room.as_str()))
-                        .arg(format!("{seq}-0"))
-                        .arg("m")
-                        .arg(json);
-                }
-                Write::Index => {
-                    pipe.cmd("SADD").arg(keys.rooms()).arg(room.as_str());
-                }
-            }
+        for (room, piece) in &pieces[start..end] {
+            pipe.add_command(put_back(&keys, room, piece));
         }
-        let wait = i + 1 == batches.len() && min_acks > 0;
-        if wait {
-            pipe.cmd("WAIT").arg(min_acks).arg(wait_ms);
-        }
-        let mut replies: Vec<RedisResult<Value>> = pipe
+        let replies: Vec<RedisResult<Value>> = pipe
             .query_async(&mut *conn)
             .await
             .map_err(|e| unavailable("repair: re-appending", e))?;
-        if wait {
-            wait_reply = replies.pop();
+        if replies.len() != end - start {
+            return Err(unavailable("repair", "short pipeline reply"));
         }
-        for ((room, seq, write), reply) in batch.iter().zip(replies) {
-            match reply {
-                Ok(_) => {}
-                Err(e) if !matches!(write, Write::Index) && already_stored(&e) => {}
-                Err(e) => return Err(unavailable(&format!("repair: room {room} seq {seq}"), e)),
+        for ((room, piece), reply) in pieces[start..end].iter().zip(replies) {
+            let what = || format!("repair: room {room}");
+            let value = reply.map_err(|e| unavailable(&what(), e))?;
+            let outcome =
+                redis::from_redis_value::<Outcome>(value).map_err(|e| unavailable(&what(), e))?;
+            outcomes.push((room, piece, outcome));
+        }
+        start = end;
+    }
+
+    // One outcome per room (its pieces are consecutive).
+    let mut rooms: Vec<(&RoomId, u64, u64, Outcome)> = Vec::new();
+    for (room, piece, outcome) in outcomes {
+        let (Some(first), Some(last)) = (piece.first(), piece.last()) else {
+            continue;
+        };
+        match rooms.last_mut() {
+            Some((same, _, upto, sum)) if *same == room => {
+                *upto = last.seq;
+                sum.add(outcome);
             }
+            _ => rooms.push((room, first.seq, last.seq, outcome)),
         }
     }
 
+    // A room with its first event back is in the index again (the index is global, so outside
+    // the script); one WAIT after it covers every write of the repair.
+    let mut pipe = redis::pipe();
+    for (room, _, _, outcome) in &rooms {
+        if outcome.lowest_kept == 1 {
+            pipe.cmd("SADD")
+                .arg(keys.rooms())
+                .arg(room.as_str())
+                .ignore();
+        }
+    }
+    if min_acks > 0 {
+        pipe.cmd("WAIT").arg(min_acks).arg(wait_ms);
+    }
+    // Nothing to index and no replicas to wait for: Redis would refuse an empty pipeline.
+    let replies: Vec<i64> = if pipe.is_empty() {
+        Vec::new()
+    } else {
+        pipe.query_async(&mut *conn)
+            .await
+            .map_err(|e| unavailable("repair: indexing and waiting for the replicas", e))?
+    };
+
     // Counted once they are on the primary, before the replicas are checked: if WAIT falls
-    // short, the next connection's repair finds them there and does not count them again.
+    // short, the next connection's repair finds them there and does not count them again. The
+    // refused ones are counted once too: their rooms leave the record here.
     let mut repaired = Repaired::default();
-    for (room, events) in &missing {
-        let (Some(first), Some(last)) = (events.first(), events.last()) else {
-            continue;
-        };
-        tracing::warn!(
-            room.id = %room, seq.first = first.seq, seq.last = last.seq, events = events.len(),
-            redis.primary = %shown,
-            "re-appended acknowledged events the primary lacked"
-        );
-        repaired.rooms += 1;
-        repaired.events += events.len() as u64;
+    let mut refused = 0;
+    let mut stale = Vec::new();
+    for (room, first, last, outcome) in &rooms {
+        if outcome.refused > 0 {
+            tracing::error!(
+                room.id = %room, seq.first = first, seq.last = last,
+                events = outcome.refused, owner.epoch = outcome.epoch, owner.node = %outcome.node,
+                redis.primary = %shown,
+                "acknowledged events are missing on the primary, and the room has been claimed \
+                 under a newer lease since they were written; they cannot go back"
+            );
+            refused += outcome.refused;
+            stale.push((*room).clone());
+        }
+        if outcome.kept > 0 {
+            tracing::warn!(
+                room.id = %room, seq.first = first, seq.last = last,
+                events = outcome.kept, redis.primary = %shown,
+                "re-appended acknowledged events the primary lacked"
+            );
+            repaired.rooms += 1;
+            repaired.events += outcome.kept;
+        }
+    }
+    for room in &stale {
+        recent.forget(room);
     }
     metrics
         .repaired_events
         .with_label_values(&[shown.as_str()])
         .inc_by(repaired.events);
+    metrics
+        .unrepairable_events
+        .with_label_values(&[shown.as_str()])
+        .inc_by(refused);
     tracing::warn!(
-        rooms = repaired.rooms, events = repaired.events, redis.primary = %shown,
+        rooms = repaired.rooms, events = repaired.events, refused, redis.primary = %shown,
         "repaired the primary: it lacked acknowledged events (a failover lost them)"
     );
     if min_acks > 0 {
-        let acked = match wait_reply {
-            Some(Ok(reply)) => redis::from_redis_value::<i64>(reply)
-                .map_err(|e| unavailable("repair: WAIT reply", e))?,
-            Some(Err(e)) => return Err(unavailable("repair: WAIT", e)),
-            None => 0,
-        };
+        let acked = replies.last().copied().unwrap_or(0);
         if acked < i64::from(min_acks) {
             return Err(JournalError::Unavailable(format!(
                 "repair: only {acked} of {min_acks} replicas acknowledged the re-appended \
@@ -265,6 +296,67 @@ pub(super) async fn run(
     Ok(repaired)
 }
 
+/// What `repair.lua` did with one room's events.
+#[derive(Debug)]
+struct Outcome {
+    /// Written now, or found there already.
+    kept: u64,
+    /// Written under an epoch below the one the room's owner hash holds.
+    refused: u64,
+    epoch: u64,
+    node: String,
+    /// The lowest seq kept; 0 for none.
+    lowest_kept: u64,
+}
+
+impl Outcome {
+    /// Adds a later piece of the same room.
+    fn add(&mut self, later: Outcome) {
+        self.kept += later.kept;
+        self.refused += later.refused;
+        self.epoch = later.epoch;
+        self.node = later.node;
+        if self.lowest_kept == 0 {
+            self.lowest_kept = later.lowest_kept;
+        }
+    }
+}
+
+impl redis::FromRedisValue for Outcome {
+    fn from_redis_value(value: Value) -> Result<Self, redis::ParsingError> {
+        let (kept, refused, epoch, node, lowest_kept) = redis::from_redis_value(value)?;
+        Ok(Self {
+            kept,
+            refused,
+            epoch,
+            node,
+            lowest_kept,
+        })
+    }
+}
+
+/// The script's call for `events` of `room` (see `repair.lua`).
+fn put_back(keys: &Keys<'_>, room: &RoomId, events: &[&Acked]) -> redis::Cmd {
+    let mut cmd = redis::cmd("EVAL");
+    cmd.arg(REPAIR_SCRIPT)
+        .arg(3)
+        .arg(keys.log(room.as_str()))
+        .arg(keys.owner(room.as_str()))
+        .arg(keys.msgs(room.as_str()));
+    for event in events {
+        let message = serde_json::from_str(&event.json)
+            .ok()
+            .and_then(|e| crate::message_of(&e))
+            .and_then(|m| serde_json::to_string(&m).ok())
+            .unwrap_or_default();
+        cmd.arg(event.seq)
+            .arg(event.epoch.0)
+            .arg(event.json.as_str())
+            .arg(message);
+    }
+    cmd
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,6 +365,7 @@ mod tests {
         seqs.iter()
             .map(|&seq| Acked {
                 seq,
+                epoch: crate::Epoch::NONE,
                 json: format!("e{seq}"),
             })
             .collect()

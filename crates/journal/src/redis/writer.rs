@@ -40,6 +40,7 @@ use crate::{writer, Epoch, JournalError, JournalMetrics, RoomLog};
 struct Appended {
     room: RoomId,
     seq: u64,
+    epoch: Epoch,
     json: String,
 }
 
@@ -235,7 +236,9 @@ impl Writer {
     fn remember(&mut self, appended: Vec<Appended>, at: Instant) {
         let (mut by_count, mut by_bytes) = (0, 0);
         for event in appended {
-            let evicted = self.recent.record(&event.room, event.seq, event.json, at);
+            let evicted = self
+                .recent
+                .record(&event.room, event.seq, event.epoch, event.json, at);
             by_count += evicted.by_count;
             by_bytes += evicted.by_bytes;
         }
@@ -338,12 +341,13 @@ impl Writer {
             }
             if answer == "OK" {
                 match &ops[op] {
-                    Op::Append(_, events) => {
+                    Op::Append(epoch, events) => {
                         // Recorded as it was sent.
                         let sent = events.iter().zip(events_json);
                         appended.extend(sent.map(|(e, json)| Appended {
                             room: e.room.clone(),
                             seq: e.seq,
+                            epoch: *epoch,
                             json,
                         }));
                     }
@@ -407,7 +411,7 @@ impl Writer {
                 min_acks: self.config.min_replica_acks,
                 wait_ms: self.config.wait_timeout.as_millis() as u64,
             };
-            repair::run(target, &self.recent, &self.metrics).await?;
+            repair::run(target, &mut self.recent, &self.metrics).await?;
             self.repair_due = false;
         }
         Ok(conn)
