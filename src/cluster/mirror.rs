@@ -151,6 +151,26 @@ impl RoomMirror {
         send_to_each(behind, &Outbound::State(Shared::new(view)));
     }
 
+    /// A socket whose first state (the owner's answer to its arrival) is older than the
+    /// follower's gets the follower's now: the throttle may have sent that state to the others
+    /// while this socket was on its way, and sends each seq once. The session sends its first
+    /// state before anything queued for it, so this one comes after it.
+    fn catch_up_state(&mut self, session: SessionId) {
+        let (Some(follower), Some(socket)) = (&self.follower, self.sockets.get_mut(&session))
+        else {
+            return;
+        };
+        if !socket.active || follower.seq() <= socket.state_seq {
+            return;
+        }
+        let view = follower.view();
+        socket.state_seq = view.counters.seq;
+        send_to_each(
+            std::iter::once(&socket.outlet),
+            &Outbound::State(Shared::new(view)),
+        );
+    }
+
     /// The room as the journal holds it now (first load, or after the log was trimmed past
     /// this mirror): `messages` are the archived ones after where the mirror was.
     fn reload(&mut self, log: RoomLog, messages: Vec<ChatMessage>, ctx: &mut Context<Self>) {
@@ -163,6 +183,7 @@ impl RoomMirror {
             }
         };
         follower.bound_messages(self.max_messages);
+        let reloaded = self.follower.is_some();
         if let Some(old) = &self.follower {
             // Presence does not survive a reload: carry the count over as an anchor.
             let view = old.view();
@@ -171,9 +192,14 @@ impl RoomMirror {
         for (seq, participants) in self.anchors.drain(..) {
             follower.anchor(seq, participants);
         }
-        self.epoch = self.epoch.max(log.epoch);
         let upto = follower.seq();
         self.follower = Some(follower);
+        if reloaded && log.epoch > self.epoch {
+            // Another owner since the log this mirror last read: it knows none of the sockets
+            // here yet.
+            self.owner_changed(log.epoch, ctx);
+        }
+        self.epoch = self.epoch.max(log.epoch);
         let mut messages: Vec<ChatMessage> =
             messages.into_iter().filter(|m| m.seq <= upto).collect();
         messages.sort_by_key(|m| m.seq);
@@ -224,7 +250,9 @@ impl RoomMirror {
         }
     }
 
-    /// Tells the owner every socket here; retried until it takes it.
+    /// Tells the owner every socket here; retried until it takes it. Those still on their way
+    /// too: the owner may have taken a socket's arrival already, and a list without it would
+    /// make its user leave there (until the next resync). One whose arrival fails is detached.
     fn resync(&mut self, ctx: &mut Context<Self>) {
         if self.gone {
             return;
@@ -232,7 +260,6 @@ impl RoomMirror {
         let sockets: Vec<(SessionId, UserName)> = self
             .sockets
             .iter()
-            .filter(|(_, s)| s.active)
             .map(|(id, s)| (*id, s.user.clone()))
             .collect();
         let (router, id) = (self.router.clone(), self.id.clone());
@@ -344,6 +371,9 @@ impl Handler<EndAll> for RoomMirror {
     }
 }
 
+#[cfg(test)]
+mod tests;
+
 fn room_failure(failure: RegistryFailure) -> RoomFailure {
     match failure {
         RegistryFailure::Room(failure) => failure,
@@ -378,6 +408,11 @@ impl Handler<Connect> for RoomMirror {
                         Ok(applied) => applied,
                         Err(failure) => {
                             act.sockets.remove(&session);
+                            // A resync may have listed it meanwhile: the owner lets it go.
+                            let (router, id) = (act.router.clone(), act.id.clone());
+                            actix_rt::spawn(
+                                async move { router.detach_socket(&id, session).await },
+                            );
                             if act.sockets.is_empty() {
                                 act.stop_if_idle(ctx);
                             }
@@ -403,6 +438,7 @@ impl Handler<Connect> for RoomMirror {
                     socket.message_seq = seq;
                     act.send_messages(&caught_up);
                     act.publish_state(ctx);
+                    act.catch_up_state(session);
                     Ok(Shared::new(view))
                 }),
         )

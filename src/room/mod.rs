@@ -31,4 +31,4 @@ mod snapshots;
 pub(crate) mod throttle;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

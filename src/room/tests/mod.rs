@@ -39,7 +39,7 @@ use crate::metrics::Metrics;
 
 /// How long a test waits for anything the engine does on its own. Far above what it takes on an
 /// idle machine: the 2-core test machines are shared and slow.
-const PATIENCE: Duration = Duration::from_secs(30);
+pub(crate) const PATIENCE: Duration = Duration::from_secs(30);
 
 /// A client's command, as a test sends it to a room (`ask`).
 struct Request {
@@ -59,7 +59,7 @@ fn ask(room: &Addr<RoomActor>, request: Request) -> oneshot::Receiver<Reply<Appl
     answer
 }
 
-fn user(name: &str) -> UserName {
+pub(crate) fn user(name: &str) -> UserName {
     UserName::parse(name).unwrap()
 }
 
@@ -86,7 +86,7 @@ fn join_alice() -> Request {
 
 /// Settings for a test room: a roomy backlog, no snapshots (so the journal's log holds every
 /// event for the test to read), and a close timeout no slow machine reaches.
-fn settings() -> RoomSettings {
+pub(crate) fn settings() -> RoomSettings {
     RoomSettings {
         max_pending: 100,
         http_ttl: Duration::from_secs(300),
@@ -148,15 +148,15 @@ async fn until_room_is_shutting_down(room: &Addr<RoomActor>) {
 
 /// A SQLite store in a temp dir, an in-memory journal and metrics, shared by the registries a
 /// test builds on them.
-struct Setup {
+pub(crate) struct Setup {
     _dir: tempfile::TempDir,
     store: Store,
-    journal: MemoryJournal,
+    pub(crate) journal: MemoryJournal,
     metrics: Metrics,
 }
 
 impl Setup {
-    fn new() -> Setup {
+    pub(crate) fn new() -> Setup {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("s.db").display());
         Setup {
@@ -167,7 +167,7 @@ impl Setup {
         }
     }
 
-    fn registry(&self, settings: RoomSettings) -> Registry {
+    pub(crate) fn registry(&self, settings: RoomSettings) -> Registry {
         Registry::new(
             RoomDeps {
                 journal: Arc::new(self.journal.clone()),
@@ -195,7 +195,11 @@ impl Setup {
     }
 
     /// A new room in `registry` that alice has joined (seq 2): the usual start of a test.
-    async fn room_with_alice(&self, registry: &Registry, title: &str) -> (RoomId, Addr<RoomActor>) {
+    pub(crate) async fn room_with_alice(
+        &self,
+        registry: &Registry,
+        title: &str,
+    ) -> (RoomId, Addr<RoomActor>) {
         let created = registry.create(title.into()).await.unwrap();
         let room = registry.get(&created.id).unwrap();
         let joined = ask(&room, join_alice()).await.unwrap().unwrap();
