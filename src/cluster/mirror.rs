@@ -76,6 +76,8 @@ pub(crate) struct RoomMirror {
     epoch: Epoch,
     /// Telling a new owner about the sockets here is due (and how long to wait if it fails).
     resync_backoff: Option<Duration>,
+    /// How often the owner is told every socket here (`RESYNC_EVERY`; a test's own).
+    resync_every: Duration,
     gone: bool,
 }
 
@@ -99,6 +101,7 @@ impl RoomMirror {
             throttle: StateThrottle::new(0, Instant::now()),
             epoch: Epoch::NONE,
             resync_backoff: None,
+            resync_every: RESYNC_EVERY,
             gone: false,
         }
     }
@@ -194,9 +197,11 @@ impl RoomMirror {
         }
         let upto = follower.seq();
         self.follower = Some(follower);
-        if reloaded && log.epoch > self.epoch {
+        let first_load = !reloaded && !self.sockets.is_empty();
+        if first_load || (reloaded && log.epoch > self.epoch) {
             // Another owner since the log this mirror last read: it knows none of the sockets
-            // here yet.
+            // here yet. At the first load, the owner the sockets here arrived at may already
+            // have been replaced (and the tail reports the log's owner as nothing new).
             self.owner_changed(log.epoch, ctx);
         }
         self.epoch = self.epoch.max(log.epoch);
@@ -322,7 +327,7 @@ impl Actor for RoomMirror {
         // request was no upgrade after all, the client went), it must not follow the room for
         // as long as the room is open.
         self.stop_if_idle(ctx);
-        ctx.run_interval(RESYNC_EVERY, |act, ctx| {
+        ctx.run_interval(self.resync_every, |act, ctx| {
             if !act.sockets.is_empty() && act.resync_backoff.is_none() {
                 act.resync(ctx);
             }

@@ -1,7 +1,7 @@
 //! A mirror's sockets, against a room owned on this node (a `Router` with no cluster reaches the
 //! room directly, as a forwarded call would on its owner) and a tail the test plays itself.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use actix::prelude::*;
 use roomstate_core::{
@@ -12,7 +12,7 @@ use roomstate_journal::{redis::TailUpdate, Epoch, RoomLog};
 use roomstate_testkit::eventually;
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use super::{RoomMirror, Update, RESYNC_EVERY};
+use super::{RoomMirror, Update};
 use crate::{
     cluster::{metrics::ClusterMetrics, router::Router},
     room::{
@@ -46,22 +46,35 @@ fn socket(
     (mirror.send(connect), frames)
 }
 
-/// A mirror of room `id` (owned by `registry`), loaded from the room's log as it is now.
-async fn mirror_of(setup: &Setup, registry: &Arc<Registry>, id: &RoomId) -> Addr<RoomMirror> {
+/// A mirror of room `id` (owned by `registry`), not loaded yet, that resyncs only when
+/// something calls for it (its periodic resync is an hour apart).
+fn unloaded_mirror(registry: &Arc<Registry>, id: &RoomId) -> Addr<RoomMirror> {
     let metrics = ClusterMetrics::register(&prometheus::Registry::new()).unwrap();
     let router = Router::new(registry.clone(), None);
-    let mirror = RoomMirror::new(id.clone(), router, Box::new(|_, _| {}), metrics, 1000).start();
+    let mut mirror = RoomMirror::new(id.clone(), router, Box::new(|_, _| {}), metrics, 1000);
+    mirror.resync_every = Duration::from_secs(3600);
+    mirror.start()
+}
+
+/// The room's log as the journal holds it now, under `epoch`.
+async fn load(setup: &Setup, mirror: &Addr<RoomMirror>, id: &RoomId, epoch: Epoch) {
     let log = RoomLog {
         room: id.clone(),
         snapshot: None,
         events: setup.journal.events(id),
-        epoch: Epoch::NONE,
+        epoch,
     };
     let messages = Vec::new();
     mirror
         .send(Update(TailUpdate::Reload { log, messages }))
         .await
         .unwrap();
+}
+
+/// A mirror of room `id`, loaded from the room's log as it is now.
+async fn mirror_of(setup: &Setup, registry: &Arc<Registry>, id: &RoomId) -> Addr<RoomMirror> {
+    let mirror = unloaded_mirror(registry, id);
+    load(setup, &mirror, id, Epoch::NONE).await;
     mirror
 }
 
@@ -215,19 +228,34 @@ async fn a_reload_under_a_new_owner_tells_it_of_the_sockets_here_at_once() {
         (present().await == 1).then_some(())
     })
     .await;
-    let log = RoomLog {
-        room: id.clone(),
-        snapshot: None,
-        events: setup.journal.events(&id),
-        epoch: Epoch(1),
-    };
-    let messages = Vec::new();
-    mirror
-        .send(Update(TailUpdate::Reload { log, messages }))
-        .await
-        .unwrap();
-    // At once, not at the next periodic resync (RESYNC_EVERY, 10 s).
-    eventually("carol to be back", RESYNC_EVERY / 2, || async {
+    load(&setup, &mirror, &id, Epoch(1)).await;
+    eventually("carol to be back", PATIENCE, || async {
+        (present().await == 2).then_some(())
+    })
+    .await;
+}
+
+#[actix_rt::test]
+async fn a_first_load_tells_the_owner_of_the_log_of_the_sockets_here() {
+    let setup = Setup::new();
+    let registry = Arc::new(setup.registry(settings()));
+    let (id, _room) = setup.room_with_alice(&registry, "mirrored").await;
+    // Carol's socket arrives before the mirror has read the log.
+    let mirror = unloaded_mirror(&registry, &id);
+    let (arriving, _carols) = socket(&mirror, 1, "carol");
+    arriving.await.unwrap().unwrap();
+    let present = || async { registry.view(&id).await.unwrap().counters.participants };
+    assert_eq!(present().await, 2, "alice and carol");
+
+    // Meanwhile the room moved to an owner that knows nobody here; the log the mirror then
+    // reads first is already that owner's.
+    registry.forget_node("");
+    eventually("carol to be gone", PATIENCE, || async {
+        (present().await == 1).then_some(())
+    })
+    .await;
+    load(&setup, &mirror, &id, Epoch(1)).await;
+    eventually("carol to be back", PATIENCE, || async {
         (present().await == 2).then_some(())
     })
     .await;
