@@ -538,9 +538,9 @@ impl Session {
                 },
             ),
             ClientFrame::Say { text, req } => {
-                // A `req` that is a valid idempotency key is one (docs/api.md): a repeat of it gets
-                // the first message's seq. Any other `req` is only echoed.
-                let key = req.as_str().and_then(|r| IdempotencyKey::parse(r).ok());
+                // A string `req` serves as the message's idempotency key (docs/api.md): a repeat
+                // of it gets the first message's seq.
+                let key = req.as_str().map(IdempotencyKey::of_req);
                 (
                     req,
                     Command::Say {

@@ -3,6 +3,7 @@
 use std::{borrow::Borrow, fmt, sync::Arc};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sha2::Digest as _;
 
 /// Longest room id or user name, in characters.
 pub const MAX_NAME_LEN: usize = 64;
@@ -178,11 +179,52 @@ impl IdempotencyKey {
     pub fn generate() -> Self {
         Self(Arc::from(format!("s:{}", ulid::Ulid::new())))
     }
+
+    /// The key a socket `say`'s `req` stands for: the `req` itself when it is a valid key (the
+    /// same key space as the `Idempotency-Key` header), else `q:` and the first 160 bits of its
+    /// SHA-256 in hex (any string is a `req`; the keys are durable, so the digest is one that
+    /// never changes).
+    pub fn of_req(req: &str) -> Self {
+        if let Ok(key) = Self::parse(req) {
+            return key;
+        }
+        let digest = sha2::Sha256::digest(req.as_bytes());
+        let mut key = String::with_capacity(2 + 40);
+        key.push_str("q:");
+        for byte in &digest[..20] {
+            key.push(char::from(HEX[usize::from(byte >> 4)]));
+            key.push(char::from(HEX[usize::from(byte & 0xf)]));
+        }
+        Self(Arc::from(key))
+    }
 }
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn any_req_stands_for_a_key_and_a_valid_key_for_itself() {
+        assert_eq!(IdempotencyKey::of_req("msg-1").as_str(), "msg-1");
+        // The first 160 bits of SHA-256("msg #1"): the keys are durable, so this never changes.
+        let hashed = IdempotencyKey::of_req("msg #1");
+        assert_eq!(
+            hashed.as_str(),
+            "q:9bb73cf824fd65cc44f7a2352d77a329fe2f8fb7"
+        );
+        assert!(IdempotencyKey::parse(hashed.as_str()).is_ok(), "{hashed}");
+        assert_eq!(
+            hashed,
+            IdempotencyKey::of_req("msg #1"),
+            "the same each time"
+        );
+        for other in ["msg #2", "", &"x".repeat(65), "ключ"] {
+            assert_ne!(hashed, IdempotencyKey::of_req(other), "{other}");
+            assert!(IdempotencyKey::parse(IdempotencyKey::of_req(other).as_str()).is_ok());
+        }
+    }
 
     #[test]
     fn generated_room_ids_are_valid_and_distinct() {
