@@ -209,54 +209,47 @@ async fn a_resync_while_a_socket_arrives_keeps_its_user_present() {
     assert_eq!(view.counters.participants, 2, "alice and bob: {view:?}");
 }
 
-#[actix_rt::test]
-async fn a_reload_under_a_new_owner_tells_it_of_the_sockets_here_at_once() {
-    let setup = Setup::new();
-    let registry = Arc::new(setup.registry(settings()));
-    let (id, _room) = setup.room_with_alice(&registry, "mirrored").await;
-    let mirror = mirror_of(&setup, &registry, &id).await;
+/// Carol's socket here, in the room; then the room goes to an owner that knows nobody here
+/// (played by the room forgetting this node's sockets); then the mirror reads the room's log under
+/// that owner's epoch: carol must be back in the room without waiting for a periodic resync.
+async fn a_new_owner_then_a_load(setup: &Setup, registry: &Arc<Registry>, loaded: bool) {
+    let id = setup.room_with_alice(registry, "mirrored").await.0;
+    let mirror = if loaded {
+        mirror_of(setup, registry, &id).await
+    } else {
+        unloaded_mirror(registry, &id)
+    };
     let (arriving, _carols) = socket(&mirror, 1, "carol");
     arriving.await.unwrap().unwrap();
     let present = || async { registry.view(&id).await.unwrap().counters.participants };
     assert_eq!(present().await, 2, "alice and carol");
 
-    // The room moves to an owner that knows nobody here (played by the room forgetting this
-    // node's sockets), and the mirror learns of it from a reload of the log (the log was
-    // trimmed past it, say) rather than from an event.
     registry.forget_node("");
     eventually("carol to be gone", PATIENCE, || async {
         (present().await == 1).then_some(())
     })
     .await;
-    load(&setup, &mirror, &id, Epoch(1)).await;
+    load(setup, &mirror, &id, Epoch(1)).await;
     eventually("carol to be back", PATIENCE, || async {
         (present().await == 2).then_some(())
     })
     .await;
 }
 
+/// The mirror learns of the new owner from a reload of the log (the log was trimmed past it,
+/// say) rather than from an event.
+#[actix_rt::test]
+async fn a_reload_under_a_new_owner_tells_it_of_the_sockets_here_at_once() {
+    let setup = Setup::new();
+    let registry = Arc::new(setup.registry(settings()));
+    a_new_owner_then_a_load(&setup, &registry, true).await;
+}
+
+/// Carol's socket arrives before the mirror has read the log, and the log it then reads first
+/// is already the new owner's.
 #[actix_rt::test]
 async fn a_first_load_tells_the_owner_of_the_log_of_the_sockets_here() {
     let setup = Setup::new();
     let registry = Arc::new(setup.registry(settings()));
-    let (id, _room) = setup.room_with_alice(&registry, "mirrored").await;
-    // Carol's socket arrives before the mirror has read the log.
-    let mirror = unloaded_mirror(&registry, &id);
-    let (arriving, _carols) = socket(&mirror, 1, "carol");
-    arriving.await.unwrap().unwrap();
-    let present = || async { registry.view(&id).await.unwrap().counters.participants };
-    assert_eq!(present().await, 2, "alice and carol");
-
-    // Meanwhile the room moved to an owner that knows nobody here; the log the mirror then
-    // reads first is already that owner's.
-    registry.forget_node("");
-    eventually("carol to be gone", PATIENCE, || async {
-        (present().await == 1).then_some(())
-    })
-    .await;
-    load(&setup, &mirror, &id, Epoch(1)).await;
-    eventually("carol to be back", PATIENCE, || async {
-        (present().await == 2).then_some(())
-    })
-    .await;
+    a_new_owner_then_a_load(&setup, &registry, false).await;
 }
