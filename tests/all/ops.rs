@@ -22,45 +22,6 @@ async fn health_and_readiness() {
     assert_eq!(ready, json!({"journal": "up", "store": "up"}));
 }
 
-/// "200 when the durability log and the SQL store both take writes": an SQLite database another
-/// program holds the write lock of takes none, though it still answers reads.
-#[actix_rt::test]
-async fn readiness_asks_whether_the_store_takes_writes() {
-    use diesel::{connection::SimpleConnection as _, Connection as _};
-
-    let app = app::start();
-    let (status, _) = app.get("/readyz").await;
-    assert_eq!(status, 200);
-    let path = app.data_dir().join("roomstate.db");
-    let mut other = diesel::SqliteConnection::establish(&path.display().to_string()).unwrap();
-    other.batch_execute("BEGIN IMMEDIATE").unwrap();
-    let ready = roomstate_testkit::eventually("/readyz to say 503", READY_DEADLINE, || async {
-        let (status, body) = app.get("/readyz").await;
-        (status == 503).then_some(body)
-    })
-    .await;
-    assert_eq!(
-        (&ready["journal"], &ready["store"], &ready["error"]),
-        (&json!("up"), &json!("down"), &json!("unavailable")),
-        "{ready}"
-    );
-    let (status, _) = app
-        .get(&format!("/rooms/{}", app.create_room("reads go on").await))
-        .await;
-    assert_eq!(status, 200, "the engine still serves");
-
-    other.batch_execute("ROLLBACK").unwrap();
-    roomstate_testkit::eventually("/readyz to say 200", READY_DEADLINE, || async {
-        let (status, _) = app.get("/readyz").await;
-        (status == 200).then_some(())
-    })
-    .await;
-}
-
-/// How long `/readyz` may take to follow the store (its probe gives up after 2 s), on a loaded
-/// machine.
-const READY_DEADLINE: Duration = Duration::from_secs(60);
-
 /// The engine's threads are named for what they do, so `top -H`, a profile and the load tool's
 /// CPU per ack by thread say which part of it spent the time.
 #[actix_rt::test]

@@ -213,7 +213,7 @@ impl Store {
         self.run(move |conn| records::votes(conn, &id)).await
     }
 
-    /// Whether the store takes writes (a write of nothing, rolled back), for `/readyz`.
+    /// A cheap round trip (`SELECT 1`), for `/readyz`.
     pub async fn check(&self) -> Result<(), StoreError> {
         self.run(records::check).await
     }
