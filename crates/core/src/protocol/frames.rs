@@ -21,8 +21,8 @@ pub enum ClientFrame {
     /// Vote for a side (or move the vote); answered with `ack` or `error`.
     Vote {
         side: Side,
-        /// Any JSON value the client chooses, echoed in the answer; a string that is a valid
-        /// idempotency key also makes a `say` safe to repeat.
+        /// Any JSON value the client chooses, echoed in the answer; on a `say`, a string is
+        /// also the message's idempotency key.
         #[serde(default)]
         req: Value,
     },
@@ -37,8 +37,8 @@ pub enum ClientFrame {
         /// 1 to 2000 characters, not blank.
         #[cfg_attr(feature = "json-schema", schemars(length(min = 1, max = crate::room::state::MAX_TEXT_CHARS)))]
         text: String,
-        /// Echoed in the answer; a string of 1 to 64 characters of `[A-Za-z0-9_.:-]` is also
-        /// the message's idempotency key.
+        /// Echoed in the answer; a string is also the message's idempotency key (itself if it
+        /// is 1 to 64 characters of `[A-Za-z0-9_.:-]`, else its digest).
         #[serde(default)]
         req: Value,
     },

@@ -157,8 +157,8 @@ name_type!(
 );
 
 name_type!(
-    /// A client's idempotency key (the `Idempotency-Key` header, or a socket `say`'s `req`):
-    /// 1–64 characters of `[A-Za-z0-9_.:-]`.
+    /// A client's idempotency key (the `Idempotency-Key` header, or what a socket `say`'s `req`
+    /// stands for, `of_req`): 1–64 characters of `[A-Za-z0-9_.:-]`.
     IdempotencyKey,
     "idempotency key",
     "letters, digits, '_', '.', ':' and '-'",
