@@ -9,6 +9,7 @@ use serde_json::json;
 
 use crate::support::{
     app::{self, TestApp, TOKEN},
+    mysql::TestDatabase,
     ws::WsClient,
 };
 
@@ -20,6 +21,78 @@ async fn health_and_readiness() {
     let (status, ready) = app.get("/readyz").await;
     assert_eq!(status, 200);
     assert_eq!(ready, json!({"journal": "up", "store": "up"}));
+}
+
+/// How long `/readyz` may take to follow the store (its probe gives up after 2 s), on a loaded
+/// machine.
+const READY_DEADLINE: Duration = Duration::from_secs(60);
+
+/// `/readyz` once it answers `status`, its body.
+async fn readiness(app: &TestApp, status: u16) -> serde_json::Value {
+    roomstate_testkit::eventually(
+        &format!("/readyz to say {status}"),
+        READY_DEADLINE,
+        || async {
+            let (got, body) = app.get("/readyz").await;
+            (got == status).then_some(body)
+        },
+    )
+    .await
+}
+
+/// "200 when the durability log and the SQL store both take writes": a store whose table of
+/// final records went away (renamed by another program) answers reads of anything else, but
+/// takes no final record; `/readyz` says so, and is 200 again once the table is back.
+async fn readiness_follows_whether_the_store_takes_writes(app: &TestApp, store_url: &str) {
+    use diesel::{connection::SimpleConnection as _, Connection as _};
+
+    let mut other = roomstate_store::DbConnection::establish(store_url).unwrap();
+    readiness(app, 200).await;
+    other
+        .batch_execute("ALTER TABLE rooms RENAME TO rooms_away")
+        .unwrap();
+    let ready = readiness(app, 503).await;
+    assert_eq!(
+        (&ready["journal"], &ready["store"], &ready["error"]),
+        (&json!("up"), &json!("down"), &json!("unavailable")),
+        "{ready}"
+    );
+    other
+        .batch_execute("ALTER TABLE rooms_away RENAME TO rooms")
+        .unwrap();
+    readiness(app, 200).await;
+}
+
+#[actix_rt::test]
+async fn readiness_asks_whether_sqlite_takes_writes_without_waiting_for_its_lock() {
+    use diesel::{connection::SimpleConnection as _, Connection as _};
+
+    let app = app::start();
+    let url = format!("sqlite://{}", app.data_dir().join("roomstate.db").display());
+    readiness_follows_whether_the_store_takes_writes(&app, &url).await;
+
+    // Another program writing (it holds the write lock) does not make the store look down: it
+    // takes writes, in turn. Nor does the probe wait for the lock (the connections' 5 s
+    // `busy_timeout` is longer than the probe's 2 s: a waiting probe would say 503).
+    let path = app.data_dir().join("roomstate.db");
+    let mut writer = diesel::SqliteConnection::establish(&path.display().to_string()).unwrap();
+    writer.batch_execute("BEGIN IMMEDIATE").unwrap();
+    for _ in 0..8 {
+        let (status, ready) = app.get("/readyz").await;
+        assert_eq!(status, 200, "{ready}");
+    }
+    writer.batch_execute("ROLLBACK").unwrap();
+    // The probes put their connections back as they were: a close writes its record.
+    let room = app.create_room("after the probes").await;
+    let (status, closed) = app.close_room(&room).await;
+    assert_eq!(status, 200, "{closed}");
+}
+
+#[actix_rt::test]
+async fn readiness_asks_whether_mariadb_takes_writes() {
+    let db = TestDatabase::create();
+    let app = app::builder().setting("STORE__URL", db.url()).start();
+    readiness_follows_whether_the_store_takes_writes(&app, &db.url()).await;
 }
 
 /// The engine's threads are named for what they do, so `top -H`, a profile and the load tool's

@@ -242,11 +242,3 @@ pub fn votes(conn: &mut DbConnection, id: &RoomId) -> Result<Vec<(UserName, Side
         .map(VoteRow::into_vote)
         .collect()
 }
-
-/// One cheap round trip.
-pub fn check(conn: &mut DbConnection) -> Result<(), StoreError> {
-    diesel::sql_query("SELECT 1")
-        .execute(conn)
-        .map(drop)
-        .map_err(query_failed)
-}
