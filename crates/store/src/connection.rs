@@ -38,7 +38,7 @@ const MYSQL_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations
 /// transaction holds), so a statement that cannot go on fails on the server and frees its
 /// connection (`Store::open_with_timeout`).
 #[cfg(feature = "mysql")]
-fn mysql_setup(lock_wait_s: u64) -> String {
+pub(crate) fn mysql_setup(lock_wait_s: u64) -> String {
     format!(
         "SET SESSION sql_mode = 'TRADITIONAL', lock_wait_timeout = {lock_wait_s}, \
          innodb_lock_wait_timeout = {lock_wait_s}"

@@ -217,7 +217,9 @@ impl Store {
     /// Whether the store takes writes (a write of nothing that waits for no lock), for
     /// `/readyz`.
     pub async fn check(&self) -> Result<(), StoreError> {
-        self.run(write_probe::takes_writes).await
+        let lock_wait_s = lock_wait_s(self.timeout);
+        self.run(move |conn| write_probe::takes_writes(conn, lock_wait_s))
+            .await
     }
 
     /// Runs `query` with a pooled connection on the blocking thread pool.

@@ -8,9 +8,11 @@
 //!   record being written, another program's transaction) means the file takes writes, in turn;
 //!   anything else that refuses (a read-only file, a missing table, an I/O error) means it does
 //!   not. The connection's `busy_timeout` is put back afterwards.
-//! - MySQL needs no lock another transaction could hold for an `UPDATE` that matches no row (the
-//!   only lock it takes is a gap lock, which nothing else conflicts with), so it is refused at
-//!   once by a read-only server, a user without the right, or a missing table.
+//! - MySQL needs no row lock another transaction could hold for an `UPDATE` that matches no row
+//!   (the only lock it takes is a gap lock, which nothing else conflicts with), so a read-only
+//!   server, a user without the right or a missing table refuses it at once. A table or global
+//!   lock (`LOCK TABLES`, `FLUSH TABLES WITH READ LOCK`, an `ALTER` under way) is waited for at
+//!   most a second, not the connection's `lock_wait_s`, which is put back afterwards.
 
 #[cfg(feature = "mysql")]
 use diesel::mysql::MysqlConnection;
@@ -21,13 +23,17 @@ use diesel::{
     sqlite::SqliteConnection,
 };
 
+#[cfg(feature = "mysql")]
+use super::connection;
 use super::{connection::DbConnection, records::query_failed, schema::rooms, StoreError};
 
-/// `Ok` when the store takes writes (see the module's notes).
-pub(crate) fn takes_writes(conn: &mut DbConnection) -> Result<(), StoreError> {
+/// `Ok` when the store takes writes (see the module's notes). `lock_wait_s`: a MySQL
+/// connection's own lock waits, put back after the probe's.
+#[cfg_attr(not(feature = "mysql"), allow(unused_variables))]
+pub(crate) fn takes_writes(conn: &mut DbConnection, lock_wait_s: u64) -> Result<(), StoreError> {
     match conn {
         #[cfg(feature = "mysql")]
-        DbConnection::Mysql(c) => mysql(c),
+        DbConnection::Mysql(c) => mysql(c, lock_wait_s),
         DbConnection::Sqlite(c) => sqlite(c),
     }
 }
@@ -44,12 +50,12 @@ macro_rules! write_nothing {
 fn sqlite(c: &mut SqliteConnection) -> Result<(), StoreError> {
     c.batch_execute("PRAGMA busy_timeout = 0")
         .map_err(query_failed)?;
-    let probed = match c.batch_execute("BEGIN IMMEDIATE") {
-        Ok(()) => {
-            let written = write_nothing!(&mut *c);
-            let rolled_back = c.batch_execute("ROLLBACK");
-            written.map(drop).and(rolled_back).map_err(query_failed)
-        }
+    let probed = c.immediate_transaction::<(), DieselError, _>(|c| {
+        write_nothing!(c)?;
+        Err(DieselError::RollbackTransaction)
+    });
+    let probed = match probed {
+        Ok(()) | Err(DieselError::RollbackTransaction) => Ok(()),
         Err(error) if is_busy(&error) => Ok(()),
         Err(error) => Err(query_failed(error)),
     };
@@ -65,13 +71,19 @@ fn is_busy(error: &DieselError) -> bool {
 }
 
 #[cfg(feature = "mysql")]
-fn mysql(c: &mut MysqlConnection) -> Result<(), StoreError> {
+fn mysql(c: &mut MysqlConnection, lock_wait_s: u64) -> Result<(), StoreError> {
+    c.batch_execute("SET SESSION lock_wait_timeout = 1, innodb_lock_wait_timeout = 1")
+        .map_err(query_failed)?;
     let probed = c.transaction::<(), DieselError, _>(|c| {
         write_nothing!(c)?;
         Err(DieselError::RollbackTransaction)
     });
-    match probed {
+    let probed = match probed {
         Ok(()) | Err(DieselError::RollbackTransaction) => Ok(()),
         Err(error) => Err(query_failed(error)),
-    }
+    };
+    let restored = c
+        .batch_execute(&connection::mysql_setup(lock_wait_s))
+        .map_err(query_failed);
+    probed.and(restored)
 }
