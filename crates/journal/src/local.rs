@@ -453,8 +453,15 @@ fn append(
             None => stored_next(conn, room)?,
         };
         if event.seq < expected {
+            // Already durable: a retry, which must be the event stored (the journal's contract).
+            if let Some(why) = differs_from_stored(conn, event)? {
+                return Ok(Err(JournalError::Corrupt(format!(
+                    "room {room}: seq {} sent again {why} than is stored",
+                    event.seq
+                ))));
+            }
             mine.insert(room, expected);
-            continue; // already durable: a retry
+            continue;
         }
         if event.seq > expected {
             return Ok(Err(JournalError::Corrupt(format!(
@@ -534,6 +541,34 @@ fn write_snapshot(
     )
     .execute(conn)?;
     Ok(Ok(()))
+}
+
+/// How `event`, sent again, differs from the stored event of its seq, if it does. One a snapshot
+/// trimmed away cannot be compared: the room's owner made it durable before the snapshot.
+fn differs_from_stored(
+    conn: &mut SqliteConnection,
+    event: &Event,
+) -> Result<Option<&'static str>, diesel::result::Error> {
+    let Ok(seq) = i64::try_from(event.seq) else {
+        return Ok(Some("with a seq out of range"));
+    };
+    let stored = events::table
+        .filter(events::room_id.eq(event.room.as_str()))
+        .filter(events::seq.eq(seq))
+        .select((events::kind, events::at_ms))
+        .first::<(String, i64)>(conn)
+        .optional()?;
+    let Some((kind, at_ms)) = stored else {
+        return Ok(None);
+    };
+    let sent = serde_json::to_string(&event.kind).unwrap_or_default();
+    Ok(if kind != sent {
+        Some("with other content")
+    } else if at_ms != event.at.timestamp_millis() {
+        Some("with another time")
+    } else {
+        None
+    })
 }
 
 /// The seq a room's next new event must have, from what is stored.

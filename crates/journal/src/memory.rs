@@ -240,6 +240,23 @@ impl MemoryJournal {
                     event.room, event.seq, expected
                 )));
             }
+            // A retry must be the event stored (one a snapshot trimmed cannot be compared).
+            let stored = (event.seq < *expected)
+                .then(|| rooms.get(&event.room))
+                .flatten()
+                .and_then(|log| {
+                    let at = log
+                        .events
+                        .binary_search_by_key(&event.seq, |e| e.seq)
+                        .ok()?;
+                    log.events.get(at)
+                });
+            if stored.is_some_and(|stored| stored != event) {
+                return Err(JournalError::Corrupt(format!(
+                    "room {}: seq {} sent again with other content than is stored",
+                    event.room, event.seq
+                )));
+            }
             *expected = (*expected).max(event.seq + 1);
         }
         for event in events {
@@ -400,14 +417,26 @@ mod tests {
     async fn retries_do_not_duplicate_and_gaps_are_refused() {
         let journal = MemoryJournal::new();
         let room = RoomId::parse("r_m").unwrap();
+        let first = vec![event(&room, 1), event(&room, 2)];
+        journal.append(Epoch::NONE, first.clone()).await.unwrap();
         journal
-            .append(Epoch::NONE, vec![event(&room, 1), event(&room, 2)])
+            .append(Epoch::NONE, vec![first[1].clone(), event(&room, 3)])
             .await
             .unwrap();
-        journal
-            .append(Epoch::NONE, vec![event(&room, 2), event(&room, 3)])
-            .await
-            .unwrap();
+        assert_eq!(journal.events(&room).len(), 3);
+        // A retry must be the event stored: another one under its seq is corrupt, and the
+        // batch writes nothing.
+        let mut other = first[1].clone();
+        other.kind = EventKind::Left {
+            user: UserName::parse("someone-else").unwrap(),
+        };
+        let refused = journal
+            .append(Epoch::NONE, vec![other, event(&room, 4)])
+            .await;
+        assert!(
+            matches!(&refused, Err(JournalError::Corrupt(why)) if why.contains("seq 2 sent again")),
+            "{refused:?}"
+        );
         assert_eq!(journal.events(&room).len(), 3);
         assert!(journal
             .append(Epoch::NONE, vec![event(&room, 5)])

@@ -114,6 +114,49 @@ async fn re_appending_stored_events_does_not_duplicate() {
 }
 
 #[actix_rt::test]
+async fn an_event_sent_again_with_other_content_is_corrupt_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, _) = open(&dir.path().join("journal.db"));
+    let r = room("r_conflict");
+    let first = events(&r, 1..=4);
+    journal.append(Epoch::NONE, first.clone()).await.unwrap();
+    let mut other = first[3].clone();
+    other.kind = EventKind::Said {
+        user: UserName::parse("alice").unwrap(),
+        text: "not what was stored".into(),
+        key: None,
+    };
+    let mut later = first[3].clone();
+    later.at += chrono::Duration::seconds(1);
+    for changed in [other, later] {
+        let refused = journal
+            .append(Epoch::NONE, vec![first[2].clone(), changed, event(&r, 5)])
+            .await;
+        assert!(
+            matches!(&refused, Err(JournalError::Corrupt(why)) if why.contains("seq 4 sent again")),
+            "{refused:?}"
+        );
+    }
+    // Nothing of the refused appends was written; the same events again are a plain retry.
+    journal
+        .append(Epoch::NONE, vec![first[3].clone(), event(&r, 5)])
+        .await
+        .unwrap();
+    let logs = journal.recover().await.unwrap();
+    assert_eq!(logs[0].events[..4], first[..]);
+    assert_eq!(logs[0].events.len(), 5);
+    // An event a snapshot trimmed cannot be compared, and is taken as the retry it is.
+    journal
+        .snapshot(Epoch::NONE, snapshot_of(&r, 5))
+        .await
+        .unwrap();
+    journal
+        .append(Epoch::NONE, vec![first[0].clone(), event(&r, 6)])
+        .await
+        .unwrap();
+}
+
+#[actix_rt::test]
 async fn an_append_that_leaves_a_gap_is_refused_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (journal, _) = open(&dir.path().join("journal.db"));
