@@ -38,26 +38,28 @@ pub(crate) fn takes_writes(conn: &mut DbConnection, lock_wait_s: u64) -> Result<
     }
 }
 
-/// The write of nothing, on the table final records go to.
+/// The write of nothing, on the table final records go to, in a transaction `$begin` opens
+/// (`transaction`, `immediate_transaction`) and rolled back: `Ok` when the store took it.
 macro_rules! write_nothing {
-    ($c:expr) => {
-        diesel::update(rooms::table.filter(rooms::id.eq("")))
-            .set(rooms::title.eq(rooms::title))
-            .execute($c)
+    ($c:expr, $begin:ident) => {
+        match $c.$begin::<(), DieselError, _>(|c| {
+            diesel::update(rooms::table.filter(rooms::id.eq("")))
+                .set(rooms::title.eq(rooms::title))
+                .execute(c)?;
+            Err(DieselError::RollbackTransaction)
+        }) {
+            Ok(()) | Err(DieselError::RollbackTransaction) => Ok(()),
+            Err(error) => Err(error),
+        }
     };
 }
 
 fn sqlite(c: &mut SqliteConnection) -> Result<(), StoreError> {
     c.batch_execute("PRAGMA busy_timeout = 0")
         .map_err(query_failed)?;
-    let probed = c.immediate_transaction::<(), DieselError, _>(|c| {
-        write_nothing!(c)?;
-        Err(DieselError::RollbackTransaction)
-    });
-    let probed = match probed {
-        Ok(()) | Err(DieselError::RollbackTransaction) => Ok(()),
-        Err(error) if is_busy(&error) => Ok(()),
-        Err(error) => Err(query_failed(error)),
+    let probed = match write_nothing!(c, immediate_transaction) {
+        Err(error) if !is_busy(&error) => Err(query_failed(error)),
+        _ => Ok(()),
     };
     // The connection's own settings back, whatever the probe found.
     let restored = roomstate_sqlite::setup(c).map_err(query_failed);
@@ -74,14 +76,7 @@ fn is_busy(error: &DieselError) -> bool {
 fn mysql(c: &mut MysqlConnection, lock_wait_s: u64) -> Result<(), StoreError> {
     c.batch_execute("SET SESSION lock_wait_timeout = 1, innodb_lock_wait_timeout = 1")
         .map_err(query_failed)?;
-    let probed = c.transaction::<(), DieselError, _>(|c| {
-        write_nothing!(c)?;
-        Err(DieselError::RollbackTransaction)
-    });
-    let probed = match probed {
-        Ok(()) | Err(DieselError::RollbackTransaction) => Ok(()),
-        Err(error) => Err(query_failed(error)),
-    };
+    let probed = write_nothing!(c, transaction).map_err(query_failed);
     let restored = c
         .batch_execute(&connection::mysql_setup(lock_wait_s))
         .map_err(query_failed);

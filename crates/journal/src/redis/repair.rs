@@ -87,13 +87,6 @@ pub(super) fn stream_top(reply: RedisResult<Value>) -> Result<u64, String> {
     entry::seq_of(&id).ok_or_else(|| format!("last-generated-id {id} is not <seq>-0"))
 }
 
-/// What a repair did.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub(super) struct Repaired {
-    pub(super) rooms: usize,
-    pub(super) events: u64,
-}
-
 /// Where a repair runs and how it makes its writes durable.
 pub(super) struct Target<'a> {
     pub(super) conn: &'a mut MultiplexedConnection,
@@ -112,7 +105,7 @@ pub(super) async fn run(
     target: Target<'_>,
     recent: &mut Recent,
     metrics: &JournalMetrics,
-) -> Result<Repaired, JournalError> {
+) -> Result<(), JournalError> {
     let Target {
         conn,
         primary,
@@ -158,7 +151,7 @@ pub(super) async fn run(
         }
     }
     if missing.is_empty() {
-        return Ok(Repaired::default());
+        return Ok(());
     }
 
     // One EVAL per room and at most MAX_BATCH_EVENTS events (the script checks the lease each
@@ -244,8 +237,7 @@ pub(super) async fn run(
     // Counted once they are on the primary, before the replicas are checked: if WAIT falls
     // short, the next connection's repair finds them there and does not count them again. The
     // refused ones are counted once too: their rooms leave the record here.
-    let mut repaired = Repaired::default();
-    let mut refused = 0;
+    let (mut repaired_rooms, mut repaired, mut refused) = (0, 0, 0);
     let mut stale = Vec::new();
     for (room, first, last, outcome) in &rooms {
         if outcome.refused > 0 {
@@ -265,8 +257,8 @@ pub(super) async fn run(
                 events = outcome.kept, redis.primary = %shown,
                 "re-appended acknowledged events the primary lacked"
             );
-            repaired.rooms += 1;
-            repaired.events += outcome.kept;
+            repaired_rooms += 1;
+            repaired += outcome.kept;
         }
     }
     for room in &stale {
@@ -275,13 +267,13 @@ pub(super) async fn run(
     metrics
         .repaired_events
         .with_label_values(&[shown.as_str()])
-        .inc_by(repaired.events);
+        .inc_by(repaired);
     metrics
         .unrepairable_events
         .with_label_values(&[shown.as_str()])
         .inc_by(refused);
     tracing::warn!(
-        rooms = repaired.rooms, events = repaired.events, refused, redis.primary = %shown,
+        rooms = repaired_rooms, events = repaired, refused, redis.primary = %shown,
         "repaired the primary: it lacked acknowledged events (a failover lost them)"
     );
     if min_acks > 0 {
@@ -293,7 +285,7 @@ pub(super) async fn run(
             )));
         }
     }
-    Ok(repaired)
+    Ok(())
 }
 
 /// What `repair.lua` did with one room's events.
